@@ -1,0 +1,128 @@
+"""The vocabulary shared by every source adapter and the server.
+
+Adapters talk to one upstream and return plain data; they never import from
+``server``. The server imports this module to drive them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+# Sync state is whatever an adapter needs to resume (a token, validators,
+# per-href etags). It is stored as JSON, so it must stay JSON-shaped.
+SyncState = Mapping[str, object]
+
+
+class FbproxyError(Exception):
+    """Root of every error fbproxy raises on purpose."""
+
+
+class AdapterError(FbproxyError):
+    """An upstream could not be synced; ``source`` names which one."""
+
+    def __init__(self, message: str, *, source: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.source = source
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.message}" if self.source else self.message
+
+
+class AuthExpired(AdapterError):
+    """Credentials were refused; a human must re-authorize the source."""
+
+
+class SyncTokenInvalid(AdapterError):
+    """The stored token or validators are no longer accepted; do a full sync."""
+
+
+class UpstreamUnavailable(AdapterError):
+    """A transient failure (network, timeout, 5xx); retry with backoff."""
+
+
+class BadUpstreamData(AdapterError):
+    """The upstream answered, but with something we cannot use."""
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One upstream object: an iCalendar text holding every component of one UID."""
+
+    key: str
+    ical: str
+    etag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedItem:
+    """An upstream object that was left out, and why (reported, never fatal)."""
+
+    key: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeSet:
+    """What changed upstream since the state the adapter was given.
+
+    ``full`` means ``upserted`` is the complete content of the source: every
+    stored item not in it is gone. ``unchanged`` means nothing was fetched at
+    all (304, same mtime, same sync token); the state may still be updated.
+    """
+
+    state: SyncState
+    upserted: tuple[Item, ...] = ()
+    deleted: tuple[str, ...] = ()
+    full: bool = False
+    unchanged: bool = False
+    skipped: tuple[SkippedItem, ...] = ()
+    bytes_received: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a source kind can do, so callers ask instead of guessing."""
+
+    incremental: bool = False
+    push: bool = False
+    holds: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A tentative event fbproxy writes upstream for a booking."""
+
+    booking_id: str
+    start_utc: str
+    end_utc: str
+    title: str
+    description: str = ""
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class HoldRef:
+    """Where a hold landed upstream, enough to delete it later."""
+
+    booking_id: str
+    ref: str
+    etag: str | None = None
+
+
+@runtime_checkable
+class SourceAdapter(Protocol):
+    """The contract every upstream kind implements."""
+
+    name: str
+    capabilities: Capabilities
+
+    async def sync(self, state: SyncState) -> ChangeSet:
+        """Return what changed since ``state`` (empty state: everything)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and threads."""
+        ...

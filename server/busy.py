@@ -1,0 +1,65 @@
+"""Queries for a merged calendar: its busy timeline and how fresh its sources are."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from server.availability import BusyInterval, merge_busy
+from server.config import CalendarConfig
+from server.runtime import Runtime
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFreshness:
+    name: str
+    last_success: int | None
+    age_seconds: int | None
+    stale: bool
+    needs_reauth: bool
+    last_error: str | None
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "last_success": iso(self.last_success) if self.last_success else None,
+            "age_seconds": self.age_seconds,
+            "stale": self.stale,
+            "needs_reauth": self.needs_reauth,
+            "last_error": self.last_error,
+        }
+
+
+def iso(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def merged_busy(runtime: Runtime, calendar: CalendarConfig, start: int,
+                      end: int) -> list[BusyInterval]:
+    rows = await runtime.store.busy_rows(runtime.ids_of(calendar.sources), start, end)
+    return merge_busy(BusyInterval(r.start, r.end, r.status) for r in rows)
+
+
+async def freshness(runtime: Runtime, calendar: CalendarConfig) -> list[SourceFreshness]:
+    """Each source's last success and whether it is past its ``stale_after``."""
+    now = int(runtime.clock.now().timestamp())
+    records = {r.name: r for r in await runtime.store.sources()}
+    result = []
+    for name in calendar.sources:
+        source = runtime.config.source(name)
+        record = records.get(name)
+        last = record.last_success if record else None
+        age = now - last if last is not None else None
+        stale = age is None or age > source.stale_after.total_seconds()
+        result.append(SourceFreshness(
+            name=name, last_success=last, age_seconds=age, stale=stale,
+            needs_reauth=bool(record and record.needs_reauth),
+            last_error=record.last_error if record else None))
+    return result
+
+
+async def last_change(runtime: Runtime, calendar: CalendarConfig) -> int:
+    """When the calendar's data last changed (feeds' DTSTAMP and Last-Modified)."""
+    records = await runtime.store.sources()
+    changes = [r.last_change for r in records if r.name in calendar.sources and r.last_change]
+    return max(changes, default=0)

@@ -1,0 +1,196 @@
+"""The `fbproxy` command: serve, check-config, sync, urls, status."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from adapters.base import FbproxyError
+from server.app import create_app
+from server.busy import iso
+from server.clock import SystemClock
+from server.config import Config, load_config
+from server.errors import ConfigError
+from server.runtime import Runtime, open_runtime
+from server.sync import SyncOutcome
+from server.web import RedactingAccessLogger
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+# syslog priorities; journald reads a "<N>" prefix on each stderr line.
+_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
+             logging.CRITICAL: 2}
+
+
+class JournaldFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{_PRIORITY.get(record.levelno, 6)}>{super().format(record)}"
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if os.environ.get("JOURNAL_STREAM"):
+        # journald stamps lines itself.
+        handler.setFormatter(JournaldFormatter("%(name)s: %(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fbproxy", description="A self-hosted free/busy proxy.")
+    parser.add_argument("--log-level", default="info",
+                        choices=["debug", "info", "warning", "error"])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("--config", default=os.environ.get("FBPROXY_CONFIG", "config.toml"),
+                         help="config file (default: $FBPROXY_CONFIG or ./config.toml)")
+        return sub
+
+    serve = command("serve", "run the server")
+    serve.add_argument("--listen", help="HOST:PORT, overrides server.listen")
+    command("check-config", "validate the config and exit")
+    sync = command("sync", "sync sources once and exit (non-zero if any failed)")
+    sync.add_argument("--source", action="append", help="only this source (repeatable)")
+    command("urls", "print every feed and API URL with its secret")
+    command("status", "print each source's last sync, age and error")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        config = load_config(args.config)
+        if args.command == "check-config":
+            return _check_config(config)
+        if args.command == "serve":
+            return _serve(config, args.listen)
+        return asyncio.run(_offline_command(args.command, config, args))
+    except ConfigError as exc:
+        print(exc.report(), file=sys.stderr)
+        return EXIT_CONFIG
+    except FbproxyError as exc:
+        print(f"fbproxy: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _check_config(config: Config) -> int:
+    enabled = sum(1 for s in config.sources if s.enabled)
+    print(f"{config.path}: ok ({len(config.sources)} sources, {enabled} enabled, "
+          f"{len(config.calendars)} calendars)")
+    return EXIT_OK
+
+
+def _serve(config: Config, listen: str | None) -> int:
+    host, port = config.server.listen_host, config.server.listen_port
+    if listen:
+        host, _, port_text = listen.rpartition(":")
+        host = host.strip("[]")
+        if not host or not port_text.isdigit():
+            print(f"--listen {listen!r} is not HOST:PORT", file=sys.stderr)
+            return EXIT_CONFIG
+        port = int(port_text)
+    app = create_app(config)
+    logging.getLogger("fbproxy").info("listening on http://%s:%d (base_url %s)", host, port,
+                                      config.server.base_url)
+    web.run_app(app, host=host, port=port, print=None,
+                access_log_class=RedactingAccessLogger,
+                access_log=logging.getLogger("fbproxy.access"))
+    return EXIT_OK
+
+
+async def _offline_command(command: str, config: Config, args: argparse.Namespace) -> int:
+    async with open_runtime(config, clock=SystemClock()) as runtime:
+        if command == "sync":
+            return await _sync(runtime, args.source)
+        if command == "urls":
+            _print_urls(runtime)
+            return EXIT_OK
+        return await _status(runtime)
+
+
+async def _sync(runtime: Runtime, names: list[str] | None) -> int:
+    unknown = sorted(set(names or ()) - set(runtime.sync.syncers))
+    if unknown:
+        print(f"no enabled source named {', '.join(unknown)}", file=sys.stderr)
+        return EXIT_CONFIG
+    total = len(names) if names else len(runtime.sync.syncers)
+    done = 0
+
+    def progress(outcome: SyncOutcome) -> None:
+        nonlocal done
+        done += 1
+        print(f"[{done}/{total}] {_outcome_line(outcome)}", file=sys.stderr, flush=True)
+
+    print(f"syncing {total} source(s)…", file=sys.stderr, flush=True)
+    outcomes = await runtime.sync.run_all_once(names, on_done=progress)
+    failed = [o for o in outcomes if not o.ok]
+    print(f"{total - len(failed)} ok, {len(failed)} failed", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _outcome_line(outcome: SyncOutcome) -> str:
+    if not outcome.ok:
+        return f"{outcome.source}: FAILED: {outcome.error}"
+    what = "unchanged" if outcome.unchanged else (
+        f"{outcome.expanded} updated, {outcome.deleted} deleted")
+    skipped = f", {len(outcome.skipped)} skipped" if outcome.skipped else ""
+    return (f"{outcome.source}: ok, {outcome.items} items, {what}{skipped} "
+            f"({outcome.seconds:.2f}s, {outcome.bytes_received} bytes)")
+
+
+def _print_urls(runtime: Runtime) -> None:
+    base = runtime.config.server.base_url
+    for calendar in runtime.config.calendars:
+        secret = runtime.calendar_secrets[calendar.name]
+        feed = f"{base}/feeds/{secret}"
+        webcal = feed.replace("https://", "webcal://", 1).replace("http://", "webcal://", 1)
+        print(f"calendar {calendar.name} (sources: {', '.join(calendar.sources)})")
+        print(f"  busy feed (subscribe):  {feed}/busy.ics")
+        print(f"  webcal link:            {webcal}/busy.ics")
+        print(f"  free/busy (VFREEBUSY):  {feed}/freebusy.ics")
+        print(f"  JSON API:               curl -H 'Authorization: Bearer {secret}' "
+              f"'{base}/api/v1/freebusy?calendar={calendar.name}'")
+
+
+async def _status(runtime: Runtime) -> int:
+    now = int(runtime.clock.now().timestamp())
+    records = {r.name: r for r in await runtime.store.sources()}
+    print(f"{'source':<20} {'kind':<8} {'items':>6} {'last success':<21} {'age':>8}  state")
+    worst = EXIT_OK
+    for source in runtime.config.sources:
+        record = records.get(source.name)
+        last = record.last_success if record else None
+        age = f"{now - last}s" if last else "-"
+        if not source.enabled:
+            state = "disabled"
+        elif record and record.needs_reauth:
+            state, worst = f"NEEDS RE-AUTHORIZATION: {record.last_error}", EXIT_FAILED
+        elif record and record.last_error:
+            state, worst = f"failing ({record.consecutive_failures}x): {record.last_error}", \
+                EXIT_FAILED
+        elif last is None:
+            state = "never synced"
+        elif now - last > source.stale_after.total_seconds():
+            state, worst = "STALE", EXIT_FAILED
+        else:
+            state = "ok"
+        items = record.item_count if record else 0
+        print(f"{source.name:<20} {source.kind:<8} {items:>6} "
+              f"{iso(last) if last else '-':<21} {age:>8}  {state}")
+    return worst
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Errors raised by the server side; all descend from ``FbproxyError``."""
+
+from __future__ import annotations
+
+from adapters.base import FbproxyError
+
+
+class ConfigError(FbproxyError):
+    """The config file is unusable; ``problems`` lists every issue found."""
+
+    def __init__(self, problems: list[str], *, path: str = "") -> None:
+        self.problems = problems
+        self.path = path
+        where = f"{path}: " if path else ""
+        super().__init__(where + "; ".join(problems))
+
+    def report(self) -> str:
+        head = f"config {self.path} has {len(self.problems)} problem(s):"
+        return "\n".join([head, *(f"  - {p}" for p in self.problems)])
+
+
+class StoreError(FbproxyError):
+    """The database is unusable (wrong version, corrupt, not writable)."""
+
+
+class RequestError(FbproxyError):
+    """A client's request cannot be served; rendered once by the web middleware."""
+
+    def __init__(self, status: int, reason: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = headers or {}

@@ -1,0 +1,163 @@
+"""One stored iCalendar item → the busy instances it causes in a window.
+
+This is CPU work (parsing, recurrence expansion): callers run it in a thread
+executor, once per changed item, and store the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import recurring_ical_events
+from icalendar import Calendar, Component
+
+from server.store import STATUS_BUSY, STATUS_TENTATIVE, BusyRow
+
+# An item cannot make more busy rows than this in one window; a FREQ=SECONDLY
+# rule from a hostile feed would otherwise fill the disk.
+MAX_INSTANCES_PER_ITEM = 5000
+# Non-recurring events are stored whatever their date (one row each); this only
+# bounds the search.
+SINGLE_EVENT_LIMIT = timedelta(days=365 * 30)
+# Floating times are compared by the library before we place them in a zone.
+_PAD = timedelta(days=2)
+
+
+class BadItem(ValueError):
+    """The item cannot be read; it is skipped and reported, never fatal."""
+
+
+@dataclass(frozen=True, slots=True)
+class Expansion:
+    instances: tuple[BusyRow, ...]
+    recurring: bool
+    truncated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ExpandContext:
+    """Everything expansion needs besides the item: the source's zone and owner."""
+
+    zone: ZoneInfo
+    window_start: datetime
+    window_end: datetime
+    owner_emails: frozenset[str] = frozenset()
+
+
+def parse_item(ical: str) -> Calendar:
+    try:
+        return Calendar.from_ical(ical)
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise BadItem(f"not valid iCalendar: {exc}") from exc
+
+
+def is_recurring(calendar: Calendar) -> bool:
+    return any("RRULE" in c or "RDATE" in c for c in calendar.walk("VEVENT"))
+
+
+def expand_item(ical: str, context: ExpandContext) -> Expansion:
+    """The busy instances of one item; raises BadItem when it cannot be read."""
+    calendar = parse_item(ical)
+    recurring = is_recurring(calendar)
+    limit = context.window_end if recurring else context.window_start + SINGLE_EVENT_LIMIT
+    rows: list[BusyRow] = []
+    truncated = False
+    try:
+        for row in _event_rows(calendar, context, limit):
+            if len(rows) >= MAX_INSTANCES_PER_ITEM:
+                truncated = True
+                break
+            rows.append(row)
+        rows.extend(_freebusy_rows(calendar, context))
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+        raise BadItem(f"cannot expand: {exc}") from exc
+    return Expansion(instances=tuple(rows), recurring=recurring, truncated=truncated)
+
+
+def _event_rows(calendar: Calendar, context: ExpandContext, limit: datetime) -> Iterator[BusyRow]:
+    query = recurring_ical_events.of(calendar, skip_bad_series=True)
+    window_start = int(context.window_start.timestamp())
+    window_limit = int(limit.timestamp())
+    for occurrence in query.after(context.window_start - _PAD):
+        start = to_utc(occurrence.start, context.zone)
+        if start > limit + _PAD:
+            break
+        status = busy_status(occurrence, context.owner_emails)
+        if status is None:
+            continue
+        start_ts = int(start.timestamp())
+        end_ts = int(to_utc(occurrence.end, context.zone).timestamp())
+        if end_ts <= start_ts or end_ts <= window_start or start_ts >= window_limit:
+            continue
+        yield BusyRow(start_ts, end_ts, status)
+
+
+def busy_status(event: Component, owner_emails: frozenset[str]) -> str | None:
+    """DESIGN.md's rule: None when the event does not block time."""
+    if str(event.get("TRANSP", "OPAQUE")).upper() == "TRANSPARENT":
+        return None
+    status = str(event.get("STATUS", "CONFIRMED")).upper()
+    if status == "CANCELLED":
+        return None
+    owner_reply = _owner_partstat(event, owner_emails)
+    if owner_reply == "DECLINED":
+        return None
+    if status == "TENTATIVE" or owner_reply == "TENTATIVE":
+        return STATUS_TENTATIVE
+    return STATUS_BUSY
+
+
+def _owner_partstat(event: Component, owner_emails: frozenset[str]) -> str | None:
+    if not owner_emails:
+        return None
+    for attendee in _as_list(event.get("ATTENDEE")):
+        address = str(attendee).strip().lower().removeprefix("mailto:")
+        if address in owner_emails:
+            params = getattr(attendee, "params", {})
+            return str(params.get("PARTSTAT", "NEEDS-ACTION")).upper()
+    return None
+
+
+def _freebusy_rows(calendar: Calendar, context: ExpandContext) -> Iterator[BusyRow]:
+    """Published VFREEBUSY periods count too (some feeds only publish those)."""
+    window_start = int(context.window_start.timestamp())
+    for component in calendar.walk("VFREEBUSY"):
+        for prop in _as_list(component.get("FREEBUSY")):
+            fbtype = str(prop.params.get("FBTYPE", "BUSY")).upper()
+            if fbtype == "FREE":
+                continue
+            status = STATUS_TENTATIVE if fbtype == "BUSY-TENTATIVE" else STATUS_BUSY
+            for period in _periods(prop):
+                start, end_or_duration = period
+                end = start + end_or_duration if isinstance(end_or_duration,
+                                                            timedelta) else end_or_duration
+                start_ts = int(to_utc(start, context.zone).timestamp())
+                end_ts = int(to_utc(end, context.zone).timestamp())
+                if end_ts > start_ts and end_ts > window_start:
+                    yield BusyRow(start_ts, end_ts, status)
+
+
+def _periods(prop: Any) -> Iterable[tuple[datetime, datetime | timedelta]]:
+    value = prop.dt if hasattr(prop, "dt") else prop
+    if isinstance(value, tuple):
+        return [value]
+    return [p.dt if hasattr(p, "dt") else p for p in getattr(prop, "dts", [])]
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def to_utc(value: date | datetime, zone: ZoneInfo) -> datetime:
+    """All-day dates and floating times are read in the source's zone."""
+    if not isinstance(value, datetime):
+        return datetime.combine(value, time(), zone).astimezone(UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=zone).astimezone(UTC)
+    return value.astimezone(UTC)

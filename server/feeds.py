@@ -1,0 +1,84 @@
+"""iCalendar rendering of merged busy time, built with icalendar objects only.
+
+Nothing from an upstream event reaches these functions: they see time ranges
+and a status, so titles, attendees and descriptions cannot leak.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from icalendar import Calendar, Event, FreeBusy, vDuration
+
+from server.availability import TENTATIVE, BusyInterval
+
+PRODID = "-//fbproxy//fbproxy 0.1//EN"
+_SUMMARY = {"busy": "Busy", "tentative": "Tentative"}
+
+
+def _utc(ts: int) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def _calendar(name: str, refresh: timedelta) -> Calendar:
+    calendar = Calendar()
+    calendar.add("PRODID", PRODID)
+    calendar.add("VERSION", "2.0")
+    calendar.add("CALSCALE", "GREGORIAN")
+    calendar.add("METHOD", "PUBLISH")
+    calendar.add("X-WR-CALNAME", name)
+    # How often subscribers should come back (RFC 7986, and Outlook's spelling).
+    calendar.add("REFRESH-INTERVAL", refresh, parameters={"VALUE": "DURATION"})
+    calendar.add("X-PUBLISHED-TTL", vDuration(refresh))
+    return calendar
+
+
+def block_uid(calendar_name: str, block: BusyInterval) -> str:
+    key = f"{calendar_name}|{block.start}|{block.end}|{block.status}".encode()
+    return hashlib.sha256(key).hexdigest()[:32] + "@fbproxy"
+
+
+def render_busy_feed(calendar_name: str, blocks: Sequence[BusyInterval], *, stamp: datetime,
+                     refresh: timedelta) -> bytes:
+    """Busy blocks as opaque VEVENTs, for apps that subscribe to calendars."""
+    calendar = _calendar(calendar_name, refresh)
+    for block in blocks:
+        event = Event()
+        event.add("UID", block_uid(calendar_name, block))
+        event.add("DTSTAMP", stamp)
+        event.add("DTSTART", _utc(block.start))
+        event.add("DTEND", _utc(block.end))
+        event.add("SUMMARY", _SUMMARY[block.status])
+        event.add("TRANSP", "OPAQUE")
+        event.add("STATUS", "TENTATIVE" if block.status == TENTATIVE else "CONFIRMED")
+        event.add("CLASS", "PRIVATE")
+        calendar.add_component(event)
+    return bytes(calendar.to_ical())
+
+
+def render_freebusy(calendar_name: str, blocks: Sequence[BusyInterval], *, window_start: int,
+                    window_end: int, stamp: datetime, refresh: timedelta) -> bytes:
+    """One VFREEBUSY covering the window; periods clipped to it (RFC 5545 §3.6.4)."""
+    calendar = _calendar(calendar_name, refresh)
+    freebusy = FreeBusy()
+    freebusy.add("UID", f"freebusy-{hashlib.sha256(calendar_name.encode()).hexdigest()[:24]}"
+                        "@fbproxy")
+    freebusy.add("DTSTAMP", stamp)
+    freebusy.add("DTSTART", _utc(window_start))
+    freebusy.add("DTEND", _utc(window_end))
+    for block in clip(blocks, window_start, window_end):
+        fbtype = "BUSY-TENTATIVE" if block.status == TENTATIVE else "BUSY"
+        freebusy.add("FREEBUSY", [(_utc(block.start), _utc(block.end))],
+                     parameters={"FBTYPE": fbtype})
+    calendar.add_component(freebusy)
+    return bytes(calendar.to_ical())
+
+
+def clip(blocks: Sequence[BusyInterval], start: int, end: int) -> list[BusyInterval]:
+    """The parts of ``blocks`` inside [start, end)."""
+    return [
+        BusyInterval(max(b.start, start), min(b.end, end), b.status)
+        for b in blocks if b.end > start and b.start < end
+    ]

@@ -1,0 +1,344 @@
+"""The SQLite store: schema, migrations and every SQL statement fbproxy runs.
+
+Two connections: one writer (serialised by a lock, each change one
+``BEGIN IMMEDIATE`` transaction) and one reader, which under WAL sees only
+committed data, so a half-applied sync is never visible to an output.
+Times are stored as integer Unix seconds (UTC).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from server.errors import StoreError
+
+STATUS_BUSY = "busy"
+STATUS_TENTATIVE = "tentative"
+
+# Each entry moves the schema one version forward; never edit a released step.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE sources (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT '{}',
+        last_attempt INTEGER,
+        last_success INTEGER,
+        last_change INTEGER,
+        last_error TEXT,
+        consecutive_failures INTEGER NOT NULL DEFAULT 0,
+        needs_reauth INTEGER NOT NULL DEFAULT 0,
+        item_count INTEGER NOT NULL DEFAULT 0,
+        window_end INTEGER
+    );
+    CREATE TABLE items (
+        source_id INTEGER NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
+        item_key TEXT NOT NULL,
+        ical TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        etag TEXT,
+        recurring INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (source_id, item_key)
+    ) WITHOUT ROWID;
+    CREATE TABLE instances (
+        source_id INTEGER NOT NULL,
+        item_key TEXT NOT NULL,
+        start_ts INTEGER NOT NULL,
+        end_ts INTEGER NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('busy', 'tentative')),
+        CHECK (end_ts > start_ts),
+        FOREIGN KEY (source_id, item_key) REFERENCES items ON DELETE CASCADE
+    );
+    CREATE INDEX instances_by_item ON instances (source_id, item_key);
+    CREATE INDEX instances_by_range ON instances (source_id, end_ts, start_ts, status);
+    CREATE TABLE calendar_secrets (
+        calendar TEXT PRIMARY KEY,
+        secret TEXT NOT NULL,
+        created INTEGER NOT NULL
+    );
+    """,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BusyRow:
+    start: int
+    end: int
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredItem:
+    """An item ready to store, with the busy instances expanded from it."""
+
+    key: str
+    ical: str
+    content_hash: str
+    etag: str | None
+    recurring: bool
+    instances: tuple[BusyRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    id: int
+    name: str
+    kind: str
+    state: dict[str, Any]
+    last_attempt: int | None
+    last_success: int | None
+    last_change: int | None
+    last_error: str | None
+    consecutive_failures: int
+    needs_reauth: bool
+    item_count: int
+    window_end: int | None
+
+
+_SOURCE_COLUMNS = (
+    "id, name, kind, state, last_attempt, last_success, last_change, last_error, "
+    "consecutive_failures, needs_reauth, item_count, window_end"
+)
+
+
+def _source_record(row: Sequence[Any]) -> SourceRecord:
+    return SourceRecord(
+        id=row[0], name=row[1], kind=row[2], state=json.loads(row[3]), last_attempt=row[4],
+        last_success=row[5], last_change=row[6], last_error=row[7],
+        consecutive_failures=row[8], needs_reauth=bool(row[9]), item_count=row[10],
+        window_end=row[11],
+    )
+
+
+class Store:
+    """All persistent state. Create with ``await Store.open(path)``."""
+
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        self._writer = writer
+        self._reader = reader
+        self._write_lock = asyncio.Lock()
+        # Bumped after every committed change: output caches key on it.
+        self.generation = 0
+
+    @classmethod
+    async def open(cls, path: Path) -> Store:
+        _prepare_file(path)
+        try:
+            writer = await _connect(path)
+            await _migrate(writer)
+            reader = await _connect(path)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open database {path}: {exc}") from exc
+        return cls(writer, reader)
+
+    async def close(self) -> None:
+        await self._reader.close()
+        await self._writer.close()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._write_lock:
+            await self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._writer
+            except BaseException:
+                await self._writer.execute("ROLLBACK")
+                raise
+            await self._writer.execute("COMMIT")
+            self.generation += 1
+
+    # -- sources ---------------------------------------------------------
+
+    async def ensure_source(self, name: str, kind: str) -> int:
+        """The id of source ``name``; a changed kind starts it afresh."""
+        async with self._transaction() as db:
+            cursor = await db.execute("SELECT id, kind FROM sources WHERE name = ?", (name,))
+            row = await cursor.fetchone()
+            if row is not None and row[1] == kind:
+                return int(row[0])
+            if row is not None:
+                await db.execute("DELETE FROM sources WHERE id = ?", (row[0],))
+            cursor = await db.execute(
+                "INSERT INTO sources (name, kind) VALUES (?, ?) RETURNING id", (name, kind))
+            new_row = await cursor.fetchone()
+            assert new_row is not None
+            return int(new_row[0])
+
+    async def source(self, source_id: int) -> SourceRecord:
+        cursor = await self._reader.execute(
+            f"SELECT {_SOURCE_COLUMNS} FROM sources WHERE id = ?", (source_id,))
+        row = await cursor.fetchone()
+        if row is None:
+            raise StoreError(f"no source with id {source_id}")
+        return _source_record(row)
+
+    async def sources(self) -> list[SourceRecord]:
+        cursor = await self._reader.execute(f"SELECT {_SOURCE_COLUMNS} FROM sources ORDER BY name")
+        return [_source_record(row) for row in await cursor.fetchall()]
+
+    async def item_hashes(self, source_id: int) -> dict[str, str]:
+        cursor = await self._reader.execute(
+            "SELECT item_key, content_hash FROM items WHERE source_id = ?", (source_id,))
+        return {key: digest for key, digest in await cursor.fetchall()}
+
+    async def recurring_items(self, source_id: int) -> list[tuple[str, str]]:
+        cursor = await self._reader.execute(
+            "SELECT item_key, ical FROM items WHERE source_id = ? AND recurring = 1", (source_id,))
+        return [(key, ical) for key, ical in await cursor.fetchall()]
+
+    # -- writes ------------------------------------------------------------
+
+    async def apply_changes(
+        self, source_id: int, *, upserts: Sequence[StoredItem], deletes: Iterable[str],
+        state: dict[str, Any], now: int, window_end: int | None,
+    ) -> None:
+        """Apply one sync round atomically and mark the source healthy."""
+        async with self._transaction() as db:
+            await db.executemany(
+                "DELETE FROM items WHERE source_id = ? AND item_key = ?",
+                ((source_id, key) for key in deletes))
+            await self._write_items(db, source_id, upserts)
+            changed = 1 if upserts or deletes else 0
+            await db.execute(
+                """UPDATE sources SET state = ?, last_attempt = ?, last_success = ?,
+                       last_change = CASE WHEN ? THEN ? ELSE COALESCE(last_change, ?) END,
+                       last_error = NULL, consecutive_failures = 0, needs_reauth = 0,
+                       window_end = COALESCE(?, window_end),
+                       item_count = (SELECT COUNT(*) FROM items WHERE source_id = ?)
+                   WHERE id = ?""",
+                (json.dumps(state), now, now, changed, now, now, window_end, source_id, source_id))
+
+    async def replace_instances(self, source_id: int, items: Sequence[StoredItem],
+                                window_end: int) -> None:
+        """Re-store the instances of recurring items when the window moves on."""
+        async with self._transaction() as db:
+            await self._write_items(db, source_id, items)
+            await db.execute("UPDATE sources SET window_end = ? WHERE id = ?",
+                             (window_end, source_id))
+
+    @staticmethod
+    async def _write_items(db: aiosqlite.Connection, source_id: int,
+                           items: Sequence[StoredItem]) -> None:
+        await db.executemany(
+            "DELETE FROM instances WHERE source_id = ? AND item_key = ?",
+            ((source_id, item.key) for item in items))
+        await db.executemany(
+            """INSERT INTO items (source_id, item_key, ical, content_hash, etag, recurring)
+               VALUES (?, ?, ?, ?, ?, ?)
+               ON CONFLICT (source_id, item_key) DO UPDATE SET ical = excluded.ical,
+                   content_hash = excluded.content_hash, etag = excluded.etag,
+                   recurring = excluded.recurring""",
+            ((source_id, i.key, i.ical, i.content_hash, i.etag, int(i.recurring)) for i in items))
+        await db.executemany(
+            "INSERT INTO instances (source_id, item_key, start_ts, end_ts, status) "
+            "VALUES (?, ?, ?, ?, ?)",
+            ((source_id, i.key, row.start, row.end, row.status)
+             for i in items for row in i.instances))
+
+    async def record_unchanged(self, source_id: int, *, state: dict[str, Any], now: int) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                """UPDATE sources SET state = ?, last_attempt = ?, last_success = ?,
+                       last_error = NULL, consecutive_failures = 0, needs_reauth = 0
+                   WHERE id = ?""", (json.dumps(state), now, now, source_id))
+
+    async def record_failure(self, source_id: int, *, error: str, now: int,
+                             needs_reauth: bool = False) -> int:
+        """Remember a failed round; returns the number of failures in a row."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                """UPDATE sources SET last_attempt = ?, last_error = ?,
+                       consecutive_failures = consecutive_failures + 1, needs_reauth = ?
+                   WHERE id = ? RETURNING consecutive_failures""",
+                (now, error[:2000], int(needs_reauth), source_id))
+            row = await cursor.fetchone()
+            return int(row[0]) if row else 0
+
+    async def prune_instances(self, source_id: int, *, before: int) -> int:
+        """Drop instances that ended before ``before``; they can never matter again."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "DELETE FROM instances WHERE source_id = ? AND end_ts < ?", (source_id, before))
+            return cursor.rowcount
+
+    # -- reads for outputs -------------------------------------------------
+
+    async def busy_rows(self, source_ids: Sequence[int], start: int, end: int) -> list[BusyRow]:
+        """Every stored instance of these sources overlapping [start, end)."""
+        if not source_ids:
+            return []
+        marks = ",".join("?" * len(source_ids))
+        cursor = await self._reader.execute(
+            f"""SELECT start_ts, end_ts, status FROM instances
+                WHERE source_id IN ({marks}) AND end_ts > ? AND start_ts < ?""",
+            (*source_ids, start, end))
+        return [BusyRow(s, e, status) for s, e, status in await cursor.fetchall()]
+
+    async def calendar_secret(self, calendar: str, *, now: int) -> str:
+        """The generated secret of ``calendar``, created on first use."""
+        cursor = await self._reader.execute(
+            "SELECT secret FROM calendar_secrets WHERE calendar = ?", (calendar,))
+        row = await cursor.fetchone()
+        if row is not None:
+            return str(row[0])
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT OR IGNORE INTO calendar_secrets (calendar, secret, created) VALUES (?,?,?)",
+                (calendar, secrets.token_urlsafe(32), now))
+            cursor = await db.execute(
+                "SELECT secret FROM calendar_secrets WHERE calendar = ?", (calendar,))
+            row = await cursor.fetchone()
+            assert row is not None
+            return str(row[0])
+
+
+def _prepare_file(path: Path) -> None:
+    """Create the folder and file private to this user (the data is personal)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not path.exists():
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    except OSError as exc:
+        raise StoreError(f"cannot create database {path}: {exc.strerror}") from exc
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    db = await aiosqlite.connect(path, isolation_level=None)
+    await db.execute("PRAGMA journal_mode = WAL")
+    await db.execute("PRAGMA synchronous = NORMAL")
+    await db.execute("PRAGMA foreign_keys = ON")
+    await db.execute("PRAGMA busy_timeout = 5000")
+    return db
+
+
+async def _migrate(db: aiosqlite.Connection) -> None:
+    cursor = await db.execute("PRAGMA user_version")
+    row = await cursor.fetchone()
+    version = int(row[0]) if row else 0
+    if version > len(MIGRATIONS):
+        raise StoreError(f"database schema version {version} is newer than this fbproxy "
+                         f"understands ({len(MIGRATIONS)}); upgrade fbproxy")
+    for target, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        # executescript would COMMIT on its own; run statements inside our transaction.
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in (s.strip() for s in script.split(";")):
+                if statement:
+                    await db.execute(statement)
+            await db.execute(f"PRAGMA user_version = {target}")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+        await db.execute("COMMIT")

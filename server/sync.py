@@ -1,0 +1,257 @@
+"""The sync loop: one task per source, polling, backoff, expansion, storing.
+
+A source's failure is recorded and retried with backoff; it never touches
+another source, and its last good data keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, replace
+from datetime import timedelta
+
+from adapters.base import (
+    AdapterError,
+    AuthExpired,
+    ChangeSet,
+    Item,
+    SkippedItem,
+    SourceAdapter,
+    SyncTokenInvalid,
+)
+from server.clock import Clock
+from server.config import SourceConfig
+from server.expand import BadItem, ExpandContext, expand_item
+from server.store import SourceRecord, Store, StoredItem
+
+log = logging.getLogger("fbproxy.sync")
+
+FIRST_RETRY = timedelta(seconds=30)
+MAX_RETRY = timedelta(minutes=30)
+# Recurring series are re-expanded when the window has moved on this much.
+WINDOW_SLACK = timedelta(days=1)
+PAST_KEPT = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncOutcome:
+    source: str
+    ok: bool
+    unchanged: bool = False
+    full: bool = False
+    items: int = 0
+    expanded: int = 0
+    deleted: int = 0
+    skipped: tuple[SkippedItem, ...] = ()
+    error: str | None = None
+    seconds: float = 0.0
+    bytes_received: int = 0
+
+
+def retry_delay(failures: int, poll_interval: timedelta, rng: random.Random) -> float:
+    """Seconds until the next round: the poll interval, or backoff after failures."""
+    if failures <= 0:
+        return poll_interval.total_seconds()
+    cap = max(poll_interval, MAX_RETRY).total_seconds()
+    first = min(FIRST_RETRY, poll_interval).total_seconds()
+    base: float = min(cap, first * 2.0 ** min(failures - 1, 32))
+    return base * rng.uniform(0.8, 1.2)
+
+
+def item_fingerprint(item: Item, context: ExpandContext) -> str:
+    """Changes when the item or anything that shapes its expansion changes."""
+    digest = hashlib.sha256()
+    digest.update(f"{context.zone.key}|{','.join(sorted(context.owner_emails))}|".encode())
+    digest.update(item.ical.encode())
+    return digest.hexdigest()
+
+
+def expand_items(items: Sequence[Item], context: ExpandContext,
+                 fingerprints: dict[str, str]) -> tuple[list[StoredItem], list[SkippedItem]]:
+    """Expand a batch (runs in a worker thread); unreadable items are skipped."""
+    stored: list[StoredItem] = []
+    skipped: list[SkippedItem] = []
+    for item in items:
+        try:
+            expansion = expand_item(item.ical, context)
+        except BadItem as exc:
+            skipped.append(SkippedItem(item.key, str(exc)))
+            continue
+        if expansion.truncated:
+            skipped.append(SkippedItem(item.key, "too many occurrences; kept the first ones"))
+        stored.append(StoredItem(
+            key=item.key, ical=item.ical, content_hash=fingerprints[item.key], etag=item.etag,
+            recurring=expansion.recurring, instances=expansion.instances))
+    return stored, skipped
+
+
+class SourceSyncer:
+    """Keeps one source in the store up to date."""
+
+    def __init__(self, source: SourceConfig, source_id: int, adapter: SourceAdapter, *,
+                 store: Store, clock: Clock, executor: Executor | None, horizon_days: int,
+                 rng: random.Random | None = None) -> None:
+        self.source = source
+        self.source_id = source_id
+        self.adapter = adapter
+        self._store = store
+        self._clock = clock
+        self._executor = executor
+        self._horizon = timedelta(days=horizon_days)
+        self._rng = rng or random.Random()
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self.failures = 0
+
+    def context(self) -> ExpandContext:
+        now = self._clock.now()
+        return ExpandContext(
+            zone=self.source.zone, window_start=now - PAST_KEPT, window_end=now + self._horizon,
+            owner_emails=frozenset(self.source.owner_emails))
+
+    def trigger(self) -> None:
+        """Sync now instead of waiting for the next poll (push, manual)."""
+        self._wake.set()
+
+    async def run_forever(self) -> None:
+        while True:
+            await self.run_once()
+            delay = retry_delay(self.failures, self.source.poll_interval, self._rng)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+            self._wake.clear()
+
+    async def run_once(self) -> SyncOutcome:
+        async with self._lock:
+            started = time.perf_counter()
+            outcome = await self._round()
+            outcome = replace(outcome, seconds=time.perf_counter() - started)
+            self.failures = 0 if outcome.ok else self.failures + 1
+            return outcome
+
+    async def _round(self) -> SyncOutcome:
+        record = await self._store.source(self.source_id)
+        context = self.context()
+        try:
+            changes = await self._fetch(record)
+        except AuthExpired as exc:
+            return await self._failed(exc, needs_reauth=True)
+        except AdapterError as exc:
+            return await self._failed(exc)
+        except Exception as exc:  # an adapter bug must not end the loop
+            log.exception("source %s: unexpected error while syncing", self.source.name)
+            return await self._failed(exc)
+        now = int(self._clock.now().timestamp())
+        if changes.unchanged:
+            await self._store.record_unchanged(self.source_id, state=dict(changes.state), now=now)
+            await self._roll_window(record, context)
+            return SyncOutcome(self.source.name, ok=True, unchanged=True,
+                               items=record.item_count, bytes_received=changes.bytes_received)
+        return await self._apply(record, changes, context, now)
+
+    async def _fetch(self, record: SourceRecord) -> ChangeSet:
+        try:
+            return await self.adapter.sync(record.state)
+        except SyncTokenInvalid as exc:
+            log.warning("source %s: sync token rejected (%s); doing a full resync",
+                        self.source.name, exc.message)
+            return await self.adapter.sync({})
+
+    async def _apply(self, record: SourceRecord, changes: ChangeSet, context: ExpandContext,
+                     now: int) -> SyncOutcome:
+        known = await self._store.item_hashes(self.source_id)
+        fingerprints = {item.key: item_fingerprint(item, context) for item in changes.upserted}
+        changed = [i for i in changes.upserted if known.get(i.key) != fingerprints[i.key]]
+        loop = asyncio.get_running_loop()
+        stored, skipped = await loop.run_in_executor(
+            self._executor, expand_items, changed, context, fingerprints)
+        deletes = set(changes.deleted)
+        if changes.full:
+            # A skipped item keeps its last good version instead of vanishing.
+            deletes |= set(known) - set(fingerprints)
+        deletes &= set(known)
+        fresh_window = record.window_end is None
+        await self._store.apply_changes(
+            self.source_id, upserts=stored, deletes=sorted(deletes), state=dict(changes.state),
+            now=now, window_end=int(context.window_end.timestamp()) if fresh_window else None)
+        all_skipped = (*changes.skipped, *skipped)
+        for item in all_skipped:
+            log.warning("source %s: skipped item %s: %s", self.source.name, item.key, item.reason)
+        if stored or deletes:
+            log.info("source %s: %d item(s) updated, %d deleted", self.source.name,
+                     len(stored), len(deletes))
+        if not fresh_window:
+            await self._roll_window(record, context)
+        return SyncOutcome(
+            self.source.name, ok=True, full=changes.full, items=len(fingerprints) or len(known),
+            expanded=len(stored), deleted=len(deletes), skipped=all_skipped,
+            bytes_received=changes.bytes_received)
+
+    async def _roll_window(self, record: SourceRecord, context: ExpandContext) -> None:
+        """Extend recurring series as time moves on (at most about once a day)."""
+        target = int(context.window_end.timestamp())
+        if record.window_end is not None and \
+                record.window_end >= target - int(WINDOW_SLACK.total_seconds()):
+            return
+        recurring = await self._store.recurring_items(self.source_id)
+        items = [Item(key=key, ical=ical) for key, ical in recurring]
+        fingerprints = {item.key: item_fingerprint(item, context) for item in items}
+        loop = asyncio.get_running_loop()
+        stored, skipped = await loop.run_in_executor(
+            self._executor, expand_items, items, context, fingerprints)
+        await self._store.replace_instances(self.source_id, stored, target)
+        await self._store.prune_instances(
+            self.source_id, before=int(context.window_start.timestamp()))
+        log.info("source %s: window moved on; re-expanded %d recurring item(s)",
+                 self.source.name, len(stored))
+
+    async def _failed(self, exc: Exception, *, needs_reauth: bool = False) -> SyncOutcome:
+        message = str(exc) or type(exc).__name__
+        now = int(self._clock.now().timestamp())
+        failures = await self._store.record_failure(
+            self.source_id, error=message, now=now, needs_reauth=needs_reauth)
+        level = logging.ERROR if needs_reauth else logging.WARNING
+        hint = "; re-authorize this source" if needs_reauth else ""
+        log.log(level, "source %s: sync failed (%d in a row): %s%s", self.source.name,
+                failures, message, hint)
+        return SyncOutcome(self.source.name, ok=False, error=message)
+
+
+class SyncManager:
+    """Owns every source's syncer and background task."""
+
+    def __init__(self, syncers: Sequence[SourceSyncer]) -> None:
+        self.syncers = {s.source.name: s for s in syncers}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        for syncer in self.syncers.values():
+            task = asyncio.create_task(syncer.run_forever(), name=f"sync:{syncer.source.name}")
+            self._tasks.append(task)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def run_all_once(self, names: Sequence[str] | None = None,
+                           on_done: Callable[[SyncOutcome], None] | None = None,
+                           ) -> list[SyncOutcome]:
+        """One round of the chosen sources, concurrently (the CLI's `sync`)."""
+        chosen = [s for n, s in self.syncers.items() if names is None or n in names]
+
+        async def one(syncer: SourceSyncer) -> SyncOutcome:
+            outcome = await syncer.run_once()
+            if on_done is not None:
+                on_done(outcome)
+            return outcome
+
+        return list(await asyncio.gather(*(one(s) for s in chosen)))

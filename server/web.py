@@ -1,0 +1,237 @@
+"""HTTP routes: subscribable feeds, the JSON API and health.
+
+Handlers only parse, authorise and render; the data comes from server.busy.
+Every error is raised as RequestError and rendered once by the middleware.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from email.utils import formatdate
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from server.busy import freshness, iso, last_change, merged_busy
+from server.config import CalendarConfig
+from server.errors import RequestError
+from server.feeds import clip, render_busy_feed, render_freebusy
+from server.runtime import Runtime
+
+log = logging.getLogger("fbproxy.web")
+
+RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
+FEED_CACHE: web.AppKey[dict[tuple[object, ...], CachedFeed]] = web.AppKey("feed_cache", dict)
+MAX_QUERY_SPAN = timedelta(days=366)
+FEED_PAST = timedelta(days=1)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class CachedFeed:
+    body: bytes
+    etag: str
+    last_modified: int
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/", index)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/feeds/{secret}/busy.ics", busy_feed)
+    app.router.add_get("/feeds/{secret}/freebusy.ics", freebusy_feed)
+    app.router.add_get("/api/v1/freebusy", api_freebusy)
+
+
+# -- middleware ---------------------------------------------------------------
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Renders every error once: JSON under /api, plain text elsewhere."""
+    try:
+        response = await handler(request)
+    except RequestError as exc:
+        response = _error_response(request, exc.status, exc.reason, exc.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = _error_response(request, exc.status, exc.reason, {})
+    except Exception:
+        log.exception("unhandled error serving %s %s", request.method, redact(request.path))
+        response = _error_response(request, 500, "internal error; see the server log", {})
+    # Feed URLs hold secrets: never let a browser pass them on.
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return response
+
+
+def _error_response(request: web.Request, status: int, reason: str,
+                    headers: dict[str, str]) -> web.Response:
+    if request.path.startswith("/api/"):
+        return web.json_response({"error": reason, "status": status}, status=status,
+                                 headers=headers)
+    return web.Response(text=f"{status}: {reason}\n", status=status, headers=headers)
+
+
+_SECRET_IN_PATH = re.compile(r"^/feeds/[^/]+/")
+
+
+def redact(path: str) -> str:
+    return _SECRET_IN_PATH.sub("/feeds/***/", path)
+
+
+class RedactingAccessLogger(AbstractAccessLogger):
+    """An access log line without the feed secret in it."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info('%s "%s %s" %s %s %.3fs', request.remote, request.method,
+                         redact(request.path), response.status, response.body_length, time)
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
+
+# -- small handlers -----------------------------------------------------------
+
+async def index(request: web.Request) -> web.Response:
+    return web.Response(text="fbproxy: a free/busy proxy. Feed URLs: run `fbproxy urls`.\n")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    await runtime.store.sources()
+    return web.json_response({"status": "ok"})
+
+
+# -- feeds ------------------------------------------------------------------
+
+def _feed_calendar(request: web.Request) -> CalendarConfig:
+    calendar = request.app[RUNTIME].calendar_for_secret(request.match_info["secret"])
+    if calendar is None:
+        raise RequestError(404, "no feed at this address")
+    return calendar
+
+
+def _feed_window(runtime: Runtime) -> tuple[int, int]:
+    # Floor to the hour so the body, and so its ETag, is stable between changes.
+    hour = runtime.clock.now().replace(minute=0, second=0, microsecond=0)
+    start = hour - FEED_PAST
+    end = hour + timedelta(days=runtime.config.server.horizon_days)
+    return int(start.timestamp()), int(end.timestamp())
+
+
+def _refresh_interval(runtime: Runtime, calendar: CalendarConfig) -> timedelta:
+    polls = [runtime.config.source(name).poll_interval for name in calendar.sources]
+    return min(max(min(polls), timedelta(minutes=5)), timedelta(hours=1))
+
+
+async def _feed(request: web.Request, kind: str) -> web.StreamResponse:
+    runtime = request.app[RUNTIME]
+    calendar = _feed_calendar(request)
+    window = _feed_window(runtime)
+    refresh = _refresh_interval(runtime, calendar)
+    key = (calendar.name, kind, runtime.store.generation, window)
+    cache = request.app[FEED_CACHE]
+    cached = cache.get(key)
+    if cached is None:
+        changed = await last_change(runtime, calendar)
+        stamp = datetime.fromtimestamp(changed or window[0], UTC)
+        blocks = await merged_busy(runtime, calendar, *window)
+        if kind == "busy":
+            body = render_busy_feed(calendar.name, blocks, stamp=stamp, refresh=refresh)
+        else:
+            body = render_freebusy(calendar.name, blocks, window_start=window[0],
+                                   window_end=window[1], stamp=stamp, refresh=refresh)
+        cached = CachedFeed(body, f'"{hashlib.sha256(body).hexdigest()[:32]}"', changed)
+        # Only the newest generation matters; drop what older ones left behind.
+        for old in [k for k in cache if k[:2] == key[:2]]:
+            del cache[old]
+        cache[key] = cached
+    return _conditional(request, cached, refresh)
+
+
+def _conditional(request: web.Request, feed: CachedFeed, refresh: timedelta) -> web.Response:
+    headers = {
+        "ETag": feed.etag,
+        "Cache-Control": f"private, max-age={int(refresh.total_seconds())}",
+    }
+    if feed.last_modified:
+        headers["Last-Modified"] = formatdate(feed.last_modified, usegmt=True)
+    if_none_match = request.headers.get("If-None-Match", "")
+    if feed.etag in (tag.strip().removeprefix("W/") for tag in if_none_match.split(",")):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=feed.body, headers=headers,
+                        content_type="text/calendar", charset="utf-8")
+
+
+async def busy_feed(request: web.Request) -> web.StreamResponse:
+    return await _feed(request, "busy")
+
+
+async def freebusy_feed(request: web.Request) -> web.StreamResponse:
+    return await _feed(request, "freebusy")
+
+
+# -- JSON API ---------------------------------------------------------------
+
+def _api_calendar(request: web.Request) -> CalendarConfig:
+    runtime = request.app[RUNTIME]
+    challenge = {"WWW-Authenticate": 'Bearer realm="fbproxy"'}
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise RequestError(401, "send the calendar's secret as 'Authorization: Bearer <secret>'",
+                           headers=challenge)
+    calendar = runtime.calendar_for_secret(token.strip())
+    name = request.query.get("calendar")
+    if calendar is None or (name is not None and name != calendar.name):
+        raise RequestError(401, "this secret does not open that calendar", headers=challenge)
+    return calendar
+
+
+def parse_instant(value: str, param: str, zone: tzinfo) -> datetime:
+    """An ISO 8601 date-time with an offset, or a date (midnight in ``zone``)."""
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            return datetime.combine(day, time(), zone)
+        parsed = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise RequestError(400, f"{param}={value!r} is not an ISO 8601 date or date-time; "
+                           "use e.g. 2026-12-01 or 2026-12-01T09:00:00Z") from exc
+    if parsed.tzinfo is None:
+        raise RequestError(400, f"{param}={value!r} has no time zone; add Z or an offset "
+                           "such as +01:00")
+    return parsed
+
+
+async def api_freebusy(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    calendar = _api_calendar(request)
+    zone = runtime.config.server.zone
+    now = runtime.clock.now()
+    start = parse_instant(request.query["start"], "start", zone) \
+        if "start" in request.query else now
+    end = parse_instant(request.query["end"], "end", zone) \
+        if "end" in request.query else start + timedelta(days=7)
+    if end <= start:
+        raise RequestError(400, "end must be after start")
+    if end - start > MAX_QUERY_SPAN:
+        raise RequestError(400, f"the window is longer than {MAX_QUERY_SPAN.days} days")
+    start_ts, end_ts = int(start.timestamp()), int(end.timestamp())
+    blocks = clip(await merged_busy(runtime, calendar, start_ts, end_ts), start_ts, end_ts)
+    sources = await freshness(runtime, calendar)
+    return web.json_response({
+        "calendar": calendar.name,
+        "start": iso(start_ts),
+        "end": iso(end_ts),
+        "generated": iso(int(now.timestamp())),
+        "busy": [{"start": iso(b.start), "end": iso(b.end), "status": b.status} for b in blocks],
+        "sources": [s.as_json() for s in sources],
+        "stale": any(s.stale for s in sources),
+    }, headers={"Cache-Control": "no-store"})
