@@ -9,6 +9,7 @@ re-expands only the items whose content changed. Unchanged feeds cost a stat
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 from collections.abc import Iterable
 from concurrent.futures import Executor
@@ -126,13 +127,14 @@ class IcsAdapter:
             headers["If-None-Match"] = str(state["etag"])
         if isinstance(state.get("last_modified"), str):
             headers["If-Modified-Since"] = str(state["last_modified"])
-        auth = None
         if self.settings.username:
-            auth = aiohttp.BasicAuth(self.settings.username, self.settings.password or "")
+            # aiohttp drops this header when a redirect leaves the origin.
+            headers["Authorization"] = _basic_auth(self.settings.username,
+                                                   self.settings.password or "")
         timeout = aiohttp.ClientTimeout(total=self.settings.timeout_seconds)
         try:
             async with self._session.get(
-                url, headers=headers, auth=auth, timeout=timeout,
+                url, headers=headers, timeout=timeout,
                 max_redirects=self.settings.max_redirects,
             ) as response:
                 self._check_status(response)
@@ -172,6 +174,11 @@ class IcsAdapter:
                 raise BadUpstreamData(f"feed is over max_bytes ({limit})", source=self.name)
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _basic_auth(username: str, password: str) -> str:
+    token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+    return f"Basic {token}"
 
 
 def _validators(response: aiohttp.ClientResponse, state: SyncState) -> dict[str, Any]:

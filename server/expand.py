@@ -91,9 +91,21 @@ def _event_rows(calendar: Calendar, context: ExpandContext, limit: datetime) -> 
             continue
         start_ts = int(start.timestamp())
         end_ts = int(to_utc(occurrence.end, context.zone).timestamp())
+        if end_ts <= start_ts:
+            # A start inside a DST gap (02:30 on the spring-forward day) is read
+            # with the offset before the gap and can collapse a real event to
+            # nothing: keep its wall-clock length from the real start instead.
+            end_ts = start_ts + _wall_seconds(occurrence.start, occurrence.end)
         if end_ts <= start_ts or end_ts <= window_start or start_ts >= window_limit:
             continue
         yield BusyRow(start_ts, end_ts, status)
+
+
+def _wall_seconds(start: date | datetime, end: date | datetime) -> int:
+    """The length as read on a wall clock, for two times in the same zone (else 0)."""
+    if isinstance(start, datetime) and isinstance(end, datetime) and start.tzinfo == end.tzinfo:
+        return int((end.replace(tzinfo=None) - start.replace(tzinfo=None)).total_seconds())
+    return 0
 
 
 def busy_status(event: Component, owner_emails: frozenset[str]) -> str | None:

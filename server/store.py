@@ -137,10 +137,16 @@ class Store:
         _prepare_file(path)
         try:
             writer = await _connect(path)
-            await _migrate(writer)
-            reader = await _connect(path)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open database {path}: {exc}") from exc
+        try:
+            await _migrate(writer)
+            reader = await _connect(path)
+        except BaseException as exc:
+            await writer.close()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise StoreError(f"cannot open database {path}: {exc}") from exc
+            raise
         return cls(writer, reader)
 
     async def close(self) -> None:

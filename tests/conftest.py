@@ -1,0 +1,79 @@
+"""Shared fixtures: configs in temp folders, a fixed clock, the app on a real port."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from server.app import create_app
+from server.clock import FixedClock
+from server.config import Config, parse_config
+from server.runtime import Runtime
+from server.web import RUNTIME
+
+REPO = Path(__file__).resolve().parents[1]
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+# Tests talk to loopback only; a proxy variable must not reroute that.
+for _var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+    os.environ.pop(_var, None)
+
+
+def ics(*events: str, extra: str = "") -> str:
+    """A VCALENDAR around VEVENT bodies (each given without BEGIN/END lines)."""
+    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//fbproxy tests//EN"]
+    if extra:
+        lines.append(extra)
+    for body in events:
+        lines += ["BEGIN:VEVENT", *body.strip().splitlines(), "END:VEVENT"]
+    lines.append("END:VCALENDAR")
+    return "\r\n".join(line.strip() for line in lines) + "\r\n"
+
+
+def event(uid: str, start: str, end: str, *extra: str) -> str:
+    """A VEVENT body: UTC basic-format times like 20261126T100000Z."""
+    return "\n".join([f"UID:{uid}", "DTSTAMP:20260101T000000Z", f"DTSTART:{start}",
+                      f"DTEND:{end}", "SUMMARY:Secret meeting", *extra])
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(NOW)
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[..., Config]:
+    """A Config from a dict, with the database and relative paths in tmp_path."""
+
+    def build(sources: list[dict[str, Any]], calendars: list[dict[str, Any]] | None = None,
+              **server: Any) -> Config:
+        raw = {
+            "server": {"database": "db/fbproxy.sqlite3", "timezone": "UTC", **server},
+            "sources": sources,
+            "calendars": calendars if calendars is not None else [
+                {"name": "me", "sources": [s["name"] for s in sources],
+                 "secret": "s3cret-s3cret-s3cret-0001"}],
+        }
+        return parse_config(raw, base_dir=tmp_path)
+
+    return build
+
+
+@pytest.fixture
+async def serve(
+    aiohttp_client: Callable[..., Any], clock: FixedClock,
+) -> AsyncIterator[Callable[..., Any]]:
+    """Start the real app (no background sync) and return (client, runtime)."""
+
+    async def start(config: Config, **kwargs: Any) -> tuple[TestClient[Any, Any], Runtime]:
+        app = create_app(config, clock=clock, start_sync=False, **kwargs)
+        client = await aiohttp_client(app)
+        return client, app[RUNTIME]
+
+    yield start

@@ -1,0 +1,121 @@
+"""The `fbproxy` command as a user runs it: the installed console script, real processes."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from icalendar import Calendar
+
+REPO = Path(__file__).resolve().parents[1]
+FBPROXY = str(Path(sys.executable).with_name("fbproxy"))
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([FBPROXY, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+@pytest.fixture
+def example(tmp_path: Path) -> Path:
+    """The shipped example config and calendars, copied so the repo stays clean."""
+    shutil.copy(REPO / "config.example.toml", tmp_path / "config.toml")
+    shutil.copytree(REPO / "examples", tmp_path / "examples")
+    return tmp_path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_check_config(example: Path) -> None:
+    ok = run("check-config", "--config", "config.toml", cwd=example)
+    assert ok.returncode == 0 and "ok (2 sources" in ok.stdout
+    (example / "bad.toml").write_text('[[sources]]\nname = "a"\nkind = "ics"\n'
+                                      'url = "x.ics"\npoll_interval = "5 minutes"\n')
+    bad = run("check-config", "--config", "bad.toml", cwd=example)
+    assert bad.returncode == 2
+    assert "sources[0].poll_interval: '5 minutes' is not a duration" in bad.stderr
+
+
+def test_sync_status_and_urls(example: Path) -> None:
+    synced = run("sync", "--config", "config.toml", cwd=example)
+    assert synced.returncode == 0, synced.stderr
+    assert re.search(r"\[2/2\] (work|personal): ok", synced.stderr)
+    status = run("status", "--config", "config.toml", cwd=example)
+    assert status.returncode == 0
+    assert re.search(r"^work\s+ics\s+\d+\s+20\d\d-.*ok$", status.stdout, re.MULTILINE)
+    urls = run("urls", "--config", "config.toml", cwd=example)
+    assert "/busy.ics" in urls.stdout and "webcal://" in urls.stdout
+    again = run("urls", "--config", "config.toml", cwd=example)
+    assert again.stdout == urls.stdout, "the generated secret is kept"
+
+
+def test_sync_fails_when_a_source_fails(example: Path) -> None:
+    (example / "examples" / "work.ics").write_text("<html>not a calendar</html>")
+    result = run("sync", "--config", "config.toml", cwd=example)
+    assert result.returncode == 1
+    assert "work: FAILED: " in result.stderr and "1 ok, 1 failed" in result.stderr
+    status = run("status", "--config", "config.toml", cwd=example)
+    assert status.returncode == 1 and "failing (1x)" in status.stdout
+    only = run("sync", "--config", "config.toml", "--source", "personal", cwd=example)
+    assert only.returncode == 0 and "[1/1] personal" in only.stderr
+    unknown = run("sync", "--config", "config.toml", "--source", "nope", cwd=example)
+    assert unknown.returncode == 2
+
+
+@pytest.fixture
+def server(example: Path) -> Iterator[tuple[str, Path]]:
+    port = free_port()
+    process = subprocess.Popen(
+        [FBPROXY, "serve", "--config", "config.toml", "--listen", f"127.0.0.1:{port}"],
+        cwd=example, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):  # bounded wait for the port to open
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        yield base, example
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=20)
+        assert process.returncode == 0, output
+        assert "/feeds/" not in output or "/feeds/***/" in output, "secrets must not be logged"
+
+
+def test_readme_run_command_serves_the_example(server: tuple[str, Path]) -> None:
+    base, folder = server
+    printed = run("urls", "--config", "config.toml", cwd=folder).stdout
+    feed_urls = re.findall(r"http://127\.0\.0\.1:8080(/feeds/\S+\.ics)", printed)
+    secret = re.search(r"Bearer (\S+)'", printed)
+    assert len(feed_urls) == 2 and secret
+    for path in feed_urls:
+        for _ in range(100):  # the first sync runs at start; wait until it has landed
+            with urllib.request.urlopen(base + path, timeout=5) as response:
+                body = response.read()
+            calendar = Calendar.from_ical(body)
+            if calendar.walk("VEVENT") or calendar.walk("VFREEBUSY")[0].get("FREEBUSY"):
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"{path} never showed busy time")
+    request = urllib.request.Request(f"{base}/api/v1/freebusy?calendar=alex",
+                                     headers={"Authorization": f"Bearer {secret.group(1)}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        answer = json.load(response)
+    assert answer["calendar"] == "alex" and answer["busy"]
+    assert {s["name"] for s in answer["sources"]} == {"work", "personal"}

@@ -1,0 +1,214 @@
+"""The sync loop and the store: backoff, token resync, window roll, atomicity, migrations."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import stat
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.base import (
+    Capabilities,
+    ChangeSet,
+    Item,
+    SyncState,
+    SyncTokenInvalid,
+    UpstreamUnavailable,
+)
+from server.errors import StoreError
+from server.store import MIGRATIONS, BusyRow, Store, StoredItem
+from server.sync import retry_delay
+from tests.conftest import NOW, event, ics
+
+
+class ScriptedAdapter:
+    """An adapter whose answers the test queues; records the states it was given."""
+
+    capabilities = Capabilities(incremental=True)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.answers: list[ChangeSet | Exception] = []
+        self.states: list[dict[str, Any]] = []
+
+    async def sync(self, state: SyncState) -> ChangeSet:
+        self.states.append(dict(state))
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async def close(self) -> None:
+        pass
+
+
+def item(uid: str, start: str, end: str, *extra: str) -> Item:
+    return Item(key=uid, ical=ics(event(uid, start, end, *extra)))
+
+
+async def test_invalid_token_triggers_one_clean_full_resync(make_config, serve) -> None:
+    adapter = ScriptedAdapter("s")
+    config = make_config([{"name": "s", "kind": "ics", "url": "unused.ics"}])
+    _, runtime = await serve(config, adapters={"s": adapter})
+    adapter.answers = [
+        ChangeSet(state={"token": "t1"}, full=True, upserted=(
+            item("a", "20261126T100000Z", "20261126T110000Z"),
+            item("b", "20261127T100000Z", "20261127T110000Z"))),
+        ChangeSet(state={"token": "t2"}, deleted=("a",)),
+        SyncTokenInvalid("token expired"),
+        ChangeSet(state={"token": "t9"}, full=True, upserted=(
+            item("b", "20261127T100000Z", "20261127T110000Z"),
+            item("c", "20261128T100000Z", "20261128T110000Z"))),
+    ]
+    await runtime.sync.run_all_once()
+    [incremental] = await runtime.sync.run_all_once()
+    assert incremental.deleted == 1
+    [resync] = await runtime.sync.run_all_once()
+    assert resync.ok and resync.full
+    assert adapter.states == [{}, {"token": "t1"}, {"token": "t2"}, {}]
+    source_id = runtime.source_ids["s"]
+    rows = await runtime.store.busy_rows([source_id], 0, 2**40)
+    assert sorted(r.start for r in rows) == [1795773600, 1795860000], "b and c, once each"
+    assert (await runtime.store.source(source_id)).state == {"token": "t9"}
+
+
+async def test_unexpected_adapter_error_is_contained(make_config, serve) -> None:
+    adapter = ScriptedAdapter("s")
+    _, runtime = await serve(make_config([{"name": "s", "kind": "ics", "url": "x.ics"}]),
+                             adapters={"s": adapter})
+    adapter.answers = [RuntimeError("adapter bug"), UpstreamUnavailable("down")]
+    [first] = await runtime.sync.run_all_once()
+    [second] = await runtime.sync.run_all_once()
+    assert not first.ok and first.error == "adapter bug"
+    assert not second.ok
+    assert runtime.sync.syncers["s"].failures == 2
+    record = (await runtime.store.sources())[0]
+    assert record.consecutive_failures == 2 and record.last_error == "down"
+
+
+async def test_unreadable_item_is_skipped_and_keeps_last_good_version(make_config, serve) -> None:
+    adapter = ScriptedAdapter("s")
+    _, runtime = await serve(make_config([{"name": "s", "kind": "ics", "url": "x.ics"}]),
+                             adapters={"s": adapter})
+    good = item("a", "20261126T100000Z", "20261126T110000Z")
+    adapter.answers = [
+        ChangeSet(state={}, full=True, upserted=(good,)),
+        ChangeSet(state={}, full=True, upserted=(
+            Item("a", "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTART:garbage\r\nEND:VCALENDAR"),
+            item("b", "20261127T100000Z", "20261127T110000Z"))),
+    ]
+    await runtime.sync.run_all_once()
+    [outcome] = await runtime.sync.run_all_once()
+    assert outcome.ok and [s.key for s in outcome.skipped] == ["a"]
+    rows = await runtime.store.busy_rows([runtime.source_ids["s"]], 0, 2**40)
+    assert len(rows) == 2
+
+
+async def test_recurring_window_rolls_forward(make_config, serve, clock) -> None:
+    adapter = ScriptedAdapter("s")
+    config = make_config([{"name": "s", "kind": "ics", "url": "x.ics"}], horizon_days=10)
+    _, runtime = await serve(config, adapters={"s": adapter})
+    weekly = item("w", "20261102T100000Z", "20261102T110000Z", "RRULE:FREQ=DAILY")
+    adapter.answers = [ChangeSet(state={}, full=True, upserted=(weekly,)),
+                       ChangeSet(state={}, unchanged=True), ChangeSet(state={}, unchanged=True)]
+    await runtime.sync.run_all_once()
+    source_id = runtime.source_ids["s"]
+    first = await runtime.store.busy_rows([source_id], 0, 2**40)
+    assert len(first) == 11  # Nov 24 .. Dec 4 (window: now - 1 day .. now + 10 days)
+    clock.set(NOW + timedelta(hours=12))
+    await runtime.sync.run_all_once()
+    assert len(await runtime.store.busy_rows([source_id], 0, 2**40)) == 11, "moved < a day"
+    clock.set(NOW + timedelta(days=5))
+    await runtime.sync.run_all_once()
+    rolled = await runtime.store.busy_rows([source_id], 0, 2**40)
+    assert min(r.start for r in rolled) > max(r.start for r in first) - 7 * 86400
+    assert max(r.start for r in rolled) == max(r.start for r in first) + 5 * 86400
+
+
+def test_retry_delay_backs_off_with_jitter_and_cap() -> None:
+    rng = random.Random(7)
+    poll = timedelta(minutes=5)
+    assert retry_delay(0, poll, rng) == 300
+    delays = [retry_delay(n, poll, rng) for n in range(1, 12)]
+    assert 24 <= delays[0] <= 36
+    assert all(d <= 1800 * 1.2 for d in delays)
+    assert delays[-1] >= 1800 * 0.8
+    assert retry_delay(1, timedelta(seconds=10), rng) <= 12
+    assert retry_delay(20, timedelta(hours=2), rng) >= 7200 * 0.8
+
+
+# -- store -------------------------------------------------------------------
+
+def stored(key: str, *rows: tuple[int, int]) -> StoredItem:
+    return StoredItem(key=key, ical="BEGIN:VCALENDAR", content_hash=key, etag=None,
+                      recurring=False, instances=tuple(BusyRow(s, e, "busy") for s, e in rows))
+
+
+async def test_store_file_is_private_and_migrations_are_idempotent(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "db.sqlite3"
+    store = await Store.open(path)
+    source = await store.ensure_source("a", "ics")
+    await store.apply_changes(source, upserts=[stored("x", (10, 20))], deletes=[], state={},
+                              now=1, window_end=None)
+    await store.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    again = await Store.open(path)
+    assert await again.ensure_source("a", "ics") == source
+    assert len(await again.busy_rows([source], 0, 100)) == 1
+    await again.close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+
+
+async def test_store_refuses_a_newer_schema(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    with sqlite3.connect(path) as raw:
+        raw.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    with pytest.raises(StoreError, match="newer than this fbproxy"):
+        await Store.open(path)
+
+
+async def test_failed_apply_leaves_nothing_half_done(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "db.sqlite3")
+    source = await store.ensure_source("a", "ics")
+    await store.apply_changes(source, upserts=[stored("x", (10, 20)), stored("y", (30, 40))],
+                              deletes=[], state={"v": 1}, now=1, window_end=None)
+    broken = stored("z", (50, 40))  # end before start violates a CHECK
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.apply_changes(source, upserts=[stored("w", (60, 70)), broken],
+                                  deletes=["x"], state={"v": 2}, now=2, window_end=None)
+    rows = await store.busy_rows([source], 0, 100)
+    assert sorted((r.start, r.end) for r in rows) == [(10, 20), (30, 40)]
+    assert (await store.source(source)).state == {"v": 1}
+    await store.close()
+
+
+async def test_changing_a_sources_kind_starts_it_afresh(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "db.sqlite3")
+    first = await store.ensure_source("a", "ics")
+    await store.apply_changes(first, upserts=[stored("x", (10, 20))], deletes=[], state={},
+                              now=1, window_end=None)
+    second = await store.ensure_source("a", "caldav")
+    assert await store.busy_rows([first, second], 0, 100) == []
+    assert (await store.source(second)).kind == "caldav"
+    await store.close()
+
+
+async def test_generated_calendar_secret_is_stable(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "db.sqlite3")
+    secret = await store.calendar_secret("me", now=1)
+    assert len(secret) >= 40 and await store.calendar_secret("me", now=2) == secret
+    assert await store.calendar_secret("other", now=1) != secret
+    await store.close()
+
+
+async def test_a_file_that_is_no_database_gets_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="cannot open database"):
+        await Store.open(path)
