@@ -28,7 +28,7 @@ from adapters.base import (
 )
 from server.clock import Clock
 from server.config import SourceConfig
-from server.expand import BadItem, ExpandContext, expand_item
+from server.expand import EXPANSION_VERSION, BadItem, ExpandContext, expand_item
 from server.store import SourceRecord, Store, StoredItem
 
 log = logging.getLogger("fbproxy.sync")
@@ -68,7 +68,8 @@ def retry_delay(failures: int, poll_interval: timedelta, rng: random.Random) -> 
 def item_fingerprint(item: Item, context: ExpandContext) -> str:
     """Changes when the item or anything that shapes its expansion changes."""
     digest = hashlib.sha256()
-    digest.update(f"{context.zone.key}|{','.join(sorted(context.owner_emails))}|".encode())
+    owners = ",".join(sorted(context.owner_emails))
+    digest.update(f"{EXPANSION_VERSION}|{context.zone.key}|{owners}|".encode())
     digest.update(item.ical.encode())
     return digest.hexdigest()
 

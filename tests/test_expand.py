@@ -652,16 +652,39 @@ def test_vfreebusy_periods() -> None:
 # -- limits and the window ---------------------------------------------------------------
 
 
-def test_secondly_rule_is_capped() -> None:
-    body = feed(vevent("DTSTART:20260301T000000Z", "DURATION:PT1S",
-                       "RRULE:FREQ=SECONDLY;INTERVAL=10"))
+def test_hourly_rule_is_capped() -> None:
+    body = feed(vevent("DTSTART:20260301T000000Z", "DURATION:PT1M", "RRULE:FREQ=HOURLY"))
     expansion = expand_one(body)
     assert expansion.truncated is True
     assert expansion.recurring is True
     assert len(expansion.instances) == MAX_INSTANCES_PER_ITEM
     first, last = expansion.instances[0], expansion.instances[-1]
-    assert first == BusyRow(ts("2026-03-01 00:00"), ts("2026-03-01 00:00") + 1, BUSY)
-    assert last.start == first.start + 10 * (MAX_INSTANCES_PER_ITEM - 1)
+    assert first == BusyRow(ts("2026-03-01 00:00"), ts("2026-03-01 00:00") + 60, BUSY)
+    assert last.start == first.start + 3600 * (MAX_INSTANCES_PER_ITEM - 1)
+
+
+def test_transparent_dense_series_gives_nothing() -> None:
+    body = feed(vevent("DTSTART:20200301T000000Z", "DURATION:PT1M", "RRULE:FREQ=HOURLY",
+                       "TRANSP:TRANSPARENT"))
+    expansion = expand_one(body)
+    assert expansion.instances == () and expansion.truncated is False
+
+
+@pytest.mark.parametrize("freq", ["SECONDLY", "MINUTELY"])
+def test_sub_hourly_rules_are_refused(freq: str) -> None:
+    body = feed(vevent("DTSTART:20260301T000000Z", "DURATION:PT1S", f"RRULE:FREQ={freq}"))
+    with pytest.raises(BadItem, match="refused"):
+        expand_one(body)
+
+
+@pytest.mark.parametrize("prop", ["DTSTART:notadate", "DURATION:bogus"])
+def test_unreadable_times_are_reported_not_dropped(prop: str) -> None:
+    lines = ["DTSTART:20260301T100000Z", "DTEND:20260301T110000Z"]
+    lines = [prop if line.split(":")[0] == prop.split(":")[0] else line for line in lines]
+    if prop.startswith("DURATION"):
+        lines = ["DTSTART:20260301T100000Z", prop]
+    with pytest.raises(BadItem):
+        expand_one(feed(vevent(*lines)))
 
 
 def test_long_daily_series_within_cap_is_not_truncated() -> None:
