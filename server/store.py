@@ -13,7 +13,7 @@ import json
 import os
 import secrets
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,7 +154,9 @@ class Store:
         await self._writer.close()
 
     @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _transaction(self, *, busy_changes: bool = False,
+                           ) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction; ``busy_changes`` marks it as changing busy time."""
         async with self._write_lock:
             await self._writer.execute("BEGIN IMMEDIATE")
             try:
@@ -163,13 +165,14 @@ class Store:
                 await self._writer.execute("ROLLBACK")
                 raise
             await self._writer.execute("COMMIT")
-            self.generation += 1
+            if busy_changes:
+                self.generation += 1
 
     # -- sources ---------------------------------------------------------
 
     async def ensure_source(self, name: str, kind: str) -> int:
         """The id of source ``name``; a changed kind starts it afresh."""
-        async with self._transaction() as db:
+        async with self._transaction(busy_changes=True) as db:
             cursor = await db.execute("SELECT id, kind FROM sources WHERE name = ?", (name,))
             row = await cursor.fetchone()
             if row is not None and row[1] == kind:
@@ -207,11 +210,11 @@ class Store:
     # -- writes ------------------------------------------------------------
 
     async def apply_changes(
-        self, source_id: int, *, upserts: Sequence[StoredItem], deletes: Iterable[str],
+        self, source_id: int, *, upserts: Sequence[StoredItem], deletes: Sequence[str],
         state: dict[str, Any], now: int, window_end: int | None,
     ) -> None:
         """Apply one sync round atomically and mark the source healthy."""
-        async with self._transaction() as db:
+        async with self._transaction(busy_changes=bool(upserts) or bool(deletes)) as db:
             await db.executemany(
                 "DELETE FROM items WHERE source_id = ? AND item_key = ?",
                 ((source_id, key) for key in deletes))
@@ -229,7 +232,7 @@ class Store:
     async def replace_instances(self, source_id: int, items: Sequence[StoredItem],
                                 window_end: int) -> None:
         """Re-store the instances of recurring items when the window moves on."""
-        async with self._transaction() as db:
+        async with self._transaction(busy_changes=True) as db:
             await self._write_items(db, source_id, items)
             await db.execute("UPDATE sources SET window_end = ? WHERE id = ?",
                              (window_end, source_id))
@@ -274,7 +277,7 @@ class Store:
 
     async def prune_instances(self, source_id: int, *, before: int) -> int:
         """Drop instances that ended before ``before``; they can never matter again."""
-        async with self._transaction() as db:
+        async with self._transaction(busy_changes=True) as db:
             cursor = await db.execute(
                 "DELETE FROM instances WHERE source_id = ? AND end_ts < ?", (source_id, before))
             return cursor.rowcount
