@@ -79,7 +79,14 @@ class ChangeSet:
     full: bool = False
     unchanged: bool = False
     skipped: tuple[SkippedItem, ...] = ()
+    # Key prefixes synced in full this round: stored items under one of them
+    # that are not in ``upserted`` are gone (one calendar's resync in a source
+    # of several). ``full`` is the same for the whole source.
+    full_scopes: tuple[str, ...] = ()
+    # Cost of the round, for logs, tests and benchmarks.
     bytes_received: int = 0
+    requests: int = 0
+    fetched: int = 0
 
 
 @dataclass(frozen=True, slots=True)

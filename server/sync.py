@@ -53,6 +53,8 @@ class SyncOutcome:
     error: str | None = None
     seconds: float = 0.0
     bytes_received: int = 0
+    requests: int = 0
+    fetched: int = 0
 
 
 def retry_delay(failures: int, poll_interval: timedelta, rng: random.Random) -> float:
@@ -154,7 +156,8 @@ class SourceSyncer:
             await self._store.record_unchanged(self.source_id, state=dict(changes.state), now=now)
             await self._roll_window(record, context)
             return SyncOutcome(self.source.name, ok=True, unchanged=True,
-                               items=record.item_count, bytes_received=changes.bytes_received)
+                               items=record.item_count, bytes_received=changes.bytes_received,
+                               requests=changes.requests)
         return await self._apply(record, changes, context, now)
 
     async def _fetch(self, record: SourceRecord) -> ChangeSet:
@@ -174,9 +177,10 @@ class SourceSyncer:
         stored, skipped = await loop.run_in_executor(
             self._executor, expand_items, changed, context, fingerprints)
         deletes = set(changes.deleted)
-        if changes.full:
+        scopes = ("",) if changes.full else changes.full_scopes
+        if scopes:
             # A skipped item keeps its last good version instead of vanishing.
-            deletes |= set(known) - set(fingerprints)
+            deletes |= {key for key in known if key.startswith(scopes)} - set(fingerprints)
         deletes &= set(known)
         fresh_window = record.window_end is None
         await self._store.apply_changes(
@@ -191,9 +195,11 @@ class SourceSyncer:
         if not fresh_window:
             await self._roll_window(record, context)
         return SyncOutcome(
-            self.source.name, ok=True, full=changes.full, items=len(fingerprints) or len(known),
+            self.source.name, ok=True, full=changes.full,
+            items=len((set(known) - deletes) | {item.key for item in stored}),
             expanded=len(stored), deleted=len(deletes), skipped=all_skipped,
-            bytes_received=changes.bytes_received)
+            bytes_received=changes.bytes_received, requests=changes.requests,
+            fetched=changes.fetched)
 
     async def _roll_window(self, record: SourceRecord, context: ExpandContext) -> None:
         """Extend recurring series as time moves on (at most about once a day)."""
