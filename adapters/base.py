@@ -7,7 +7,8 @@ Adapters talk to one upstream and return plain data; they never import from
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 # Sync state is whatever an adapter needs to resume (a token, validators,
@@ -100,14 +101,17 @@ class Capabilities:
 
 @dataclass(frozen=True, slots=True)
 class Hold:
-    """A tentative event fbproxy writes upstream for a booking."""
+    """An event fbproxy writes upstream for a booking (aware UTC datetimes)."""
 
     booking_id: str
-    start_utc: str
-    end_utc: str
+    start: datetime
+    end: datetime
     title: str
+    created: datetime
+    status: str = "TENTATIVE"
     description: str = ""
-    extra: Mapping[str, str] = field(default_factory=dict)
+    location: str = ""
+    url: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -831,6 +831,21 @@ def profile_sync(files: Sequence[GenStats], folder: Path) -> None:
 # main
 # ---------------------------------------------------------------------------
 
+def code_version() -> str:
+    """The commit the measured code comes from, marked when server/ or adapters/ differ."""
+    import subprocess
+
+    try:
+        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, timeout=10, check=True)
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--",
+                                "server", "adapters"],
+                               capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown commit"
+    return commit.stdout.strip() + (" + uncommitted changes" if dirty.stdout.strip() else "")
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calendars", type=int, default=10, help="ICS sources (default 10)")
@@ -865,6 +880,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     res = Results()
     started = time.perf_counter()
     spawn = multiprocessing.get_context("spawn")
+    version = code_version()  # before the run: files may change while it goes on
     try:
         progress(f"generating {args.calendars} x {args.events} VEVENTs in {folder} ...")
         t0 = time.perf_counter()
@@ -936,7 +952,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     progress(f"done in {time.perf_counter() - started:.0f} s")
     print(f"\n### fbproxy core benchmark — {args.calendars} calendars x {args.events:,} "
-          f"events, seed {args.seed}, now {NOW:%Y-%m-%dT%H:%MZ}, "
+          f"events, seed {args.seed}, now {NOW:%Y-%m-%dT%H:%MZ}, code {version}, "
           f"Python {sys.version.split()[0]}, {os.cpu_count()} CPU(s)\n")
     print("| area | measurement | value | unit |")
     print("|---|---|---:|---|")

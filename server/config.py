@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from server.durations import parse_duration
 from server.errors import ConfigError
 
-SOURCE_KINDS = ("ics",)
+SOURCE_KINDS = ("ics", "caldav")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SECRET_PATTERN = re.compile(r"^[A-Za-z0-9_~.-]{16,256}$")
 MIN_POLL_INTERVAL = timedelta(seconds=10)
@@ -69,6 +69,8 @@ class SourceConfig:
     max_bytes: int = 20 * 1024 * 1024
     username: str | None = None
     password: Secret | None = field(default=None, repr=False)
+    calendars: tuple[str, ...] = ()
+    hold_calendar: str | None = None
 
     @property
     def zone(self) -> ZoneInfo:
@@ -222,6 +224,10 @@ def _parse_duration_value(value: object) -> timedelta:
 
 def _check_source_url(kind: str, url: str, reader: _Reader, path: str) -> str:
     scheme = urlsplit(url).scheme.lower()
+    if kind == "caldav" and scheme not in ("http", "https"):
+        reader.fail(path, f"{url!r}: a CalDAV source needs an http(s):// URL (the server, "
+                          "your principal or one calendar)")
+        return url
     if scheme in ("http", "https", "webcal", "webcals"):
         if not urlsplit(url).hostname:
             reader.fail(path, f"{url!r} has no host")
@@ -236,10 +242,17 @@ def _check_source_url(kind: str, url: str, reader: _Reader, path: str) -> str:
 
 
 _SERVER_KEYS = {"listen", "base_url", "database", "timezone", "horizon_days"}
-_SOURCE_KEYS = {
+_COMMON_SOURCE_KEYS = {
     "name", "kind", "url", "poll_interval", "stale_after", "timezone", "enabled", "owner_emails",
-    "timeout", "max_bytes", "username", "password", "password_env", "password_file",
+    "timeout", "username", "password", "password_env", "password_file",
 }
+# Keys only one kind understands; elsewhere they are errors, not silently ignored.
+_KIND_KEYS: dict[str, set[str]] = {
+    "ics": {"max_bytes"},
+    "caldav": {"calendars", "hold_calendar"},
+}
+_SOURCE_KEYS = _COMMON_SOURCE_KEYS.union(*_KIND_KEYS.values())
+_DEFAULT_POLL = {"ics": timedelta(minutes=5), "caldav": timedelta(minutes=1)}
 _CALENDAR_KEYS = {"name", "sources", "secret", "secret_env", "secret_file"}
 
 
@@ -278,25 +291,33 @@ def _read_name(raw: Mapping[str, Any], path: str, reader: _Reader, seen: set[str
 
 def _read_source(raw: Mapping[str, Any], path: str, reader: _Reader, server: ServerConfig,
                  seen: set[str]) -> SourceConfig:
-    reader.table(raw, path, _SOURCE_KEYS)
     name = _read_name(raw, path, reader, seen)
     kind = reader.typed(raw, "kind", f"{path}.kind", str, "ics", required=True) or "ics"
     if kind not in SOURCE_KINDS:
         reader.fail(f"{path}.kind", f"{kind!r} is not a source kind; use one of {SOURCE_KINDS}")
+    reader.table(raw, path, _COMMON_SOURCE_KEYS | _KIND_KEYS.get(kind, set()))
     url = reader.typed(raw, "url", f"{path}.url", str, "", required=True) or ""
     if url:
         url = _check_source_url(kind, url, reader, f"{path}.url")
-    poll = reader.converted(raw, "poll_interval", f"{path}.poll_interval", timedelta(minutes=5),
-                            _parse_duration_value)
+    poll = reader.converted(raw, "poll_interval", f"{path}.poll_interval",
+                            _DEFAULT_POLL.get(kind, timedelta(minutes=5)), _parse_duration_value)
     if poll < MIN_POLL_INTERVAL:
         reader.fail(f"{path}.poll_interval", f"{poll} is too short; use at least \"10s\"")
     default_stale = max(3 * poll, timedelta(minutes=15))
     stale = reader.converted(raw, "stale_after", f"{path}.stale_after", default_stale,
                              _parse_duration_value)
-    emails = reader.typed(raw, "owner_emails", f"{path}.owner_emails", list, [])
+    username = reader.typed(raw, "username", f"{path}.username", str)
+    # CalDAV accounts are usually named by the owner's address (iCloud, Fastmail).
+    default_emails = [username] if kind == "caldav" and username and "@" in username else []
+    emails = reader.typed(raw, "owner_emails", f"{path}.owner_emails", list, default_emails)
     if emails and not all(isinstance(e, str) and "@" in e for e in emails):
         reader.fail(f"{path}.owner_emails", f"{emails!r} must be a list of e-mail addresses")
         emails = []
+    calendars = reader.typed(raw, "calendars", f"{path}.calendars", list, [])
+    if calendars and not all(isinstance(c, str) and c for c in calendars):
+        reader.fail(f"{path}.calendars", f"{calendars!r} must be a list of calendar names or "
+                    "URLs")
+        calendars = []
     return SourceConfig(
         name=name, kind=kind, url=url, poll_interval=poll, stale_after=stale,
         timezone=reader.zone(raw, f"{path}.timezone", server.timezone),
@@ -306,8 +327,10 @@ def _read_source(raw: Mapping[str, Any], path: str, reader: _Reader, server: Ser
                                  _parse_duration_value),
         max_bytes=reader.converted(raw, "max_bytes", f"{path}.max_bytes", 20 * 1024 * 1024,
                                    _parse_size),
-        username=reader.typed(raw, "username", f"{path}.username", str),
+        username=username,
         password=reader.secret(raw, "password", f"{path}.password"),
+        calendars=tuple(calendars or ()),
+        hold_calendar=reader.typed(raw, "hold_calendar", f"{path}.hold_calendar", str),
     )
 
 

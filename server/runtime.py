@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from adapters.base import SourceAdapter
+from adapters.caldav import CaldavAdapter, CaldavSettings
 from adapters.ics import USER_AGENT, IcsAdapter, IcsSettings
 from server.clock import Clock
 from server.config import CalendarConfig, Config, SourceConfig
@@ -35,8 +36,17 @@ def _ics_adapter(source: SourceConfig, session: aiohttp.ClientSession,
     return IcsAdapter(source.name, settings, session=session, executor=executor)
 
 
+def _caldav_adapter(source: SourceConfig, session: aiohttp.ClientSession,
+                    executor: ThreadPoolExecutor) -> SourceAdapter:
+    settings = CaldavSettings(
+        url=source.url, username=source.username, password=source.password,
+        calendars=source.calendars, hold_calendar=source.hold_calendar,
+        timeout_seconds=source.timeout.total_seconds())
+    return CaldavAdapter(source.name, settings, executor=executor)
+
+
 # The closed registry of source kinds: config strings never import code.
-ADAPTER_KINDS: Mapping[str, AdapterFactory] = {"ics": _ics_adapter}
+ADAPTER_KINDS: Mapping[str, AdapterFactory] = {"ics": _ics_adapter, "caldav": _caldav_adapter}
 
 
 @dataclass
