@@ -321,7 +321,7 @@ class CaldavAdapter:
             try:
                 entry["token"] = self._sync_collection(work, calendar, str(old["token"]))
                 return entry
-            except _InvalidToken:
+            except (_InvalidToken, _NoSyncCollection):
                 log.warning("source %s: the sync token of %s was rejected; resyncing it in full",
                             self.name, calendar.url)
         work.full_scopes.append(_member_key(calendar.url, calendar.url))
@@ -346,12 +346,11 @@ class CaldavAdapter:
                 if any("valid-sync-token" in p for p in exc.preconditions):
                     raise _InvalidToken() from exc
                 raise
-            if response.status in (403, 409) and _has_precondition(response, "valid-sync-token"):
+            if token is not None and response.status in (400, 403, 404, 409, 410, 412):
+                # 403 + DAV:valid-sync-token is the RFC; Xandikos answers 412.
                 raise _InvalidToken()
             if response.status in (400, 403, 405, 415, 501) or response.tree is None:
-                if token is None:
-                    raise _NoSyncCollection()
-                raise _InvalidToken()
+                raise _NoSyncCollection()
             truncated = False
             for node in self._multistatus(response, "sync-collection"):
                 href = node.findtext("d:href", "", NS).strip()
@@ -506,11 +505,6 @@ def _ok_text(node: Any, path: str) -> str | None:
         return None
     element = props.find(path, NS)
     return element.text if element is not None and element.text else None
-
-
-def _has_precondition(response: Any, name: str) -> bool:
-    tree = response.tree
-    return tree is not None and tree.find(f".//{{{DAV}}}{name}") is not None
 
 
 def _member_key(base: str, href: str) -> str:
