@@ -17,6 +17,9 @@ from server.config import Config, parse_config
 from server.runtime import Runtime
 from server.web import RUNTIME
 
+# Real CalDAV peers (Radicale, Xandikos) for the CalDAV tests.
+pytest_plugins = ["tests.peers"]
+
 REPO = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

@@ -20,8 +20,6 @@ from server.sync import SyncOutcome
 from tests.conftest import NOW, event, ics
 from tests.peers import Calendar, Peer, PeerPool, peer_for
 
-pytest_plugins = ["tests.peers"]
-
 AUTH = {"Authorization": "Bearer s3cret-s3cret-s3cret-0001"}
 NOW_TS = int(NOW.timestamp())
 
