@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
+import re
+import zoneinfo
 from collections.abc import Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -19,8 +22,6 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
-import x_wr_timezone
-from icalendar import Calendar, Component
 
 from adapters.base import (
     AuthExpired,
@@ -202,61 +203,119 @@ def _read_bounded(path: Path, limit: int) -> bytes | None:
 def split_feed(body: bytes) -> tuple[list[Item], list[SkippedItem]]:
     """Split a feed into one item per UID; raise BadUpstreamData if it is no calendar.
 
-    A body that is not iCalendar at all (an HTML login page, an empty answer)
-    must fail: reading it as "a calendar with no events" would erase every
-    busy block of the source.
+    This works on content lines, not on parsed objects: parsing is the costly
+    part, and only items whose text changed are ever parsed (by expansion).
+    Each item keeps its upstream lines verbatim, wrapped in a VCALENDAR with the
+    feed's X-WR-TIMEZONE and the VTIMEZONEs it needs.
+
+    A body that is not iCalendar at all (an HTML login page, an empty answer) or
+    that was cut short must fail: reading it as "a calendar with fewer events"
+    would erase busy blocks.
     """
     text = body.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
     if not text[:15].upper().startswith("BEGIN:VCALENDAR"):
         raise BadUpstreamData(f"not an iCalendar feed (starts with {text[:40]!r})")
-    try:
-        calendars = Calendar.from_ical(text, multiple=True)
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise BadUpstreamData(f"not valid iCalendar: {exc}") from exc
-    if not calendars:
-        raise BadUpstreamData("feed holds no VCALENDAR")
-    groups: dict[str, list[Component]] = {}
-    zones: dict[str, Component] = {}
-    skipped: list[SkippedItem] = []
-    for calendar in calendars:
-        try:
-            calendar = x_wr_timezone.to_standard(calendar)
-        except (ValueError, KeyError, TypeError) as exc:
-            skipped.append(SkippedItem("X-WR-TIMEZONE", f"ignored: {exc}"))
-        for component in calendar.subcomponents:
-            if component.name == "VTIMEZONE":
-                zones[str(component.get("TZID", ""))] = component
-            elif component.name in ("VEVENT", "VFREEBUSY"):
-                groups.setdefault(_item_key(component), []).append(component)
-    return [_item(key, members, zones) for key, members in groups.items()], skipped
+    feed = _FeedParts()
+    for component in _top_level_components(_unfold(text), feed):
+        kind = component[0][6:].strip().upper()
+        if kind == "VTIMEZONE":
+            feed.zones[_property(component, "TZID") or ""] = component
+        elif kind in ("VEVENT", "VFREEBUSY"):
+            feed.groups.setdefault(_component_key(component), []).append(component)
+    return [feed.item(key, members) for key, members in feed.groups.items()], []
 
 
-def _item_key(component: Component) -> str:
-    uid = str(component.get("UID", "")).strip()
+@dataclass
+class _FeedParts:
+    zones: dict[str, list[str]] = field(default_factory=dict)
+    groups: dict[str, list[list[str]]] = field(default_factory=dict)
+    header: list[str] = field(default_factory=list)
+
+    def item(self, key: str, members: list[list[str]]) -> Item:
+        lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//fbproxy//item//EN", *self.header]
+        for tzid in sorted({tz for member in members for tz in _tzids(member)}):
+            # A zone Python knows by name needs no definition: parsing one is
+            # the slowest part of reading an item, and the IANA rules win anyway.
+            if tzid in self.zones and tzid not in _iana_zones():
+                lines += self.zones[tzid]
+        for member in members:
+            lines += member
+        lines.append("END:VCALENDAR")
+        return Item(key=key, ical="\r\n".join(lines) + "\r\n")
+
+
+def _unfold(text: str) -> list[str]:
+    """RFC 5545 §3.1: a line starting with a space or tab continues the previous one."""
+    lines: list[str] = []
+    for raw in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        if raw[:1] in (" ", "\t") and lines:
+            lines[-1] += raw[1:]
+        elif raw:
+            lines.append(raw)
+    return lines
+
+
+def _top_level_components(lines: list[str], feed: _FeedParts) -> Iterable[list[str]]:
+    """The lines of each component directly inside a VCALENDAR, nesting checked."""
+    stack: list[str] = []
+    current: list[str] = []
+    for line in lines:
+        upper = line[:20].upper()
+        if upper.startswith("BEGIN:"):
+            stack.append(line[6:].strip().upper())
+            if len(stack) == 1 and stack[0] != "VCALENDAR":
+                raise BadUpstreamData(f"{line!r} outside a VCALENDAR")
+        elif upper.startswith("END:"):
+            name = line[4:].strip().upper()
+            if not stack or stack[-1] != name:
+                open_name = stack[-1] if stack else "nothing"
+                raise BadUpstreamData(f"END:{name} does not close {open_name}")
+            stack.pop()
+            if stack:
+                current.append(line)
+            if len(stack) == 1:
+                yield current
+                current = []
+            continue
+        if len(stack) >= 2:
+            current.append(line)
+        elif len(stack) == 1 and upper.startswith("X-WR-TIMEZONE"):
+            feed.header = [line]
+        elif not stack:
+            raise BadUpstreamData(f"content after END:VCALENDAR: {line[:40]!r}")
+    if stack:
+        raise BadUpstreamData(f"the feed is cut short: {stack[-1]} is never closed")
+
+
+def _property(component: list[str], name: str) -> str | None:
+    """The value of a property of the component itself (not of a nested VALARM)."""
+    depth = 0
+    for line in component[1:-1]:
+        upper = line[:len(name) + 1].upper()
+        if line[:6].upper() == "BEGIN:":
+            depth += 1
+        elif line[:4].upper() == "END:":
+            depth -= 1
+        elif depth == 0 and upper in (f"{name}:", f"{name};"):
+            return line.partition(":")[2].strip()
+    return None
+
+
+def _component_key(component: list[str]) -> str:
+    uid = _property(component, "UID")
     if uid and len(uid) <= MAX_KEY_LENGTH:
         return uid
-    material = uid.encode() if uid else component.to_ical()
-    return "sha256-" + hashlib.sha256(material).hexdigest()
+    material = uid if uid else "\n".join(component)
+    return "sha256-" + hashlib.sha256(material.encode()).hexdigest()
 
 
-def _item(key: str, members: list[Component], zones: dict[str, Component]) -> Item:
-    calendar = Calendar()
-    calendar.add("PRODID", "-//fbproxy//item//EN")
-    calendar.add("VERSION", "2.0")
-    for tzid in sorted(_referenced_zones(members)):
-        if tzid in zones:
-            calendar.add_component(zones[tzid])
-    for member in members:
-        calendar.add_component(member)
-    return Item(key=key, ical=calendar.to_ical().decode("utf-8"))
+_TZID = re.compile(r';TZID=(?:"([^"]*)"|([^;:]*))', re.IGNORECASE)
 
 
-def _referenced_zones(members: Iterable[Component]) -> set[str]:
-    found: set[str] = set()
-    for member in members:
-        for _, value in member.property_items(recursive=True, sorted=False):
-            params = getattr(value, "params", None)
-            if params and "TZID" in params:
-                found.add(str(params["TZID"]))
-    return found
+def _tzids(component: list[str]) -> set[str]:
+    return {quoted or plain for line in component for quoted, plain in _TZID.findall(line)}
 
+
+@functools.cache
+def _iana_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())

@@ -44,14 +44,15 @@ MIGRATIONS: tuple[str, ...] = (
         window_end INTEGER
     );
     CREATE TABLE items (
+        id INTEGER PRIMARY KEY,
         source_id INTEGER NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
         item_key TEXT NOT NULL,
         ical TEXT NOT NULL,
         content_hash TEXT NOT NULL,
         etag TEXT,
         recurring INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (source_id, item_key)
-    ) WITHOUT ROWID;
+        UNIQUE (source_id, item_key)
+    );
     CREATE TABLE instances (
         source_id INTEGER NOT NULL,
         item_key TEXT NOT NULL,
@@ -59,7 +60,8 @@ MIGRATIONS: tuple[str, ...] = (
         end_ts INTEGER NOT NULL,
         status TEXT NOT NULL CHECK (status IN ('busy', 'tentative')),
         CHECK (end_ts > start_ts),
-        FOREIGN KEY (source_id, item_key) REFERENCES items ON DELETE CASCADE
+        FOREIGN KEY (source_id, item_key) REFERENCES items (source_id, item_key)
+            ON DELETE CASCADE
     );
     CREATE INDEX instances_by_item ON instances (source_id, item_key);
     CREATE INDEX instances_by_range ON instances (source_id, end_ts, start_ts, status);

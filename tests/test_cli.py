@@ -108,7 +108,8 @@ def test_readme_run_command_serves_the_example(server: tuple[str, Path]) -> None
             with urllib.request.urlopen(base + path, timeout=5) as response:
                 body = response.read()
             calendar = Calendar.from_ical(body)
-            if calendar.walk("VEVENT") or calendar.walk("VFREEBUSY")[0].get("FREEBUSY"):
+            freebusy = calendar.walk("VFREEBUSY")
+            if calendar.walk("VEVENT") or (freebusy and freebusy[0].get("FREEBUSY")):
                 break
             time.sleep(0.05)
         else:

@@ -240,3 +240,26 @@ def test_webcal_means_https() -> None:
     assert http_url("webcal://example.org/a.ics") == "https://example.org/a.ics"
     assert http_url("webcals://example.org/a.ics?x=1") == "https://example.org/a.ics?x=1"
     assert http_url("http://example.org/a.ics") == "http://example.org/a.ics"
+
+
+async def test_truncated_feed_is_refused_and_one_bad_event_is_skipped(feed, make_config,
+                                                                       serve) -> None:
+    state, url = feed
+    client, runtime = await serve(make_config([{"name": "f", "kind": "ics", "url": url}]))
+    await runtime.sync.run_all_once()
+    good = await _busy(client)
+    state.body = CHANGED.encode()[: len(CHANGED) // 2]  # a download cut short
+    [cut] = await runtime.sync.run_all_once()
+    assert not cut.ok and "cut short" in (cut.error or "")
+    assert await _busy(client) == good
+    state.body = ics(
+        event("a", "20261126T100000Z", "20261126T110000Z"),
+        "UID:broken\nDTSTAMP:20260101T000000Z\nDTSTART:garbage\nSUMMARY:x",
+        event("c", "20261128T090000Z", "20261128T093000Z"),
+    ).encode()
+    [partial] = await runtime.sync.run_all_once()
+    assert partial.ok and [s.key for s in partial.skipped] == ["broken"]
+    assert await _busy(client) == [
+        ("2026-11-26T10:00:00Z", "2026-11-26T11:00:00Z", "busy"),
+        ("2026-11-28T09:00:00Z", "2026-11-28T09:30:00Z", "busy"),
+    ]
