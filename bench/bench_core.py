@@ -600,13 +600,13 @@ async def fbproxy_phases(args: argparse.Namespace, folder: Path, files: list[Gen
             merged_lat.append(time.perf_counter() - t0)
             blocks_out.append(len(blocks))
         # What one query is made of: the store read, then the merge (timed apart).
-        from server.availability import BusyInterval, merge_busy
+        from server.availability import merge_rows
         read_lat, merge_lat = [], []
         for start, end in windows[:50]:
             t0 = time.perf_counter()
             rows = await runtime.store.busy_rows(runtime.ids_of(merged.sources), start, end)
             t1 = time.perf_counter()
-            merge_busy(BusyInterval(r.start, r.end, r.status) for r in rows)
+            merge_rows(rows)
             merge_lat.append(time.perf_counter() - t1)
             read_lat.append(t1 - t0)
             rows_read.append(len(rows))

@@ -5,6 +5,7 @@ Intervals are half-open [start, end) in integer Unix seconds.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -57,14 +58,25 @@ def merge_busy(intervals: Iterable[BusyInterval]) -> list[BusyInterval]:
     Adjacent blocks of the same status are joined, so a calendar app sees one
     block for back-to-back meetings.
     """
+    return merge_rows((i.start, i.end, i.status) for i in intervals)
+
+
+def merge_rows(rows: Iterable[tuple[int, int, str]]) -> list[BusyInterval]:
+    """``merge_busy`` over plain (start, end, status) rows, as the store returns them."""
     busy_spans: list[tuple[int, int]] = []
     tentative_spans: list[tuple[int, int]] = []
-    for interval in intervals:
-        target = busy_spans if interval.status == BUSY else tentative_spans
-        target.append((interval.start, interval.end))
+    for start, end, status in rows:
+        (busy_spans if status == BUSY else tentative_spans).append((start, end))
     busy = union(busy_spans)
     tentative = subtract(union(tentative_spans), busy)
     merged = [BusyInterval(s, e, BUSY) for s, e in busy]
     merged += [BusyInterval(s, e, TENTATIVE) for s, e in tentative]
     merged.sort()
     return merged
+
+
+def overlapping(blocks: list[BusyInterval], start: int, end: int) -> list[BusyInterval]:
+    """The blocks of a sorted, disjoint timeline that overlap [start, end)."""
+    first = bisect.bisect_right(blocks, start, key=lambda b: b.end)
+    last = bisect.bisect_left(blocks, end, key=lambda b: b.start)
+    return blocks[first:last]

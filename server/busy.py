@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from server.availability import BusyInterval, merge_busy
+from server.availability import BusyInterval, merge_rows, overlapping
 from server.config import CalendarConfig
 from server.runtime import Runtime
+
+SERVED_PAST = timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +38,41 @@ def iso(ts: int) -> str:
 
 async def merged_busy(runtime: Runtime, calendar: CalendarConfig, start: int,
                       end: int) -> list[BusyInterval]:
+    """The calendar's merged busy blocks overlapping [start, end).
+
+    The whole served window is merged once per store generation and cached, so
+    repeated queries (feeds, the API, later slots) cost a bisect, not a read
+    of every instance.
+    """
+    window = served_window(runtime)
+    if window[0] <= start and end <= window[1]:
+        timeline = await _timeline(runtime, calendar, window)
+        return overlapping(timeline, start, end)
     rows = await runtime.store.busy_rows(runtime.ids_of(calendar.sources), start, end)
-    return merge_busy(BusyInterval(r.start, r.end, r.status) for r in rows)
+    return merge_rows(rows)
+
+
+def served_window(runtime: Runtime) -> tuple[int, int]:
+    """What feeds serve: from a day ago to the horizon, on whole hours.
+
+    Whole hours keep a feed's body, and so its ETag, stable between changes.
+    """
+    hour = runtime.clock.now().replace(minute=0, second=0, microsecond=0)
+    start = hour - SERVED_PAST
+    end = hour + timedelta(days=runtime.config.server.horizon_days)
+    return int(start.timestamp()), int(end.timestamp())
+
+
+async def _timeline(runtime: Runtime, calendar: CalendarConfig,
+                    window: tuple[int, int]) -> list[BusyInterval]:
+    key = (runtime.store.generation, window)
+    cached = runtime.timelines.get(calendar.name)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    rows = await runtime.store.busy_rows(runtime.ids_of(calendar.sources), *window)
+    timeline = merge_rows(rows)
+    runtime.timelines[calendar.name] = (key, timeline)
+    return timeline
 
 
 async def freshness(runtime: Runtime, calendar: CalendarConfig) -> list[SourceFreshness]:

@@ -17,6 +17,7 @@ import aiohttp
 from adapters.base import SourceAdapter
 from adapters.caldav import CaldavAdapter, CaldavSettings
 from adapters.ics import USER_AGENT, IcsAdapter, IcsSettings
+from server.availability import BusyInterval
 from server.clock import Clock
 from server.config import CalendarConfig, Config, SourceConfig
 from server.store import Store
@@ -59,6 +60,9 @@ class Runtime:
     sync: SyncManager
     source_ids: dict[str, int]
     calendar_secrets: dict[str, str] = field(repr=False)
+    # Per calendar: ((store generation, window), merged busy blocks).
+    timelines: dict[str, tuple[tuple[int, tuple[int, int]], list[BusyInterval]]] = field(
+        default_factory=dict, repr=False)
 
     def calendar_for_secret(self, secret: str) -> CalendarConfig | None:
         """Constant-time lookup: every calendar's secret is compared."""

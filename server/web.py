@@ -17,7 +17,7 @@ from email.utils import formatdate
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from server.busy import freshness, iso, last_change, merged_busy
+from server.busy import freshness, iso, last_change, merged_busy, served_window
 from server.config import CalendarConfig
 from server.errors import RequestError
 from server.feeds import clip, render_busy_feed, render_freebusy
@@ -28,7 +28,6 @@ log = logging.getLogger("fbproxy.web")
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
 FEED_CACHE: web.AppKey[dict[tuple[object, ...], CachedFeed]] = web.AppKey("feed_cache", dict)
 MAX_QUERY_SPAN = timedelta(days=366)
-FEED_PAST = timedelta(days=1)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -117,14 +116,6 @@ def _feed_calendar(request: web.Request) -> CalendarConfig:
     return calendar
 
 
-def _feed_window(runtime: Runtime) -> tuple[int, int]:
-    # Floor to the hour so the body, and so its ETag, is stable between changes.
-    hour = runtime.clock.now().replace(minute=0, second=0, microsecond=0)
-    start = hour - FEED_PAST
-    end = hour + timedelta(days=runtime.config.server.horizon_days)
-    return int(start.timestamp()), int(end.timestamp())
-
-
 def _refresh_interval(runtime: Runtime, calendar: CalendarConfig) -> timedelta:
     polls = [runtime.config.source(name).poll_interval for name in calendar.sources]
     return min(max(min(polls), timedelta(minutes=5)), timedelta(hours=1))
@@ -133,7 +124,7 @@ def _refresh_interval(runtime: Runtime, calendar: CalendarConfig) -> timedelta:
 async def _feed(request: web.Request, kind: str) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
     calendar = _feed_calendar(request)
-    window = _feed_window(runtime)
+    window = served_window(runtime)
     refresh = _refresh_interval(runtime, calendar)
     key = (calendar.name, kind, runtime.store.generation, window)
     cache = request.app[FEED_CACHE]

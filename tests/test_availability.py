@@ -10,7 +10,16 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.availability import BUSY, TENTATIVE, BusyInterval, merge_busy, subtract, union
+from server.availability import (
+    BUSY,
+    TENTATIVE,
+    BusyInterval,
+    merge_busy,
+    merge_rows,
+    overlapping,
+    subtract,
+    union,
+)
 
 GRID = 300
 FREE = "free"
@@ -268,3 +277,13 @@ def test_merge_busy_real_timestamps() -> None:
         BusyInterval(base, base + 1800, TENTATIVE),
         BusyInterval(base + 1800, base + 7200, BUSY),
     ]
+
+
+@given(busy_intervals, st.integers(-10, 310), st.integers(0, 120))
+def test_overlapping_slices_the_timeline_like_a_filter(
+    intervals: list[BusyInterval], start: int, length: int,
+) -> None:
+    timeline = merge_rows((i.start, i.end, i.status) for i in intervals)
+    assert timeline == merge_busy(intervals)
+    expected = [b for b in timeline if b.end > start and b.start < start + length]
+    assert overlapping(timeline, start, start + length) == expected

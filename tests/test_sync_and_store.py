@@ -72,7 +72,7 @@ async def test_invalid_token_triggers_one_clean_full_resync(make_config, serve) 
     assert adapter.states == [{}, {"token": "t1"}, {"token": "t2"}, {}]
     source_id = runtime.source_ids["s"]
     rows = await runtime.store.busy_rows([source_id], 0, 2**40)
-    assert sorted(r.start for r in rows) == [1795773600, 1795860000], "b and c, once each"
+    assert sorted(r[0] for r in rows) == [1795773600, 1795860000], "b and c, once each"
     assert (await runtime.store.source(source_id)).state == {"token": "t9"}
 
 
@@ -125,8 +125,8 @@ async def test_recurring_window_rolls_forward(make_config, serve, clock) -> None
     clock.set(NOW + timedelta(days=5))
     await runtime.sync.run_all_once()
     rolled = await runtime.store.busy_rows([source_id], 0, 2**40)
-    assert min(r.start for r in rolled) > max(r.start for r in first) - 7 * 86400
-    assert max(r.start for r in rolled) == max(r.start for r in first) + 5 * 86400
+    assert min(r[0] for r in rolled) > max(r[0] for r in first) - 7 * 86400
+    assert max(r[0] for r in rolled) == max(r[0] for r in first) + 5 * 86400
 
 
 def test_retry_delay_backs_off_with_jitter_and_cap() -> None:
@@ -183,7 +183,7 @@ async def test_failed_apply_leaves_nothing_half_done(tmp_path: Path) -> None:
         await store.apply_changes(source, upserts=[stored("w", (60, 70)), broken],
                                   deletes=["x"], state={"v": 2}, now=2, window_end=None)
     rows = await store.busy_rows([source], 0, 100)
-    assert sorted((r.start, r.end) for r in rows) == [(10, 20), (30, 40)]
+    assert sorted((r[0], r[1]) for r in rows) == [(10, 20), (30, 40)]
     assert (await store.source(source)).state == {"v": 1}
     await store.close()
 
