@@ -22,52 +22,45 @@ import importlib.metadata
 import json
 import logging
 import os
-import random
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
 import xml.etree.ElementTree as ET
 from base64 import b64encode
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from dateutil.rrule import rrulestr  # type: ignore[import-untyped]  # noqa: E402
-from icalendar import Calendar, Event, Timezone, vCalAddress, vText  # noqa: E402
+from icalendar import Calendar  # noqa: E402
+
+from bench import workload  # noqa: E402
+from bench.workload import FUTURE_DAYS, PAST_DAYS, Stats  # noqa: E402
+from tests.peers import RadicaleServer  # noqa: E402
 
 USER = "bench"
 PASSWORD = "bench-password"
 CALENDAR = "bench"
 HOME_ZONE = "Europe/Berlin"
 OTHER_ZONES = ("America/New_York", "Europe/London", "Asia/Tokyo")
-PAST_DAYS = 30
-FUTURE_DAYS = 120
 HORIZON_DAYS = 120
-READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 UPSTREAM_TIMEOUT = 600.0
 VDIRSYNCER_TIMEOUT = 1800.0
-SUMMARIES = ("1:1", "Team sync", "Design review", "Customer call", "Interview", "Lunch",
-             "Planning", "Retro", "Focus time", "Dentist", "Board prep", "Standup")
-WORDS = ("agenda", "notes", "dial-in", "please", "review", "the", "document", "before",
-         "meeting", "link", "room", "project", "quarterly", "status", "update", "budget")
-WEEKDAYS = ("MO", "TU", "WE", "TH", "FR")
+# The first twelve of the shared summaries (this benchmark's data has always used these).
+SUMMARIES = workload.SUMMARIES[:12]
 DAV = "{DAV:}"
 
 log = logging.getLogger("bench")
@@ -75,12 +68,6 @@ log = logging.getLogger("bench")
 
 def progress(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def basic_auth() -> str:
@@ -91,262 +78,18 @@ def basic_auth() -> str:
 # 1. The calendar: one .ics file per UID, written into Radicale's storage
 # ---------------------------------------------------------------------------
 
-@dataclass
-class Workload:
-    anchor: datetime
-    resources: int = 0
-    vevents: int = 0
-    series: int = 0
-    overrides: int = 0
-    exdates: int = 0
-    all_day: int = 0
-    tentative: int = 0
-    transparent: int = 0
-    cancelled: int = 0
-    floating: int = 0
-    bytes: int = 0
-    touched: str = ""  # file name of the event that the (c) rounds see changed
-
-
-class _Gen:
-    """Builds N calendar objects with icalendar; every choice comes from ``rng``.
-
-    Times are laid out around ``anchor`` (Monday 09:00 UTC of the current week):
-    fbproxy runs on the system clock here, so the data must sit around "now".
-    """
-
-    def __init__(self, seed: int, anchor: datetime) -> None:
-        self.rng = random.Random(f"fbproxy-bench-caldav:{seed}")
-        self.anchor = anchor
-        self.home = ZoneInfo(HOME_ZONE)
-        self.stats = Workload(anchor=anchor)
-        first, last = anchor.date() - timedelta(days=400), anchor.date() + timedelta(days=400)
-        self.timezones = {name: Timezone.from_tzinfo(ZoneInfo(name), name, first, last)
-                          for name in (HOME_ZONE, *OTHER_ZONES)}
-
-    def uid(self) -> tuple[str, str]:
-        value = uuid.UUID(int=self.rng.getrandbits(128), version=4)
-        return f"{value}@bench.example", f"{value.hex}.ics"
-
-    def pick_zone(self) -> ZoneInfo | None:
-        roll = self.rng.random()
-        if roll < 0.75:
-            return self.home
-        if roll < 0.95:
-            return ZoneInfo(self.rng.choice(OTHER_ZONES))
-        if roll < 0.98:
-            return ZoneInfo("UTC")
-        return None  # floating: read in the source's zone
-
-    def business_start(self, day: date, zone: ZoneInfo | None) -> datetime:
-        minutes = self.rng.randrange(8 * 60, 17 * 60 + 31, 15)
-        naive = datetime.combine(day, dtime(minutes // 60, minutes % 60))
-        return naive if zone is None else naive.replace(tzinfo=zone)
-
-    def duration(self) -> timedelta:
-        return timedelta(minutes=self.rng.choice((15, 25, 30, 30, 30, 45, 50, 60, 60, 90, 120)))
-
-    def weekday_near(self, lo: int, hi: int) -> date:
-        base = self.anchor.date()
-        day = base
-        for _ in range(20):
-            day = base + timedelta(days=self.rng.randint(lo, hi))
-            if day.weekday() < 5 or self.rng.random() < 0.05:
-                break
-        return day
-
-    def decorate(self, event: Event, summary: str) -> None:
-        """What a real calendar object carries besides its times."""
-        rng = self.rng
-        stamp = self.anchor - timedelta(days=2)
-        event.add("DTSTAMP", stamp)
-        event.add("CREATED", stamp - timedelta(days=rng.randint(1, 400)))
-        event.add("LAST-MODIFIED", stamp - timedelta(days=rng.randint(0, 30)))
-        event.add("SUMMARY", summary)
-        if rng.random() < 0.4:
-            words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(15, 60)))
-            event.add("DESCRIPTION", vText(words.capitalize() + ".\nhttps://meet.example/"
-                                           + uuid.UUID(int=rng.getrandbits(128)).hex[:12]))
-        if rng.random() < 0.3:
-            event.add("LOCATION", f"Room {rng.randint(1, 40)}, Building {rng.choice('ABCD')}")
-        if rng.random() < 0.35:
-            organizer = vCalAddress(f"mailto:org{rng.randint(1, 50)}@bench.example")
-            organizer.params["CN"] = vText(f"Organizer {rng.randint(1, 50)}")
-            event.add("ORGANIZER", organizer)
-            for n in range(rng.randint(1, 6)):
-                attendee = vCalAddress(f"mailto:guest{n}-{rng.randint(1, 999)}@bench.example")
-                attendee.params["PARTSTAT"] = rng.choice(
-                    ("ACCEPTED", "ACCEPTED", "TENTATIVE", "NEEDS-ACTION", "DECLINED"))
-                event.add("ATTENDEE", attendee)
-        event.add("SEQUENCE", rng.randint(0, 3))
-
-    def flags(self, event: Event, *, transp_p: float, cancel_p: float, tent_p: float) -> None:
-        roll = self.rng.random()
-        if roll < cancel_p:
-            event.add("STATUS", "CANCELLED")
-            self.stats.cancelled += 1
-        elif roll < cancel_p + tent_p:
-            event.add("STATUS", "TENTATIVE")
-            self.stats.tentative += 1
-        else:
-            event.add("STATUS", "CONFIRMED")
-        if self.rng.random() < transp_p:
-            event.add("TRANSP", "TRANSPARENT")
-            self.stats.transparent += 1
-        else:
-            event.add("TRANSP", "OPAQUE")
-
-    def finish(self, folder: Path, name: str, events: Sequence[Event]) -> None:
-        calendar = Calendar()
-        calendar.add("PRODID", "-//fbproxy bench//caldav//EN")
-        calendar.add("VERSION", "2.0")
-        zones = {str(p.params["TZID"]) for e in events for key in ("DTSTART", "DTEND")
-                 for p in [e.get(key)] if p is not None and "TZID" in p.params}
-        for zone in sorted(zones & set(self.timezones)):
-            calendar.add_component(self.timezones[zone])
-        for event in events:
-            calendar.add_component(event)
-        body = calendar.to_ical()
-        (folder / name).write_bytes(body)
-        self.stats.resources += 1
-        self.stats.vevents += len(events)
-        self.stats.bytes += len(body)
-
-    def single(self, folder: Path) -> None:
-        rng = self.rng
-        uid, name = self.uid()
-        event = Event()
-        event.add("UID", uid)
-        if rng.random() < 0.05:  # all-day, often several days, often "free"
-            day = self.weekday_near(-PAST_DAYS, FUTURE_DAYS)
-            event.add("DTSTART", day)
-            event.add("DTEND", day + timedelta(days=rng.choice((1, 1, 1, 2, 3, 5))))
-            self.stats.all_day += 1
-            self.decorate(event, rng.choice(("Out of office", "Holiday", "Conference")))
-            self.flags(event, transp_p=0.8, cancel_p=0.02, tent_p=0.05)
-        else:
-            zone = self.pick_zone()
-            self.stats.floating += zone is None
-            start = self.business_start(self.weekday_near(-PAST_DAYS, FUTURE_DAYS), zone)
-            event.add("DTSTART", start)
-            event.add("DTEND", start + self.duration())
-            self.decorate(event, rng.choice(SUMMARIES))
-            self.flags(event, transp_p=0.06, cancel_p=0.03, tent_p=0.07)
-            if not self.stats.touched and zone is not None \
-                    and start > self.anchor + timedelta(days=7) \
-                    and event["STATUS"] == "CONFIRMED" and event["TRANSP"] == "OPAQUE":
-                self.stats.touched = name  # a busy event a week out: its move shows
-        self.finish(folder, name, [event])
-
-    def series(self, folder: Path) -> None:
-        rng = self.rng
-        uid, name = self.uid()
-        all_day = rng.random() < 0.08
-        kind = rng.choices(("WEEKLY", "DAILY", "MONTHLY"), (0.6, 0.2, 0.2))[0]
-        if all_day and kind == "DAILY":
-            kind = "WEEKLY"
-        zone = self.home if rng.random() < 0.8 else ZoneInfo(rng.choice(OTHER_ZONES))
-        first_day = self.anchor.date() + timedelta(days=rng.randint(-300, 60))
-        rule: dict[str, Any] = {"FREQ": kind}
-        if kind == "WEEKLY":
-            if rng.random() < 0.2:
-                rule["INTERVAL"] = 2
-            days = sorted(rng.sample(range(5), rng.choice((1, 1, 1, 2, 3))))
-            first_day += timedelta(days=(days[0] - first_day.weekday()) % 7)
-            rule["BYDAY"] = [WEEKDAYS[d] for d in days]
-        elif kind == "DAILY":
-            if rng.random() < 0.7:
-                rule["BYDAY"] = list(WEEKDAYS)
-                while first_day.weekday() >= 5:
-                    first_day += timedelta(days=1)
-        elif rng.random() < 0.5:
-            rule["BYMONTHDAY"] = [min(first_day.day, 28)]
-            first_day = first_day.replace(day=rule["BYMONTHDAY"][0])
-        else:
-            rule["BYDAY"] = [f"{rng.choice((1, 2, 3, -1))}{rng.choice(WEEKDAYS)}"]
-        end_roll = rng.random()
-        if end_roll < 0.35:
-            # Never before the first occurrence: Radicale refuses such objects.
-            until_day = max(self.anchor.date() + timedelta(days=rng.randint(-10, 200)),
-                            first_day + timedelta(days=7))
-            rule["UNTIL"] = until_day if all_day else datetime.combine(
-                until_day, dtime(23, 59, 59), UTC)
-        elif end_roll < 0.55 or (kind == "DAILY" and "BYDAY" not in rule):
-            rule["COUNT"] = rng.randint(5, 80)
-        start: date | datetime
-        end: date | datetime
-        if all_day:
-            start, end = first_day, first_day + timedelta(days=1)
-        else:
-            start = self.business_start(first_day, zone)
-            end = start + self.duration()
-        master = Event()
-        master.add("UID", uid)
-        master.add("DTSTART", start)
-        master.add("DTEND", end)
-        master.add("RRULE", rule)
-        self.decorate(master, "Weekly WFH" if all_day else rng.choice(SUMMARIES))
-        self.flags(master, transp_p=0.8 if all_day else 0.05, cancel_p=0.02, tent_p=0.05)
-        occurrences = self.occurrences(master, start, all_day)
-        exdates: list[Any] = []
-        if occurrences and rng.random() < 0.3:
-            exdates = sorted(rng.sample(occurrences, min(len(occurrences), rng.randint(1, 4))))
-            master.add("EXDATE", exdates)
-            self.stats.exdates += len(exdates)
-        events = [master]
-        candidates = [o for o in occurrences if o not in exdates]
-        if candidates and rng.random() < 0.25:
-            length: timedelta = end - start  # both dates, or both datetimes
-            for original in sorted(rng.sample(candidates, min(len(candidates),
-                                                              rng.randint(1, 3)))):
-                events.append(self.override(uid, original, length, all_day))
-                self.stats.overrides += 1
-        self.stats.series += 1
-        self.stats.all_day += all_day
-        self.finish(folder, name, events)
-
-    def occurrences(self, master: Event, start: date | datetime, all_day: bool) -> list[Any]:
-        """Occurrences inside the data window, read with dateutil (an independent reader)."""
-        raw = master["RRULE"].to_ical()
-        text = raw.decode() if isinstance(raw, bytes) else str(raw)
-        lo = self.anchor - timedelta(days=PAST_DAYS)
-        hi = self.anchor + timedelta(days=FUTURE_DAYS)
-        if all_day:
-            assert not isinstance(start, datetime)
-            found = rrulestr(text, dtstart=datetime.combine(start, dtime())).between(
-                lo.replace(tzinfo=None), hi.replace(tzinfo=None), inc=True)
-            return [d.date() for d in found]
-        assert isinstance(start, datetime)
-        return list(rrulestr(text, dtstart=start).between(lo, hi, inc=True))
-
-    def override(self, uid: str, original: Any, length: timedelta, all_day: bool) -> Event:
-        rng = self.rng
-        event = Event()
-        event.add("UID", uid)
-        event.add("RECURRENCE-ID", original)
-        shift = timedelta(days=1) if all_day else timedelta(
-            minutes=rng.choice((-120, -60, -30, 30, 60, 90, 24 * 60)))
-        event.add("DTSTART", original + shift)
-        event.add("DTEND", original + shift + length)
-        self.decorate(event, "Moved: " + rng.choice(SUMMARIES))
-        self.flags(event, transp_p=0.03, cancel_p=0.2, tent_p=0.1)
-        return event
-
-
-def generate(folder: Path, count: int, seed: int, anchor: datetime) -> Workload:
+def generate(folder: Path, count: int, seed: int, anchor: datetime) -> Stats:
     """Write ``count`` calendar objects (UIDs) into ``folder``; ~15 % are series."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / ".Radicale.props").write_text(
         json.dumps({"tag": "VCALENDAR", "D:displayname": "bench"}))
-    gen = _Gen(seed, anchor)
-    for _ in range(count):
-        if gen.rng.random() < 0.15:
-            gen.series(folder)
-        else:
-            gen.single(folder)
-    if not gen.stats.touched:
+    # fbproxy runs on the system clock here, so the data must sit around "now".
+    work = workload.generate(f"fbproxy-bench-caldav:{seed}", anchor, HOME_ZONE, OTHER_ZONES,
+                             objects=count, summaries=SUMMARIES)
+    if not work.stats.touched_uid:
         raise SystemExit("no single busy event a week out was generated; use more --events")
-    return gen.stats
+    workload.write_object_files(folder, work)
+    return work.stats
 
 
 def first_start(text: str | bytes) -> Any:
@@ -357,15 +100,8 @@ def first_start(text: str | bytes) -> Any:
 def changed_event(original: bytes) -> bytes:
     """The same event one hour later, with SEQUENCE and LAST-MODIFIED bumped."""
     calendar = Calendar.from_ical(original)
-    event = calendar.walk("VEVENT")[0]
-    start, end = event.decoded("DTSTART"), event.decoded("DTEND")
-    sequence = int(event.get("SEQUENCE", 0)) + 1
-    for key in ("DTSTART", "DTEND", "SEQUENCE", "LAST-MODIFIED"):
-        event.pop(key, None)
-    event.add("DTSTART", start + timedelta(hours=1))
-    event.add("DTEND", end + timedelta(hours=1))
-    event.add("SEQUENCE", sequence)
-    event.add("LAST-MODIFIED", datetime.now(UTC).replace(microsecond=0))
+    workload.move_event(calendar.walk("VEVENT")[0], timedelta(hours=1),
+                        modified=datetime.now(UTC).replace(microsecond=0))
     return bytes(calendar.to_ical())
 
 
@@ -373,63 +109,23 @@ def changed_event(original: bytes) -> bytes:
 # 2. Radicale, and a counting reverse proxy in front of it
 # ---------------------------------------------------------------------------
 
-class Radicale:
-    """One Radicale process on 127.0.0.1 with htpasswd (plain) auth and its own storage."""
+class Radicale(RadicaleServer):
+    """The test suite's Radicale (tests/peers.py) with the benchmark's user and calendar.
+
+    From RadicaleServer: 127.0.0.1 on a free port, htpasswd (plain) auth, its own
+    storage, config and log in ``folder``, start with a bounded readiness poll, stop.
+    Added here: requests straight to it (not through the counting proxy).
+    """
 
     def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.port = free_port()
-        self.storage = folder / "collections"
-        self.calendar_folder = self.storage / "collection-root" / USER / CALENDAR
-        self.config = folder / "config"
-        self.log_path = folder / "radicale.log"
-        self._process: subprocess.Popen[bytes] | None = None
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "users").write_text(f"{USER}:{PASSWORD}\n")
-        self.config.write_text("\n".join([
-            "[server]", f"hosts = 127.0.0.1:{self.port}", "delay_on_error = 0",
-            "[auth]", "type = htpasswd", f"htpasswd_filename = {folder / 'users'}",
-            "htpasswd_encryption = plain", "delay = 0",
-            "[rights]", "type = owner_only",
-            "[storage]", f"filesystem_folder = {self.storage}",
-            "[web]", "type = none",
-            "[logging]", "level = warning", ""]))
+        super().__init__(folder)
+        self.set_password(USER, PASSWORD)
+        # Objects are written here before the server starts (much faster than PUTs).
+        self.calendar_folder = self.item_file(USER, CALENDAR, ".Radicale.props").parent
 
     @property
     def path(self) -> str:
         return f"/{USER}/{CALENDAR}/"
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as log_file:
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "radicale", "--config", str(self.config)],
-                stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.folder)
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:  # bounded poll: any HTTP answer means ready
-            if self._process.poll() is not None:
-                raise SystemExit(f"Radicale exited with {self._process.returncode}:\n"
-                                 f"{self.log_tail()}")
-            try:
-                self.request("OPTIONS", "/", timeout=1.0)
-                return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise SystemExit(f"Radicale did not answer within {READY_TIMEOUT:.0f} s:\n"
-                                 f"{self.log_tail()}")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(STOP_TIMEOUT)
 
     def request(self, method: str, path: str, body: bytes = b"",
                 headers: dict[str, str] | None = None, timeout: float = UPSTREAM_TIMEOUT,
@@ -474,12 +170,6 @@ class Radicale:
             "Depth": "0", "Content-Type": "application/xml; charset=utf-8"})
         if status != 207 or b"sync-token" not in payload:
             raise SystemExit(f"PROPFIND sync-token of {self.path} answered {status}")
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
 
 
 @dataclass
@@ -717,7 +407,7 @@ def build_config(folder: Path, server_url: str) -> Any:
 
 
 async def run_clients(args: argparse.Namespace, folder: Path, radicale: Radicale,
-                      proxy: CountingProxy, work: Workload) -> dict[str, Any]:
+                      proxy: CountingProxy, work: Stats) -> dict[str, Any]:
     """Both clients, step by step, interleaved so each step sees the same calendar."""
     from server.clock import SystemClock
     from server.runtime import open_runtime
@@ -757,19 +447,19 @@ async def run_clients(args: argparse.Namespace, folder: Path, radicale: Radicale
         return result
 
     async with open_runtime(config, clock=SystemClock()) as runtime:
-        progress(f"(a) first sync: fbproxy ({work.resources:,} events) ...")
+        progress(f"(a) first sync: fbproxy ({work.items:,} events) ...")
         first = await fbproxy_round("a")
-        if first.items != work.resources or first.skipped:
-            raise SystemExit(f"fbproxy stored {first.items} of {work.resources} items, "
+        if first.items != work.items or first.skipped:
+            raise SystemExit(f"fbproxy stored {first.items} of {work.items} items, "
                              f"skipped {len(first.skipped)}")
 
         progress("vdirsyncer discover (not timed as a step) ...")
         out["discover"] = await vdirsyncer_round("discover", "discover")
         progress("(a) first sync: vdirsyncer ...")
         await vdirsyncer_round("a", "sync")
-        if len(vdir.local_files()) != work.resources:
+        if len(vdir.local_files()) != work.items:
             raise SystemExit(f"vdirsyncer wrote {len(vdir.local_files())} of "
-                             f"{work.resources} items")
+                             f"{work.items} items")
 
         progress("(b) no-change round: fbproxy, then vdirsyncer ...")
         second = await fbproxy_round("b")
@@ -777,14 +467,14 @@ async def run_clients(args: argparse.Namespace, folder: Path, radicale: Radicale
             raise SystemExit("fbproxy's no-change round was not unchanged")
         await vdirsyncer_round("b", "sync")
 
-        original = (radicale.calendar_folder / work.touched).read_bytes()
+        original = (radicale.calendar_folder / work.touched_name).read_bytes()
         changed = changed_event(original)
-        status, _ = radicale.request("PUT", radicale.path + work.touched, changed,
+        status, _ = radicale.request("PUT", radicale.path + work.touched_name, changed,
                                      {"Content-Type": "text/calendar; charset=utf-8"})
         if status not in (201, 204):
             raise SystemExit(f"PUT of the changed event answered {status}")
-        uid = str(Calendar.from_ical(changed).walk("VEVENT")[0]["UID"])
-        progress(f"changed {work.touched} upstream (moved by 1 h, PUT straight to Radicale)")
+        uid = work.touched_uid
+        progress(f"changed {work.touched_name} upstream (moved by 1 h, PUT straight to Radicale)")
 
         progress("(c) one event changed: fbproxy, then vdirsyncer ...")
         third = await fbproxy_round("c")
@@ -803,7 +493,7 @@ async def run_clients(args: argparse.Namespace, folder: Path, radicale: Radicale
         out["items"] = db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
         out["instances"] = db.execute("SELECT COUNT(*) FROM instances").fetchone()[0]
         stored = db.execute("SELECT ical FROM items WHERE item_key LIKE ?",
-                            (f"%/{work.touched}",)).fetchone()
+                            (f"%/{work.touched_name}",)).fetchone()
     finally:
         db.close()
     if stored is None or first_start(stored[0]) != new_start:
@@ -854,12 +544,12 @@ def code_version() -> str:
     return commit.stdout.strip() + (" + uncommitted changes" if dirty.stdout.strip() else "")
 
 
-def report(args: argparse.Namespace, work: Workload, results: dict[str, Any],
+def report(args: argparse.Namespace, work: Stats, results: dict[str, Any],
            warmup: float, code: str) -> None:
     fb: dict[str, Step] = results["fbproxy"]
     vd: dict[str, Step] = results["vdirsyncer"]
     labels = {"a": "(a) first sync", "b": "(b) no-change round", "c": "(c) one event changed"}
-    print(f"\n### fbproxy CalDAV source vs vdirsyncer — {work.resources:,} events, "
+    print(f"\n### fbproxy CalDAV source vs vdirsyncer — {work.items:,} events, "
           f"seed {args.seed}\n")
     print(f"{versions()}; code {code}; {os.cpu_count()} CPU(s). Both clients talk to one "
           "Radicale on 127.0.0.1 through the same counting proxy; bytes are request + "
@@ -918,7 +608,7 @@ def report(args: argparse.Namespace, work: Workload, results: dict[str, Any],
           f"({methods_text(disc.traffic)}), {kib(disc.traffic.total)} |")
 
     print("\nWorkload: " + (
-        f"{work.resources:,} calendar objects (one UID each, {work.vevents:,} VEVENTs) in one "
+        f"{work.items:,} calendar objects (one UID each, {work.vevents:,} VEVENTs) in one "
         f"Radicale calendar, {work.bytes / 2**20:.1f} MiB of iCalendar; {work.series:,} "
         f"recurring series with {work.exdates:,} EXDATEs and {work.overrides:,} "
         f"RECURRENCE-ID overrides; {work.all_day:,} all-day, {work.tentative:,} TENTATIVE, "
@@ -939,7 +629,7 @@ def report(args: argparse.Namespace, work: Workload, results: dict[str, Any],
           "Radicale (not through the proxy); both clients were checked to hold the new "
           "version afterwards.")
     print(f"- The objects were written straight into Radicale's storage, so before any "
-          f"measurement a PROPFIND listed all {work.resources:,} of them (Radicale builds its "
+          f"measurement a PROPFIND listed all {work.items:,} of them (Radicale builds its "
           "item cache) and one asked for the calendar's sync-token (Radicale writes the "
           "per-item sync history that an upload would have written); "
           f"{seconds_text(warmup)}, not counted.")
@@ -981,17 +671,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress(f"generating {args.events:,} events into Radicale's storage in {folder} ...")
         t0 = time.perf_counter()
         work = generate(radicale.calendar_folder, args.events, args.seed, anchor)
-        progress(f"generated {work.resources:,} objects ({work.vevents:,} VEVENTs, "
+        progress(f"generated {work.items:,} objects ({work.vevents:,} VEVENTs, "
                  f"{work.bytes / 2**20:.1f} MiB) in {time.perf_counter() - t0:.1f} s")
 
-        radicale.start()
+        try:
+            radicale.start()
+        except RuntimeError as exc:  # did not come up: the message has its log's tail
+            raise SystemExit(str(exc)) from None
         progress(f"Radicale is up on 127.0.0.1:{radicale.port}; listing the calendar ...")
         t0 = time.perf_counter()
         listed = radicale.list_items()
         radicale.warm_up()
         warmup = time.perf_counter() - t0
-        if len(listed) != work.resources:
-            raise SystemExit(f"Radicale lists {len(listed)} of the {work.resources} objects "
+        if len(listed) != work.items:
+            raise SystemExit(f"Radicale lists {len(listed)} of the {work.items} objects "
                              f"written into its storage:\n{radicale.log_tail()}")
         progress(f"Radicale lists all {len(listed):,} objects ({warmup:.1f} s with building "
                  "its item cache and sync history)")

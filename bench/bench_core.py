@@ -35,7 +35,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -50,25 +49,24 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from dateutil.rrule import rrulestr  # noqa: E402
-from icalendar import Calendar, Event, vCalAddress, vText  # noqa: E402
+from icalendar import Calendar  # noqa: E402
+
+from bench.workload import (  # noqa: E402
+    FUTURE_DAYS,
+    Stats,
+    generate,
+    move_event,
+    write_calendar_file,
+)
 
 # A Monday morning; the generated data is laid out around it, and every part
 # of fbproxy sees it through a FixedClock.
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-STAMP = NOW - timedelta(days=2)
-PAST_DAYS = 30
-FUTURE_DAYS = 120
 QUERY_DAYS = 60
-# Each calendar lives in one of the first three zones; some events are in the others.
+# Each calendar lives in one of the first three zones; some events are in any of them.
 ZONES = ("Europe/Berlin", "America/New_York", "Europe/London", "America/Los_Angeles",
          "Asia/Tokyo", "UTC")
 HOME_ZONES = 3
-SUMMARIES = ("1:1", "Team sync", "Design review", "Customer call", "Interview", "Lunch",
-             "Planning", "Retro", "Focus time", "Dentist", "Board prep", "Standup",
-             "Offsite prep", "Budget review", "Hiring panel", "Architecture forum")
-WORDS = ("agenda", "notes", "dial-in", "please", "review", "the", "document", "before",
-         "meeting", "link", "room", "project", "quarterly", "status", "update", "budget")
 
 log = logging.getLogger("bench")
 
@@ -78,292 +76,25 @@ def progress(message: str) -> None:
 
 
 # ---------------------------------------------------------------------------
-# 1. Data generation (runs in a worker process)
+# 1. Data generation (runs in a worker process; the generator is bench/workload.py)
 # ---------------------------------------------------------------------------
-
-@dataclass
-class GenStats:
-    path: str
-    zone: str
-    vevents: int = 0
-    items: int = 0
-    series: int = 0
-    overrides: int = 0
-    exdates: int = 0
-    all_day: int = 0
-    transparent: int = 0
-    cancelled: int = 0
-    tentative: int = 0
-    floating: int = 0
-    bytes: int = 0
-    touched_uid: str | None = None
-
 
 def calendar_zone(index: int) -> str:
     return ZONES[index % HOME_ZONES]
 
 
-class _Gen:
-    """Builds one calendar with icalendar objects; every choice comes from ``rng``."""
-
-    def __init__(self, index: int, seed: int, events: int, touch: bool) -> None:
-        self.rng = random.Random(f"fbproxy-bench:{seed}:{index}")
-        self.index = index
-        self.budget = events
-        self.touch = touch
-        self.zone = ZoneInfo(calendar_zone(index))
-        self.stats = GenStats(path="", zone=calendar_zone(index))
-        self.cal = Calendar()
-        self.cal.add("PRODID", "-//fbproxy bench//generated//EN")
-        self.cal.add("VERSION", "2.0")
-        self.cal.add("CALSCALE", "GREGORIAN")
-        self.cal.add("X-WR-CALNAME", f"Bench calendar {index}")
-        self.person = f"person{index}@bench.example"
-
-    # -- helpers -------------------------------------------------------------
-
-    def uid(self) -> str:
-        return f"{uuid.UUID(int=self.rng.getrandbits(128), version=4)}@bench.example"
-
-    def pick_zone(self) -> ZoneInfo | None:
-        """Mostly the calendar's own zone; some foreign zones, UTC and floating."""
-        roll = self.rng.random()
-        if roll < 0.75:
-            return self.zone
-        if roll < 0.95:
-            return ZoneInfo(self.rng.choice(ZONES))
-        if roll < 0.98:
-            return ZoneInfo("UTC")
-        return None  # floating: read in the source's zone
-
-    def business_start(self, day: date, zone: ZoneInfo | None) -> datetime:
-        minutes = self.rng.randrange(8 * 60, 17 * 60 + 31, 15)
-        naive = datetime.combine(day, dtime(minutes // 60, minutes % 60))
-        return naive if zone is None else naive.replace(tzinfo=zone)
-
-    def duration(self) -> timedelta:
-        return timedelta(minutes=self.rng.choice((15, 25, 30, 30, 30, 45, 50, 60, 60, 90, 120)))
-
-    def weekday_near(self, lo: int, hi: int) -> date:
-        base = NOW.astimezone(self.zone).date()
-        for _ in range(20):
-            day = base + timedelta(days=self.rng.randint(lo, hi))
-            if day.weekday() < 5 or self.rng.random() < 0.05:
-                return day
-        return day
-
-    def decorate(self, event: Event, summary: str) -> None:
-        """The parts a real export carries that never matter for busy time."""
-        rng = self.rng
-        event.add("DTSTAMP", STAMP)
-        event.add("CREATED", STAMP - timedelta(days=rng.randint(1, 400)))
-        event.add("LAST-MODIFIED", STAMP - timedelta(days=rng.randint(0, 30)))
-        event.add("SUMMARY", summary)
-        if rng.random() < 0.4:
-            words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(15, 60)))
-            event.add("DESCRIPTION", vText(words.capitalize() + ".\nhttps://meet.example/"
-                                           + uuid.UUID(int=rng.getrandbits(128)).hex[:12]))
-        if rng.random() < 0.3:
-            event.add("LOCATION", f"Room {rng.randint(1, 40)}, Building {rng.choice('ABCD')}")
-        if rng.random() < 0.35:
-            organizer = vCalAddress(f"mailto:org{rng.randint(1, 50)}@bench.example")
-            organizer.params["CN"] = vText(f"Organizer {rng.randint(1, 50)}")
-            event.add("ORGANIZER", organizer)
-            for n in range(rng.randint(1, 6)):
-                attendee = vCalAddress(f"mailto:guest{n}-{rng.randint(1, 999)}@bench.example")
-                attendee.params["PARTSTAT"] = rng.choice(
-                    ("ACCEPTED", "ACCEPTED", "TENTATIVE", "NEEDS-ACTION", "DECLINED"))
-                attendee.params["ROLE"] = "REQ-PARTICIPANT"
-                event.add("ATTENDEE", attendee)
-        if rng.random() < 0.1:
-            event.add("CLASS", "PRIVATE")
-        event.add("SEQUENCE", rng.randint(0, 3))
-
-    def flags(self, event: Event, *, transp_p: float, cancel_p: float, tent_p: float) -> None:
-        roll = self.rng.random()
-        if roll < cancel_p:
-            event.add("STATUS", "CANCELLED")
-            self.stats.cancelled += 1
-        elif roll < cancel_p + tent_p:
-            event.add("STATUS", "TENTATIVE")
-            self.stats.tentative += 1
-        elif self.rng.random() < 0.7:
-            event.add("STATUS", "CONFIRMED")
-        if self.rng.random() < transp_p:
-            event.add("TRANSP", "TRANSPARENT")
-            self.stats.transparent += 1
-        elif self.rng.random() < 0.5:
-            event.add("TRANSP", "OPAQUE")
-
-    def emit(self, event: Event) -> None:
-        self.cal.add_component(event)
-        self.stats.vevents += 1
-        self.budget -= 1
-
-    # -- single events ---------------------------------------------------------
-
-    def single(self) -> None:
-        rng = self.rng
-        event = Event()
-        uid = self.uid()
-        event.add("UID", uid)
-        if rng.random() < 0.05:  # all-day, often several days, often "free" (holiday, OOO)
-            day = self.weekday_near(-PAST_DAYS, FUTURE_DAYS)
-            event.add("DTSTART", day)
-            event.add("DTEND", day + timedelta(days=rng.choice((1, 1, 1, 2, 3, 5))))
-            self.stats.all_day += 1
-            self.decorate(event, rng.choice(("Out of office", "Holiday", "Conference")))
-            self.flags(event, transp_p=0.8, cancel_p=0.02, tent_p=0.05)
-        else:
-            zone = self.pick_zone()
-            if zone is None:
-                self.stats.floating += 1
-            start = self.business_start(self.weekday_near(-PAST_DAYS, FUTURE_DAYS), zone)
-            end = start + self.duration()
-            if self.stats.touched_uid is None and \
-                    start.replace(tzinfo=None) > NOW.replace(tzinfo=None) + timedelta(days=7):
-                # The first single event a week out is the one the "touch" round moves.
-                self.stats.touched_uid = uid
-                if self.touch:
-                    start, end = start + timedelta(hours=1), end + timedelta(hours=1)
-            event.add("DTSTART", start)
-            event.add("DTEND", end)
-            self.decorate(event, rng.choice(SUMMARIES))
-            self.flags(event, transp_p=0.06, cancel_p=0.03, tent_p=0.07)
-        self.stats.items += 1
-        self.emit(event)
-
-    # -- recurring series ------------------------------------------------------
-
-    def series(self) -> None:
-        rng = self.rng
-        uid = self.uid()
-        all_day = rng.random() < 0.08
-        kind = rng.choices(("WEEKLY", "DAILY", "MONTHLY"), (0.6, 0.2, 0.2))[0]
-        if all_day and kind == "DAILY":  # a daily all-day series would be a whole calendar
-            kind = "WEEKLY"
-        zone = self.zone if rng.random() < 0.8 else ZoneInfo(rng.choice(ZONES))
-        first_day = NOW.astimezone(zone).date() + timedelta(days=rng.randint(-300, 60))
-        rule: dict[str, Any] = {"FREQ": kind}
-        if kind == "WEEKLY":
-            if rng.random() < 0.2:
-                rule["INTERVAL"] = 2
-            days = sorted(rng.sample(range(5), rng.choice((1, 1, 1, 2, 3))))
-            first_day += timedelta(days=(days[0] - first_day.weekday()) % 7)
-            rule["BYDAY"] = [("MO", "TU", "WE", "TH", "FR")[d] for d in days]
-        elif kind == "DAILY":
-            if rng.random() < 0.7:
-                rule["BYDAY"] = ["MO", "TU", "WE", "TH", "FR"]
-                while first_day.weekday() >= 5:
-                    first_day += timedelta(days=1)
-        else:
-            if rng.random() < 0.5:
-                rule["BYMONTHDAY"] = [first_day.day if first_day.day <= 28 else 28]
-                first_day = first_day.replace(day=rule["BYMONTHDAY"][0])
-            else:
-                weekday = rng.randrange(5)
-                ordinal = rng.choice((1, 2, 3, -1))
-                rule["BYDAY"] = [f"{ordinal}{('MO', 'TU', 'WE', 'TH', 'FR')[weekday]}"]
-        end_roll = rng.random()
-        if end_roll < 0.35:
-            until_day = NOW.date() + timedelta(days=rng.randint(-10, 200))
-            rule["UNTIL"] = until_day if all_day else datetime.combine(
-                until_day, dtime(23, 59, 59), UTC)
-        elif end_roll < 0.55 or (kind == "DAILY" and "BYDAY" not in rule):
-            rule["COUNT"] = rng.randint(5, 80)
-        if all_day:
-            start: date | datetime = first_day
-            end: date | datetime = first_day + timedelta(days=1)
-        else:
-            start = self.business_start(first_day, zone)
-            end = start + self.duration()
-
-        master = Event()
-        master.add("UID", uid)
-        master.add("DTSTART", start)
-        master.add("DTEND", end)
-        master.add("RRULE", rule)
-        self.decorate(master, "Weekly WFH" if all_day else rng.choice(SUMMARIES))
-        self.flags(master, transp_p=0.8 if all_day else 0.05, cancel_p=0.02, tent_p=0.05)
-
-        occurrences = self.occurrences(master, start, all_day)
-        exdates: list[Any] = []
-        if occurrences and rng.random() < 0.3:
-            exdates = sorted(rng.sample(occurrences, min(len(occurrences), rng.randint(1, 4))))
-            master.add("EXDATE", exdates)
-            self.stats.exdates += len(exdates)
-        candidates = [o for o in occurrences if o not in exdates]
-        overrides: list[Event] = []
-        if candidates and rng.random() < 0.25:
-            room = max(0, self.budget - 1)
-            count = min(room, len(candidates), rng.randint(1, 3))
-            for original in sorted(rng.sample(candidates, count)):
-                length: timedelta = end - start  # type: ignore[operator]  # same type
-                overrides.append(self.override(uid, original, length, all_day))
-        self.stats.series += 1
-        self.stats.items += 1
-        if all_day:
-            self.stats.all_day += 1
-        self.emit(master)
-        for override in overrides:
-            self.stats.overrides += 1
-            self.emit(override)
-
-    def occurrences(self, master: Event, start: date | datetime, all_day: bool) -> list[Any]:
-        """Occurrences inside the data window, read with dateutil (an independent reader)."""
-        raw = master["RRULE"].to_ical()
-        text = raw.decode() if isinstance(raw, bytes) else str(raw)
-        if all_day:
-            assert not isinstance(start, datetime)
-            begin = datetime.combine(start, dtime())
-            lo = datetime.combine(NOW.date() - timedelta(days=PAST_DAYS), dtime())
-            hi = datetime.combine(NOW.date() + timedelta(days=FUTURE_DAYS), dtime())
-            found = rrulestr(text, dtstart=begin).between(lo, hi, inc=True)
-            return [d.date() for d in found]
-        assert isinstance(start, datetime)
-        lo, hi = NOW - timedelta(days=PAST_DAYS), NOW + timedelta(days=FUTURE_DAYS)
-        return list(rrulestr(text, dtstart=start).between(lo, hi, inc=True))
-
-    def override(self, uid: str, original: Any, length: timedelta, all_day: bool) -> Event:
-        rng = self.rng
-        event = Event()
-        event.add("UID", uid)
-        event.add("RECURRENCE-ID", original)
-        shift = timedelta(days=1) if all_day else timedelta(
-            minutes=rng.choice((-120, -60, -30, 30, 60, 90, 24 * 60)))
-        event.add("DTSTART", original + shift)
-        event.add("DTEND", original + shift + length)
-        self.decorate(event, "Moved: " + rng.choice(SUMMARIES))
-        self.flags(event, transp_p=0.03, cancel_p=0.2, tent_p=0.1)
-        return event
-
-    def build(self) -> Calendar:
-        while self.budget > 0:
-            if self.rng.random() < 0.15:
-                self.series()
-            else:
-                self.single()
-        self.cal.add_missing_timezones(first_date=date(2025, 1, 1), last_date=date(2027, 12, 31))
-        return self.cal
-
-
 def generate_file(folder: str, index: int, seed: int, events: int, touch: bool = False,
-                  ) -> GenStats:
-    """Write calendar ``index``; ``touch`` moves one future single event by an hour."""
-    gen = _Gen(index, seed, events, touch)
-    body = gen.build().to_ical()
-    path = Path(folder) / f"cal{index:02d}.ics"
-    old = path.stat().st_mtime_ns if path.exists() else None
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(body)
-    os.replace(tmp, path)
-    if old is not None and path.stat().st_mtime_ns <= old + 1_000_000_000:
-        # Coarse file-system clocks: make sure the rewrite is visible as a new mtime.
-        os.utime(path, ns=(old + 2_000_000_000, old + 2_000_000_000))
-    gen.stats.path = str(path)
-    gen.stats.bytes = len(body)
-    gen.stats.vevents = body.count(b"BEGIN:VEVENT")  # what is really in the file
-    return gen.stats
+                  ) -> Stats:
+    """Write calendar ``index``; ``touch`` moves one future busy single event by an hour."""
+    work = generate(f"fbproxy-bench:{seed}:{index}", NOW, calendar_zone(index), ZONES,
+                    vevents=events, export=True)
+    if touch:
+        if not work.stats.touched_uid:
+            raise SystemExit("no single busy event a week out was generated; use more --events")
+        (event,) = work.find(work.stats.touched_uid).events
+        move_event(event, timedelta(hours=1), modified=NOW)
+    write_calendar_file(Path(folder) / f"cal{index:02d}.ics", work, f"Bench calendar {index}")
+    return work.stats
 
 
 # ---------------------------------------------------------------------------
@@ -526,7 +257,7 @@ class Results:
         self.rows.append((area, metric, value, unit))
 
 
-def build_config(folder: Path, files: Sequence[GenStats]) -> Any:
+def build_config(folder: Path, files: Sequence[Stats]) -> Any:
     from server.config import parse_config
 
     names = [f"cal{i:02d}" for i in range(len(files))]
@@ -546,7 +277,7 @@ def fmt_ms(seconds: float) -> str:
     return f"{ms:.2f}" if ms < 10 else f"{ms:.1f}" if ms < 1000 else f"{ms:,.0f}"
 
 
-async def fbproxy_phases(args: argparse.Namespace, folder: Path, files: list[GenStats],
+async def fbproxy_phases(args: argparse.Namespace, folder: Path, files: list[Stats],
                          pool: ProcessPoolExecutor, res: Results) -> dict[str, Any]:
     from server.busy import merged_busy
     from server.clock import FixedClock
@@ -761,7 +492,7 @@ def _iso(ts: int) -> str:
 # --profile: where the initial sync's time goes, single-threaded
 # ---------------------------------------------------------------------------
 
-def profile_sync(files: Sequence[GenStats], folder: Path) -> None:
+def profile_sync(files: Sequence[Stats], folder: Path) -> None:
     """Run the sync pipeline's stages by hand on every file, timed, then profiled.
 
     The real round runs parsing and expansion in worker threads, which cProfile
@@ -774,7 +505,7 @@ def profile_sync(files: Sequence[GenStats], folder: Path) -> None:
     from server.store import Store
     from server.sync import PAST_KEPT, expand_items, item_fingerprint
 
-    def context(stats: GenStats) -> ExpandContext:
+    def context(stats: Stats) -> ExpandContext:
         return ExpandContext(zone=ZoneInfo(stats.zone), window_start=NOW - PAST_KEPT,
                              window_end=NOW + timedelta(days=FUTURE_DAYS))
 

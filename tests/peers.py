@@ -113,6 +113,10 @@ class PeerServer:
 
     # -- shared ---------------------------------------------------------------
 
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<{self.name} {self.base_url} {state}, log {self.log_path}>"
+
     @property
     def base_url(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}/"
@@ -236,7 +240,8 @@ class XandikosServer(PeerServer):
 
     def _prepare(self) -> None:
         if shutil.which("openssl") is None:
-            pytest.skip("the openssl command is needed to make Xandikos's TLS certificate")
+            pytest.fail("the openssl command is needed to make Xandikos's TLS certificate; "
+                        "scripts/test installs it (Debian package openssl)")
         self.data = self.folder / "data"
         self.state = self.folder / "state"
         certs = self.state / "certs"

@@ -282,6 +282,8 @@ async def test_bad_items_are_skipped_and_named(peer: Peer, make_config, serve) -
     # Radicale refuses this PUT, so it is written into its storage directly;
     # Radicale then hides it from clients (skip_broken_item): only Xandikos serves it.
     peer.plant_broken_item(work, "broken.ics", BROKEN)
+    listed = [href.rsplit("/", 1)[-1] for href in peer.hrefs(work)]
+    assert ("broken.ics" in listed) == peer.server.serves_broken_items, listed
     client, runtime = await serve(make_config([source(peer, calendars=["Work"])]))
     outcome = await one_round(runtime)
     assert outcome.ok, outcome.error
