@@ -47,6 +47,7 @@ if str(REPO) not in sys.path:
 from icalendar import Calendar  # noqa: E402
 
 from bench import workload  # noqa: E402
+from bench.common import code_version, progress  # noqa: E402
 from bench.workload import FUTURE_DAYS, PAST_DAYS, Stats  # noqa: E402
 from tests.peers import RadicaleServer  # noqa: E402
 
@@ -64,10 +65,6 @@ SUMMARIES = workload.SUMMARIES[:12]
 DAV = "{DAV:}"
 
 log = logging.getLogger("bench")
-
-
-def progress(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def basic_auth() -> str:
@@ -529,19 +526,6 @@ def versions() -> str:
             return "?"
     return (f"Radicale {version('radicale')}, vdirsyncer {version('vdirsyncer')}, "
             f"caldav {version('caldav')}, Python {sys.version.split()[0]}")
-
-
-def code_version() -> str:
-    """The commit the measured code comes from, marked when server/ or adapters/ differ."""
-    try:
-        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, timeout=10, check=True)
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--",
-                                "server", "adapters"],
-                               capture_output=True, text=True, timeout=10, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown commit"
-    return commit.stdout.strip() + (" + uncommitted changes" if dirty.stdout.strip() else "")
 
 
 def report(args: argparse.Namespace, work: Stats, results: dict[str, Any],

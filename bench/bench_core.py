@@ -51,6 +51,7 @@ if str(REPO) not in sys.path:
 
 from icalendar import Calendar  # noqa: E402
 
+from bench.common import code_version, progress  # noqa: E402
 from bench.workload import (  # noqa: E402
     FUTURE_DAYS,
     Stats,
@@ -69,10 +70,6 @@ ZONES = ("Europe/Berlin", "America/New_York", "Europe/London", "America/Los_Ange
 HOME_ZONES = 3
 
 log = logging.getLogger("bench")
-
-
-def progress(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------
@@ -330,6 +327,13 @@ async def fbproxy_phases(args: argparse.Namespace, folder: Path, files: list[Sta
             blocks = await merged_busy(runtime, merged, start, end)
             merged_lat.append(time.perf_counter() - t0)
             blocks_out.append(len(blocks))
+        # Cold: the first query after every change rebuilds the cached timeline.
+        cold_lat = []
+        for start, end in windows[:30]:
+            runtime.timelines.clear()
+            t0 = time.perf_counter()
+            await merged_busy(runtime, merged, start, end)
+            cold_lat.append(time.perf_counter() - t0)
         # What one query is made of: the store read, then the merge (timed apart).
         from server.availability import merge_rows
         read_lat, merge_lat = [], []
@@ -380,10 +384,13 @@ async def fbproxy_phases(args: argparse.Namespace, folder: Path, files: list[Sta
     res.add("re-sync", "no-change round (files untouched)", fmt_ms(nochange), "ms")
     res.add("re-sync", f"round after moving 1 event in 1 file ({changed_sources} source "
             f"re-read, {reexpanded} item re-expanded)", fmt_ms(touch_round), "ms")
-    res.add("busy query", "merged calendar, 60-day window, p50", fmt_ms(
+    res.add("busy query", "merged calendar, 60-day window, cached timeline, p50", fmt_ms(
         percentile(merged_lat, 50)), "ms")
-    res.add("busy query", "merged calendar, 60-day window, p99", fmt_ms(
+    res.add("busy query", "merged calendar, 60-day window, cached timeline, p99", fmt_ms(
         percentile(merged_lat, 99)), "ms")
+    res.add("busy query", "merged calendar, first query after a change (whole served "
+            "window read and merged), p50 / p99",
+            f"{fmt_ms(percentile(cold_lat, 50))} / {fmt_ms(percentile(cold_lat, 99))}", "ms")
     res.add("busy query", "rows read / merged blocks returned (mean)",
             f"{statistics.mean(rows_read):,.0f} / {statistics.mean(blocks_out):,.0f}", "rows")
     res.add("busy query", "of which store.busy_rows / merge_busy, p50",
@@ -561,21 +568,6 @@ def profile_sync(files: Sequence[Stats], folder: Path) -> None:
 # ---------------------------------------------------------------------------
 # main
 # ---------------------------------------------------------------------------
-
-def code_version() -> str:
-    """The commit the measured code comes from, marked when server/ or adapters/ differ."""
-    import subprocess
-
-    try:
-        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, timeout=10, check=True)
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--",
-                                "server", "adapters"],
-                               capture_output=True, text=True, timeout=10, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown commit"
-    return commit.stdout.strip() + (" + uncommitted changes" if dirty.stdout.strip() else "")
-
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
