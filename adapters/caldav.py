@@ -109,6 +109,7 @@ class CaldavSettings:
     calendars: tuple[str, ...] = ()
     hold_calendar: str | None = None
     timeout_seconds: float = 30.0
+    ca_file: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +160,7 @@ class CaldavAdapter:
         return DAVClient(
             url=self.settings.url, username=self.settings.username,
             password=self.settings.password, timeout=int(self.settings.timeout_seconds),
-            enable_rfc6764=False)
+            ssl_verify_cert=self.settings.ca_file or True, enable_rfc6764=False)
 
     async def sync(self, state: SyncState) -> ChangeSet:
         changes: ChangeSet = await self._run(self._sync_blocking, state)

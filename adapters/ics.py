@@ -13,6 +13,7 @@ import base64
 import functools
 import hashlib
 import re
+import ssl
 import zoneinfo
 from collections.abc import Iterable
 from concurrent.futures import Executor
@@ -47,6 +48,7 @@ class IcsSettings:
     max_redirects: int = 5
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    ca_file: str | None = None
 
     @property
     def is_remote(self) -> bool:
@@ -72,6 +74,8 @@ class IcsAdapter:
         self.settings = settings
         self._session = session
         self._executor = executor
+        self._ssl = ssl.create_default_context(cafile=settings.ca_file) \
+            if settings.ca_file else True
 
     async def sync(self, state: SyncState) -> ChangeSet:
         if self.settings.is_remote:
@@ -135,7 +139,7 @@ class IcsAdapter:
         timeout = aiohttp.ClientTimeout(total=self.settings.timeout_seconds)
         try:
             async with self._session.get(
-                url, headers=headers, timeout=timeout,
+                url, headers=headers, timeout=timeout, ssl=self._ssl,
                 max_redirects=self.settings.max_redirects,
             ) as response:
                 self._check_status(response)

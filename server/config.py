@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 import stat
 import tomllib
 from collections.abc import Callable, Mapping
@@ -71,6 +72,7 @@ class SourceConfig:
     password: Secret | None = field(default=None, repr=False)
     calendars: tuple[str, ...] = ()
     hold_calendar: str | None = None
+    ca_file: str | None = None
 
     @property
     def zone(self) -> ZoneInfo:
@@ -244,7 +246,7 @@ def _check_source_url(kind: str, url: str, reader: _Reader, path: str) -> str:
 _SERVER_KEYS = {"listen", "base_url", "database", "timezone", "horizon_days"}
 _COMMON_SOURCE_KEYS = {
     "name", "kind", "url", "poll_interval", "stale_after", "timezone", "enabled", "owner_emails",
-    "timeout", "username", "password", "password_env", "password_file",
+    "timeout", "username", "password", "password_env", "password_file", "ca_file",
 }
 # Keys only one kind understands; elsewhere they are errors, not silently ignored.
 _KIND_KEYS: dict[str, set[str]] = {
@@ -331,7 +333,22 @@ def _read_source(raw: Mapping[str, Any], path: str, reader: _Reader, server: Ser
         password=reader.secret(raw, "password", f"{path}.password"),
         calendars=tuple(calendars or ()),
         hold_calendar=reader.typed(raw, "hold_calendar", f"{path}.hold_calendar", str),
+        ca_file=_read_ca_file(raw, f"{path}.ca_file", reader),
     )
+
+
+def _read_ca_file(raw: Mapping[str, Any], path: str, reader: _Reader) -> str | None:
+    """A PEM bundle to trust for this source (a self-hosted server's own certificate)."""
+    name = reader.typed(raw, "ca_file", path, str)
+    if name is None:
+        return None
+    file_path = reader.path(name)
+    try:
+        ssl.create_default_context(cafile=str(file_path))
+    except (OSError, ssl.SSLError) as exc:
+        reader.fail(path, f"cannot use {file_path} as a CA bundle: {exc}")
+        return None
+    return str(file_path)
 
 
 def _read_calendar(raw: Mapping[str, Any], path: str, reader: _Reader, source_names: set[str],

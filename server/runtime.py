@@ -33,7 +33,8 @@ def _ics_adapter(source: SourceConfig, session: aiohttp.ClientSession,
                  executor: ThreadPoolExecutor) -> SourceAdapter:
     settings = IcsSettings(
         url=source.url, timeout_seconds=source.timeout.total_seconds(),
-        max_bytes=source.max_bytes, username=source.username, password=source.password)
+        max_bytes=source.max_bytes, username=source.username, password=source.password,
+        ca_file=source.ca_file)
     return IcsAdapter(source.name, settings, session=session, executor=executor)
 
 
@@ -42,7 +43,7 @@ def _caldav_adapter(source: SourceConfig, session: aiohttp.ClientSession,
     settings = CaldavSettings(
         url=source.url, username=source.username, password=source.password,
         calendars=source.calendars, hold_calendar=source.hold_calendar,
-        timeout_seconds=source.timeout.total_seconds())
+        timeout_seconds=source.timeout.total_seconds(), ca_file=source.ca_file)
     return CaldavAdapter(source.name, settings, executor=executor)
 
 

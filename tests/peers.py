@@ -468,8 +468,8 @@ def peer_for(pool: PeerPool, kind: str, request: pytest.FixtureRequest,
              monkeypatch: pytest.MonkeyPatch) -> Iterator[Peer]:
     """Body of a per-test peer fixture: a fresh user; the server is up again after."""
     peer = pool.new_peer(kind, request.node.name.partition("[")[0].removeprefix("test_"))
-    for key, value in peer.client_env.items():
-        monkeypatch.setenv(key, value)
+    # Tests hand peer.ca_file to fbproxy through the `ca_file` source key; the
+    # environment stays clean so that key is what makes TLS work.
     try:
         yield peer
     finally:

@@ -29,7 +29,7 @@ def hold(booking_id: str = "bk_01HZX", title: str = "Call with Sam", **extra: st
 def adapter(peer: Peer, hold_calendar: str) -> CaldavAdapter:
     return CaldavAdapter("dav", CaldavSettings(
         url=peer.base_url, username=peer.username, password=peer.password,
-        hold_calendar=hold_calendar))
+        hold_calendar=hold_calendar, ca_file=peer.ca_file))
 
 
 async def test_hold_written_twice_exists_once_and_deletes(peer: Peer) -> None:

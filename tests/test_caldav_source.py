@@ -31,9 +31,10 @@ def peer(request: pytest.FixtureRequest, peer_pool: PeerPool,
 
 
 def source(peer: Peer, url: str | None = None, **extra: Any) -> dict[str, Any]:
+    tls = {"ca_file": peer.ca_file} if peer.ca_file else {}
     return {"name": "dav", "kind": "caldav", "url": url or peer.base_url,
             "username": peer.username, "password": peer.password, "poll_interval": "1m",
-            **extra}
+            **tls, **extra}
 
 
 async def one_round(runtime: Any) -> SyncOutcome:

@@ -80,6 +80,8 @@ def test_defaults(tmp_path: Path) -> None:
      "calendars[0].secret_file: cannot read"),
     ({"sources": {"name": "x"}}, "sources: must be an array of tables"),
     ({"calendar": []}, "calendar: unknown key"),
+    ({"sources": [{**SOURCE, "ca_file": "nope.pem"}]}, "sources[0].ca_file: cannot use"),
+    ({"sources": [{**SOURCE, "calendars": ["Work"]}]}, "sources[0].calendars: unknown key"),
 ])
 def test_errors_name_the_key(tmp_path: Path, raw: dict[str, Any], expected: str) -> None:
     found = problems(raw, tmp_path)
