@@ -462,9 +462,9 @@ async def serve_phases(args: argparse.Namespace, config: Any, pool: ProcessPoolE
         assert api["statuses"] == {200: args.requests}, api["statuses"]
 
         progress("no-change sync round, then one feed request ...")
-        generation = runtime.store.generation
+        generation = await runtime.store.busy_generation()
         await runtime.sync.run_all_once()
-        bumped = runtime.store.generation != generation
+        bumped = await runtime.store.busy_generation() != generation
         after = await load([feed_url], {"If-None-Match": etag}, 1)
         after_status = next(iter(after["statuses"]))
     finally:

@@ -65,7 +65,7 @@ def served_window(runtime: Runtime) -> tuple[int, int]:
 
 async def _timeline(runtime: Runtime, calendar: CalendarConfig,
                     window: tuple[int, int]) -> list[BusyInterval]:
-    key = (runtime.store.generation, window)
+    key = (await runtime.store.busy_generation(), window)
     cached = runtime.timelines.get(calendar.name)
     if cached is not None and cached[0] == key:
         return cached[1]

@@ -71,6 +71,12 @@ MIGRATIONS: tuple[str, ...] = (
         created INTEGER NOT NULL
     );
     """,
+    # 2: a counter of busy-time changes kept in the database, so that a server
+    # sees what `fbproxy sync` (another process) changed and drops its caches.
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO meta (key, value) VALUES ('busy_generation', 0);
+    """,
 )
 
 
@@ -131,8 +137,6 @@ class Store:
         self._writer = writer
         self._reader = reader
         self._write_lock = asyncio.Lock()
-        # Bumped after every committed change: output caches key on it.
-        self.generation = 0
 
     @classmethod
     async def open(cls, path: Path) -> Store:
@@ -163,12 +167,23 @@ class Store:
             await self._writer.execute("BEGIN IMMEDIATE")
             try:
                 yield self._writer
+                if busy_changes:
+                    await self._writer.execute(
+                        "UPDATE meta SET value = value + 1 WHERE key = 'busy_generation'")
             except BaseException:
                 await self._writer.execute("ROLLBACK")
                 raise
             await self._writer.execute("COMMIT")
-            if busy_changes:
-                self.generation += 1
+
+    async def busy_generation(self) -> int:
+        """Changes whenever busy time changes, in this process or another one.
+
+        Output caches key on it; reading it is one indexed row.
+        """
+        cursor = await self._reader.execute(
+            "SELECT value FROM meta WHERE key = 'busy_generation'")
+        row = await cursor.fetchone()
+        return int(row[0]) if row else 0
 
     # -- sources ---------------------------------------------------------
 

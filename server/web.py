@@ -126,7 +126,7 @@ async def _feed(request: web.Request, kind: str) -> web.StreamResponse:
     calendar = _feed_calendar(request)
     window = served_window(runtime)
     refresh = _refresh_interval(runtime, calendar)
-    key = (calendar.name, kind, runtime.store.generation, window)
+    key = (calendar.name, kind, await runtime.store.busy_generation(), window)
     cache = request.app[FEED_CACHE]
     cached = cache.get(key)
     if cached is None:

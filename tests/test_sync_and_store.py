@@ -212,3 +212,22 @@ async def test_a_file_that_is_no_database_gets_a_clear_error(tmp_path: Path) -> 
     path.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreError, match="cannot open database"):
         await Store.open(path)
+
+
+async def test_busy_generation_is_seen_across_processes(tmp_path: Path) -> None:
+    """A server must see what `fbproxy sync` in another process changed."""
+    path = tmp_path / "db.sqlite3"
+    server_side, cli_side = await Store.open(path), await Store.open(path)
+    try:
+        before = await server_side.busy_generation()
+        source = await cli_side.ensure_source("a", "ics")
+        await cli_side.record_unchanged(source, state={}, now=1)
+        unchanged = await server_side.busy_generation()
+        await cli_side.apply_changes(source, upserts=[stored("x", (10, 20))], deletes=[],
+                                     state={}, now=2, window_end=None)
+        assert await server_side.busy_generation() > unchanged >= before
+        await cli_side.record_unchanged(source, state={}, now=3)
+        assert await server_side.busy_generation() == await cli_side.busy_generation()
+    finally:
+        await server_side.close()
+        await cli_side.close()
