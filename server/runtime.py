@@ -62,7 +62,7 @@ class Runtime:
     source_ids: dict[str, int]
     calendar_secrets: dict[str, str] = field(repr=False)
     # Per calendar: ((store generation, window), merged busy blocks).
-    timelines: dict[str, tuple[tuple[int, tuple[int, int]], list[BusyInterval]]] = field(
+    timelines: dict[str, tuple[tuple[object, ...], list[BusyInterval]]] = field(
         default_factory=dict, repr=False)
 
     def calendar_for_secret(self, secret: str) -> CalendarConfig | None:

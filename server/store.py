@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -137,6 +138,10 @@ class Store:
         self._writer = writer
         self._reader = reader
         self._write_lock = asyncio.Lock()
+        # Busy-time commits made here, and the last database counter read, so
+        # that a cache check is usually free (see busy_generation).
+        self._local_changes = 0
+        self._seen: tuple[float, int] = (-1e9, 0)
 
     @classmethod
     async def open(cls, path: Path) -> Store:
@@ -174,16 +179,24 @@ class Store:
                 await self._writer.execute("ROLLBACK")
                 raise
             await self._writer.execute("COMMIT")
+            if busy_changes:
+                self._local_changes += 1
 
-    async def busy_generation(self) -> int:
-        """Changes whenever busy time changes, in this process or another one.
+    async def busy_generation(self, *, max_age: float = 1.0) -> tuple[int, int]:
+        """A key that changes whenever busy time changes, here or in another process.
 
-        Output caches key on it; reading it is one indexed row.
+        Output caches key on it. A change made through this store shows at
+        once; one made by another process (`fbproxy sync`) within ``max_age``
+        seconds, so a cached feed costs no database round trip per request.
         """
-        cursor = await self._reader.execute(
-            "SELECT value FROM meta WHERE key = 'busy_generation'")
-        row = await cursor.fetchone()
-        return int(row[0]) if row else 0
+        read_at, value = self._seen
+        if time.monotonic() - read_at >= max_age:
+            cursor = await self._reader.execute(
+                "SELECT value FROM meta WHERE key = 'busy_generation'")
+            row = await cursor.fetchone()
+            value = int(row[0]) if row else 0
+            self._seen = (time.monotonic(), value)
+        return value, self._local_changes
 
     # -- sources ---------------------------------------------------------
 

@@ -219,15 +219,23 @@ async def test_busy_generation_is_seen_across_processes(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite3"
     server_side, cli_side = await Store.open(path), await Store.open(path)
     try:
-        before = await server_side.busy_generation()
+        before = await server_side.busy_generation(max_age=0)
         source = await cli_side.ensure_source("a", "ics")
         await cli_side.record_unchanged(source, state={}, now=1)
-        unchanged = await server_side.busy_generation()
+        unchanged = await server_side.busy_generation(max_age=0)
         await cli_side.apply_changes(source, upserts=[stored("x", (10, 20))], deletes=[],
                                      state={}, now=2, window_end=None)
-        assert await server_side.busy_generation() > unchanged >= before
+        changed = await server_side.busy_generation(max_age=0)
+        assert changed[0] > unchanged[0] >= before[0]
         await cli_side.record_unchanged(source, state={}, now=3)
-        assert await server_side.busy_generation() == await cli_side.busy_generation()
+        assert await server_side.busy_generation(max_age=0) == changed
+        # Within max_age the server answers from memory: no round trip.
+        await cli_side.apply_changes(source, upserts=[stored("y", (30, 40))], deletes=[],
+                                     state={}, now=4, window_end=None)
+        assert await server_side.busy_generation(max_age=3600) == changed
+        # Its own changes show at once.
+        await server_side.prune_instances(source, before=0)
+        assert await server_side.busy_generation(max_age=3600) != changed
     finally:
         await server_side.close()
         await cli_side.close()
