@@ -13,6 +13,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
 import aiohttp
+from aiohttp import web
 
 from adapters.base import SourceAdapter
 from adapters.caldav import CaldavAdapter, CaldavSettings
@@ -76,6 +77,10 @@ class Runtime:
 
     def ids_of(self, source_names: tuple[str, ...]) -> list[int]:
         return [self.source_ids[name] for name in source_names if name in self.source_ids]
+
+
+# How request handlers reach the runtime the app was started with.
+RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
 
 
 @asynccontextmanager

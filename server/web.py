@@ -21,11 +21,11 @@ from server.busy import freshness, iso, last_change, merged_busy, served_window
 from server.config import CalendarConfig
 from server.errors import RequestError
 from server.feeds import clip, render_busy_feed, render_freebusy
-from server.runtime import Runtime
+from server.pages import api_page_slots
+from server.runtime import RUNTIME, Runtime
 
 log = logging.getLogger("fbproxy.web")
 
-RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
 FEED_CACHE: web.AppKey[dict[tuple[object, ...], CachedFeed]] = web.AppKey("feed_cache", dict)
 MAX_QUERY_SPAN = timedelta(days=366)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -44,6 +44,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/feeds/{secret}/busy.ics", busy_feed)
     app.router.add_get("/feeds/{secret}/freebusy.ics", freebusy_feed)
     app.router.add_get("/api/v1/freebusy", api_freebusy)
+    app.router.add_get("/api/v1/pages/{slug}/slots", api_page_slots)
 
 
 # -- middleware ---------------------------------------------------------------

@@ -55,13 +55,14 @@ def make_config(tmp_path: Path) -> Callable[..., Config]:
     """A Config from a dict, with the database and relative paths in tmp_path."""
 
     def build(sources: list[dict[str, Any]], calendars: list[dict[str, Any]] | None = None,
-              **server: Any) -> Config:
+              *, booking_pages: list[dict[str, Any]] | None = None, **server: Any) -> Config:
         raw = {
             "server": {"database": "db/fbproxy.sqlite3", "timezone": "UTC", **server},
             "sources": sources,
             "calendars": calendars if calendars is not None else [
                 {"name": "me", "sources": [s["name"] for s in sources],
                  "secret": "s3cret-s3cret-s3cret-0001"}],
+            "booking_pages": booking_pages or [],
         }
         return parse_config(raw, base_dir=tmp_path)
 

@@ -1,0 +1,134 @@
+"""Booking pages: the free slots a guest may pick from (public JSON API).
+
+Busy time comes from the merged calendars of the page's hosts and resources,
+rules from the page's config, the arithmetic from server.slots. A host whose
+calendar has a stale source fails closed: none of its time is offered.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from aiohttp import web
+
+from server.availability import BUSY, BusyInterval
+from server.busy import freshness, iso, merged_busy
+from server.config import BookingPageConfig
+from server.durations import format_duration, parse_duration
+from server.errors import RequestError
+from server.runtime import RUNTIME, Runtime
+from server.slots import Rules, Slot, candidate_slots, collective_slots, round_robin_slots
+
+MAX_SLOTS_SPAN = timedelta(days=62)
+DEFAULT_SLOTS_SPAN = timedelta(days=7)
+
+
+def page_rules(page: BookingPageConfig, duration: timedelta) -> Rules:
+    return Rules(
+        zone=page.zone, weekly_hours=page.weekly_hours, date_overrides=page.date_overrides,
+        duration=duration, step=page.slot_step, buffer_before=page.buffer_before,
+        buffer_after=page.buffer_after, minimum_notice=page.minimum_notice,
+        max_days_ahead=page.max_days_ahead, daily_limit=page.daily_limit,
+        tentative_blocks=page.tentative_blocks)
+
+
+async def calendar_busy(runtime: Runtime, name: str, span: tuple[int, int]) -> list[BusyInterval]:
+    """A calendar's busy time; all of ``span`` when any of its sources is stale."""
+    calendar = runtime.config.calendar(name)
+    if calendar is None:
+        raise RequestError(500, f"booking page refers to unknown calendar {name!r}")
+    if any(source.stale for source in await freshness(runtime, calendar)):
+        return [BusyInterval(span[0], span[1], BUSY)]
+    return await merged_busy(runtime, calendar, *span)
+
+
+async def offered_slots(runtime: Runtime, page: BookingPageConfig, duration: timedelta,
+                        start: datetime, end: datetime) -> list[Slot]:
+    """The slots of [start, end) free after every busy calendar, booking and rule."""
+    rules = page_rules(page, duration)
+    candidates = candidate_slots(rules, runtime.clock.now(), start, end)
+    if not candidates:
+        return []
+    span = (candidates[0].start - int(page.buffer_before.total_seconds()),
+            candidates[-1].end + int(page.buffer_after.total_seconds()))
+    shared: list[BusyInterval] = []
+    for resource in page.resources:
+        shared += await calendar_busy(runtime, resource, span)
+    busy_by_host = {host: [*await calendar_busy(runtime, host, span), *shared]
+                    for host in page.hosts}
+    if page.mode == "round_robin":
+        return [slot for slot, _hosts in round_robin_slots(candidates, busy_by_host, rules, {})]
+    return collective_slots(candidates, busy_by_host, rules, {})
+
+
+def _page(request: web.Request, runtime: Runtime) -> BookingPageConfig:
+    page = runtime.config.booking_page(request.match_info["slug"])
+    if page is None:
+        raise RequestError(404, "no booking page at this address")
+    return page
+
+
+def _guest_zone(request: web.Request, page: BookingPageConfig) -> ZoneInfo:
+    name = request.query.get("tz", page.timezone)
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise RequestError(400, f"tz={name!r} is not an IANA time zone; use e.g. "
+                           "Europe/Berlin") from exc
+
+
+def _duration(request: web.Request, page: BookingPageConfig) -> timedelta:
+    if "duration" not in request.query:
+        return page.durations[0]
+    text = request.query["duration"]
+    try:
+        duration = parse_duration(text if not text.isdigit() else f"{text}m")
+    except ValueError as exc:
+        raise RequestError(400, str(exc)) from exc
+    if duration not in page.durations:
+        offered = ", ".join(format_duration(d) for d in page.durations)
+        raise RequestError(400, f"duration={text!r} is not offered here; choose one of {offered}")
+    return duration
+
+
+def _day(request: web.Request, name: str, default: date) -> date:
+    if name not in request.query:
+        return default
+    try:
+        return date.fromisoformat(request.query[name])
+    except ValueError as exc:
+        raise RequestError(400, f"{name}={request.query[name]!r} is not a date like "
+                           "2026-12-01") from exc
+
+
+async def api_page_slots(request: web.Request) -> web.Response:
+    """GET /api/v1/pages/{slug}/slots?start=DATE&end=DATE&tz=IANA&duration=30m"""
+    runtime = request.app[RUNTIME]
+    page = _page(request, runtime)
+    zone = _guest_zone(request, page)
+    duration = _duration(request, page)
+    today = runtime.clock.now().astimezone(zone).date()
+    first = _day(request, "start", today)
+    last = _day(request, "end", first + DEFAULT_SLOTS_SPAN)
+    if last <= first:
+        raise RequestError(400, "end must be after start")
+    if last - first > MAX_SLOTS_SPAN:
+        raise RequestError(400, f"ask for at most {MAX_SLOTS_SPAN.days} days at a time")
+    start = datetime.combine(first, time(), zone)
+    end = datetime.combine(last, time(), zone)
+    slots = await offered_slots(runtime, page, duration, start, end)
+    return web.json_response({
+        "page": page.slug,
+        "title": page.title,
+        "timezone": zone.key,
+        "duration": format_duration(duration),
+        "durations": [format_duration(d) for d in page.durations],
+        "start": iso(int(start.timestamp())),
+        "end": iso(int(end.timestamp())),
+        "slots": [{
+            "start": iso(slot.start),
+            "end": iso(slot.end),
+            "local_start": datetime.fromtimestamp(slot.start, UTC).astimezone(zone).isoformat(),
+        } for slot in slots],
+    }, headers={"Cache-Control": "no-store"})
