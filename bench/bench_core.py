@@ -411,7 +411,7 @@ async def serve_phases(args: argparse.Namespace, config: Any, pool: ProcessPoolE
 
     from server.app import create_app
     from server.clock import FixedClock
-    from server.web import RUNTIME
+    from server.runtime import RUNTIME
 
     loop = asyncio.get_running_loop()
     app = create_app(config, clock=FixedClock(NOW), start_sync=False)

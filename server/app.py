@@ -9,9 +9,9 @@ from aiohttp import web
 from adapters.base import SourceAdapter
 from server.clock import Clock, SystemClock
 from server.config import Config
-from server.runtime import open_runtime
+from server.runtime import RUNTIME, open_runtime
 from server.store import Store
-from server.web import FEED_CACHE, RUNTIME, error_middleware, setup_routes
+from server.web import FEED_CACHE, error_middleware, setup_routes
 
 CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
 

@@ -14,8 +14,7 @@ from aiohttp.test_utils import TestClient
 from server.app import create_app
 from server.clock import FixedClock
 from server.config import Config, parse_config
-from server.runtime import Runtime
-from server.web import RUNTIME
+from server.runtime import RUNTIME, Runtime
 
 # Real CalDAV peers (Radicale, Xandikos) for the CalDAV tests.
 pytest_plugins = ["tests.peers"]
