@@ -48,7 +48,8 @@ async def merged_busy(runtime: Runtime, calendar: CalendarConfig, start: int,
     if window[0] <= start and end <= window[1]:
         timeline = await _timeline(runtime, calendar, window)
         return overlapping(timeline, start, end)
-    rows = await runtime.store.busy_rows(runtime.ids_of(calendar.sources), start, end)
+    rows = await runtime.store.busy_rows(runtime.ids_of(calendar.sources), start, end,
+                                        calendars=(calendar.name,))
     return merge_rows(rows)
 
 
@@ -69,7 +70,8 @@ async def _timeline(runtime: Runtime, calendar: CalendarConfig,
     cached = runtime.timelines.get(calendar.name)
     if cached is not None and cached[0] == key:
         return cached[1]
-    rows = await runtime.store.busy_rows(runtime.ids_of(calendar.sources), *window)
+    rows = await runtime.store.busy_rows(runtime.ids_of(calendar.sources), *window,
+                                        calendars=(calendar.name,))
     timeline = merge_rows(rows)
     runtime.timelines[calendar.name] = (key, timeline)
     return timeline

@@ -7,30 +7,25 @@ calendar has a stale source fails closed: none of its time is offered.
 
 from __future__ import annotations
 
+import hmac
+import json
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
 
 from server.availability import BUSY, BusyInterval
+from server.booking import book, booking_json, page_rules, parse_booking_request
 from server.busy import freshness, iso, merged_busy
 from server.config import BookingPageConfig
 from server.durations import format_duration, parse_duration
 from server.errors import RequestError
 from server.runtime import RUNTIME, Runtime
-from server.slots import Rules, Slot, candidate_slots, collective_slots, round_robin_slots
+from server.slots import Slot, candidate_slots, collective_slots, round_robin_slots
+from server.store import BookingRecord
 
 MAX_SLOTS_SPAN = timedelta(days=62)
 DEFAULT_SLOTS_SPAN = timedelta(days=7)
-
-
-def page_rules(page: BookingPageConfig, duration: timedelta) -> Rules:
-    return Rules(
-        zone=page.zone, weekly_hours=page.weekly_hours, date_overrides=page.date_overrides,
-        duration=duration, step=page.slot_step, buffer_before=page.buffer_before,
-        buffer_after=page.buffer_after, minimum_notice=page.minimum_notice,
-        max_days_ahead=page.max_days_ahead, daily_limit=page.daily_limit,
-        tentative_blocks=page.tentative_blocks)
 
 
 async def calendar_busy(runtime: Runtime, name: str, span: tuple[int, int]) -> list[BusyInterval]:
@@ -132,3 +127,34 @@ async def api_page_slots(request: web.Request) -> web.Response:
             "local_start": datetime.fromtimestamp(slot.start, UTC).astimezone(zone).isoformat(),
         } for slot in slots],
     }, headers={"Cache-Control": "no-store"})
+
+
+async def api_create_booking(request: web.Request) -> web.Response:
+    """POST /api/v1/pages/{slug}/bookings: 201 with the booking, or 409 if just taken."""
+    runtime = request.app[RUNTIME]
+    page = _page(request, runtime)
+    try:
+        body = json.loads(await request.text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RequestError(400, "the body is not JSON") from exc
+    booking = await book(runtime, page, parse_booking_request(body, page))
+    return web.json_response(booking_json(booking, runtime.config.server.base_url),
+                             status=201, headers={"Cache-Control": "no-store"})
+
+
+async def api_cancel_booking(request: web.Request) -> web.Response:
+    """POST /api/v1/bookings/{id}/cancel?secret=…: frees the slot at once."""
+    runtime = request.app[RUNTIME]
+    booking = await runtime.store.booking(request.match_info["booking_id"])
+    if booking is None or not _secret_matches(booking, request.query.get("secret", "")):
+        raise RequestError(404, "no booking with this id and secret")
+    if booking.status == "confirmed":
+        await runtime.store.cancel_booking(booking.id, now=int(runtime.clock.now().timestamp()))
+    cancelled = await runtime.store.booking(booking.id)
+    assert cancelled is not None
+    return web.json_response(booking_json(cancelled, runtime.config.server.base_url),
+                             headers={"Cache-Control": "no-store"})
+
+
+def _secret_matches(booking: BookingRecord, secret: str) -> bool:
+    return hmac.compare_digest(booking.cancel_secret.encode(), secret.encode())

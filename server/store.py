@@ -78,6 +78,33 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
     INSERT INTO meta (key, value) VALUES ('busy_generation', 0);
     """,
+    # 3: bookings, and the time each one takes from each calendar (host, resources).
+    """
+    CREATE TABLE bookings (
+        id TEXT PRIMARY KEY,
+        page TEXT NOT NULL,
+        host TEXT NOT NULL,
+        start_ts INTEGER NOT NULL,
+        end_ts INTEGER NOT NULL,
+        guest_name TEXT NOT NULL,
+        guest_email TEXT NOT NULL,
+        answers TEXT NOT NULL DEFAULT '{}',
+        cancel_secret TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('confirmed', 'cancelled')),
+        created INTEGER NOT NULL,
+        cancelled INTEGER,
+        CHECK (end_ts > start_ts)
+    );
+    CREATE INDEX bookings_by_host ON bookings (host, start_ts);
+    CREATE TABLE booking_blocks (
+        booking_id TEXT NOT NULL REFERENCES bookings(id) ON DELETE CASCADE,
+        calendar TEXT NOT NULL,
+        start_ts INTEGER NOT NULL,
+        end_ts INTEGER NOT NULL,
+        CHECK (end_ts > start_ts)
+    );
+    CREATE INDEX booking_blocks_by_calendar ON booking_blocks (calendar, end_ts, start_ts);
+    """,
 )
 
 
@@ -314,21 +341,36 @@ class Store:
 
     # -- reads for outputs -------------------------------------------------
 
-    async def busy_rows(self, source_ids: Sequence[int], start: int,
-                        end: int) -> list[tuple[int, int, str]]:
-        """(start, end, status) of every instance of these sources overlapping [start, end).
+    async def busy_rows(self, source_ids: Sequence[int], start: int, end: int,
+                        calendars: Sequence[str] = ()) -> list[tuple[int, int, str]]:
+        """(start, end, status) of the busy time overlapping [start, end).
 
-        Plain tuples: a merged calendar reads tens of thousands of rows, and an
-        object per row doubled the cost of a query.
+        That is every instance of these sources plus the time bookings hold in
+        these calendars. Plain tuples: a merged calendar reads tens of
+        thousands of rows, and an object per row doubled the cost of a query.
         """
-        if not source_ids:
-            return []
-        marks = ",".join("?" * len(source_ids))
+        return await _busy_rows(self._reader, source_ids, calendars, start, end)
+
+    @asynccontextmanager
+    async def booking_transaction(self) -> AsyncIterator[BookingTransaction]:
+        """One write transaction to check a slot and book it: nobody books in between."""
+        async with self._transaction(busy_changes=True) as db:
+            yield BookingTransaction(db)
+
+    async def cancel_booking(self, booking_id: str, *, now: int) -> bool:
+        """Free a booking's time at once; False if it was not confirmed."""
+        async with self._transaction(busy_changes=True) as db:
+            cursor = await db.execute(
+                "UPDATE bookings SET status = 'cancelled', cancelled = ? "
+                "WHERE id = ? AND status = 'confirmed'", (now, booking_id))
+            await db.execute("DELETE FROM booking_blocks WHERE booking_id = ?", (booking_id,))
+            return cursor.rowcount == 1
+
+    async def booking(self, booking_id: str) -> BookingRecord | None:
         cursor = await self._reader.execute(
-            f"""SELECT start_ts, end_ts, status FROM instances
-                WHERE source_id IN ({marks}) AND end_ts > ? AND start_ts < ?""",
-            (*source_ids, start, end))
-        return list(await cursor.fetchall())  # type: ignore[arg-type]
+            f"SELECT {_BOOKING_COLUMNS} FROM bookings WHERE id = ?", (booking_id,))
+        row = await cursor.fetchone()
+        return _booking_record(row) if row else None
 
     async def calendar_secret(self, calendar: str, *, now: int) -> str:
         """The generated secret of ``calendar``, created on first use."""
@@ -346,6 +388,92 @@ class Store:
             row = await cursor.fetchone()
             assert row is not None
             return str(row[0])
+
+
+@dataclass(frozen=True, slots=True)
+class BookingRecord:
+    id: str
+    page: str
+    host: str
+    start: int
+    end: int
+    guest_name: str
+    guest_email: str
+    answers: dict[str, str]
+    cancel_secret: str
+    status: str
+    created: int
+
+
+_BOOKING_COLUMNS = ("id, page, host, start_ts, end_ts, guest_name, guest_email, answers, "
+                    "cancel_secret, status, created")
+
+
+def _booking_record(row: Sequence[Any]) -> BookingRecord:
+    return BookingRecord(
+        id=row[0], page=row[1], host=row[2], start=row[3], end=row[4], guest_name=row[5],
+        guest_email=row[6], answers=json.loads(row[7]), cancel_secret=row[8], status=row[9],
+        created=row[10])
+
+
+async def _busy_rows(db: aiosqlite.Connection, source_ids: Sequence[int],
+                     calendars: Sequence[str], start: int,
+                     end: int) -> list[tuple[int, int, str]]:
+    rows: list[tuple[int, int, str]] = []
+    if source_ids:
+        marks = ",".join("?" * len(source_ids))
+        cursor = await db.execute(
+            f"""SELECT start_ts, end_ts, status FROM instances
+                WHERE source_id IN ({marks}) AND end_ts > ? AND start_ts < ?""",
+            (*source_ids, start, end))
+        rows += await cursor.fetchall()  # type: ignore[arg-type]
+    if calendars:
+        marks = ",".join("?" * len(calendars))
+        cursor = await db.execute(
+            f"""SELECT start_ts, end_ts, 'busy' FROM booking_blocks
+                WHERE calendar IN ({marks}) AND end_ts > ? AND start_ts < ?""",
+            (*calendars, start, end))
+        rows += await cursor.fetchall()  # type: ignore[arg-type]
+    return rows
+
+
+class BookingTransaction:
+    """Reads and the insert of one booking, inside one BEGIN IMMEDIATE transaction."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    async def busy_rows(self, source_ids: Sequence[int], calendars: Sequence[str], start: int,
+                        end: int) -> list[tuple[int, int, str]]:
+        return await _busy_rows(self._db, source_ids, calendars, start, end)
+
+    async def booking_starts(self, host: str, start: int, end: int) -> list[int]:
+        """Start times of the host's confirmed bookings in [start, end) (daily limits)."""
+        cursor = await self._db.execute(
+            "SELECT start_ts FROM bookings WHERE host = ? AND status = 'confirmed' "
+            "AND start_ts >= ? AND start_ts < ?", (host, start, end))
+        return [int(row[0]) for row in await cursor.fetchall()]
+
+    async def host_stats(self, hosts: Sequence[str], since: int) -> dict[str, tuple[int, int]]:
+        """Per host: confirmed bookings created since ``since``, and the last creation time."""
+        marks = ",".join("?" * len(hosts))
+        cursor = await self._db.execute(
+            f"""SELECT host, SUM(created >= ?), MAX(created) FROM bookings
+                WHERE status = 'confirmed' AND host IN ({marks}) GROUP BY host""",
+            (since, *hosts))
+        return {host: (int(count or 0), int(last)) for host, count, last in
+                await cursor.fetchall()}
+
+    async def insert(self, booking: BookingRecord,
+                     blocks: Sequence[tuple[str, int, int]]) -> None:
+        await self._db.execute(
+            f"INSERT INTO bookings ({_BOOKING_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (booking.id, booking.page, booking.host, booking.start, booking.end,
+             booking.guest_name, booking.guest_email, json.dumps(booking.answers),
+             booking.cancel_secret, booking.status, booking.created))
+        await self._db.executemany(
+            "INSERT INTO booking_blocks (booking_id, calendar, start_ts, end_ts) "
+            "VALUES (?, ?, ?, ?)", ((booking.id, *block) for block in blocks))
 
 
 def _prepare_file(path: Path) -> None:

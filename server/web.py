@@ -21,7 +21,7 @@ from server.busy import freshness, iso, last_change, merged_busy, served_window
 from server.config import CalendarConfig
 from server.errors import RequestError
 from server.feeds import clip, render_busy_feed, render_freebusy
-from server.pages import api_page_slots
+from server.pages import api_cancel_booking, api_create_booking, api_page_slots
 from server.runtime import RUNTIME, Runtime
 
 log = logging.getLogger("fbproxy.web")
@@ -45,6 +45,8 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/feeds/{secret}/freebusy.ics", freebusy_feed)
     app.router.add_get("/api/v1/freebusy", api_freebusy)
     app.router.add_get("/api/v1/pages/{slug}/slots", api_page_slots)
+    app.router.add_post("/api/v1/pages/{slug}/bookings", api_create_booking)
+    app.router.add_post("/api/v1/bookings/{booking_id}/cancel", api_cancel_booking)
 
 
 # -- middleware ---------------------------------------------------------------

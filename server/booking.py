@@ -1,0 +1,227 @@
+"""Booking a slot: validate the guest's request, then check and book in one transaction.
+
+The slot is checked again inside the store's write transaction (BEGIN
+IMMEDIATE), against every busy instance, every booking and every rule, so two
+guests can never get the same host at the same time — even across processes.
+From the commit on, the booked time is busy in every output.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from server.availability import BUSY, BusyInterval
+from server.busy import freshness, iso
+from server.config import BookingPageConfig
+from server.errors import RequestError
+from server.runtime import Runtime
+from server.slots import (
+    HostStats,
+    Rules,
+    Slot,
+    candidate_slots,
+    choose_host,
+    collective_slots,
+    local_date,
+    round_robin_slots,
+)
+from server.store import BookingRecord, BookingTransaction
+
+MAX_NAME = 200
+MAX_EMAIL = 254
+# Deliberately plain: one @, no spaces, quotes, brackets or separators, a dot in the domain.
+_EMAIL = re.compile(r"^[^@\s<>()\[\]\\,;:\"]+@[^@\s<>()\[\]\\,;:\"]+\.[^@\s<>()\[\]\\,;:\"]+$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
+FAIRNESS_PERIOD = timedelta(days=30)
+
+
+def page_rules(page: BookingPageConfig, duration: timedelta) -> Rules:
+    """The slot engine's rules for one of a page's durations."""
+    return Rules(
+        zone=page.zone, weekly_hours=page.weekly_hours, date_overrides=page.date_overrides,
+        duration=duration, step=page.slot_step, buffer_before=page.buffer_before,
+        buffer_after=page.buffer_after, minimum_notice=page.minimum_notice,
+        max_days_ahead=page.max_days_ahead, daily_limit=page.daily_limit,
+        tentative_blocks=page.tentative_blocks)
+
+
+@dataclass(frozen=True, slots=True)
+class BookingRequest:
+    start: datetime
+    duration: timedelta
+    name: str
+    email: str
+    answers: Mapping[str, str]
+
+
+def parse_booking_request(body: object, page: BookingPageConfig) -> BookingRequest:
+    """The guest's JSON, checked field by field; anything odd is a 400/422 with a reason."""
+    if not isinstance(body, dict):
+        raise RequestError(400, "send a JSON object")
+    unknown = sorted(set(body) - {"start", "duration", "name", "email", "answers"})
+    if unknown:
+        raise RequestError(400, f"unknown field(s): {', '.join(unknown)}")
+    return BookingRequest(
+        start=_start(body.get("start")), duration=_duration(body.get("duration"), page),
+        name=_name(body.get("name")), email=_email(body.get("email")),
+        answers=_answers(body.get("answers", {}), page))
+
+
+def _start(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise RequestError(400, "start must be an ISO 8601 date-time string")
+    try:
+        start = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise RequestError(400, f"start={value[:40]!r} is not an ISO 8601 date-time") from exc
+    if start.tzinfo is None:
+        raise RequestError(400, "start needs a time zone: add Z or an offset such as +01:00")
+    return start
+
+
+def _duration(value: object, page: BookingPageConfig) -> timedelta:
+    if value is None:
+        return page.durations[0]
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise RequestError(400, "duration must be a number of minutes")
+    duration = timedelta(minutes=value)
+    if duration not in page.durations:
+        offered = ", ".join(str(int(d.total_seconds() // 60)) for d in page.durations)
+        raise RequestError(422, f"duration {value} is not offered; choose one of {offered}")
+    return duration
+
+
+def _name(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise RequestError(422, "name is required")
+    if len(value) > MAX_NAME or _CONTROL.search(value):
+        raise RequestError(422, f"name must be one line of at most {MAX_NAME} characters")
+    return value.strip()
+
+
+def _email(value: object) -> str:
+    if not isinstance(value, str) or len(value) > MAX_EMAIL or not _EMAIL.match(value):
+        raise RequestError(422, "email must be an e-mail address like sam@example.org")
+    return value
+
+
+def _answers(value: object, page: BookingPageConfig) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise RequestError(400, "answers must be an object")
+    questions = {q.name: q for q in page.questions}
+    unknown = sorted(set(value) - set(questions))
+    if unknown:
+        raise RequestError(422, f"no question named {', '.join(unknown)}")
+    answers: dict[str, str] = {}
+    for name, question in questions.items():
+        answer = value.get(name, "")
+        if not isinstance(answer, str):
+            raise RequestError(422, f"answers.{name} must be text")
+        answer = answer.replace("\r\n", "\n").strip()
+        control = _CONTROL_BUT_NEWLINE if question.kind == "textarea" else _CONTROL
+        if len(answer) > question.max_length or control.search(answer):
+            raise RequestError(422, f"answers.{name} must be at most {question.max_length} "
+                               "characters of plain text")
+        if question.required and not answer:
+            raise RequestError(422, f"answers.{name} is required")
+        if answer:
+            answers[name] = answer
+    return answers
+
+
+async def book(runtime: Runtime, page: BookingPageConfig,
+               request: BookingRequest) -> BookingRecord:
+    """Book the slot or raise 409/422; the check and the insert are one transaction."""
+    rules = page_rules(page, request.duration)
+    now = runtime.clock.now()
+    slot = Slot(int(request.start.timestamp()),
+                int((request.start + request.duration).timestamp()))
+    if slot not in candidate_slots(rules, now, request.start, request.start + request.duration):
+        raise RequestError(422, "that time is not one of this page's slots (outside hours, "
+                           "off the grid, too soon or too far ahead)")
+    fresh = {name for name in (*page.hosts, *page.resources) if await _is_fresh(runtime, name)}
+    span = (slot.start - int(page.buffer_before.total_seconds()),
+            slot.end + int(page.buffer_after.total_seconds()))
+    async with runtime.store.booking_transaction() as tx:
+        busy = {name: await _busy(runtime, tx, name, span, fresh)
+                for name in (*page.hosts, *page.resources)}
+        shared = [b for name in page.resources for b in busy[name]]
+        busy_by_host = {host: [*busy[host], *shared] for host in page.hosts}
+        counts = {host: await _bookings_per_day(tx, rules, host, slot) for host in page.hosts}
+        host = await _assign(page, rules, tx, slot, busy_by_host, counts, now)
+        takers = (*page.hosts, *page.resources) if page.mode == "collective" else \
+            (host, *page.resources)
+        booking = BookingRecord(
+            id=new_booking_id(), page=page.slug, host=host, start=slot.start, end=slot.end,
+            guest_name=request.name, guest_email=request.email, answers=dict(request.answers),
+            cancel_secret=secrets.token_urlsafe(24), status="confirmed",
+            created=int(now.timestamp()))
+        await tx.insert(booking, [(name, slot.start, slot.end) for name in takers])
+    return booking
+
+
+async def _assign(page: BookingPageConfig, rules: Rules, tx: BookingTransaction, slot: Slot,
+                  busy_by_host: Mapping[str, list[BusyInterval]],
+                  counts: Mapping[str, Mapping[date, int]], now: datetime) -> str:
+    taken = RequestError(409, "that slot was just taken; please pick another")
+    if page.mode == "collective":
+        if not collective_slots([slot], busy_by_host, rules, counts):
+            raise taken
+        return page.hosts[0]
+    offered = round_robin_slots([slot], busy_by_host, rules, counts)
+    if not offered:
+        raise taken
+    since = int((now - FAIRNESS_PERIOD).timestamp())
+    stats = await tx.host_stats(list(offered[0][1]), since)
+    return choose_host(offered[0][1], {
+        host: HostStats(bookings_in_period=count, last_booked=last)
+        for host, (count, last) in stats.items()})
+
+
+async def _is_fresh(runtime: Runtime, name: str) -> bool:
+    calendar = runtime.config.calendar(name)
+    return calendar is not None and not any(
+        s.stale for s in await freshness(runtime, calendar))
+
+
+async def _busy(runtime: Runtime, tx: BookingTransaction, name: str, span: tuple[int, int],
+                fresh: set[str]) -> list[BusyInterval]:
+    """Busy time read inside the transaction; a stale calendar is busy throughout."""
+    calendar = runtime.config.calendar(name)
+    if calendar is None or name not in fresh:
+        return [BusyInterval(span[0], span[1], BUSY)]
+    rows = await tx.busy_rows(runtime.ids_of(calendar.sources), [name], *span)
+    return [BusyInterval(start, end, status) for start, end, status in rows]
+
+
+async def _bookings_per_day(tx: BookingTransaction, rules: Rules, host: str,
+                            slot: Slot) -> dict[date, int]:
+    if rules.daily_limit is None:
+        return {}
+    day = local_date(rules, slot.start)
+    starts = await tx.booking_starts(host, slot.start - 2 * 86400, slot.start + 2 * 86400)
+    return {day: sum(1 for start in starts if local_date(rules, start) == day)}
+
+
+def new_booking_id() -> str:
+    """Random and URL-safe; the hold's UID upstream is derived from it."""
+    return "bk_" + secrets.token_hex(12)
+
+
+def booking_json(booking: BookingRecord, base_url: str) -> dict[str, Any]:
+    return {
+        "id": booking.id,
+        "page": booking.page,
+        "host": booking.host,
+        "start": iso(booking.start),
+        "end": iso(booking.end),
+        "status": booking.status,
+        "cancel_url": f"{base_url}/api/v1/bookings/{booking.id}/cancel?secret="
+                      f"{booking.cancel_secret}",
+    }

@@ -1,0 +1,155 @@
+"""Booking through the JSON API: atomic, never double-booked, visible everywhere at once."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from icalendar import Calendar
+
+from tests.conftest import event, ics
+
+HOSTS = ("alex", "sam", "kim")
+SLOT = "2026-11-26T10:00:00Z"  # Thursday; NOW is Wednesday 12:00 UTC
+
+
+@pytest.fixture
+def sources(tmp_path: Path) -> list[dict[str, Any]]:
+    (tmp_path / "alex.ics").write_text(ics(event("a1", "20261126T090000Z", "20261126T093000Z")))
+    for host in HOSTS[1:]:
+        (tmp_path / f"{host}.ics").write_text(ics())
+    return [{"name": host, "kind": "ics", "url": f"{host}.ics"} for host in HOSTS]
+
+
+def build(make_config: Any, sources: list[dict[str, Any]], **page: Any) -> Any:
+    calendars = [{"name": h, "sources": [h], "secret": f"secret-of-{h}-0123456789"}
+                 for h in HOSTS]
+    booking_page = {
+        "slug": "intro", "title": "Intro call", "hosts": ["alex"], "duration": ["30m", "60m"],
+        "timezone": "UTC", "minimum_notice": "1h", "max_days_ahead": 10,
+        "hours": {d: ["09:00-12:00"] for d in ("mon", "tue", "wed", "thu", "fri")},
+        "questions": [{"name": "topic", "label": "Topic", "kind": "textarea"}], **page}
+    return make_config(sources, calendars, booking_pages=[booking_page])
+
+
+def guest(start: str = SLOT, **extra: Any) -> dict[str, Any]:
+    return {"start": start, "name": "Sam Guest", "email": "sam@example.org", **extra}
+
+
+async def offered(client: Any) -> list[str]:
+    response = await client.get("/api/v1/pages/intro/slots?start=2026-11-26&end=2026-11-27")
+    return [s["start"] for s in (await response.json())["slots"]]
+
+
+async def started(make_config: Any, sources: Any, serve: Any, **page: Any) -> Any:
+    client, runtime = await serve(build(make_config, sources, **page))
+    await runtime.sync.run_all_once()
+    return client, runtime
+
+
+async def test_a_booking_leaves_every_output_at_once(sources, make_config, serve) -> None:
+    client, _ = await started(make_config, sources, serve)
+    assert SLOT in await offered(client)
+    response = await client.post("/api/v1/pages/intro/bookings", json=guest(
+        answers={"topic": "Pricing\r\nATTENDEE:mailto:evil@example.org <b>x</b>"}))
+    assert response.status == 201, await response.text()
+    booking = await response.json()
+    assert booking["host"] == "alex" and booking["start"] == SLOT
+    assert booking["end"] == "2026-11-26T10:30:00Z" and booking["id"].startswith("bk_")
+    assert SLOT not in await offered(client)
+    feed = await client.get("/feeds/secret-of-alex-0123456789/busy.ics")
+    text = await feed.text()
+    starts = [e["DTSTART"].dt.isoformat() for e in Calendar.from_ical(text).walk("VEVENT")]
+    assert "2026-11-26T10:00:00+00:00" in starts
+    for private in ("Sam", "sam@example.org", "Pricing", "evil", "<b>"):
+        assert private not in text
+    api = await client.get("/api/v1/freebusy?calendar=alex&start=2026-11-26&end=2026-11-27",
+                           headers={"Authorization": "Bearer secret-of-alex-0123456789"})
+    assert {"start": SLOT, "end": "2026-11-26T10:30:00Z", "status": "busy"} in \
+        (await api.json())["busy"]
+
+
+async def test_fifty_guests_one_slot(sources, make_config, serve) -> None:
+    client, _ = await started(make_config, sources, serve)
+    responses = await asyncio.gather(*(
+        client.post("/api/v1/pages/intro/bookings", json=guest(name=f"Guest {i}"))
+        for i in range(50)))
+    statuses = sorted(r.status for r in responses)
+    assert statuses == [201] + [409] * 49
+    taken = [await r.json() for r in responses if r.status == 409]
+    assert all("just taken" in t["error"] for t in taken)
+
+
+async def test_round_robin_spreads_one_slot_over_three_hosts(sources, make_config,
+                                                             serve) -> None:
+    client, _ = await started(make_config, sources, serve, hosts=list(HOSTS),
+                              mode="round_robin")
+    slot = "2026-11-26T09:00:00Z"  # alex is busy then: only sam and kim can take it
+    responses = await asyncio.gather(*(
+        client.post("/api/v1/pages/intro/bookings", json=guest(start=slot, name=f"G{i}"))
+        for i in range(5)))
+    assert sorted(r.status for r in responses) == [201, 201, 409, 409, 409]
+    hosts = sorted([(await r.json())["host"] for r in responses if r.status == 201])
+    assert hosts == ["kim", "sam"]
+    responses = await asyncio.gather(*(
+        client.post("/api/v1/pages/intro/bookings", json=guest(start=SLOT, name=f"H{i}"))
+        for i in range(4)))
+    assert sorted(r.status for r in responses) == [201, 201, 201, 409]
+    hosts = sorted([(await r.json())["host"] for r in responses if r.status == 201])
+    assert hosts == ["alex", "kim", "sam"], "one per host"
+
+
+async def test_cancelling_frees_the_slot(sources, make_config, serve) -> None:
+    client, _ = await started(make_config, sources, serve)
+    booking = await (await client.post("/api/v1/pages/intro/bookings", json=guest())).json()
+    path = booking["cancel_url"].split("127.0.0.1:8080", 1)[1]
+    wrong = await client.post(path.rsplit("=", 1)[0] + "=not-the-secret")
+    assert wrong.status == 404
+    assert SLOT not in await offered(client)
+    done = await client.post(path)
+    assert done.status == 200 and (await done.json())["status"] == "cancelled"
+    assert SLOT in await offered(client)
+    again = await client.post(path)
+    assert again.status == 200, "cancelling twice is harmless"
+
+
+@pytest.mark.parametrize(("body", "status", "reason"), [
+    (guest(name="Sam\r\nX-INJECT:1"), 422, "one line"),
+    (guest(name="<script>" + "x" * 300), 422, "one line"),
+    (guest(name=""), 422, "name is required"),
+    (guest(email="not-an-address"), 422, "e-mail"),
+    (guest(email="a@b.c\r\nBcc: x@y.z"), 422, "e-mail"),
+    (guest(start="tomorrow"), 400, "ISO 8601"),
+    (guest(start="2026-11-26T10:00:00"), 400, "time zone"),
+    (guest(start="2026-11-26T10:10:00Z"), 422, "not one of this page's slots"),
+    (guest(start="2026-11-20T10:00:00Z"), 422, "not one of this page's slots"),
+    (guest(start="2027-06-01T10:00:00Z"), 422, "not one of this page's slots"),
+    (guest(start="2026-11-28T10:00:00Z"), 422, "not one of this page's slots"),
+    (guest(duration=45), 422, "not offered"),
+    (guest(duration="30"), 400, "number of minutes"),
+    (guest(answers={"nope": "x"}), 422, "no question named"),
+    (guest(answers={"topic": "x" * 501}), 422, "at most 500"),
+    (guest(answers={"topic": "a\x00b"}), 422, "plain text"),
+    (guest(role="admin"), 400, "unknown field"),
+    ([1, 2], 400, "JSON object"),
+])
+async def test_hostile_bookings_get_a_clear_error(sources, make_config, serve, body: Any,
+                                                 status: int, reason: str) -> None:
+    client, runtime = await started(make_config, sources, serve)
+    response = await client.post("/api/v1/pages/intro/bookings", json=body)
+    assert response.status == status, await response.text()
+    assert reason in (await response.json())["error"]
+    assert SLOT in await offered(client), "nothing was booked"
+
+
+async def test_oversized_and_non_json_bodies(sources, make_config, serve) -> None:
+    client, _ = await started(make_config, sources, serve)
+    huge = await client.post("/api/v1/pages/intro/bookings", data=b"{" + b" " * 1_000_000,
+                             headers={"Content-Type": "application/json"})
+    assert huge.status == 413
+    garbage = await client.post("/api/v1/pages/intro/bookings", data=b"name=x")
+    assert garbage.status == 400 and "not JSON" in (await garbage.json())["error"]
+    missing = await client.post("/api/v1/pages/nope/bookings", json=guest())
+    assert missing.status == 404
