@@ -112,6 +112,8 @@ class Hold:
     description: str = ""
     location: str = ""
     url: str = ""
+    # Which calendar of the source receives it (display name or URL); None: the default.
+    calendar: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -433,8 +433,8 @@ class CaldavAdapter:
 
     # -- holds ---------------------------------------------------------------
 
-    def _hold_calendar_url(self) -> str:
-        wanted = self.settings.hold_calendar
+    def _hold_calendar_url(self, wanted: str | None) -> str:
+        wanted = wanted or self.settings.hold_calendar
         if not wanted:
             raise BadUpstreamData("no hold_calendar is configured for this source",
                                   source=self.name)
@@ -451,7 +451,7 @@ class CaldavAdapter:
 
     def _write_hold_blocking(self, hold: Hold) -> HoldRef:
         uid = hold_uid(hold.booking_id)
-        url = urljoin(self._hold_calendar_url(), quote(uid) + ".ics")
+        url = urljoin(self._hold_calendar_url(hold.calendar), quote(uid) + ".ics")
         response = self._request(None, url, "PUT", render_hold(hold).encode("utf-8"),
                                  headers={"If-None-Match": "*",
                                           "Content-Type": "text/calendar; charset=utf-8"})

@@ -35,6 +35,8 @@ def create_app(config: Config, *, store: Store | None = None,
             app[RUNTIME] = runtime
             if start_sync:
                 runtime.sync.start()
+                if runtime.holds is not None:
+                    runtime.holds.start()
             yield
 
     app.cleanup_ctx.append(runtime_ctx)

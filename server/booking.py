@@ -16,9 +16,11 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from server.availability import BUSY, BusyInterval
-from server.busy import freshness, iso
+from server.busy import freshness
+from server.clock import iso
 from server.config import BookingPageConfig
 from server.errors import RequestError
+from server.holds import hold_fields
 from server.runtime import Runtime
 from server.slots import (
     HostStats,
@@ -163,6 +165,14 @@ async def book(runtime: Runtime, page: BookingPageConfig,
             cancel_secret=secrets.token_urlsafe(24), status="confirmed",
             created=int(now.timestamp()))
         await tx.insert(booking, [(name, slot.start, slot.end) for name in takers])
+        for taker in takers:
+            target = page.hold_target.get(taker)
+            if target is not None:
+                await tx.queue_hold(booking.id, taker, source=target.source,
+                                    calendar=target.calendar,
+                                    hold=hold_fields(page, booking, taker), now=booking.created)
+    if runtime.holds is not None:
+        runtime.holds.trigger()
     return booking
 
 

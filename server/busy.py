@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from server.availability import BusyInterval, merge_rows, overlapping
+from server.clock import iso
 from server.config import CalendarConfig
 from server.runtime import Runtime
 
@@ -30,10 +31,6 @@ class SourceFreshness:
             "needs_reauth": self.needs_reauth,
             "last_error": self.last_error,
         }
-
-
-def iso(ts: int) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def merged_busy(runtime: Runtime, calendar: CalendarConfig, start: int,

@@ -13,8 +13,7 @@ from aiohttp import web
 
 from adapters.base import FbproxyError
 from server.app import create_app
-from server.busy import iso
-from server.clock import SystemClock
+from server.clock import SystemClock, iso
 from server.config import Config, load_config
 from server.errors import ConfigError
 from server.runtime import Runtime, open_runtime

@@ -6,6 +6,11 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 
+def iso(ts: int) -> str:
+    """Unix seconds as the UTC ISO 8601 form every output uses (2026-12-01T09:00:00Z)."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class Clock(Protocol):
     def now(self) -> datetime:
         """The current time, timezone-aware, in UTC."""

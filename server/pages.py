@@ -16,7 +16,8 @@ from aiohttp import web
 
 from server.availability import BUSY, BusyInterval
 from server.booking import book, booking_json, page_rules, parse_booking_request
-from server.busy import freshness, iso, merged_busy
+from server.busy import freshness, merged_busy
+from server.clock import iso
 from server.config import BookingPageConfig
 from server.durations import format_duration, parse_duration
 from server.errors import RequestError
@@ -150,6 +151,8 @@ async def api_cancel_booking(request: web.Request) -> web.Response:
         raise RequestError(404, "no booking with this id and secret")
     if booking.status == "confirmed":
         await runtime.store.cancel_booking(booking.id, now=int(runtime.clock.now().timestamp()))
+        if runtime.holds is not None:
+            runtime.holds.trigger()
     cancelled = await runtime.store.booking(booking.id)
     assert cancelled is not None
     return web.json_response(booking_json(cancelled, runtime.config.server.base_url),

@@ -21,6 +21,7 @@ from adapters.ics import USER_AGENT, IcsAdapter, IcsSettings
 from server.availability import BusyInterval
 from server.clock import Clock
 from server.config import CalendarConfig, Config, SourceConfig
+from server.holds import HoldWorker
 from server.store import Store
 from server.sync import SourceSyncer, SyncManager
 
@@ -62,6 +63,7 @@ class Runtime:
     sync: SyncManager
     source_ids: dict[str, int]
     calendar_secrets: dict[str, str] = field(repr=False)
+    holds: HoldWorker | None = None
     # Per calendar: ((store generation, window), merged busy blocks).
     timelines: dict[str, tuple[tuple[object, ...], list[BusyInterval]]] = field(
         default_factory=dict, repr=False)
@@ -114,7 +116,10 @@ async def open_runtime(config: Config, *, clock: Clock, store: Store | None = No
         }
         manager = SyncManager(syncers)
         stack.push_async_callback(manager.stop)
+        writers = {s.source.name: s.adapter for s in syncers if s.adapter.capabilities.holds}
+        holds = HoldWorker(store, writers, clock)  # type: ignore[arg-type]
+        stack.push_async_callback(holds.stop)
         yield Runtime(config=config, store=store, clock=clock, executor=executor,
                       session=session, sync=manager, source_ids=source_ids,
-                      calendar_secrets=secrets)
+                      calendar_secrets=secrets, holds=holds)
 

@@ -105,6 +105,25 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX booking_blocks_by_calendar ON booking_blocks (calendar, end_ts, start_ts);
     """,
+    # 4: the hold outbox, written in the booking's own transaction.
+    """
+    CREATE TABLE hold_outbox (
+        booking_id TEXT NOT NULL REFERENCES bookings(id),
+        host TEXT NOT NULL,
+        action TEXT NOT NULL CHECK (action IN ('write', 'delete')),
+        source TEXT NOT NULL,
+        calendar TEXT,
+        hold TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt INTEGER NOT NULL,
+        last_error TEXT,
+        ref TEXT,
+        etag TEXT,
+        PRIMARY KEY (booking_id, host, action)
+    );
+    CREATE INDEX hold_outbox_due ON hold_outbox (state, next_attempt);
+    """,
 )
 
 
@@ -358,13 +377,72 @@ class Store:
             yield BookingTransaction(db)
 
     async def cancel_booking(self, booking_id: str, *, now: int) -> bool:
-        """Free a booking's time at once; False if it was not confirmed."""
+        """Free a booking's time at once and queue the removal of its holds."""
         async with self._transaction(busy_changes=True) as db:
             cursor = await db.execute(
                 "UPDATE bookings SET status = 'cancelled', cancelled = ? "
                 "WHERE id = ? AND status = 'confirmed'", (now, booking_id))
             await db.execute("DELETE FROM booking_blocks WHERE booking_id = ?", (booking_id,))
+            await db.execute(
+                """INSERT OR IGNORE INTO hold_outbox
+                       (booking_id, host, action, source, calendar, hold, next_attempt)
+                   SELECT booking_id, host, 'delete', source, calendar, hold, ?
+                   FROM hold_outbox WHERE booking_id = ? AND action = 'write'""",
+                (now, booking_id))
             return cursor.rowcount == 1
+
+    async def due_holds(self, now: int, limit: int = 50) -> list[OutboxRow]:
+        cursor = await self._reader.execute(
+            f"""SELECT {_OUTBOX_COLUMNS} FROM hold_outbox
+                WHERE state = 'pending' AND next_attempt <= ?
+                ORDER BY next_attempt LIMIT ?""", (now, limit))
+        return [OutboxRow(*row) for row in await cursor.fetchall()]
+
+    async def write_ref(self, booking_id: str, host: str) -> tuple[str | None, str | None]:
+        """Where the write of this hold landed (ref, etag), if it did."""
+        cursor = await self._reader.execute(
+            "SELECT ref, etag FROM hold_outbox WHERE booking_id = ? AND host = ? "
+            "AND action = 'write' AND state = 'done'", (booking_id, host))
+        row = await cursor.fetchone()
+        return (row[0], row[1]) if row else (None, None)
+
+    async def hold_delivered(self, row: OutboxRow, *, ref: str | None,
+                             etag: str | None) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                """UPDATE hold_outbox SET state = 'done', attempts = attempts + 1, ref = ?,
+                       etag = ?, last_error = NULL
+                   WHERE booking_id = ? AND host = ? AND action = ?""",
+                (ref, etag, row.booking_id, row.host, row.action))
+
+    async def hold_pending(self, row: OutboxRow) -> bool:
+        cursor = await self._reader.execute(
+            "SELECT 1 FROM hold_outbox WHERE booking_id = ? AND host = ? AND action = ? "
+            "AND state = 'pending'", (row.booking_id, row.host, row.action))
+        return await cursor.fetchone() is not None
+
+    async def retire_write(self, booking_id: str, host: str) -> None:
+        """A booking cancelled before its hold was written: never write it."""
+        async with self._transaction() as db:
+            await db.execute(
+                """UPDATE hold_outbox SET state = 'done', last_error = 'cancelled before delivery'
+                   WHERE booking_id = ? AND host = ? AND action = 'write'
+                   AND state = 'pending'""", (booking_id, host))
+
+    async def hold_failed(self, row: OutboxRow, *, error: str, retry_at: int) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                """UPDATE hold_outbox SET attempts = attempts + 1, last_error = ?,
+                       next_attempt = ?
+                   WHERE booking_id = ? AND host = ? AND action = ?""",
+                (error[:2000], retry_at, row.booking_id, row.host, row.action))
+
+    async def hold_summary(self) -> list[tuple[str, str, int, str | None]]:
+        """(action, state, count, a last error) per action and state, for `fbproxy status`."""
+        cursor = await self._reader.execute(
+            """SELECT action, state, COUNT(*), MAX(last_error) FROM hold_outbox
+               GROUP BY action, state ORDER BY action, state""")
+        return [(a, s, int(n), e) for a, s, n, e in await cursor.fetchall()]
 
     async def booking(self, booking_id: str) -> BookingRecord | None:
         cursor = await self._reader.execute(
@@ -437,6 +515,20 @@ async def _busy_rows(db: aiosqlite.Connection, source_ids: Sequence[int],
     return rows
 
 
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    booking_id: str
+    host: str
+    action: str
+    source: str
+    calendar: str | None
+    hold: str
+    attempts: int
+
+
+_OUTBOX_COLUMNS = "booking_id, host, action, source, calendar, hold, attempts"
+
+
 class BookingTransaction:
     """Reads and the insert of one booking, inside one BEGIN IMMEDIATE transaction."""
 
@@ -474,6 +566,15 @@ class BookingTransaction:
         await self._db.executemany(
             "INSERT INTO booking_blocks (booking_id, calendar, start_ts, end_ts) "
             "VALUES (?, ?, ?, ?)", ((booking.id, *block) for block in blocks))
+
+    async def queue_hold(self, booking_id: str, host: str, *, source: str,
+                         calendar: str | None, hold: dict[str, str], now: int) -> None:
+        """Ask the outbox worker to write this hold; committed with the booking."""
+        await self._db.execute(
+            """INSERT INTO hold_outbox
+                   (booking_id, host, action, source, calendar, hold, next_attempt)
+               VALUES (?, ?, 'write', ?, ?, ?, ?)""",
+            (booking_id, host, source, calendar, json.dumps(hold), now))
 
 
 def _prepare_file(path: Path) -> None:

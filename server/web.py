@@ -17,7 +17,8 @@ from email.utils import formatdate
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from server.busy import freshness, iso, last_change, merged_busy, served_window
+from server.busy import freshness, last_change, merged_busy, served_window
+from server.clock import iso
 from server.config import CalendarConfig
 from server.errors import RequestError
 from server.feeds import clip, render_busy_feed, render_freebusy

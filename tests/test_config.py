@@ -171,14 +171,8 @@ def _documented_keys() -> dict[str, set[str]]:
 
 
 def test_every_documented_key_exists_and_every_key_is_documented() -> None:
-    from server.config import (
-        _BOOKING_PAGE_KEYS,
-        _CALENDAR_KEYS,
-        _HOLD_TARGET_KEYS,
-        _QUESTION_KEYS,
-        _SERVER_KEYS,
-        _SOURCE_KEYS,
-    )
+    from server.config import _CALENDAR_KEYS, _SERVER_KEYS, _SOURCE_KEYS
+    from server.config_pages import _BOOKING_PAGE_KEYS, _HOLD_TARGET_KEYS, _QUESTION_KEYS
 
     expected = {
         "`[server]`": _SERVER_KEYS,

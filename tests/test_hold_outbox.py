@@ -1,0 +1,113 @@
+"""Bookings become holds on a real CalDAV server: exactly once, across crashes, and removed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from icalendar import Calendar as ICalendar
+
+from adapters.caldav import HOLD_MARKER
+from tests.peers import Peer, PeerPool, peer_for
+
+SLOT = "2026-11-26T10:00:00Z"
+
+
+@pytest.fixture(params=["radicale", "xandikos"])
+def peer(request: pytest.FixtureRequest, peer_pool: PeerPool) -> Iterator[Peer]:
+    yield from peer_for(peer_pool, request.param, request, pytest.MonkeyPatch())
+
+
+def config(make_config: Any, peer: Peer, **page: Any) -> Any:
+    tls = {"ca_file": peer.ca_file} if peer.ca_file else {}
+    source = {"name": "dav", "kind": "caldav", "url": peer.base_url, "username": peer.username,
+              "password": peer.password, "calendars": ["Work"], **tls}
+    booking_page = {
+        "slug": "intro", "title": "Intro call", "hosts": ["me"], "duration": "30m",
+        "timezone": "UTC", "minimum_notice": "1h",
+        "hours": {d: ["09:00-12:00"] for d in ("mon", "tue", "wed", "thu", "fri")},
+        "hold_target": {"me": {"source": "dav", "calendar": "Work"}},
+        "hold_title": "{title} with {guest_name}", "video_link": "https://meet.example/{random}",
+        **page}
+    return make_config([source], booking_pages=[booking_page])
+
+
+def holds(peer: Peer, calendar: Any) -> list[Any]:
+    events = []
+    for href in peer.hrefs(calendar):
+        body = peer.request("GET", href, expect=(200,)).text
+        events += ICalendar.from_ical(body).walk("VEVENT")
+    return events
+
+
+async def test_booking_writes_one_hold_across_crashes_and_cancel_removes_it(
+        peer: Peer, make_config: Any, serve: Any) -> None:
+    work = peer.make_calendar("Work")
+    client, runtime = await serve(config(make_config, peer))
+    assert (await runtime.sync.run_all_once())[0].ok
+    response = await client.post("/api/v1/pages/intro/bookings", json={
+        "start": SLOT, "name": "Sam <Guest>", "email": "sam@example.org"})
+    assert response.status == 201, await response.text()
+    booking = await response.json()
+    assert holds(peer, work) == [], "the hold is queued, not written in the request"
+
+    assert await runtime.holds.run_once() == 1
+    [hold] = holds(peer, work)
+    assert str(hold["SUMMARY"]) == "Intro call with Sam <Guest>"
+    assert str(hold["STATUS"]) == "TENTATIVE" and str(hold[HOLD_MARKER]) == booking["id"]
+    assert str(hold["LOCATION"]).startswith("https://meet.example/")
+
+    # A crash after the upstream write but before the outbox row was marked done:
+    # the worker delivers again, and the server still holds exactly one event.
+    await runtime.store._writer.execute(  # noqa: SLF001 - simulating the crash window
+        "UPDATE hold_outbox SET state = 'pending' WHERE booking_id = ?", (booking["id"],))
+    assert await runtime.holds.run_once() == 1
+    assert len(holds(peer, work)) == 1
+
+    # The hold comes back through sync; the slot stays taken, counted once.
+    await runtime.sync.run_all_once()
+    api = await client.get("/api/v1/freebusy?calendar=me&start=2026-11-26&end=2026-11-27",
+                           headers={"Authorization": "Bearer s3cret-s3cret-s3cret-0001"})
+    assert [b for b in (await api.json())["busy"] if b["start"] == SLOT] == [
+        {"start": SLOT, "end": "2026-11-26T10:30:00Z", "status": "busy"}]
+
+    path = booking["cancel_url"].split("127.0.0.1:8080", 1)[1]
+    assert (await client.post(path)).status == 200
+    assert await runtime.holds.run_once() == 1
+    assert holds(peer, work) == []
+
+
+async def test_cancel_before_delivery_never_writes(peer: Peer, make_config: Any,
+                                                   serve: Any) -> None:
+    work = peer.make_calendar("Work")
+    client, runtime = await serve(config(make_config, peer))
+    await runtime.sync.run_all_once()
+    booking = await (await client.post("/api/v1/pages/intro/bookings", json={
+        "start": SLOT, "name": "Sam", "email": "sam@example.org"})).json()
+    path = booking["cancel_url"].split("127.0.0.1:8080", 1)[1]
+    assert (await client.post(path)).status == 200
+    await runtime.holds.run_once()
+    await runtime.holds.run_once()
+    assert holds(peer, work) == []
+
+
+async def test_unreachable_target_retries_with_backoff(peer: Peer, make_config: Any,
+                                                       serve: Any, clock: Any) -> None:
+    from datetime import timedelta
+
+    work = peer.make_calendar("Work")
+    client, runtime = await serve(config(make_config, peer))
+    await runtime.sync.run_all_once()
+    peer.stop()
+    booking = await (await client.post("/api/v1/pages/intro/bookings", json={
+        "start": SLOT, "name": "Sam", "email": "sam@example.org"})).json()
+    assert await runtime.holds.run_once() == 0
+    [(action, state, count, error)] = await runtime.store.hold_summary()
+    assert (action, state, count) == ("write", "pending", 1) and error
+    peer.start()
+    assert await runtime.holds.run_once() == 0, "not due yet: backoff"
+    clock.set(clock.now() + timedelta(minutes=2))
+    assert await runtime.holds.run_once() == 1
+    [hold] = holds(peer, work)
+    assert str(hold[HOLD_MARKER]) == booking["id"]
