@@ -188,6 +188,12 @@ async def _status(runtime: Runtime) -> int:
         items = record.item_count if record else 0
         print(f"{source.name:<20} {source.kind:<8} {items:>6} "
               f"{iso(last) if last else '-':<21} {age:>8}  {state}")
+    summary = await runtime.store.hold_summary()
+    if summary:
+        print("\nholds (bookings written upstream):")
+        for action, state, count, error in summary:
+            note = f"  last error: {error}" if state == "pending" and error else ""
+            print(f"  {action:<7} {state:<8} {count:>5}{note}")
     return worst
 
 
