@@ -180,6 +180,7 @@ def candidate_slots(rules: Rules, now: datetime, start: datetime, end: datetime)
     if first > last:
         return []
     last_day = now.astimezone(rules.zone).date() + timedelta(days=rules.max_days_ahead)
+    # A day early in case the clocks went back over midnight (São Paulo, 2019).
     day, final_day = local_date(rules, first) - _DAY, min(local_date(rules, last), last_day)
     slots: list[Slot] = []
     while day <= final_day:
@@ -230,19 +231,19 @@ def _reads_within(start: int, end: int, low: int, high: int, zone: ZoneInfo) -> 
     Within a piece of steady UTC offset the reading rises with time, so its
     ends decide; a slot holds at most one transition (they are months apart).
     """
-    for piece_start, piece_end in _steady_pieces(start, end, zone):
-        offset = _offset_seconds(piece_start, zone)
+    for piece_start, piece_end, offset in _steady_pieces(start, end, zone):
         if piece_start + offset < low or piece_end + offset > high:
             return False
     return True
 
 
-def _steady_pieces(start: int, end: int, zone: ZoneInfo) -> list[tuple[int, int]]:
-    """[start, end) cut where the UTC offset changes."""
-    if _offset_seconds(start, zone) == _offset_seconds(end - 1, zone):
-        return [(start, end)]
+def _steady_pieces(start: int, end: int, zone: ZoneInfo) -> list[tuple[int, int, int]]:
+    """[start, end) cut where the UTC offset changes, each piece with its offset."""
+    first, last = _offset_seconds(start, zone), _offset_seconds(end - 1, zone)
+    if first == last:
+        return [(start, end, first)]
     jump = _jump(start, end - 1, zone)
-    return [(start, jump), (jump, end)]
+    return [(start, jump, first), (jump, end, last)]
 
 
 def _jump(before: int, after: int, zone: ZoneInfo) -> int:
