@@ -214,9 +214,17 @@ async def _bookings_per_day(tx: BookingTransaction, rules: Rules, host: str,
                             slot: Slot) -> dict[date, int]:
     if rules.daily_limit is None:
         return {}
-    day = local_date(rules, slot.start)
     starts = await tx.booking_starts(host, slot.start - 2 * 86400, slot.start + 2 * 86400)
-    return {day: sum(1 for start in starts if local_date(rules, start) == day)}
+    return bookings_per_day(rules, starts)
+
+
+def bookings_per_day(rules: Rules, starts: list[int]) -> dict[date, int]:
+    """Bookings per local date of the page, the way the daily limit counts them."""
+    counts: dict[date, int] = {}
+    for start in starts:
+        day = local_date(rules, start)
+        counts[day] = counts.get(day, 0) + 1
+    return counts
 
 
 def new_booking_id() -> str:

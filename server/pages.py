@@ -15,7 +15,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from aiohttp import web
 
 from server.availability import BUSY, BusyInterval
-from server.booking import book, booking_json, page_rules, parse_booking_request
+from server.booking import (
+    book,
+    booking_json,
+    bookings_per_day,
+    page_rules,
+    parse_booking_request,
+)
 from server.busy import freshness, merged_busy
 from server.clock import iso
 from server.config import BookingPageConfig
@@ -53,9 +59,15 @@ async def offered_slots(runtime: Runtime, page: BookingPageConfig, duration: tim
         shared += await calendar_busy(runtime, resource, span)
     busy_by_host = {host: [*await calendar_busy(runtime, host, span), *shared]
                     for host in page.hosts}
+    counts = {}
+    if rules.daily_limit is not None:
+        # A day's margin either side: local days do not line up with the span.
+        counts = {host: bookings_per_day(rules, await runtime.store.booking_starts(
+            host, span[0] - 86400, span[1] + 86400)) for host in page.hosts}
     if page.mode == "round_robin":
-        return [slot for slot, _hosts in round_robin_slots(candidates, busy_by_host, rules, {})]
-    return collective_slots(candidates, busy_by_host, rules, {})
+        offered = round_robin_slots(candidates, busy_by_host, rules, counts)
+        return [slot for slot, _hosts in offered]
+    return collective_slots(candidates, busy_by_host, rules, counts)
 
 
 def _page(request: web.Request, runtime: Runtime) -> BookingPageConfig:

@@ -444,6 +444,10 @@ class Store:
                GROUP BY action, state ORDER BY action, state""")
         return [(a, s, int(n), e) for a, s, n, e in await cursor.fetchall()]
 
+    async def booking_starts(self, host: str, start: int, end: int) -> list[int]:
+        """Start times of the host's confirmed bookings in [start, end) (daily limits)."""
+        return await _booking_starts(self._reader, host, start, end)
+
     async def booking(self, booking_id: str) -> BookingRecord | None:
         cursor = await self._reader.execute(
             f"SELECT {_BOOKING_COLUMNS} FROM bookings WHERE id = ?", (booking_id,))
@@ -529,6 +533,14 @@ class OutboxRow:
 _OUTBOX_COLUMNS = "booking_id, host, action, source, calendar, hold, attempts"
 
 
+async def _booking_starts(db: aiosqlite.Connection, host: str, start: int,
+                          end: int) -> list[int]:
+    cursor = await db.execute(
+        "SELECT start_ts FROM bookings WHERE host = ? AND status = 'confirmed' "
+        "AND start_ts >= ? AND start_ts < ?", (host, start, end))
+    return [int(row[0]) for row in await cursor.fetchall()]
+
+
 class BookingTransaction:
     """Reads and the insert of one booking, inside one BEGIN IMMEDIATE transaction."""
 
@@ -540,11 +552,7 @@ class BookingTransaction:
         return await _busy_rows(self._db, source_ids, calendars, start, end)
 
     async def booking_starts(self, host: str, start: int, end: int) -> list[int]:
-        """Start times of the host's confirmed bookings in [start, end) (daily limits)."""
-        cursor = await self._db.execute(
-            "SELECT start_ts FROM bookings WHERE host = ? AND status = 'confirmed' "
-            "AND start_ts >= ? AND start_ts < ?", (host, start, end))
-        return [int(row[0]) for row in await cursor.fetchall()]
+        return await _booking_starts(self._db, host, start, end)
 
     async def host_stats(self, hosts: Sequence[str], since: int) -> dict[str, tuple[int, int]]:
         """Per host: confirmed bookings created since ``since``, and the last creation time."""

@@ -153,3 +153,13 @@ async def test_oversized_and_non_json_bodies(sources, make_config, serve) -> Non
     assert garbage.status == 400 and "not JSON" in (await garbage.json())["error"]
     missing = await client.post("/api/v1/pages/nope/bookings", json=guest())
     assert missing.status == 404
+
+
+async def test_daily_limit_hides_the_days_other_slots(sources, make_config, serve) -> None:
+    client, _ = await started(make_config, sources, serve, daily_limit=1)
+    assert len(await offered(client)) > 1
+    assert (await client.post("/api/v1/pages/intro/bookings", json=guest())).status == 201
+    assert await offered(client) == [], "the one booking that day used the limit"
+    second = await client.post("/api/v1/pages/intro/bookings",
+                               json=guest(start="2026-11-26T11:00:00Z"))
+    assert second.status == 409
