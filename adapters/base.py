@@ -99,6 +99,10 @@ class Capabilities:
     holds: bool = False
 
 
+# The property that marks an event as a hold fbproxy wrote; its value is the booking id.
+HOLD_MARKER = "X-FBPROXY-BOOKING"
+
+
 @dataclass(frozen=True, slots=True)
 class Hold:
     """An event fbproxy writes upstream for a booking (aware UTC datetimes)."""

@@ -33,6 +33,7 @@ from icalendar import Calendar, Event
 from lxml import etree
 
 from adapters.base import (
+    HOLD_MARKER,
     AuthExpired,
     BadUpstreamData,
     Capabilities,
@@ -53,7 +54,6 @@ CS = "http://calendarserver.org/ns/"
 NS = {"d": DAV, "c": CALDAV, "cs": CS}
 MULTIGET_BATCH = 500
 MAX_SYNC_PAGES = 1000
-HOLD_MARKER = "X-FBPROXY-BOOKING"
 
 _PROPFIND_DISCOVERY = b"""<?xml version="1.0" encoding="utf-8"?>
 <d:propfind xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav">

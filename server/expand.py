@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import recurring_ical_events
 from icalendar import Calendar, Component
 
+from adapters.base import HOLD_MARKER
 from server.store import STATUS_BUSY, STATUS_TENTATIVE, BusyRow
 
 # An item cannot make more busy rows than this in one window; a FREQ=SECONDLY
@@ -44,6 +45,8 @@ class Expansion:
     instances: tuple[BusyRow, ...]
     recurring: bool
     truncated: bool = False
+    # The booking id when this item is a hold fbproxy wrote (see HOLD_MARKER).
+    hold_booking: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +99,9 @@ def expand_item(ical: str, context: ExpandContext) -> Expansion:
         rows.extend(_freebusy_rows(calendar, context))
     except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
         raise BadItem(f"cannot expand: {exc}") from exc
-    return Expansion(instances=tuple(rows), recurring=recurring, truncated=truncated)
+    marks = [str(e[HOLD_MARKER]) for e in calendar.walk("VEVENT") if HOLD_MARKER in e]
+    return Expansion(instances=tuple(rows), recurring=recurring, truncated=truncated,
+                     hold_booking=marks[0] if marks else None)
 
 
 def _event_rows(calendar: Calendar, context: ExpandContext, limit: datetime) -> Iterator[BusyRow]:

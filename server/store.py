@@ -144,6 +144,8 @@ class StoredItem:
     etag: str | None
     recurring: bool
     instances: tuple[BusyRow, ...]
+    # Not stored: which booking this item is the upstream hold of, if any.
+    hold_booking: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -447,6 +449,15 @@ class Store:
     async def booking_starts(self, host: str, start: int, end: int) -> list[int]:
         """Start times of the host's confirmed bookings in [start, end) (daily limits)."""
         return await _booking_starts(self._reader, host, start, end)
+
+    async def known_bookings(self, booking_ids: set[str]) -> set[str]:
+        """Which of these ids are bookings of this fbproxy (any status)."""
+        if not booking_ids:
+            return set()
+        ids = sorted(booking_ids)
+        cursor = await self._reader.execute(
+            f"SELECT id FROM bookings WHERE id IN ({','.join('?' * len(ids))})", ids)
+        return {str(row[0]) for row in await cursor.fetchall()}
 
     async def booking(self, booking_id: str) -> BookingRecord | None:
         cursor = await self._reader.execute(

@@ -91,7 +91,8 @@ def expand_items(items: Sequence[Item], context: ExpandContext,
             skipped.append(SkippedItem(item.key, "too many occurrences; kept the first ones"))
         stored.append(StoredItem(
             key=item.key, ical=item.ical, content_hash=fingerprints[item.key], etag=item.etag,
-            recurring=expansion.recurring, instances=expansion.instances))
+            recurring=expansion.recurring, instances=expansion.instances,
+            hold_booking=expansion.hold_booking))
     return stored, skipped
 
 
@@ -176,6 +177,13 @@ class SourceSyncer:
         loop = asyncio.get_running_loop()
         stored, skipped = await loop.run_in_executor(
             self._executor, expand_items, changed, context, fingerprints)
+        # A hold we wrote comes back through sync: its booking already holds the
+        # time (and stops holding it the moment it is cancelled), so the copy
+        # upstream must not count a second time.
+        ours = await self._store.known_bookings(
+            {item.hold_booking for item in stored if item.hold_booking})
+        stored = [replace(item, instances=()) if item.hold_booking in ours else item
+                  for item in stored]
         deletes = set(changes.deleted)
         scopes = ("",) if changes.full else changes.full_scopes
         if scopes:

@@ -74,6 +74,10 @@ async def test_booking_writes_one_hold_across_crashes_and_cancel_removes_it(
 
     path = booking["cancel_url"].split("127.0.0.1:8080", 1)[1]
     assert (await client.post(path)).status == 200
+    api = await client.get("/api/v1/freebusy?calendar=me&start=2026-11-26&end=2026-11-27",
+                           headers={"Authorization": "Bearer s3cret-s3cret-s3cret-0001"})
+    assert not [b for b in (await api.json())["busy"] if b["start"] == SLOT], \
+        "cancelling frees the slot at once, before the upstream hold is removed"
     assert await runtime.holds.run_once() == 1
     assert holds(peer, work) == []
 

@@ -239,3 +239,14 @@ async def test_busy_generation_is_seen_across_processes(tmp_path: Path) -> None:
     finally:
         await server_side.close()
         await cli_side.close()
+
+
+async def test_a_hold_of_an_unknown_booking_still_blocks(make_config, serve) -> None:
+    """Only holds of this fbproxy's own bookings are left to the booking; others are busy."""
+    adapter = ScriptedAdapter("s")
+    _, runtime = await serve(make_config([{"name": "s", "kind": "ics", "url": "x.ics"}]),
+                             adapters={"s": adapter})
+    foreign = item("h", "20261126T100000Z", "20261126T110000Z", "X-FBPROXY-BOOKING:bk_other")
+    adapter.answers = [ChangeSet(state={}, full=True, upserted=(foreign,))]
+    await runtime.sync.run_all_once()
+    assert len(await runtime.store.busy_rows([runtime.source_ids["s"]], 0, 2**40)) == 1
