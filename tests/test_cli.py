@@ -120,3 +120,31 @@ def test_readme_run_command_serves_the_example(server: tuple[str, Path]) -> None
         answer = json.load(response)
     assert answer["calendar"] == "alex" and answer["busy"]
     assert {s["name"] for s in answer["sources"]} == {"work", "personal"}
+
+
+def test_status_lists_the_hold_outbox(example: Path) -> None:
+    import asyncio
+
+    from server.store import BookingRecord, Store
+
+    async def queue_one() -> None:
+        store = await Store.open(example / "var" / "fbproxy.sqlite3")
+        try:
+            booking = BookingRecord(
+                id="bk_test", page="intro", host="alex", start=10, end=20, guest_name="Sam",
+                guest_email="sam@example.org", answers={}, cancel_secret="x" * 20,
+                status="confirmed", created=1)
+            async with store.booking_transaction() as tx:
+                await tx.insert(booking, [("alex", 10, 20)])
+                await tx.queue_hold("bk_test", "alex", source="work", calendar=None,
+                                    hold={}, now=1)
+            [row] = await store.due_holds(now=5)
+            await store.hold_failed(row, error="HTTP 503 from upstream", retry_at=100)
+        finally:
+            await store.close()
+
+    assert run("sync", "--config", "config.toml", cwd=example).returncode == 0
+    asyncio.run(queue_one())
+    status = run("status", "--config", "config.toml", cwd=example)
+    assert "holds (bookings written upstream):" in status.stdout
+    assert re.search(r"write\s+pending\s+1\s+last error: HTTP 503 from upstream", status.stdout)
