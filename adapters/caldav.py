@@ -256,12 +256,9 @@ class CaldavAdapter:
 
     def _first_props(self, response: Any, what: str) -> Any:
         for node in self._multistatus(response, what):
-            for propstat in node.findall("d:propstat", NS):
-                status = propstat.findtext("d:status", "", NS)
-                if " 200 " in f"{status} " or not status:
-                    prop = propstat.find("d:prop", NS)
-                    if prop is not None:
-                        return prop
+            props = _ok_props(node, missing_status_ok=True)
+            if props is not None:
+                return props
         return etree.Element("prop")
 
     def _list_calendars(self, work: _Round, home: str, single: bool,
@@ -519,10 +516,14 @@ def _same_version(old: Mapping[str, Any], calendar: RemoteCalendar) -> bool:
     return False
 
 
-def _ok_props(node: Any) -> Any:
+def _ok_props(node: Any, *, missing_status_ok: bool = False) -> Any:
+    """The <prop> of a response's 200 propstat (discovery also takes one without a status)."""
     for propstat in node.findall("d:propstat", NS):
-        if " 200 " in f"{propstat.findtext('d:status', '', NS)} ":
-            return propstat.find("d:prop", NS)
+        status = propstat.findtext("d:status", "", NS)
+        if " 200 " in f"{status} " or (missing_status_ok and not status):
+            prop = propstat.find("d:prop", NS)
+            if prop is not None:
+                return prop
     return None
 
 

@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from server.availability import BUSY, BusyInterval
-from server.busy import freshness
+from server.busy import stale_calendars
 from server.clock import iso
 from server.config import BookingPageConfig
 from server.errors import RequestError
@@ -147,11 +147,11 @@ async def book(runtime: Runtime, page: BookingPageConfig,
     if slot not in candidate_slots(rules, now, request.start, request.start + request.duration):
         raise RequestError(422, "that time is not one of this page's slots (outside hours, "
                            "off the grid, too soon or too far ahead)")
-    fresh = {name for name in (*page.hosts, *page.resources) if await _is_fresh(runtime, name)}
+    stale = await stale_calendars(runtime, (*page.hosts, *page.resources))
     span = (slot.start - int(page.buffer_before.total_seconds()),
             slot.end + int(page.buffer_after.total_seconds()))
     async with runtime.store.booking_transaction() as tx:
-        busy = {name: await _busy(runtime, tx, name, span, fresh)
+        busy = {name: await _busy(runtime, tx, name, span, stale)
                 for name in (*page.hosts, *page.resources)}
         shared = [b for name in page.resources for b in busy[name]]
         busy_by_host = {host: [*busy[host], *shared] for host in page.hosts}
@@ -194,17 +194,11 @@ async def _assign(page: BookingPageConfig, rules: Rules, tx: BookingTransaction,
         for host, (count, last) in stats.items()})
 
 
-async def _is_fresh(runtime: Runtime, name: str) -> bool:
-    calendar = runtime.config.calendar(name)
-    return calendar is not None and not any(
-        s.stale for s in await freshness(runtime, calendar))
-
-
 async def _busy(runtime: Runtime, tx: BookingTransaction, name: str, span: tuple[int, int],
-                fresh: set[str]) -> list[BusyInterval]:
+                stale: set[str]) -> list[BusyInterval]:
     """Busy time read inside the transaction; a stale calendar is busy throughout."""
     calendar = runtime.config.calendar(name)
-    if calendar is None or name not in fresh:
+    if calendar is None or name in stale:
         return [BusyInterval(span[0], span[1], BUSY)]
     rows = await tx.busy_rows(runtime.ids_of(calendar.sources), [name], *span)
     return [BusyInterval(start, end, status) for start, end, status in rows]

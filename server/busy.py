@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -9,6 +10,7 @@ from server.availability import BusyInterval, merge_rows, overlapping
 from server.clock import iso
 from server.config import CalendarConfig
 from server.runtime import Runtime
+from server.store import SourceRecord
 
 SERVED_PAST = timedelta(days=1)
 
@@ -78,18 +80,33 @@ async def freshness(runtime: Runtime, calendar: CalendarConfig) -> list[SourceFr
     """Each source's last success and whether it is past its ``stale_after``."""
     now = int(runtime.clock.now().timestamp())
     records = {r.name: r for r in await runtime.store.sources()}
-    result = []
-    for name in calendar.sources:
-        source = runtime.config.source(name)
-        record = records.get(name)
-        last = record.last_success if record else None
-        age = now - last if last is not None else None
-        stale = age is None or age > source.stale_after.total_seconds()
-        result.append(SourceFreshness(
-            name=name, last_success=last, age_seconds=age, stale=stale,
-            needs_reauth=bool(record and record.needs_reauth),
-            last_error=record.last_error if record else None))
-    return result
+    return [_source_freshness(runtime, records.get(name), name, now) for name in calendar.sources]
+
+
+async def stale_calendars(runtime: Runtime, names: Iterable[str]) -> set[str]:
+    """Which of these calendars have a stale (or never synced) source: they fail closed."""
+    now = int(runtime.clock.now().timestamp())
+    records = {r.name: r for r in await runtime.store.sources()}
+    stale = set()
+    for name in names:
+        calendar = runtime.config.calendar(name)
+        if calendar is None or any(
+                _source_freshness(runtime, records.get(source), source, now).stale
+                for source in calendar.sources):
+            stale.add(name)
+    return stale
+
+
+def _source_freshness(runtime: Runtime, record: SourceRecord | None, name: str,
+                      now: int) -> SourceFreshness:
+    source = runtime.config.source(name)
+    last = record.last_success if record else None
+    age = now - last if last is not None else None
+    return SourceFreshness(
+        name=name, last_success=last, age_seconds=age,
+        stale=age is None or age > source.stale_after.total_seconds(),
+        needs_reauth=bool(record and record.needs_reauth),
+        last_error=record.last_error if record else None)
 
 
 async def last_change(runtime: Runtime, calendar: CalendarConfig) -> int:

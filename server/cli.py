@@ -15,6 +15,7 @@ from adapters.base import FbproxyError
 from server.app import create_app
 from server.clock import SystemClock, iso
 from server.config import Config, load_config
+from server.config_reader import parse_listen
 from server.errors import ConfigError
 from server.runtime import Runtime, open_runtime
 from server.sync import SyncOutcome
@@ -94,12 +95,11 @@ def _check_config(config: Config) -> int:
 def _serve(config: Config, listen: str | None) -> int:
     host, port = config.server.listen_host, config.server.listen_port
     if listen:
-        host, _, port_text = listen.rpartition(":")
-        host = host.strip("[]")
-        if not host or not port_text.isdigit():
-            print(f"--listen {listen!r} is not HOST:PORT", file=sys.stderr)
+        try:
+            host, port = parse_listen(listen)
+        except ValueError as exc:
+            print(f"--listen: {exc}", file=sys.stderr)
             return EXIT_CONFIG
-        port = int(port_text)
     app = create_app(config)
     logging.getLogger("fbproxy").info("listening on http://%s:%d (base_url %s)", host, port,
                                       config.server.base_url)

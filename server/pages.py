@@ -22,7 +22,7 @@ from server.booking import (
     page_rules,
     parse_booking_request,
 )
-from server.busy import freshness, merged_busy
+from server.busy import merged_busy, stale_calendars
 from server.clock import iso
 from server.config import BookingPageConfig
 from server.durations import format_duration, parse_duration
@@ -35,12 +35,11 @@ MAX_SLOTS_SPAN = timedelta(days=62)
 DEFAULT_SLOTS_SPAN = timedelta(days=7)
 
 
-async def calendar_busy(runtime: Runtime, name: str, span: tuple[int, int]) -> list[BusyInterval]:
-    """A calendar's busy time; all of ``span`` when any of its sources is stale."""
+async def calendar_busy(runtime: Runtime, name: str, span: tuple[int, int],
+                        stale: set[str]) -> list[BusyInterval]:
+    """A calendar's busy time; all of ``span`` when it is in ``stale``."""
     calendar = runtime.config.calendar(name)
-    if calendar is None:
-        raise RequestError(500, f"booking page refers to unknown calendar {name!r}")
-    if any(source.stale for source in await freshness(runtime, calendar)):
+    if calendar is None or name in stale:
         return [BusyInterval(span[0], span[1], BUSY)]
     return await merged_busy(runtime, calendar, *span)
 
@@ -54,10 +53,11 @@ async def offered_slots(runtime: Runtime, page: BookingPageConfig, duration: tim
         return []
     span = (candidates[0].start - int(page.buffer_before.total_seconds()),
             candidates[-1].end + int(page.buffer_after.total_seconds()))
+    stale = await stale_calendars(runtime, (*page.hosts, *page.resources))
     shared: list[BusyInterval] = []
     for resource in page.resources:
-        shared += await calendar_busy(runtime, resource, span)
-    busy_by_host = {host: [*await calendar_busy(runtime, host, span), *shared]
+        shared += await calendar_busy(runtime, resource, span, stale)
+    busy_by_host = {host: [*await calendar_busy(runtime, host, span, stale), *shared]
                     for host in page.hosts}
     counts = {}
     if rules.daily_limit is not None:
