@@ -9,6 +9,7 @@ from aiohttp import web
 from adapters.base import SourceAdapter
 from server.clock import Clock, SystemClock
 from server.config import Config
+from server.guard import RATE_LIMITERS, rate_limiters
 from server.runtime import RUNTIME, open_runtime
 from server.store import Store
 from server.web import FEED_CACHE, error_middleware, setup_routes
@@ -27,6 +28,7 @@ def create_app(config: Config, *, store: Store | None = None,
     app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024)
     app[CONFIG] = config
     app[FEED_CACHE] = {}
+    app[RATE_LIMITERS] = rate_limiters(config)
     chosen_clock = clock or SystemClock()
 
     async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -8,10 +8,11 @@ From the commit on, the booked time is busy in every output.
 
 from __future__ import annotations
 
+import hmac
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -33,6 +34,7 @@ from server.slots import (
     round_robin_slots,
 )
 from server.store import BookingRecord, BookingTransaction
+from server.zones import available_zones
 
 MAX_NAME = 200
 MAX_EMAIL = 254
@@ -60,19 +62,20 @@ class BookingRequest:
     name: str
     email: str
     answers: Mapping[str, str]
+    timezone: str = ""  # the guest's, for showing them times; "" when not given
 
 
 def parse_booking_request(body: object, page: BookingPageConfig) -> BookingRequest:
     """The guest's JSON, checked field by field; anything odd is a 400/422 with a reason."""
     if not isinstance(body, dict):
         raise RequestError(400, "send a JSON object")
-    unknown = sorted(set(body) - {"start", "duration", "name", "email", "answers"})
+    unknown = sorted(set(body) - {"start", "duration", "name", "email", "answers", "timezone"})
     if unknown:
         raise RequestError(400, f"unknown field(s): {', '.join(unknown)}")
     return BookingRequest(
         start=_start(body.get("start")), duration=_duration(body.get("duration"), page),
         name=_name(body.get("name")), email=_email(body.get("email")),
-        answers=_answers(body.get("answers", {}), page))
+        answers=_answers(body.get("answers", {}), page), timezone=_timezone(body.get("timezone")))
 
 
 def _start(value: object) -> datetime:
@@ -110,6 +113,14 @@ def _name(value: object) -> str:
 def _email(value: object) -> str:
     if not isinstance(value, str) or len(value) > MAX_EMAIL or not _EMAIL.match(value):
         raise RequestError(422, "email must be an e-mail address like sam@example.org")
+    return value
+
+
+def _timezone(value: object) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > 64 or value not in available_zones():
+        raise RequestError(422, "timezone must be an IANA time zone such as Europe/Berlin")
     return value
 
 
@@ -163,7 +174,8 @@ async def book(runtime: Runtime, page: BookingPageConfig,
             id=new_booking_id(), page=page.slug, host=host, start=slot.start, end=slot.end,
             guest_name=request.name, guest_email=request.email, answers=dict(request.answers),
             cancel_secret=secrets.token_urlsafe(24), status="confirmed",
-            created=int(now.timestamp()))
+            created=int(now.timestamp()), guest_timezone=request.timezone)
+        booking = replace(booking, video_link=video_link(page, booking.id))
         await tx.insert(booking, [(name, slot.start, slot.end) for name in takers])
         for taker in takers:
             target = page.hold_target.get(taker)
@@ -221,9 +233,25 @@ def bookings_per_day(rules: Rules, starts: list[int]) -> dict[date, int]:
     return counts
 
 
+def video_link(page: BookingPageConfig, booking_id: str) -> str:
+    """One meeting room per booking, shared by the guest and every host's hold."""
+    if not page.video_link:
+        return ""
+    return page.video_link.format(random=secrets.token_hex(8), booking_id=booking_id)
+
+
 def new_booking_id() -> str:
     """Random and URL-safe; the hold's UID upstream is derived from it."""
     return "bk_" + secrets.token_hex(12)
+
+
+def manage_path(booking: BookingRecord) -> str:
+    """The guest's page for a booking: see it, download it, cancel it (GET is safe)."""
+    return f"/booking/{booking.id}?secret={booking.cancel_secret}"
+
+
+def invite_path(booking: BookingRecord) -> str:
+    return f"/booking/{booking.id}/invite.ics?secret={booking.cancel_secret}"
 
 
 def booking_json(booking: BookingRecord, base_url: str) -> dict[str, Any]:
@@ -234,6 +262,37 @@ def booking_json(booking: BookingRecord, base_url: str) -> dict[str, Any]:
         "start": iso(booking.start),
         "end": iso(booking.end),
         "status": booking.status,
+        "timezone": booking.guest_timezone or None,
+        "video_link": booking.video_link or None,
+        "manage_url": base_url + manage_path(booking),
+        "ics_url": base_url + invite_path(booking),
         "cancel_url": f"{base_url}/api/v1/bookings/{booking.id}/cancel?secret="
                       f"{booking.cancel_secret}",
     }
+
+
+async def find_booking(runtime: Runtime, booking_id: str, secret: str) -> BookingRecord:
+    """The booking if ``secret`` is its secret; 404 alike for a wrong id or secret."""
+    booking = await runtime.store.booking(booking_id) if len(booking_id) <= 64 else None
+    if booking is None or not hmac.compare_digest(booking.cancel_secret.encode(),
+                                                  secret.encode()):
+        raise RequestError(404, "no booking with this id and secret")
+    return booking
+
+
+async def cancel(runtime: Runtime, booking: BookingRecord) -> BookingRecord:
+    """Free the booking's time at once; the holds upstream are removed by the worker.
+
+    Cancelling twice is harmless; a booking that has started can no longer be
+    cancelled (its hold stays in the host's calendar as a record).
+    """
+    now = int(runtime.clock.now().timestamp())
+    if booking.status == "confirmed":
+        if booking.start <= now:
+            raise RequestError(409, "this booking has already started and cannot be cancelled")
+        await runtime.store.cancel_booking(booking.id, now=now)
+        if runtime.holds is not None:
+            runtime.holds.trigger()
+    cancelled = await runtime.store.booking(booking.id)
+    assert cancelled is not None
+    return cancelled

@@ -38,15 +38,18 @@ from server.config_pages import (
 )
 from server.config_reader import (
     NAME_PATTERN,
+    IPNetwork,
     Reader,
     Secret,
     list_of_tables,
     parse_duration_value,
     parse_listen,
+    parse_networks,
     parse_size,
     read_name,
 )
 from server.errors import ConfigError
+from server.ratelimit import Rate, parse_rate
 
 __all__ = [
     "BOOKING_MODES", "DEFAULT_WEEKLY_HOURS", "HOLD_SOURCE_KINDS", "HOLD_STATUSES",
@@ -60,6 +63,8 @@ __all__ = [
 SOURCE_KINDS = ("ics", "caldav")
 SECRET_PATTERN = re.compile(r"^[A-Za-z0-9_~.-]{16,256}$")
 MIN_POLL_INTERVAL = timedelta(seconds=10)
+DEFAULT_BOOKING_RATE: Rate | None = Rate(10, timedelta(hours=1))
+DEFAULT_PAGE_RATE: Rate | None = Rate(120, timedelta(minutes=1))
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,11 @@ class ServerConfig:
     database: Path = Path("fbproxy.sqlite3")
     timezone: str = "UTC"
     horizon_days: int = 120
+    # Per client address; None turns a limit off (e.g. when a proxy in front limits).
+    rate_limit_bookings: Rate | None = DEFAULT_BOOKING_RATE
+    rate_limit_pages: Rate | None = DEFAULT_PAGE_RATE
+    # Proxies whose X-Forwarded-For names the real client (for rate limits and logs).
+    trusted_proxies: tuple[IPNetwork, ...] = ()
 
     @property
     def zone(self) -> ZoneInfo:
@@ -144,7 +154,8 @@ def _check_source_url(kind: str, url: str, reader: Reader, path: str) -> str:
     return str(reader.path(url))
 
 
-_SERVER_KEYS = {"listen", "base_url", "database", "timezone", "horizon_days"}
+_SERVER_KEYS = {"listen", "base_url", "database", "timezone", "horizon_days",
+                "rate_limit_bookings", "rate_limit_pages", "trusted_proxies"}
 _COMMON_SOURCE_KEYS = {
     "name", "kind", "url", "poll_interval", "stale_after", "timezone", "enabled", "owner_emails",
     "timeout", "username", "password", "password_env", "password_file", "ca_file",
@@ -179,6 +190,13 @@ def _read_server(raw: Mapping[str, Any], reader: Reader) -> ServerConfig:
         listen_host=host, listen_port=port, base_url=base_url.rstrip("/"),
         database=reader.path(database), timezone=reader.zone(raw, "server.timezone", "UTC"),
         horizon_days=horizon,
+        rate_limit_bookings=reader.converted(raw, "rate_limit_bookings",
+                                             "server.rate_limit_bookings",
+                                             DEFAULT_BOOKING_RATE, parse_rate),
+        rate_limit_pages=reader.converted(raw, "rate_limit_pages", "server.rate_limit_pages",
+                                          DEFAULT_PAGE_RATE, parse_rate),
+        trusted_proxies=reader.converted(raw, "trusted_proxies", "server.trusted_proxies", (),
+                                         parse_networks),
     )
 
 

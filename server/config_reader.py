@@ -7,6 +7,7 @@ durations, sizes, listen addresses, bounded numbers and plain text.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -154,6 +155,23 @@ def parse_size(value: object) -> int:
     if not match:
         raise ValueError(f"{value!r} is not a size; use bytes or e.g. \"20MiB\", \"500KB\"")
     return int(match.group(1)) * _SIZE_FACTOR[(match.group(2) or "b").lower()]
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(value: object) -> tuple[IPNetwork, ...]:
+    """A list of addresses or CIDR networks, e.g. ["127.0.0.1", "10.0.0.0/8"]."""
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"{value!r} is not a list of addresses like [\"127.0.0.1\"]")
+    networks = []
+    for item in value:
+        try:
+            networks.append(ipaddress.ip_network(item.strip(), strict=False))
+        except ValueError as exc:
+            raise ValueError(f"{item!r} is not an IP address or network like "
+                             "\"10.0.0.0/8\"") from exc
+    return tuple(networks)
 
 
 def parse_duration_value(value: object) -> timedelta:

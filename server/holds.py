@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import random
-import secrets
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -40,8 +39,7 @@ def hold_fields(page: BookingPageConfig, booking: BookingRecord, host: str) -> d
     """What the hold says, fixed when the booking is made (templates checked by the config)."""
     title = page.hold_title.format(title=page.title, guest_name=booking.guest_name,
                                    guest_email=booking.guest_email, host=host)
-    link = page.video_link.format(random=secrets.token_hex(8), booking_id=booking.id) \
-        if page.video_link else ""
+    link = booking.video_link
     lines = [f"Booked through {page.title}.", f"Guest: {booking.guest_name} "
              f"<{booking.guest_email}>"]
     lines += [f"{name}: {answer}" for name, answer in booking.answers.items()]

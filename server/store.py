@@ -124,6 +124,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX hold_outbox_due ON hold_outbox (state, next_attempt);
     """,
+    # 5: what the guest was shown: one video link per booking, and their time zone.
+    """
+    ALTER TABLE bookings ADD COLUMN video_link TEXT NOT NULL DEFAULT '';
+    ALTER TABLE bookings ADD COLUMN guest_timezone TEXT NOT NULL DEFAULT '';
+    """,
 )
 
 
@@ -496,17 +501,19 @@ class BookingRecord:
     cancel_secret: str
     status: str
     created: int
+    video_link: str = ""
+    guest_timezone: str = ""
 
 
 _BOOKING_COLUMNS = ("id, page, host, start_ts, end_ts, guest_name, guest_email, answers, "
-                    "cancel_secret, status, created")
+                    "cancel_secret, status, created, video_link, guest_timezone")
 
 
 def _booking_record(row: Sequence[Any]) -> BookingRecord:
     return BookingRecord(
         id=row[0], page=row[1], host=row[2], start=row[3], end=row[4], guest_name=row[5],
         guest_email=row[6], answers=json.loads(row[7]), cancel_secret=row[8], status=row[9],
-        created=row[10])
+        created=row[10], video_link=row[11], guest_timezone=row[12])
 
 
 async def _busy_rows(db: aiosqlite.Connection, source_ids: Sequence[int],
@@ -578,10 +585,11 @@ class BookingTransaction:
     async def insert(self, booking: BookingRecord,
                      blocks: Sequence[tuple[str, int, int]]) -> None:
         await self._db.execute(
-            f"INSERT INTO bookings ({_BOOKING_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO bookings ({_BOOKING_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (booking.id, booking.page, booking.host, booking.start, booking.end,
              booking.guest_name, booking.guest_email, json.dumps(booking.answers),
-             booking.cancel_secret, booking.status, booking.created))
+             booking.cancel_secret, booking.status, booking.created, booking.video_link,
+             booking.guest_timezone))
         await self._db.executemany(
             "INSERT INTO booking_blocks (booking_id, calendar, start_ts, end_ts) "
             "VALUES (?, ?, ?, ?)", ((booking.id, *block) for block in blocks))

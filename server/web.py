@@ -22,6 +22,7 @@ from server.clock import iso
 from server.config import CalendarConfig
 from server.errors import RequestError
 from server.feeds import clip, render_busy_feed, render_freebusy
+from server.form import form_error, setup_form
 from server.pages import api_cancel_booking, api_create_booking, api_page_slots
 from server.runtime import RUNTIME, Runtime
 
@@ -48,6 +49,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/pages/{slug}/slots", api_page_slots)
     app.router.add_post("/api/v1/pages/{slug}/bookings", api_create_booking)
     app.router.add_post("/api/v1/bookings/{booking_id}/cancel", api_cancel_booking)
+    setup_form(app)
 
 
 # -- middleware ---------------------------------------------------------------
@@ -77,6 +79,8 @@ def _error_response(request: web.Request, status: int, reason: str,
     if request.path.startswith("/api/"):
         return web.json_response({"error": reason, "status": status}, status=status,
                                  headers=headers)
+    if request.path.startswith(("/book/", "/booking/")):
+        return form_error(request, status, reason, headers)
     return web.Response(text=f"{status}: {reason}\n", status=status, headers=headers)
 
 

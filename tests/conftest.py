@@ -16,8 +16,8 @@ from server.clock import FixedClock
 from server.config import Config, parse_config
 from server.runtime import RUNTIME, Runtime
 
-# Real CalDAV peers (Radicale, Xandikos) for the CalDAV tests.
-pytest_plugins = ["tests.peers"]
+# Real CalDAV peers (Radicale, Xandikos) for the CalDAV tests; the booking tests' world.
+pytest_plugins = ["tests.peers", "tests.booking_world"]
 
 REPO = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -55,8 +55,10 @@ def make_config(tmp_path: Path) -> Callable[..., Config]:
 
     def build(sources: list[dict[str, Any]], calendars: list[dict[str, Any]] | None = None,
               *, booking_pages: list[dict[str, Any]] | None = None, **server: Any) -> Config:
+        # Tests send many requests from 127.0.0.1; the limits get tests of their own.
+        limits = {"rate_limit_bookings": "off", "rate_limit_pages": "off"}
         raw = {
-            "server": {"database": "db/fbproxy.sqlite3", "timezone": "UTC", **server},
+            "server": {"database": "db/fbproxy.sqlite3", "timezone": "UTC", **limits, **server},
             "sources": sources,
             "calendars": calendars if calendars is not None else [
                 {"name": "me", "sources": [s["name"] for s in sources],

@@ -38,7 +38,10 @@ def test_example_config_is_valid_and_complete() -> None:
     assert config.calendars[0].secret is None
     assert config.server.database == REPO / "var" / "fbproxy.sqlite3"
     assert Path(config.sources[0].url).exists()
-    assert config.booking_pages == ()
+    # The example books too: /book/intro-call works on a fresh checkout.
+    assert [page.slug for page in config.booking_pages] == ["intro-call"]
+    assert config.booking_pages[0].hold_target == {}
+    assert config.server.rate_limit_bookings is not None
 
 
 def test_defaults(tmp_path: Path) -> None:
@@ -587,13 +590,8 @@ def test_hours_until_midnight_and_unsorted_ranges(tmp_path: Path) -> None:
     assert result.weekly_hours[6] == ((time(0), time(0)),)  # the whole day
 
 
-def test_example_booking_page_is_valid_when_uncommented() -> None:
-    text = (REPO / "config.example.toml").read_text()
-    head, marker, tail = text.partition("# [[booking_pages]]")
-    assert marker, "config.example.toml has no commented-out [[booking_pages]] example"
-    uncommented = "\n".join(re.sub(r"^# ?", "", line) for line in (marker + tail).splitlines())
-    config = parse_config(tomllib.loads(head + uncommented), base_dir=REPO)
-    (result,) = config.booking_pages
+def test_example_booking_page_is_valid() -> None:
+    (result,) = load_config(REPO / "config.example.toml").booking_pages
     assert result.slug == "intro-call" and result.hosts == ("alex",)
     assert result.durations == (timedelta(minutes=30), timedelta(hours=1))
     assert result.weekly_hours[2] == ((time(9), time(12)),) and result.weekly_hours[5] == ()

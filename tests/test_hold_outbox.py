@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import aiohttp
 import pytest
 from icalendar import Calendar as ICalendar
 
 from adapters.caldav import HOLD_MARKER
+from server.runtime import ADAPTER_KINDS
+from tests.conftest import event, ics
 from tests.peers import Peer, PeerPool, peer_for
 
 SLOT = "2026-11-26T10:00:00Z"
@@ -34,10 +39,11 @@ def config(make_config: Any, peer: Peer, **page: Any) -> Any:
 
 
 def holds(peer: Peer, calendar: Any) -> list[Any]:
+    """The calendar's events that are fbproxy holds (others are the host's own)."""
     events = []
     for href in peer.hrefs(calendar):
         body = peer.request("GET", href, expect=(200,)).text
-        events += ICalendar.from_ical(body).walk("VEVENT")
+        events += [e for e in ICalendar.from_ical(body).walk("VEVENT") if HOLD_MARKER in e]
     return events
 
 
@@ -115,3 +121,107 @@ async def test_unreachable_target_retries_with_backoff(peer: Peer, make_config: 
     assert await runtime.holds.run_once() == 1
     [hold] = holds(peer, work)
     assert str(hold[HOLD_MARKER]) == booking["id"]
+
+
+class DiesAfterTheWrite:
+    """The real CalDAV adapter, except that the process "dies" right after a hold's PUT.
+
+    ``write_hold`` does the real upstream write, then never returns: stopping
+    the worker there is the crash window between the upstream write and the
+    outbox row being marked done.
+    """
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+        self.written = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    async def write_hold(self, hold: Any) -> Any:
+        await self._real.write_hold(hold)
+        self.written.set()
+        await asyncio.Event().wait()
+
+
+async def test_acceptance_two_sources_every_output_and_a_killed_worker(
+        peer: Peer, make_config: Any, serve: Any, tmp_path: Any) -> None:
+    """The issue's acceptance run: book over two sources, see every output change at
+    once, kill the hold worker mid-delivery, restart, one hold; cancel removes it."""
+    work = peer.make_calendar("Work")
+    peer.put_event(work, "standup.ics", "\r\n".join([
+        "BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//t//EN", "BEGIN:VEVENT", "UID:standup",
+        "DTSTAMP:20260101T000000Z", "DTSTART:20261126T090000Z", "DTEND:20261126T093000Z",
+        "SUMMARY:Standup", "END:VEVENT", "END:VCALENDAR", ""]))
+    (tmp_path / "personal.ics").write_text(ics(event(
+        "dentist", "20261126T110000Z", "20261126T113000Z")))
+    raw_sources = [{"name": "dav", "kind": "caldav", "url": peer.base_url,
+                    "username": peer.username, "password": peer.password,
+                    "calendars": ["Work"], **({"ca_file": peer.ca_file} if peer.ca_file else {})},
+                   {"name": "personal", "kind": "ics", "url": "personal.ics"}]
+    settings = make_config(raw_sources, booking_pages=[{
+        "slug": "intro", "title": "Intro call", "hosts": ["me"], "duration": "30m",
+        "timezone": "UTC", "minimum_notice": "1h",
+        "hours": {d: ["09:00-12:00"] for d in ("mon", "tue", "wed", "thu", "fri")},
+        "hold_target": {"me": {"source": "dav", "calendar": "Work"}}}])
+    auth = {"Authorization": "Bearer s3cret-s3cret-s3cret-0001"}
+
+    async with aiohttp.ClientSession() as session:
+        with ThreadPoolExecutor(2) as executor:
+            dav_source = settings.source("dav")
+            assert dav_source is not None
+            gated = DiesAfterTheWrite(ADAPTER_KINDS["caldav"](dav_source, session, executor))
+            client, runtime = await serve(settings, adapters={"dav": gated})
+            assert all(result.ok for result in await runtime.sync.run_all_once())
+
+            async def outputs() -> tuple[list[str], str, str, list[str]]:
+                slots = await (await client.get(
+                    "/api/v1/pages/intro/slots?start=2026-11-26&end=2026-11-27")).json()
+                feed = await (await client.get("/feeds/s3cret-s3cret-s3cret-0001/busy.ics")).text()
+                freebusy = await (await client.get(
+                    "/feeds/s3cret-s3cret-s3cret-0001/freebusy.ics")).text()
+                api = await (await client.get(
+                    "/api/v1/freebusy?start=2026-11-26&end=2026-11-27", headers=auth)).json()
+                return ([s["start"][11:16] for s in slots["slots"]], feed, freebusy,
+                        [b["start"][11:16] for b in api["busy"]])
+
+            slots, feed, freebusy, busy = await outputs()
+            assert slots == ["09:30", "10:00", "10:30", "11:30"]  # standup, dentist busy
+            assert busy == ["09:00", "11:00"]
+            response = await client.post("/api/v1/pages/intro/bookings", json={
+                "start": SLOT, "name": "Sam", "email": "sam@example.org"})
+            assert response.status == 201, await response.text()
+            booking = await response.json()
+            slots, feed, freebusy, busy = await outputs()
+            assert slots == ["09:30", "10:30", "11:30"]
+            assert busy == ["09:00", "10:00", "11:00"]
+            assert "DTSTART:20261126T100000Z" in feed
+            assert "20261126T100000Z/20261126T103000Z" in freebusy
+
+            runtime.holds.start()
+            await asyncio.wait_for(gated.written.wait(), 30)
+            await runtime.holds.stop()  # killed after the PUT, before "done"
+            assert len(holds(peer, work)) == 1
+            assert ("write", "pending", 1, None) in await runtime.store.hold_summary(), \
+                "the outbox row is still pending"
+            await client.close()
+
+    # A new process on the same database: the hold is delivered again, still one event.
+    client, runtime = await serve(settings)
+    assert await runtime.holds.run_once() == 1
+    [hold] = holds(peer, work)
+    assert str(hold[HOLD_MARKER]) == booking["id"]
+    assert await runtime.holds.run_once() == 0
+    # The hold comes back through sync and is not counted twice.
+    assert all(result.ok for result in await runtime.sync.run_all_once())
+    slots = await (await client.get(
+        "/api/v1/pages/intro/slots?start=2026-11-26&end=2026-11-27")).json()
+    assert [s["start"][11:16] for s in slots["slots"]] == ["09:30", "10:30", "11:30"]
+
+    path = booking["cancel_url"].split("127.0.0.1:8080", 1)[1]
+    assert (await client.post(path)).status == 200
+    slots = await (await client.get(
+        "/api/v1/pages/intro/slots?start=2026-11-26&end=2026-11-27")).json()
+    assert "10:00" in [s["start"][11:16] for s in slots["slots"]]
+    assert await runtime.holds.run_once() == 1
+    assert holds(peer, work) == []

@@ -1,0 +1,107 @@
+"""What guards the guest-facing routes: per-client rate limits and CSRF tokens.
+
+CSRF uses the double-submit pattern: a random token in a SameSite=Strict,
+HttpOnly cookie and the same token in each form; another site can neither read
+the cookie nor set it, so it cannot forge a matching pair. Origin is checked
+too when the browser sends it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import secrets
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from server.config import Config
+from server.errors import RequestError
+from server.ratelimit import RateLimiter, client_key
+from server.runtime import RUNTIME
+
+RATE_LIMITERS: web.AppKey[dict[str, RateLimiter]] = web.AppKey("rate_limiters", dict)
+CSRF_COOKIE = "fbproxy_csrf"
+CSRF_FIELD = "csrf"
+_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def rate_limiters(config: Config) -> dict[str, RateLimiter]:
+    """One limiter per kind of guest request that the config limits."""
+    rates = {"bookings": config.server.rate_limit_bookings,
+             "pages": config.server.rate_limit_pages}
+    return {kind: RateLimiter(rate) for kind, rate in rates.items() if rate is not None}
+
+
+def client_address(request: web.Request) -> str:
+    """The guest's address: the peer's, or X-Forwarded-For's behind a trusted proxy.
+
+    X-Forwarded-For is read right to left, skipping trusted proxies, so a
+    client cannot pick its own address by sending the header itself.
+    """
+    trusted = request.app[RUNTIME].config.server.trusted_proxies
+    address = request.remote or ""
+    if not trusted:
+        return address
+    hops = [hop.strip() for hop in request.headers.get("X-Forwarded-For", "").split(",")]
+    for hop in [address, *reversed([h for h in hops if h])]:
+        try:
+            ip = ipaddress.ip_address(hop)
+        except ValueError:
+            return hop[:64]
+        if not any(ip in network for network in trusted):
+            return hop
+        address = hop
+    return address
+
+
+def check_rate(request: web.Request, kind: str) -> None:
+    """Raise 429 with Retry-After when this client has used up its ``kind`` requests."""
+    limiter = request.app[RATE_LIMITERS].get(kind)
+    if limiter is None:
+        return
+    now = request.app[RUNTIME].clock.now().timestamp()
+    wait = limiter.take(client_key(client_address(request)), now)
+    if wait > 0:
+        seconds = max(1, round(wait))
+        what = "bookings" if kind == "bookings" else "requests"
+        raise RequestError(429, f"too many {what} from your address ({limiter.rate}); "
+                           f"try again in {seconds} s", headers={"Retry-After": str(seconds)})
+
+
+def csrf_token(request: web.Request) -> str:
+    """The client's token from its cookie, or a new one (see ``set_csrf_cookie``)."""
+    token = request.cookies.get(CSRF_COOKIE, "")
+    if 32 <= len(token) <= 64 and set(token) <= _TOKEN_CHARS:
+        return token
+    return secrets.token_urlsafe(32)
+
+
+def set_csrf_cookie(request: web.Request, response: web.StreamResponse, token: str) -> None:
+    if request.cookies.get(CSRF_COOKIE) == token:
+        return
+    secure = request.app[RUNTIME].config.server.base_url.startswith("https:")
+    response.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="Strict", secure=secure,
+                        path="/")
+
+
+def check_csrf(request: web.Request, submitted: str) -> None:
+    """403 unless the form's token matches the cookie and the request comes from us."""
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != "null" and not _same_origin(request, origin):
+        raise RequestError(403, "this form was sent from another site; open the booking "
+                           "page here and send it again")
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    if not cookie or not submitted or not hmac.compare_digest(cookie.encode(),
+                                                               submitted.encode()):
+        raise RequestError(403, "the form has expired or cookies are off; reload the page "
+                           "(cookies must be allowed for this site) and send it again")
+
+
+def _same_origin(request: web.Request, origin: str) -> bool:
+    ours = urlsplit(request.app[RUNTIME].config.server.base_url)
+    theirs = urlsplit(origin)
+    if (theirs.scheme, theirs.netloc) == (ours.scheme, ours.netloc):
+        return True
+    # Reached directly (not through base_url), e.g. on the LAN address.
+    return (theirs.scheme, theirs.netloc) == (request.scheme, request.host)
