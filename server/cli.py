@@ -163,6 +163,9 @@ def _print_urls(runtime: Runtime) -> None:
               f"'{base}/api/v1/freebusy?calendar={calendar.name}'")
 
 
+HOLDS_SHOWN = 20  # undelivered holds listed one by one; the counts above cover all
+
+
 async def _status(runtime: Runtime) -> int:
     now = int(runtime.clock.now().timestamp())
     records = {r.name: r for r in await runtime.store.sources()}
@@ -194,6 +197,12 @@ async def _status(runtime: Runtime) -> int:
         for action, state, count, error in summary:
             note = f"  last error: {error}" if state == "pending" and error else ""
             print(f"  {action:<7} {state:<8} {count:>5}{note}")
+        for hold in await runtime.store.undelivered_holds(limit=HOLDS_SHOWN):
+            tried = f"{hold.attempts} attempt(s), next {iso(hold.next_attempt)}" \
+                if hold.attempts else f"due {iso(hold.next_attempt)}"
+            error = f": {hold.last_error}" if hold.last_error else ""
+            print(f"  - {hold.booking_id} {hold.host} {hold.action} -> {hold.source}, "
+                  f"{tried}{error}")
     return worst
 
 

@@ -451,6 +451,14 @@ class Store:
                GROUP BY action, state ORDER BY action, state""")
         return [(a, s, int(n), e) for a, s, n, e in await cursor.fetchall()]
 
+    async def undelivered_holds(self, limit: int = 50) -> list[PendingHold]:
+        """Holds not yet written or removed upstream, oldest first (for `fbproxy status`)."""
+        cursor = await self._reader.execute(
+            """SELECT booking_id, host, action, source, attempts, next_attempt, last_error
+               FROM hold_outbox WHERE state = 'pending' ORDER BY next_attempt LIMIT ?""",
+            (limit,))
+        return [PendingHold(*row) for row in await cursor.fetchall()]
+
     async def booking_starts(self, host: str, start: int, end: int) -> list[int]:
         """Start times of the host's confirmed bookings in [start, end) (daily limits)."""
         return await _booking_starts(self._reader, host, start, end)
@@ -546,6 +554,17 @@ class OutboxRow:
     calendar: str | None
     hold: str
     attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class PendingHold:
+    booking_id: str
+    host: str
+    action: str
+    source: str
+    attempts: int
+    next_attempt: int
+    last_error: str | None
 
 
 _OUTBOX_COLUMNS = "booking_id, host, action, source, calendar, hold, attempts"

@@ -148,3 +148,5 @@ def test_status_lists_the_hold_outbox(example: Path) -> None:
     status = run("status", "--config", "config.toml", cwd=example)
     assert "holds (bookings written upstream):" in status.stdout
     assert re.search(r"write\s+pending\s+1\s+last error: HTTP 503 from upstream", status.stdout)
+    assert "- bk_test alex write -> work, 1 attempt(s), next 1970-01-01T00:01:40Z: HTTP 503" \
+        in status.stdout
