@@ -1,0 +1,142 @@
+"""Bookings: busy-time reads, the booking transaction, cancellation and lookups."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+import aiosqlite
+
+from server.store.connection import StoreBase
+from server.store.records import _BOOKING_COLUMNS, BookingRecord, _booking_record
+
+
+class BookingQueries(StoreBase):
+    """Store methods for busy-time reads and bookings."""
+
+    # -- reads for outputs -------------------------------------------------
+
+    async def busy_rows(self, source_ids: Sequence[int], start: int, end: int,
+                        calendars: Sequence[str] = ()) -> list[tuple[int, int, str]]:
+        """(start, end, status) of the busy time overlapping [start, end).
+
+        That is every instance of these sources plus the time bookings hold in
+        these calendars. Plain tuples: a merged calendar reads tens of
+        thousands of rows, and an object per row doubled the cost of a query.
+        """
+        return await _busy_rows(self._reader, source_ids, calendars, start, end)
+
+    @asynccontextmanager
+    async def booking_transaction(self) -> AsyncIterator[BookingTransaction]:
+        """One write transaction to check a slot and book it: nobody books in between."""
+        async with self._transaction(busy_changes=True) as db:
+            yield BookingTransaction(db)
+
+    async def cancel_booking(self, booking_id: str, *, now: int) -> bool:
+        """Free a booking's time at once and queue the removal of its holds."""
+        async with self._transaction(busy_changes=True) as db:
+            cursor = await db.execute(
+                "UPDATE bookings SET status = 'cancelled', cancelled = ? "
+                "WHERE id = ? AND status = 'confirmed'", (now, booking_id))
+            await db.execute("DELETE FROM booking_blocks WHERE booking_id = ?", (booking_id,))
+            await db.execute(
+                """INSERT OR IGNORE INTO hold_outbox
+                       (booking_id, host, action, source, calendar, hold, next_attempt)
+                   SELECT booking_id, host, 'delete', source, calendar, hold, ?
+                   FROM hold_outbox WHERE booking_id = ? AND action = 'write'""",
+                (now, booking_id))
+            return cursor.rowcount == 1
+
+    async def booking_starts(self, host: str, start: int, end: int) -> list[int]:
+        """Start times of the host's confirmed bookings in [start, end) (daily limits)."""
+        return await _booking_starts(self._reader, host, start, end)
+
+    async def known_bookings(self, booking_ids: set[str]) -> set[str]:
+        """Which of these ids are bookings of this fbproxy (any status)."""
+        if not booking_ids:
+            return set()
+        ids = sorted(booking_ids)
+        cursor = await self._reader.execute(
+            f"SELECT id FROM bookings WHERE id IN ({','.join('?' * len(ids))})", ids)
+        return {str(row[0]) for row in await cursor.fetchall()}
+
+    async def booking(self, booking_id: str) -> BookingRecord | None:
+        cursor = await self._reader.execute(
+            f"SELECT {_BOOKING_COLUMNS} FROM bookings WHERE id = ?", (booking_id,))
+        row = await cursor.fetchone()
+        return _booking_record(row) if row else None
+
+
+async def _busy_rows(db: aiosqlite.Connection, source_ids: Sequence[int],
+                     calendars: Sequence[str], start: int,
+                     end: int) -> list[tuple[int, int, str]]:
+    rows: list[tuple[int, int, str]] = []
+    if source_ids:
+        marks = ",".join("?" * len(source_ids))
+        cursor = await db.execute(
+            f"""SELECT start_ts, end_ts, status FROM instances
+                WHERE source_id IN ({marks}) AND end_ts > ? AND start_ts < ?""",
+            (*source_ids, start, end))
+        rows += await cursor.fetchall()  # type: ignore[arg-type]
+    if calendars:
+        marks = ",".join("?" * len(calendars))
+        cursor = await db.execute(
+            f"""SELECT start_ts, end_ts, 'busy' FROM booking_blocks
+                WHERE calendar IN ({marks}) AND end_ts > ? AND start_ts < ?""",
+            (*calendars, start, end))
+        rows += await cursor.fetchall()  # type: ignore[arg-type]
+    return rows
+
+
+async def _booking_starts(db: aiosqlite.Connection, host: str, start: int,
+                          end: int) -> list[int]:
+    cursor = await db.execute(
+        "SELECT start_ts FROM bookings WHERE host = ? AND status = 'confirmed' "
+        "AND start_ts >= ? AND start_ts < ?", (host, start, end))
+    return [int(row[0]) for row in await cursor.fetchall()]
+
+
+class BookingTransaction:
+    """Reads and the insert of one booking, inside one BEGIN IMMEDIATE transaction."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    async def busy_rows(self, source_ids: Sequence[int], calendars: Sequence[str], start: int,
+                        end: int) -> list[tuple[int, int, str]]:
+        return await _busy_rows(self._db, source_ids, calendars, start, end)
+
+    async def booking_starts(self, host: str, start: int, end: int) -> list[int]:
+        return await _booking_starts(self._db, host, start, end)
+
+    async def host_stats(self, hosts: Sequence[str], since: int) -> dict[str, tuple[int, int]]:
+        """Per host: confirmed bookings created since ``since``, and the last creation time."""
+        marks = ",".join("?" * len(hosts))
+        cursor = await self._db.execute(
+            f"""SELECT host, SUM(created >= ?), MAX(created) FROM bookings
+                WHERE status = 'confirmed' AND host IN ({marks}) GROUP BY host""",
+            (since, *hosts))
+        return {host: (int(count or 0), int(last)) for host, count, last in
+                await cursor.fetchall()}
+
+    async def insert(self, booking: BookingRecord,
+                     blocks: Sequence[tuple[str, int, int]]) -> None:
+        await self._db.execute(
+            f"INSERT INTO bookings ({_BOOKING_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (booking.id, booking.page, booking.host, booking.start, booking.end,
+             booking.guest_name, booking.guest_email, json.dumps(booking.answers),
+             booking.cancel_secret, booking.status, booking.created, booking.video_link,
+             booking.guest_timezone))
+        await self._db.executemany(
+            "INSERT INTO booking_blocks (booking_id, calendar, start_ts, end_ts) "
+            "VALUES (?, ?, ?, ?)", ((booking.id, *block) for block in blocks))
+
+    async def queue_hold(self, booking_id: str, host: str, *, source: str,
+                         calendar: str | None, hold: dict[str, str], now: int) -> None:
+        """Ask the outbox worker to write this hold; committed with the booking."""
+        await self._db.execute(
+            """INSERT INTO hold_outbox
+                   (booking_id, host, action, source, calendar, hold, next_attempt)
+               VALUES (?, ?, 'write', ?, ?, ?, ?)""",
+            (booking_id, host, source, calendar, json.dumps(hold), now))

@@ -1,0 +1,71 @@
+"""The hold outbox: holds to write or remove upstream, and their delivery."""
+
+from __future__ import annotations
+
+from server.store.connection import StoreBase
+from server.store.records import _OUTBOX_COLUMNS, OutboxRow, PendingHold
+
+
+class HoldQueries(StoreBase):
+    """Store methods for the hold outbox."""
+
+    async def due_holds(self, now: int, limit: int = 50) -> list[OutboxRow]:
+        cursor = await self._reader.execute(
+            f"""SELECT {_OUTBOX_COLUMNS} FROM hold_outbox
+                WHERE state = 'pending' AND next_attempt <= ?
+                ORDER BY next_attempt LIMIT ?""", (now, limit))
+        return [OutboxRow(*row) for row in await cursor.fetchall()]
+
+    async def write_ref(self, booking_id: str, host: str) -> tuple[str | None, str | None]:
+        """Where the write of this hold landed (ref, etag), if it did."""
+        cursor = await self._reader.execute(
+            "SELECT ref, etag FROM hold_outbox WHERE booking_id = ? AND host = ? "
+            "AND action = 'write' AND state = 'done'", (booking_id, host))
+        row = await cursor.fetchone()
+        return (row[0], row[1]) if row else (None, None)
+
+    async def hold_delivered(self, row: OutboxRow, *, ref: str | None,
+                             etag: str | None) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                """UPDATE hold_outbox SET state = 'done', attempts = attempts + 1, ref = ?,
+                       etag = ?, last_error = NULL
+                   WHERE booking_id = ? AND host = ? AND action = ?""",
+                (ref, etag, row.booking_id, row.host, row.action))
+
+    async def hold_pending(self, row: OutboxRow) -> bool:
+        cursor = await self._reader.execute(
+            "SELECT 1 FROM hold_outbox WHERE booking_id = ? AND host = ? AND action = ? "
+            "AND state = 'pending'", (row.booking_id, row.host, row.action))
+        return await cursor.fetchone() is not None
+
+    async def retire_write(self, booking_id: str, host: str) -> None:
+        """A booking cancelled before its hold was written: never write it."""
+        async with self._transaction() as db:
+            await db.execute(
+                """UPDATE hold_outbox SET state = 'done', last_error = 'cancelled before delivery'
+                   WHERE booking_id = ? AND host = ? AND action = 'write'
+                   AND state = 'pending'""", (booking_id, host))
+
+    async def hold_failed(self, row: OutboxRow, *, error: str, retry_at: int) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                """UPDATE hold_outbox SET attempts = attempts + 1, last_error = ?,
+                       next_attempt = ?
+                   WHERE booking_id = ? AND host = ? AND action = ?""",
+                (error[:2000], retry_at, row.booking_id, row.host, row.action))
+
+    async def hold_summary(self) -> list[tuple[str, str, int, str | None]]:
+        """(action, state, count, a last error) per action and state, for `fbproxy status`."""
+        cursor = await self._reader.execute(
+            """SELECT action, state, COUNT(*), MAX(last_error) FROM hold_outbox
+               GROUP BY action, state ORDER BY action, state""")
+        return [(a, s, int(n), e) for a, s, n, e in await cursor.fetchall()]
+
+    async def undelivered_holds(self, limit: int = 50) -> list[PendingHold]:
+        """Holds not yet written or removed upstream, oldest first (for `fbproxy status`)."""
+        cursor = await self._reader.execute(
+            """SELECT booking_id, host, action, source, attempts, next_attempt, last_error
+               FROM hold_outbox WHERE state = 'pending' ORDER BY next_attempt LIMIT ?""",
+            (limit,))
+        return [PendingHold(*row) for row in await cursor.fetchall()]

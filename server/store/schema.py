@@ -1,0 +1,159 @@
+"""The schema: migrations, and opening and upgrading the SQLite file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import aiosqlite
+
+from server.errors import StoreError
+
+# Each entry moves the schema one version forward; never edit a released step.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE sources (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT '{}',
+        last_attempt INTEGER,
+        last_success INTEGER,
+        last_change INTEGER,
+        last_error TEXT,
+        consecutive_failures INTEGER NOT NULL DEFAULT 0,
+        needs_reauth INTEGER NOT NULL DEFAULT 0,
+        item_count INTEGER NOT NULL DEFAULT 0,
+        window_end INTEGER
+    );
+    CREATE TABLE items (
+        id INTEGER PRIMARY KEY,
+        source_id INTEGER NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
+        item_key TEXT NOT NULL,
+        ical TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        etag TEXT,
+        recurring INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (source_id, item_key)
+    );
+    CREATE TABLE instances (
+        source_id INTEGER NOT NULL,
+        item_key TEXT NOT NULL,
+        start_ts INTEGER NOT NULL,
+        end_ts INTEGER NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('busy', 'tentative')),
+        CHECK (end_ts > start_ts),
+        FOREIGN KEY (source_id, item_key) REFERENCES items (source_id, item_key)
+            ON DELETE CASCADE
+    );
+    CREATE INDEX instances_by_item ON instances (source_id, item_key);
+    CREATE INDEX instances_by_range ON instances (source_id, end_ts, start_ts, status);
+    CREATE TABLE calendar_secrets (
+        calendar TEXT PRIMARY KEY,
+        secret TEXT NOT NULL,
+        created INTEGER NOT NULL
+    );
+    """,
+    # 2: a counter of busy-time changes kept in the database, so that a server
+    # sees what `fbproxy sync` (another process) changed and drops its caches.
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO meta (key, value) VALUES ('busy_generation', 0);
+    """,
+    # 3: bookings, and the time each one takes from each calendar (host, resources).
+    """
+    CREATE TABLE bookings (
+        id TEXT PRIMARY KEY,
+        page TEXT NOT NULL,
+        host TEXT NOT NULL,
+        start_ts INTEGER NOT NULL,
+        end_ts INTEGER NOT NULL,
+        guest_name TEXT NOT NULL,
+        guest_email TEXT NOT NULL,
+        answers TEXT NOT NULL DEFAULT '{}',
+        cancel_secret TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('confirmed', 'cancelled')),
+        created INTEGER NOT NULL,
+        cancelled INTEGER,
+        CHECK (end_ts > start_ts)
+    );
+    CREATE INDEX bookings_by_host ON bookings (host, start_ts);
+    CREATE TABLE booking_blocks (
+        booking_id TEXT NOT NULL REFERENCES bookings(id) ON DELETE CASCADE,
+        calendar TEXT NOT NULL,
+        start_ts INTEGER NOT NULL,
+        end_ts INTEGER NOT NULL,
+        CHECK (end_ts > start_ts)
+    );
+    CREATE INDEX booking_blocks_by_calendar ON booking_blocks (calendar, end_ts, start_ts);
+    """,
+    # 4: the hold outbox, written in the booking's own transaction.
+    """
+    CREATE TABLE hold_outbox (
+        booking_id TEXT NOT NULL REFERENCES bookings(id),
+        host TEXT NOT NULL,
+        action TEXT NOT NULL CHECK (action IN ('write', 'delete')),
+        source TEXT NOT NULL,
+        calendar TEXT,
+        hold TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt INTEGER NOT NULL,
+        last_error TEXT,
+        ref TEXT,
+        etag TEXT,
+        PRIMARY KEY (booking_id, host, action)
+    );
+    CREATE INDEX hold_outbox_due ON hold_outbox (state, next_attempt);
+    """,
+    # 5: what the guest was shown: one video link per booking, and their time zone.
+    """
+    ALTER TABLE bookings ADD COLUMN video_link TEXT NOT NULL DEFAULT '';
+    ALTER TABLE bookings ADD COLUMN guest_timezone TEXT NOT NULL DEFAULT '';
+    """,
+)
+
+
+def _prepare_file(path: Path) -> None:
+    """Create the folder and file private to this user (the data is personal)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not path.exists():
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    except OSError as exc:
+        raise StoreError(f"cannot create database {path}: {exc.strerror}") from exc
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    db = await aiosqlite.connect(path, isolation_level=None)
+    try:
+        await db.execute("PRAGMA journal_mode = WAL")
+        await db.execute("PRAGMA synchronous = NORMAL")
+        await db.execute("PRAGMA foreign_keys = ON")
+        await db.execute("PRAGMA busy_timeout = 5000")
+    except BaseException:
+        # Its worker thread would otherwise keep the process from exiting.
+        await db.close()
+        raise
+    return db
+
+
+async def _migrate(db: aiosqlite.Connection) -> None:
+    cursor = await db.execute("PRAGMA user_version")
+    row = await cursor.fetchone()
+    version = int(row[0]) if row else 0
+    if version > len(MIGRATIONS):
+        raise StoreError(f"database schema version {version} is newer than this fbproxy "
+                         f"understands ({len(MIGRATIONS)}); upgrade fbproxy")
+    for target, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        # executescript would COMMIT on its own; run statements inside our transaction.
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in (s.strip() for s in script.split(";")):
+                if statement:
+                    await db.execute(statement)
+            await db.execute(f"PRAGMA user_version = {target}")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+        await db.execute("COMMIT")

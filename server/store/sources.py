@@ -1,0 +1,131 @@
+"""Sources, their items and the busy instances expanded from them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import aiosqlite
+
+from server.errors import StoreError
+from server.store.connection import StoreBase
+from server.store.records import _SOURCE_COLUMNS, SourceRecord, StoredItem, _source_record
+
+
+class SourceQueries(StoreBase):
+    """Store methods for sources, their items and instances."""
+
+    # -- sources ---------------------------------------------------------
+
+    async def ensure_source(self, name: str, kind: str) -> int:
+        """The id of source ``name``; a changed kind starts it afresh."""
+        async with self._transaction(busy_changes=True) as db:
+            cursor = await db.execute("SELECT id, kind FROM sources WHERE name = ?", (name,))
+            row = await cursor.fetchone()
+            if row is not None and row[1] == kind:
+                return int(row[0])
+            if row is not None:
+                await db.execute("DELETE FROM sources WHERE id = ?", (row[0],))
+            cursor = await db.execute(
+                "INSERT INTO sources (name, kind) VALUES (?, ?) RETURNING id", (name, kind))
+            new_row = await cursor.fetchone()
+            assert new_row is not None
+            return int(new_row[0])
+
+    async def source(self, source_id: int) -> SourceRecord:
+        cursor = await self._reader.execute(
+            f"SELECT {_SOURCE_COLUMNS} FROM sources WHERE id = ?", (source_id,))
+        row = await cursor.fetchone()
+        if row is None:
+            raise StoreError(f"no source with id {source_id}")
+        return _source_record(row)
+
+    async def sources(self) -> list[SourceRecord]:
+        cursor = await self._reader.execute(f"SELECT {_SOURCE_COLUMNS} FROM sources ORDER BY name")
+        return [_source_record(row) for row in await cursor.fetchall()]
+
+    async def item_hashes(self, source_id: int) -> dict[str, str]:
+        cursor = await self._reader.execute(
+            "SELECT item_key, content_hash FROM items WHERE source_id = ?", (source_id,))
+        return {key: digest for key, digest in await cursor.fetchall()}
+
+    async def recurring_items(self, source_id: int) -> list[tuple[str, str]]:
+        cursor = await self._reader.execute(
+            "SELECT item_key, ical FROM items WHERE source_id = ? AND recurring = 1", (source_id,))
+        return [(key, ical) for key, ical in await cursor.fetchall()]
+
+    # -- writes ------------------------------------------------------------
+
+    async def apply_changes(
+        self, source_id: int, *, upserts: Sequence[StoredItem], deletes: Sequence[str],
+        state: dict[str, Any], now: int, window_end: int | None,
+    ) -> None:
+        """Apply one sync round atomically and mark the source healthy."""
+        async with self._transaction(busy_changes=bool(upserts) or bool(deletes)) as db:
+            await db.executemany(
+                "DELETE FROM items WHERE source_id = ? AND item_key = ?",
+                ((source_id, key) for key in deletes))
+            await self._write_items(db, source_id, upserts)
+            changed = 1 if upserts or deletes else 0
+            await db.execute(
+                """UPDATE sources SET state = ?, last_attempt = ?, last_success = ?,
+                       last_change = CASE WHEN ? THEN ? ELSE COALESCE(last_change, ?) END,
+                       last_error = NULL, consecutive_failures = 0, needs_reauth = 0,
+                       window_end = COALESCE(?, window_end),
+                       item_count = (SELECT COUNT(*) FROM items WHERE source_id = ?)
+                   WHERE id = ?""",
+                (json.dumps(state), now, now, changed, now, now, window_end, source_id, source_id))
+
+    async def replace_instances(self, source_id: int, items: Sequence[StoredItem],
+                                window_end: int) -> None:
+        """Re-store the instances of recurring items when the window moves on."""
+        async with self._transaction(busy_changes=True) as db:
+            await self._write_items(db, source_id, items)
+            await db.execute("UPDATE sources SET window_end = ? WHERE id = ?",
+                             (window_end, source_id))
+
+    @staticmethod
+    async def _write_items(db: aiosqlite.Connection, source_id: int,
+                           items: Sequence[StoredItem]) -> None:
+        await db.executemany(
+            "DELETE FROM instances WHERE source_id = ? AND item_key = ?",
+            ((source_id, item.key) for item in items))
+        await db.executemany(
+            """INSERT INTO items (source_id, item_key, ical, content_hash, etag, recurring)
+               VALUES (?, ?, ?, ?, ?, ?)
+               ON CONFLICT (source_id, item_key) DO UPDATE SET ical = excluded.ical,
+                   content_hash = excluded.content_hash, etag = excluded.etag,
+                   recurring = excluded.recurring""",
+            ((source_id, i.key, i.ical, i.content_hash, i.etag, int(i.recurring)) for i in items))
+        await db.executemany(
+            "INSERT INTO instances (source_id, item_key, start_ts, end_ts, status) "
+            "VALUES (?, ?, ?, ?, ?)",
+            ((source_id, i.key, row.start, row.end, row.status)
+             for i in items for row in i.instances))
+
+    async def record_unchanged(self, source_id: int, *, state: dict[str, Any], now: int) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                """UPDATE sources SET state = ?, last_attempt = ?, last_success = ?,
+                       last_error = NULL, consecutive_failures = 0, needs_reauth = 0
+                   WHERE id = ?""", (json.dumps(state), now, now, source_id))
+
+    async def record_failure(self, source_id: int, *, error: str, now: int,
+                             needs_reauth: bool = False) -> int:
+        """Remember a failed round; returns the number of failures in a row."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                """UPDATE sources SET last_attempt = ?, last_error = ?,
+                       consecutive_failures = consecutive_failures + 1, needs_reauth = ?
+                   WHERE id = ? RETURNING consecutive_failures""",
+                (now, error[:2000], int(needs_reauth), source_id))
+            row = await cursor.fetchone()
+            return int(row[0]) if row else 0
+
+    async def prune_instances(self, source_id: int, *, before: int) -> int:
+        """Drop instances that ended before ``before``; they can never matter again."""
+        async with self._transaction(busy_changes=True) as db:
+            cursor = await db.execute(
+                "DELETE FROM instances WHERE source_id = ? AND end_ts < ?", (source_id, before))
+            return cursor.rowcount
