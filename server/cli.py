@@ -159,6 +159,8 @@ def _print_urls(runtime: Runtime) -> None:
         print(f"  busy feed (subscribe):  {feed}/busy.ics")
         print(f"  webcal link:            {webcal}/busy.ics")
         print(f"  free/busy (VFREEBUSY):  {feed}/freebusy.ics")
+        print(f"  CalDAV (read-only):     {base}/caldav/  user {calendar.name}, "
+              f"password {secret}")
         print(f"  JSON API:               curl -H 'Authorization: Bearer {secret}' "
               f"'{base}/api/v1/freebusy?calendar={calendar.name}'")
 

@@ -80,6 +80,8 @@ class ServerConfig:
     rate_limit_pages: Rate | None = DEFAULT_PAGE_RATE
     # Proxies whose X-Forwarded-For names the real client (for rate limits and logs).
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    # How long a CalDAV sync token stays usable after the changes it predates.
+    caldav_token_retention: timedelta = timedelta(days=30)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -155,7 +157,8 @@ def _check_source_url(kind: str, url: str, reader: Reader, path: str) -> str:
 
 
 _SERVER_KEYS = {"listen", "base_url", "database", "timezone", "horizon_days",
-                "rate_limit_bookings", "rate_limit_pages", "trusted_proxies"}
+                "rate_limit_bookings", "rate_limit_pages", "trusted_proxies",
+                "caldav_token_retention"}
 _COMMON_SOURCE_KEYS = {
     "name", "kind", "url", "poll_interval", "stale_after", "timezone", "enabled", "owner_emails",
     "timeout", "username", "password", "password_env", "password_file", "ca_file",
@@ -197,7 +200,18 @@ def _read_server(raw: Mapping[str, Any], reader: Reader) -> ServerConfig:
                                           DEFAULT_PAGE_RATE, parse_rate),
         trusted_proxies=reader.converted(raw, "trusted_proxies", "server.trusted_proxies", (),
                                          parse_networks),
+        caldav_token_retention=_token_retention(raw, reader),
     )
+
+
+def _token_retention(raw: Mapping[str, Any], reader: Reader) -> timedelta:
+    path = "server.caldav_token_retention"
+    value = reader.converted(raw, "caldav_token_retention", path, timedelta(days=30),
+                             parse_duration_value)
+    if not timedelta(hours=1) <= value <= timedelta(days=3650):
+        reader.fail(path, f"{value} is out of range; use \"1h\" to \"3650d\"")
+        return timedelta(days=30)
+    return value
 
 
 def _read_source(raw: Mapping[str, Any], path: str, reader: Reader, server: ServerConfig,

@@ -22,16 +22,18 @@ def _utc(ts: int) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-def _calendar(name: str, refresh: timedelta) -> Calendar:
+def _calendar(name: str, refresh: timedelta | None) -> Calendar:
+    """A VCALENDAR; with ``refresh`` it is a subscribable feed (METHOD, name, refresh)."""
     calendar = Calendar()
     calendar.add("PRODID", PRODID)
     calendar.add("VERSION", "2.0")
     calendar.add("CALSCALE", "GREGORIAN")
-    calendar.add("METHOD", "PUBLISH")
-    calendar.add("X-WR-CALNAME", name)
-    # How often subscribers should come back (RFC 7986, and Outlook's spelling).
-    calendar.add("REFRESH-INTERVAL", refresh, parameters={"VALUE": "DURATION"})
-    calendar.add("X-PUBLISHED-TTL", vDuration(refresh))
+    if refresh is not None:
+        calendar.add("METHOD", "PUBLISH")
+        calendar.add("X-WR-CALNAME", name)
+        # How often subscribers should come back (RFC 7986, and Outlook's spelling).
+        calendar.add("REFRESH-INTERVAL", refresh, parameters={"VALUE": "DURATION"})
+        calendar.add("X-PUBLISHED-TTL", vDuration(refresh))
     return calendar
 
 
@@ -45,22 +47,36 @@ def render_busy_feed(calendar_name: str, blocks: Sequence[BusyInterval], *, stam
     """Busy blocks as opaque VEVENTs, for apps that subscribe to calendars."""
     calendar = _calendar(calendar_name, refresh)
     for block in blocks:
-        event = Event()
-        event.add("UID", block_uid(calendar_name, block))
-        event.add("DTSTAMP", stamp)
-        event.add("DTSTART", _utc(block.start))
-        event.add("DTEND", _utc(block.end))
-        event.add("SUMMARY", _SUMMARY[block.status])
-        event.add("TRANSP", "OPAQUE")
-        event.add("STATUS", "TENTATIVE" if block.status == TENTATIVE else "CONFIRMED")
-        event.add("CLASS", "PRIVATE")
-        calendar.add_component(event)
+        calendar.add_component(_block_event(block_uid(calendar_name, block), block, stamp))
     return bytes(calendar.to_ical())
 
 
+def render_block(uid: str, block: BusyInterval, *, stamp: datetime) -> bytes:
+    """One busy block as its own VCALENDAR: a member of the CalDAV collection."""
+    calendar = _calendar("", None)
+    calendar.add_component(_block_event(uid, block, stamp))
+    return bytes(calendar.to_ical())
+
+
+def _block_event(uid: str, block: BusyInterval, stamp: datetime) -> Event:
+    event = Event()
+    event.add("UID", uid)
+    event.add("DTSTAMP", stamp)
+    event.add("DTSTART", _utc(block.start))
+    event.add("DTEND", _utc(block.end))
+    event.add("SUMMARY", _SUMMARY[block.status])
+    event.add("TRANSP", "OPAQUE")
+    event.add("STATUS", "TENTATIVE" if block.status == TENTATIVE else "CONFIRMED")
+    event.add("CLASS", "PRIVATE")
+    return event
+
+
 def render_freebusy(calendar_name: str, blocks: Sequence[BusyInterval], *, window_start: int,
-                    window_end: int, stamp: datetime, refresh: timedelta) -> bytes:
-    """One VFREEBUSY covering the window; periods clipped to it (RFC 5545 §3.6.4)."""
+                    window_end: int, stamp: datetime, refresh: timedelta | None) -> bytes:
+    """One VFREEBUSY covering the window; periods clipped to it (RFC 5545 §3.6.4).
+
+    Without ``refresh`` it is an answer (CalDAV free-busy-query), not a feed.
+    """
     calendar = _calendar(calendar_name, refresh)
     freebusy = FreeBusy()
     freebusy.add("UID", f"freebusy-{hashlib.sha256(calendar_name.encode()).hexdigest()[:24]}"

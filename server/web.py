@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from server.busy import freshness, last_change, merged_busy, served_window
+from server.caldav_endpoint import setup_caldav
 from server.clock import iso
 from server.config import CalendarConfig
 from server.errors import RequestError
@@ -50,6 +51,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/pages/{slug}/bookings", api_create_booking)
     app.router.add_post("/api/v1/bookings/{booking_id}/cancel", api_cancel_booking)
     setup_form(app)
+    setup_caldav(app)
 
 
 # -- middleware ---------------------------------------------------------------

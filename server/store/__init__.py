@@ -14,6 +14,7 @@ from pathlib import Path
 from server.errors import StoreError
 from server.store.bookings import BookingQueries, BookingTransaction
 from server.store.calendar_secrets import CalendarSecretQueries
+from server.store.dav import DavCollection, DavMember, DavQueries
 from server.store.holds import HoldQueries
 from server.store.records import (
     STATUS_BUSY,
@@ -35,6 +36,8 @@ __all__ = [
     "BookingRecord",
     "BookingTransaction",
     "BusyRow",
+    "DavCollection",
+    "DavMember",
     "OutboxRow",
     "PendingHold",
     "SourceRecord",
@@ -43,7 +46,7 @@ __all__ = [
 ]
 
 
-class Store(SourceQueries, BookingQueries, HoldQueries, CalendarSecretQueries):
+class Store(SourceQueries, BookingQueries, HoldQueries, CalendarSecretQueries, DavQueries):
     """All persistent state. Create with ``await Store.open(path)``."""
 
     @classmethod

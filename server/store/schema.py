@@ -111,6 +111,32 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE bookings ADD COLUMN video_link TEXT NOT NULL DEFAULT '';
     ALTER TABLE bookings ADD COLUMN guest_timezone TEXT NOT NULL DEFAULT '';
     """,
+    # 6: the CalDAV endpoint's members (busy blocks) and their change log. Removed
+    # members stay as tombstones until pruned, so sync tokens outlive restarts.
+    """
+    CREATE TABLE dav_collections (
+        calendar TEXT PRIMARY KEY,
+        lineage TEXT NOT NULL,
+        last_seq INTEGER NOT NULL DEFAULT 0,
+        floor_seq INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    CREATE TABLE dav_members (
+        calendar TEXT NOT NULL,
+        uid TEXT NOT NULL,
+        start_ts INTEGER NOT NULL,
+        end_ts INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        added INTEGER NOT NULL,
+        added_seq INTEGER NOT NULL,
+        removed INTEGER,
+        removed_seq INTEGER,
+        PRIMARY KEY (calendar, uid)
+    ) WITHOUT ROWID;
+    CREATE INDEX dav_members_by_seq ON dav_members (calendar, COALESCE(removed_seq, added_seq));
+    CREATE INDEX dav_members_by_time ON dav_members (calendar, end_ts, start_ts)
+        WHERE removed_seq IS NULL;
+    INSERT INTO meta (key, value) VALUES ('dav_seq', 0);
+    """,
 )
 
 
