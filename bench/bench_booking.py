@@ -623,7 +623,7 @@ async def booking_read(args: argparse.Namespace, runtime: Any, calendars: Mappin
                        candidates: Sequence[Any], res: Results) -> None:
     """What a booking reads inside its write transaction: every host's rows over the slot.
 
-    The same query (server.store._busy_rows) on the reader connection, for a slot
+    The same query (server.store.bookings._busy_rows) on the reader connection, for a slot
     a week ahead and the last one; and how many index entries it walks.
     """
     import sqlite3

@@ -20,6 +20,7 @@ from server.availability import BUSY, BusyInterval
 from server.busy import stale_calendars
 from server.clock import iso
 from server.config import BookingPageConfig
+from server.durations import format_duration, parse_duration
 from server.errors import RequestError
 from server.holds import hold_fields
 from server.runtime import Runtime
@@ -91,13 +92,20 @@ def _start(value: object) -> datetime:
 
 
 def _duration(value: object, page: BookingPageConfig) -> timedelta:
+    """Minutes (30) or a duration like the slots API's ("30m", "1h")."""
     if value is None:
         return page.durations[0]
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise RequestError(400, "duration must be a number of minutes")
-    duration = timedelta(minutes=value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        duration = timedelta(minutes=value)
+    elif isinstance(value, str) and len(value) <= 20:
+        try:
+            duration = parse_duration(value)
+        except ValueError as exc:
+            raise RequestError(400, "duration must be minutes (30) or like \"30m\"") from exc
+    else:
+        raise RequestError(400, "duration must be minutes (30) or like \"30m\"")
     if duration not in page.durations:
-        offered = ", ".join(str(int(d.total_seconds() // 60)) for d in page.durations)
+        offered = ", ".join(format_duration(d) for d in page.durations)
         raise RequestError(422, f"duration {value} is not offered; choose one of {offered}")
     return duration
 

@@ -90,7 +90,9 @@ async def test_cancelling_frees_the_slot(sources, make_config, serve) -> None:
     (guest(start="2027-06-01T10:00:00Z"), 422, "not one of this page's slots"),
     (guest(start="2026-11-28T10:00:00Z"), 422, "not one of this page's slots"),
     (guest(duration=45), 422, "not offered"),
-    (guest(duration="30"), 400, "number of minutes"),
+    (guest(duration="30"), 400, "minutes (30) or like"),
+    (guest(duration=[30]), 400, "minutes (30) or like"),
+    (guest(duration="45m"), 422, "not offered"),
     (guest(answers={"nope": "x"}), 422, "no question named"),
     (guest(answers={"topic": "x" * 501}), 422, "at most 500"),
     (guest(answers={"topic": "a\x00b"}), 422, "plain text"),
@@ -128,3 +130,15 @@ async def test_daily_limit_hides_the_days_other_slots(sources, make_config, serv
     second = await client.post("/api/v1/pages/intro/bookings",
                                json=guest(start="2026-11-26T11:00:00Z"))
     assert second.status == 409
+
+
+async def test_duration_as_minutes_or_as_the_slots_api_writes_it(sources, make_config,
+                                                                 serve) -> None:
+    client, _ = await started(make_config, sources, serve)
+    hour = await client.post("/api/v1/pages/intro/bookings", json=guest(duration="1h"))
+    assert hour.status == 201
+    booking = await hour.json()
+    assert (booking["start"], booking["end"]) == (SLOT, "2026-11-26T11:00:00Z")
+    minutes = await client.post("/api/v1/pages/intro/bookings",
+                                json=guest(start="2026-11-27T10:00:00Z", duration=30))
+    assert minutes.status == 201
