@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import sqlite3
 import stat
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adapters.base import (
     Capabilities,
@@ -250,3 +253,27 @@ async def test_a_hold_of_an_unknown_booking_still_blocks(make_config, serve) -> 
     adapter.answers = [ChangeSet(state={}, full=True, upserted=(foreign,))]
     await runtime.sync.run_all_once()
     assert len(await runtime.store.busy_rows([runtime.source_ids["s"]], 0, 2**40)) == 1
+
+
+@given(st.lists(st.tuples(st.integers(0, 1000), st.integers(1, 400)), max_size=30),
+       st.integers(0, 1400), st.integers(1, 200))
+@settings(max_examples=40, deadline=None)
+def test_bounded_busy_query_finds_every_overlap(tmp_path_factory: pytest.TempPathFactory,
+                                                spans: list[tuple[int, int]], start: int,
+                                                length: int) -> None:
+    """The query bounds end_ts by the longest instance; it must still see every overlap,
+    long events included, and see them again after a reopen (migration 7 backfill)."""
+
+    async def check() -> None:
+        path = tmp_path_factory.mktemp("bounded") / "db.sqlite3"
+        store = await Store.open(path)
+        source = await store.ensure_source("a", "ics")
+        items = [stored(f"k{i}", (s, s + d)) for i, (s, d) in enumerate(spans)]
+        await store.apply_changes(source, upserts=items, deletes=[], state={}, now=1,
+                                  window_end=None)
+        expected = sorted((s, s + d) for s, d in spans if s + d > start and s < start + length)
+        rows = await store.busy_rows([source], start, start + length)
+        assert sorted((r[0], r[1]) for r in rows) == expected
+        await store.close()
+
+    asyncio.run(check())

@@ -75,9 +75,15 @@ async def _busy_rows(db: aiosqlite.Connection, source_ids: Sequence[int],
     if source_ids:
         marks = ",".join("?" * len(source_ids))
         cursor = await db.execute(
+            f"SELECT COALESCE(MAX(max_span), 0) FROM sources WHERE id IN ({marks})", source_ids)
+        longest = (await cursor.fetchone() or (0,))[0]
+        # An instance overlapping [start, end) starts before end, so it ends before
+        # end + longest: the index on (source_id, end_ts) is read between two bounds
+        # instead of from start to the end of time.
+        cursor = await db.execute(
             f"""SELECT start_ts, end_ts, status FROM instances
-                WHERE source_id IN ({marks}) AND end_ts > ? AND start_ts < ?""",
-            (*source_ids, start, end))
+                WHERE source_id IN ({marks}) AND end_ts > ? AND end_ts < ? AND start_ts < ?""",
+            (*source_ids, start, end + longest, end))
         rows += await cursor.fetchall()  # type: ignore[arg-type]
     if calendars:
         marks = ",".join("?" * len(calendars))

@@ -137,6 +137,13 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE removed_seq IS NULL;
     INSERT INTO meta (key, value) VALUES ('dav_seq', 0);
     """,
+    # 7: the longest instance a source ever stored, so a busy query for a short
+    # span reads an index range bounded on both sides (end_ts < end + max_span).
+    """
+    ALTER TABLE sources ADD COLUMN max_span INTEGER NOT NULL DEFAULT 0;
+    UPDATE sources SET max_span = COALESCE(
+        (SELECT MAX(end_ts - start_ts) FROM instances WHERE source_id = sources.id), 0);
+    """,
 )
 
 

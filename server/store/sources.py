@@ -103,6 +103,10 @@ class SourceQueries(StoreBase):
             "VALUES (?, ?, ?, ?, ?)",
             ((source_id, i.key, row.start, row.end, row.status)
              for i in items for row in i.instances))
+        longest = max((row.end - row.start for i in items for row in i.instances), default=0)
+        # Only ever grows: an upper bound is all busy queries need (see _busy_rows).
+        await db.execute("UPDATE sources SET max_span = MAX(max_span, ?) WHERE id = ?",
+                         (longest, source_id))
 
     async def record_unchanged(self, source_id: int, *, state: dict[str, Any], now: int) -> None:
         async with self._transaction() as db:
