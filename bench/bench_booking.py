@@ -644,10 +644,12 @@ async def booking_read(args: argparse.Namespace, runtime: Any, calendars: Mappin
                                                   slot.end, calendars=(name,))
                 samples.append(time.perf_counter() - t0)
             spent[label] = percentile(samples, 50)
-            # The index (source_id, end_ts, start_ts) bounds only end_ts > slot start.
+            # The index (source_id, end_ts, start_ts) is read for slot start < end_ts <
+            # slot end + the source's longest instance (sources.max_span).
             visited[label] = sum(db.execute(
-                "SELECT COUNT(*) FROM instances WHERE source_id = ? AND end_ts > ?",
-                (source_id, slot.start)).fetchone()[0]
+                "SELECT COUNT(*) FROM instances WHERE source_id = ? AND end_ts > ? AND end_ts "
+                "< ? + (SELECT max_span FROM sources WHERE id = ?)",
+                (source_id, slot.start, slot.end, source_id)).fetchone()[0]
                 for cal in calendars.values() for source_id in runtime.ids_of(cal.sources))
     finally:
         db.close()
@@ -663,7 +665,7 @@ def _mean_range(values: Sequence[int]) -> str:
 
 
 def booking_body(start: str, n: int) -> dict[str, Any]:
-    # The API takes the duration as whole minutes (a string like "30m" is a 400).
+    # Whole minutes; the API also takes "30m" like the slots API.
     return {"start": start, "duration": 30, "name": f"Guest {n}",
             "email": f"guest{n}@bench.example", "answers": {}}
 
