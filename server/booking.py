@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from server.availability import BUSY, BusyInterval
-from server.busy import stale_calendars
+from server.availability import BusyInterval
+from server.busy import known_until, unknown_busy
 from server.clock import iso
 from server.config import BookingPageConfig
 from server.durations import format_duration, parse_duration
@@ -166,11 +166,11 @@ async def book(runtime: Runtime, page: BookingPageConfig,
     if slot not in candidate_slots(rules, now, request.start, request.start + request.duration):
         raise RequestError(422, "that time is not one of this page's slots (outside hours, "
                            "off the grid, too soon or too far ahead)")
-    stale = await stale_calendars(runtime, (*page.hosts, *page.resources))
+    known = await known_until(runtime, (*page.hosts, *page.resources))
     span = (slot.start - int(page.buffer_before.total_seconds()),
             slot.end + int(page.buffer_after.total_seconds()))
     async with runtime.store.booking_transaction() as tx:
-        busy = {name: await _busy(runtime, tx, name, span, stale)
+        busy = {name: await _busy(runtime, tx, name, span, known)
                 for name in (*page.hosts, *page.resources)}
         shared = [b for name in page.resources for b in busy[name]]
         busy_by_host = {host: [*busy[host], *shared] for host in page.hosts}
@@ -215,13 +215,14 @@ async def _assign(page: BookingPageConfig, rules: Rules, tx: BookingTransaction,
 
 
 async def _busy(runtime: Runtime, tx: BookingTransaction, name: str, span: tuple[int, int],
-                stale: set[str]) -> list[BusyInterval]:
-    """Busy time read inside the transaction; a stale calendar is busy throughout."""
+                known: dict[str, int]) -> list[BusyInterval]:
+    """Busy time read inside the transaction; busy throughout past what is known."""
     calendar = runtime.config.calendar(name)
-    if calendar is None or name in stale:
-        return [BusyInterval(span[0], span[1], BUSY)]
+    unknown = unknown_busy(known[name], span)
+    if calendar is None or (unknown and unknown[0].start <= span[0]):
+        return unknown
     rows = await tx.busy_rows(runtime.ids_of(calendar.sources), [name], *span)
-    return [BusyInterval(start, end, status) for start, end, status in rows]
+    return [*(BusyInterval(start, end, status) for start, end, status in rows), *unknown]
 
 
 async def _bookings_per_day(tx: BookingTransaction, rules: Rules, host: str,

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from server.availability import BusyInterval, merge_rows, overlapping
+from server.availability import BUSY, BusyInterval, merge_rows, overlapping
 from server.clock import iso
 from server.config import CalendarConfig
 from server.runtime import Runtime
@@ -83,18 +83,35 @@ async def freshness(runtime: Runtime, calendar: CalendarConfig) -> list[SourceFr
     return [_source_freshness(runtime, records.get(name), name, now) for name in calendar.sources]
 
 
-async def stale_calendars(runtime: Runtime, names: Iterable[str]) -> set[str]:
-    """Which of these calendars have a stale (or never synced) source: they fail closed."""
+async def known_until(runtime: Runtime, names: Iterable[str]) -> dict[str, int]:
+    """Per calendar, the instant up to which its busy time is known; after it, it is busy.
+
+    That is the earliest end of its sources' expanded windows (recurrences are
+    only expanded that far ahead), and 0 — nothing known — for a calendar with
+    a stale or never synced source, or no calendar of that name. Availability
+    fails closed on everything past it (invariants 1 and 4).
+    """
     now = int(runtime.clock.now().timestamp())
     records = {r.name: r for r in await runtime.store.sources()}
-    stale = set()
+    known: dict[str, int] = {}
     for name in names:
         calendar = runtime.config.calendar(name)
-        if calendar is None or any(
+        until = 0
+        if calendar is not None and not any(
                 _source_freshness(runtime, records.get(source), source, now).stale
                 for source in calendar.sources):
-            stale.add(name)
-    return stale
+            ends = [records[s].window_end for s in calendar.sources if s in records]
+            until = min((end for end in ends if end is not None), default=0)
+            if any(end is None for end in ends) or len(ends) < len(calendar.sources):
+                until = 0
+        known[name] = until
+    return known
+
+
+def unknown_busy(known: int, span: tuple[int, int]) -> list[BusyInterval]:
+    """The part of ``span`` past ``known``, as one busy block (or nothing)."""
+    start = max(known, span[0])
+    return [BusyInterval(start, span[1], BUSY)] if start < span[1] else []
 
 
 def _source_freshness(runtime: Runtime, record: SourceRecord | None, name: str,

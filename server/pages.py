@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from server.availability import BUSY, BusyInterval
+from server.availability import BusyInterval
 from server.booking import (
     book,
     booking_json,
@@ -23,7 +23,7 @@ from server.booking import (
     page_rules,
     parse_booking_request,
 )
-from server.busy import merged_busy, stale_calendars
+from server.busy import known_until, merged_busy, unknown_busy
 from server.clock import iso
 from server.config import BookingPageConfig
 from server.durations import format_duration, parse_duration
@@ -38,12 +38,13 @@ DEFAULT_SLOTS_SPAN = timedelta(days=7)
 
 
 async def calendar_busy(runtime: Runtime, name: str, span: tuple[int, int],
-                        stale: set[str]) -> list[BusyInterval]:
-    """A calendar's busy time; all of ``span`` when it is in ``stale``."""
+                        known: dict[str, int]) -> list[BusyInterval]:
+    """A calendar's busy time in ``span``; busy throughout past what is known of it."""
     calendar = runtime.config.calendar(name)
-    if calendar is None or name in stale:
-        return [BusyInterval(span[0], span[1], BUSY)]
-    return await merged_busy(runtime, calendar, *span)
+    unknown = unknown_busy(known[name], span)
+    if calendar is None or (unknown and unknown[0].start <= span[0]):
+        return unknown
+    return [*await merged_busy(runtime, calendar, *span), *unknown]
 
 
 async def offered_slots(runtime: Runtime, page: BookingPageConfig, duration: timedelta,
@@ -55,11 +56,11 @@ async def offered_slots(runtime: Runtime, page: BookingPageConfig, duration: tim
         return []
     span = (candidates[0].start - int(page.buffer_before.total_seconds()),
             candidates[-1].end + int(page.buffer_after.total_seconds()))
-    stale = await stale_calendars(runtime, (*page.hosts, *page.resources))
+    known = await known_until(runtime, (*page.hosts, *page.resources))
     shared: list[BusyInterval] = []
     for resource in page.resources:
-        shared += await calendar_busy(runtime, resource, span, stale)
-    busy_by_host = {host: [*await calendar_busy(runtime, host, span, stale), *shared]
+        shared += await calendar_busy(runtime, resource, span, known)
+    busy_by_host = {host: [*await calendar_busy(runtime, host, span, known), *shared]
                     for host in page.hosts}
     counts = {}
     if rules.daily_limit is not None:

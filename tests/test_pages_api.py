@@ -115,3 +115,28 @@ async def test_unknown_page_is_404(calendars, make_config, serve) -> None:
     client, _ = await serve(build(make_config, calendars, page()))
     response = await client.get("/api/v1/pages/nope/slots")
     assert response.status == 404
+
+
+async def test_time_past_the_expanded_horizon_is_never_offered(tmp_path: Path, make_config,
+                                                                serve) -> None:
+    """Recurrences are expanded server.horizon_days ahead; a page reaching that far must
+    not offer what lies beyond as free (it would be the daily stand-up, unexpanded)."""
+    (tmp_path / "daily.ics").write_text(ics(event(
+        "standup", "20261126T100000Z", "20261126T110000Z", "RRULE:FREQ=DAILY")))
+    config = make_config(
+        [{"name": "daily", "kind": "ics", "url": "daily.ics"}],
+        [{"name": "alex", "sources": ["daily"], "secret": "secret-of-alex-0123456789"}],
+        horizon_days=10, booking_pages=[page(
+            max_days_ahead=10, minimum_notice="0s",
+            hours={day: ["00:00-24:00"] for day in
+                   ("mon", "tue", "wed", "thu", "fri", "sat", "sun")})])
+    client, runtime = await serve(config)
+    await runtime.sync.run_all_once()
+    last_day = await slots(client, "start=2026-12-05&end=2026-12-06")
+    # Known until 12:00 on the 5th (now + 10 days): the stand-up at 10:00 is busy,
+    # everything from 12:00 on is unknown, so busy.
+    assert last_day[0] == "00:00@05" and "10:00@05" not in last_day
+    assert last_day[-1] == "11:30@05"
+    response = await client.post("/api/v1/pages/intro/bookings", json={
+        "start": "2026-12-05T13:00:00Z", "name": "Sam", "email": "sam@example.org"})
+    assert response.status == 409
