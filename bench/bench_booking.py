@@ -445,7 +445,9 @@ async def run(args: argparse.Namespace, folder: Path, files: list[Stats],
             for _ in range(args.repeats):
                 await timed(warm[mode], offered_slots(runtime, page, duration, start, end))
             for _ in range(args.repeats):
-                runtime.timelines.clear()  # what a busy-generation change does to the cache
+                # What a sync change does to the cache (a booking clears only its own part).
+                runtime.timelines.clear()
+                runtime.booking_timelines.clear()
                 await timed(cold[mode], offered_slots(runtime, page, duration, start, end))
         missing = [s for s in reserved_slots if s not in set(offered["collective"])]
         if missing:
@@ -536,6 +538,7 @@ async def run(args: argparse.Namespace, folder: Path, files: list[Stats],
                                             health)
             for _ in range(args.repeats):
                 runtime.timelines.clear()
+                runtime.booking_timelines.clear()
                 one = await in_pool(http_get, [first_url[mode]], 1, health)
                 http_cold[mode] += one["latencies"]
             for _ in range(args.repeats):
@@ -597,6 +600,7 @@ async def profile_slots(runtime: Any, pages: Mapping[str, Any], duration: timede
             for _ in range(calls):
                 if clear:
                     runtime.timelines.clear()
+                    runtime.booking_timelines.clear()
                 profiler.enable()
                 await offered_slots(runtime, pages[mode], duration, start, end)
                 profiler.disable()

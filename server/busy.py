@@ -39,14 +39,20 @@ async def merged_busy(runtime: Runtime, calendar: CalendarConfig, start: int,
                       end: int) -> list[BusyInterval]:
     """The calendar's merged busy blocks overlapping [start, end).
 
-    The whole served window is merged once per store generation and cached, so
-    repeated queries (feeds, the API, later slots) cost a bisect, not a read
-    of every instance.
+    The synced instances of the whole served window are merged once per
+    instance generation and cached, so repeated queries (feeds, the API,
+    slots) cost a bisect, not a read of every instance. Bookings, which change
+    far more often, are kept apart (cached per booking generation) and merged
+    in per query: a booking leaves every instance timeline warm.
     """
     window = served_window(runtime)
     if window[0] <= start and end <= window[1]:
-        timeline = await _timeline(runtime, calendar, window)
-        return overlapping(timeline, start, end)
+        timeline, booked = await _timeline(runtime, calendar, window)
+        blocks = overlapping(timeline, start, end)
+        bookings = overlapping(booked, start, end)
+        if not bookings:
+            return blocks
+        return merge_rows((b.start, b.end, b.status) for b in (*blocks, *bookings))
     rows = await runtime.store.busy_rows(runtime.ids_of(calendar.sources), start, end,
                                         calendars=(calendar.name,))
     return merge_rows(rows)
@@ -63,17 +69,22 @@ def served_window(runtime: Runtime) -> tuple[int, int]:
     return int(start.timestamp()), int(end.timestamp())
 
 
-async def _timeline(runtime: Runtime, calendar: CalendarConfig,
-                    window: tuple[int, int]) -> list[BusyInterval]:
-    key = (await runtime.store.busy_generation(), window)
+async def _timeline(runtime: Runtime, calendar: CalendarConfig, window: tuple[int, int],
+                    ) -> tuple[list[BusyInterval], list[BusyInterval]]:
+    """The merged instances and the merged bookings of the window, each cached apart."""
+    instances_key = (await runtime.store.instance_generation(), window)
     cached = runtime.timelines.get(calendar.name)
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    rows = await runtime.store.busy_rows(runtime.ids_of(calendar.sources), *window,
-                                        calendars=(calendar.name,))
-    timeline = merge_rows(rows)
-    runtime.timelines[calendar.name] = (key, timeline)
-    return timeline
+    if cached is None or cached[0] != instances_key:
+        rows = await runtime.store.busy_rows(runtime.ids_of(calendar.sources), *window)
+        cached = (instances_key, merge_rows(rows))
+        runtime.timelines[calendar.name] = cached
+    bookings_key = (await runtime.store.booking_generation(), window)
+    booked = runtime.booking_timelines.get(calendar.name)
+    if booked is None or booked[0] != bookings_key:
+        rows = await runtime.store.busy_rows((), *window, calendars=(calendar.name,))
+        booked = (bookings_key, merge_rows(rows))
+        runtime.booking_timelines[calendar.name] = booked
+    return cached[1], booked[1]
 
 
 async def freshness(runtime: Runtime, calendar: CalendarConfig) -> list[SourceFreshness]:

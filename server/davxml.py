@@ -31,6 +31,16 @@ def tag(namespace: str, name: str) -> str:
     return f"{{{namespace}}}{name}"
 
 
+class Precondition(Exception):
+    """A failed DAV precondition: answered with its status and a DAV:error body naming it."""
+
+    def __init__(self, namespace: str, condition: str, reason: str, status: int = 403) -> None:
+        super().__init__(reason)
+        self.namespace = namespace
+        self.condition = condition
+        self.status = status
+
+
 def parse_body(body: bytes) -> ET.Element | None:
     """The request's XML root, or None for an empty body; 400 for anything unsafe or broken."""
     if not body.strip():

@@ -64,8 +64,11 @@ class Runtime:
     source_ids: dict[str, int]
     calendar_secrets: dict[str, str] = field(repr=False)
     holds: HoldWorker | None = None
-    # Per calendar: ((store generation, window), merged busy blocks).
+    # Per calendar: ((instance generation, window), merged synced busy blocks) ...
     timelines: dict[str, tuple[tuple[object, ...], list[BusyInterval]]] = field(
+        default_factory=dict, repr=False)
+    # ... and ((booking generation, window), its merged bookings), cached apart.
+    booking_timelines: dict[str, tuple[tuple[object, ...], list[BusyInterval]]] = field(
         default_factory=dict, repr=False)
 
     def calendar_for_secret(self, secret: str) -> CalendarConfig | None:

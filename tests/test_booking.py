@@ -142,3 +142,18 @@ async def test_duration_as_minutes_or_as_the_slots_api_writes_it(sources, make_c
     minutes = await client.post("/api/v1/pages/intro/bookings",
                                 json=guest(start="2026-11-27T10:00:00Z", duration=30))
     assert minutes.status == 201
+
+
+async def test_a_booking_leaves_the_synced_timelines_warm(sources, make_config, serve) -> None:
+    client, runtime = await started(make_config, sources, serve)
+    assert SLOT in await offered(client)
+    synced = runtime.timelines["alex"]
+    assert (await client.post("/api/v1/pages/intro/bookings", json=guest())).status == 201
+    assert SLOT not in await offered(client), "the booking counts at once"
+    assert runtime.timelines["alex"] is synced, "only the bookings were read again"
+    other = await runtime.store.booking_generation()
+    cancel = (await (await client.post("/api/v1/pages/intro/bookings", json=guest(
+        start="2026-11-26T11:00:00Z"))).json())["cancel_url"].split("8080", 1)[1]
+    assert (await client.post(cancel)).status == 200
+    assert await runtime.store.booking_generation() != other
+    assert "2026-11-26T11:00:00Z" in await offered(client)

@@ -30,12 +30,12 @@ class BookingQueries(StoreBase):
     @asynccontextmanager
     async def booking_transaction(self) -> AsyncIterator[BookingTransaction]:
         """One write transaction to check a slot and book it: nobody books in between."""
-        async with self._transaction(busy_changes=True) as db:
+        async with self._transaction(booking_changes=True) as db:
             yield BookingTransaction(db)
 
     async def cancel_booking(self, booking_id: str, *, now: int) -> bool:
         """Free a booking's time at once and queue the removal of its holds."""
-        async with self._transaction(busy_changes=True) as db:
+        async with self._transaction(booking_changes=True) as db:
             cursor = await db.execute(
                 "UPDATE bookings SET status = 'cancelled', cancelled = ? "
                 "WHERE id = ? AND status = 'confirmed'", (now, booking_id))

@@ -17,19 +17,19 @@ class StoreBase:
         self._writer = writer
         self._reader = reader
         self._write_lock = asyncio.Lock()
-        # Busy-time commits made here, and the last database counter read, so
-        # that a cache check is usually free (see busy_generation).
-        self._local_changes = 0
-        self._seen: tuple[float, int] = (-1e9, 0)
+        # Commits made here (instances, bookings), and the last database counters
+        # read, so that a cache check is usually free (see busy_generation).
+        self._local_changes = [0, 0]
+        self._seen: tuple[float, int, int] = (-1e9, 0, 0)
 
     async def close(self) -> None:
         await self._reader.close()
         await self._writer.close()
 
     @asynccontextmanager
-    async def _transaction(self, *, busy_changes: bool = False,
+    async def _transaction(self, *, busy_changes: bool = False, booking_changes: bool = False,
                            ) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction; ``busy_changes`` marks it as changing busy time."""
+        """One write transaction; the flags say it changes busy instances or bookings."""
         async with self._write_lock:
             await self._writer.execute("BEGIN IMMEDIATE")
             try:
@@ -37,25 +37,44 @@ class StoreBase:
                 if busy_changes:
                     await self._writer.execute(
                         "UPDATE meta SET value = value + 1 WHERE key = 'busy_generation'")
+                if booking_changes:
+                    await self._writer.execute(
+                        "UPDATE meta SET value = value + 1 WHERE key = 'booking_generation'")
             except BaseException:
                 await self._writer.execute("ROLLBACK")
                 raise
             await self._writer.execute("COMMIT")
-            if busy_changes:
-                self._local_changes += 1
+            self._local_changes[0] += busy_changes
+            self._local_changes[1] += booking_changes
 
-    async def busy_generation(self, *, max_age: float = 1.0) -> tuple[int, int]:
+    async def busy_generation(self, *, max_age: float = 1.0) -> tuple[int, ...]:
         """A key that changes whenever busy time changes, here or in another process.
 
         Output caches key on it. A change made through this store shows at
         once; one made by another process (`fbproxy sync`) within ``max_age``
         seconds, so a cached feed costs no database round trip per request.
         """
-        read_at, value = self._seen
+        return (*await self.instance_generation(max_age=max_age),
+                *await self.booking_generation(max_age=max_age))
+
+    async def instance_generation(self, *, max_age: float = 1.0) -> tuple[int, int]:
+        """Like ``busy_generation``, for synced instances only (not bookings)."""
+        database, _ = await self._generations(max_age)
+        return database, self._local_changes[0]
+
+    async def booking_generation(self, *, max_age: float = 1.0) -> tuple[int, int]:
+        """Like ``busy_generation``, for bookings only: they change far more often."""
+        _, database = await self._generations(max_age)
+        return database, self._local_changes[1]
+
+    async def _generations(self, max_age: float) -> tuple[int, int]:
+        read_at, instances, bookings = self._seen
         if time.monotonic() - read_at >= max_age:
             cursor = await self._reader.execute(
-                "SELECT value FROM meta WHERE key = 'busy_generation'")
-            row = await cursor.fetchone()
-            value = int(row[0]) if row else 0
-            self._seen = (time.monotonic(), value)
-        return value, self._local_changes
+                "SELECT key, value FROM meta "
+                "WHERE key IN ('busy_generation', 'booking_generation')")
+            values = {str(key): int(value) for key, value in await cursor.fetchall()}
+            instances, bookings = values.get("busy_generation", 0), \
+                values.get("booking_generation", 0)
+            self._seen = (time.monotonic(), instances, bookings)
+        return instances, bookings

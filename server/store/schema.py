@@ -144,6 +144,11 @@ MIGRATIONS: tuple[str, ...] = (
     UPDATE sources SET max_span = COALESCE(
         (SELECT MAX(end_ts - start_ts) FROM instances WHERE source_id = sources.id), 0);
     """,
+    # 8: bookings get their own change counter, so a booking does not make every
+    # cached timeline of synced instances stale.
+    """
+    INSERT INTO meta (key, value) VALUES ('booking_generation', 0);
+    """,
 )
 
 
