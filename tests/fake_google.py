@@ -1,0 +1,839 @@
+"""A local fake of Google Calendar API v3 and Google's OAuth endpoints, for tests.
+
+``FakeGoogle`` is an aiohttp application on 127.0.0.1 (a free port) that speaks
+Google's wire format, so the real google-api-python-client and google-auth
+can be pointed at it::
+
+    build("calendar", "v3", credentials=Credentials(token=fake.access_token),
+          static_discovery=True, cache_discovery=False,
+          client_options={"api_endpoint": fake.api_endpoint})
+
+It runs on the test's own event loop: call blocking clients (googleapiclient,
+google-auth, httplib2) through ``asyncio.to_thread``. The ``fake_google``
+fixture starts one per test (registered in ``tests/conftest.py``).
+
+Modelled on https://developers.google.com/calendar/api/v3/reference:
+
+- Events are stored as single events (tests put recurring instances directly,
+  with ``recurringEventId``/``originalStartTime``); nothing is expanded.
+- A cancelled event is kept. Listings show it (with ``showDeleted=true``, and
+  always in an incremental sync) as a minimal item: ``kind``, ``etag``, ``id``,
+  ``status`` (plus ``recurringEventId``/``originalStartTime`` for an instance).
+- ``pageToken`` pages are a snapshot taken at the first page; the
+  ``nextSyncToken`` on the last page covers changes made after that snapshot.
+- Access tokens carry scopes; every API method checks them against the
+  method's scopes in the discovery document (403 ``insufficientPermissions``).
+- ``insert`` keeps ``conferenceData`` only with ``conferenceDataVersion=1``, as
+  Google does.
+- freeBusy merges overlapping/adjacent busy periods and clips them to the range.
+- Watch addresses must be https, except http on loopback (recorded in
+  ``insecure_addresses``). The initial "sync" message Google sends after
+  ``watch`` is not sent; ``notify(calendar_id, state="sync")`` sends one on demand.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import itertools
+import json
+import re
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from email.utils import format_datetime
+from importlib import resources
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+API = "/calendar/v3"
+SCOPE_PREFIX = "https://www.googleapis.com/auth/"
+EVENT_ID = re.compile(r"[a-v0-9]{5,1024}")
+ROLES = ("freeBusyReader", "reader", "writer", "owner")
+# Filters that Google refuses to combine with syncToken.
+NOT_WITH_SYNC_TOKEN = ("timeMin", "timeMax", "q", "orderBy", "updatedMin", "iCalUID")
+DEFAULT_TTL = 604800
+MEET_ICON = ("https://fonts.gstatic.com/s/i/productlogos/meet_2020q4/v6/"
+             "web-512dp/logo_meet_2020q4_color_2x_web_512dp.png")
+FAILURES = {  # status -> (domain, reason, message) of Google's error body
+    400: ("global", "badRequest", "Bad Request"),
+    403: ("usageLimits", "rateLimitExceeded", "Rate Limit Exceeded"),
+    429: ("usageLimits", "rateLimitExceeded", "Rate Limit Exceeded"),
+    500: ("global", "backendError", "Backend Error"),
+    503: ("global", "backendError", "The service is currently unavailable."),
+}
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _method_scopes() -> dict[str, frozenset[str]]:
+    """Each API method's accepted scopes, from the discovery document in the wheel."""
+    path = resources.files("googleapiclient") / "discovery_cache/documents/calendar.v3.json"
+    document = json.loads(path.read_text())
+    return {method["id"]: frozenset(method.get("scopes", ()))
+            for resource in document["resources"].values()
+            for method in resource.get("methods", {}).values()}
+
+
+METHOD_SCOPES = _method_scopes()
+ALL_SCOPES = tuple(sorted(set().union(*METHOD_SCOPES.values())))
+
+
+class GoogleError(Exception):
+    """An API error, answered in Google's JSON error shape."""
+
+    def __init__(self, status: int, message: str, reason: str, domain: str = "global",
+                 **detail: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+        self.item = {"domain": domain, "reason": reason, "message": message, **detail}
+
+    def response(self) -> web.Response:
+        body = {"error": {"errors": [self.item], "code": self.status, "message": self.message}}
+        headers = {}
+        if self.status == 401:
+            headers["WWW-Authenticate"] = (
+                'Bearer realm="https://accounts.google.com/", error="invalid_token"')
+        return web.json_response(body, status=self.status, headers=headers)
+
+
+def not_found() -> GoogleError:
+    return GoogleError(404, "Not Found", "notFound")
+
+
+def invalid(message: str, **detail: str) -> GoogleError:
+    return GoogleError(400, message, "invalid", **detail)
+
+
+def rfc3339(moment: datetime) -> str:
+    """Google's timestamp form: UTC with milliseconds, e.g. 2026-11-25T12:00:00.000Z."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + \
+        f"{moment.astimezone(UTC).microsecond // 1000:03d}Z"
+
+
+def parse_time(value: str, parameter: str) -> datetime:
+    """A timeMin/timeMax value; Google requires an offset."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise GoogleError(400, "Bad Request", "badRequest") from None
+    if moment.tzinfo is None:
+        raise GoogleError(400, "Bad Request", "badRequest", location=parameter)
+    return moment
+
+
+def event_time(moment: dict[str, Any], zone: str) -> datetime | None:
+    """An event's start/end as an aware datetime (all-day dates at midnight in `zone`)."""
+    try:
+        if "dateTime" in moment:
+            value = datetime.fromisoformat(moment["dateTime"])
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=ZoneInfo(moment.get("timeZone") or zone))
+            return value
+        if "date" in moment:
+            return datetime.combine(date.fromisoformat(moment["date"]), time(), ZoneInfo(zone))
+    except (ValueError, KeyError, TypeError):
+        return None
+    return None
+
+
+def is_loopback(address: str) -> bool:
+    return urlsplit(address).hostname in ("127.0.0.1", "localhost", "::1")
+
+
+def random_id() -> str:
+    """An id in Google's base32hex alphabet."""
+    return secrets.token_hex(13)
+
+
+@dataclass
+class Calendar:
+    id: str
+    summary: str
+    primary: bool
+    access_role: str
+    time_zone: str
+    events: dict[str, dict[str, Any]] = field(default_factory=dict)  # cancelled ones too
+    changed: dict[str, int] = field(default_factory=dict)  # event id -> change number
+    updated: str = ""
+
+
+@dataclass
+class Grant:
+    """One user consent: a refresh token and the access tokens issued under it."""
+
+    refresh_token: str
+    scopes: tuple[str, ...]
+    revoked: bool = False
+
+
+@dataclass
+class AccessToken:
+    grant: Grant
+    scopes: frozenset[str]
+    expired: bool = False
+
+
+@dataclass
+class Page:
+    """The rest of a listing, handed out page by page."""
+
+    calendar_id: str
+    items: list[dict[str, Any]]
+    seq: int  # the change number the listing was taken at
+
+
+class FakeGoogle:
+    """The fake's state, its test controls and its aiohttp application."""
+
+    client_id = "fake-client-id"
+    client_secret = "fake-client-secret"
+    access_token = "fake-access-token"  # preset, valid without the token endpoint
+    refresh_token = "fake-refresh-token"  # preset, grants every calendar scope
+
+    def __init__(self) -> None:
+        self.max_results = 2
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.token_requests: list[dict[str, str]] = []
+        self.auth_requests: list[dict[str, str]] = []
+        self.requested_scopes: list[str] = []  # scopes asked for at the last /auth
+        self.issued_access_tokens: list[str] = []
+        self.channels: dict[str, dict[str, Any]] = {}
+        self.insecure_addresses: list[str] = []
+        self.deny_consent = False
+        self._calendars: dict[str, Calendar] = {}
+        self._seq = 0
+        self._ids = itertools.count(1)
+        self._sync_tokens: dict[str, tuple[str, int]] = {}
+        self._expired_sync_tokens: set[str] = set()
+        self._pages: dict[str, Page] = {}
+        self._codes: dict[str, dict[str, str]] = {}
+        self._grants: dict[str, Grant] = {}
+        self._access: dict[str, AccessToken] = {}
+        self._failures: list[int] = []
+        self._runner: web.AppRunner | None = None
+        self._port = 0
+        preset = Grant(self.refresh_token, ALL_SCOPES)
+        self._grants[preset.refresh_token] = preset
+        self._access[self.access_token] = AccessToken(preset, frozenset(ALL_SCOPES))
+
+    # -- lifecycle ------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        if not self._port:
+            raise RuntimeError("FakeGoogle is not started")
+        return f"http://127.0.0.1:{self._port}"
+
+    @property
+    def api_endpoint(self) -> str:
+        return f"{self.base_url}{API}/"
+
+    @property
+    def token_uri(self) -> str:
+        return f"{self.base_url}/token"
+
+    @property
+    def auth_uri(self) -> str:
+        return f"{self.base_url}/auth"
+
+    @property
+    def revoke_uri(self) -> str:
+        return f"{self.base_url}/revoke"
+
+    def client_config(self) -> dict[str, Any]:
+        """An "installed" client secrets document pointing at this fake."""
+        return {"installed": {
+            "client_id": self.client_id, "client_secret": self.client_secret,
+            "auth_uri": self.auth_uri, "token_uri": self.token_uri,
+            "redirect_uris": ["http://localhost", "http://127.0.0.1"]}}
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._api_middleware])
+        p = f"{API}/calendars/{{calendarId}}/events"
+        app.add_routes([
+            web.get(f"{API}/users/me/calendarList", self._calendar_list),
+            web.get(p, self._events_list),
+            web.post(p, self._events_insert),
+            web.post(f"{p}/watch", self._events_watch),
+            web.get(f"{p}/{{eventId}}", self._events_get),
+            web.delete(f"{p}/{{eventId}}", self._events_delete),
+            web.post(f"{API}/channels/stop", self._channels_stop),
+            web.post(f"{API}/freeBusy", self._free_busy),
+            web.get("/auth", self._auth),
+            web.post("/token", self._token),
+            web.post("/revoke", self._revoke),
+        ])
+        return app
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self._port = int(self._runner.addresses[0][1])
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # -- test controls --------------------------------------------------------
+
+    def add_calendar(self, calendar_id: str, summary: str = "", *, primary: bool = False,
+                     access_role: str = "owner", time_zone: str = "UTC") -> None:
+        if access_role not in ROLES:
+            raise ValueError(f"unknown access role {access_role!r}")
+        self._calendars[calendar_id] = Calendar(
+            calendar_id, summary or calendar_id, primary, access_role, time_zone,
+            updated=rfc3339(datetime.now(UTC)))
+
+    def put_event(self, calendar_id: str, event: dict[str, Any]) -> dict[str, Any]:
+        """Insert or replace an event by its id (one is made up if missing)."""
+        calendar = self._calendars[calendar_id]
+        stored = copy.deepcopy(event)
+        event_id = str(stored.get("id") or random_id())
+        old = calendar.events.get(event_id)
+        now = rfc3339(datetime.now(UTC))
+        stored.update(kind="calendar#event", id=event_id, updated=now,
+                      etag=self._touch(calendar, event_id))
+        stored.setdefault("status", "confirmed")
+        stored["created"] = old["created"] if old else stored.get("created", now)
+        stored["sequence"] = max(int(stored.get("sequence", 0)),
+                                 int(old["sequence"]) + 1 if old else 0)
+        stored.setdefault("iCalUID", self._ical_uid(calendar, stored))
+        eid = base64.urlsafe_b64encode(f"{event_id} {calendar.id}".encode()).decode().rstrip("=")
+        stored["htmlLink"] = f"https://www.google.com/calendar/event?eid={eid}"
+        stored.setdefault("creator", {"email": calendar.id, "self": True})
+        stored.setdefault("organizer", {"email": calendar.id, "self": True})
+        stored.setdefault("reminders", {"useDefault": True})
+        stored.setdefault("eventType", "default")
+        calendar.events[event_id] = stored
+        return copy.deepcopy(stored)
+
+    def cancel_event(self, calendar_id: str, event_id: str) -> None:
+        calendar = self._calendars[calendar_id]
+        stored = calendar.events[event_id]
+        stored.update(status="cancelled", updated=rfc3339(datetime.now(UTC)),
+                      etag=self._touch(calendar, event_id))
+
+    def events(self, calendar_id: str) -> list[dict[str, Any]]:
+        return [copy.deepcopy(e) for e in self._calendars[calendar_id].events.values()
+                if e["status"] != "cancelled"]
+
+    def expire_sync_tokens(self, calendar_id: str | None = None) -> None:
+        for token, (owner, _) in self._sync_tokens.items():
+            if calendar_id is None or owner == calendar_id:
+                self._expired_sync_tokens.add(token)
+
+    def revoke_refresh_tokens(self) -> None:
+        """Every grant so far is revoked: its refresh and access tokens stop working."""
+        for grant in self._grants.values():
+            grant.revoked = True
+
+    def expire_access_tokens(self) -> None:
+        """Access tokens issued so far answer 401 (refresh tokens still work)."""
+        for access in self._access.values():
+            access.expired = True
+
+    def grant(self, scopes: list[str]) -> tuple[str, str]:
+        """A new consent with these scopes, without the browser: (access, refresh) token."""
+        grant = Grant("1//" + secrets.token_urlsafe(24), tuple(scopes))
+        self._grants[grant.refresh_token] = grant
+        return self._issue_access(grant, grant.scopes), grant.refresh_token
+
+    def fail_next(self, count: int, status: int = 503) -> None:
+        self._failures.extend([status] * count)
+
+    async def notify(self, calendar_id: str, *, state: str = "exists") -> list[int]:
+        """POST a push notification to each live channel on the calendar.
+
+        Returns each delivery's HTTP status (0 when the address did not answer).
+        """
+        calendar = self._calendar(calendar_id)
+        now = datetime.now(UTC)
+        statuses: list[int] = []
+        async with aiohttp.ClientSession(trust_env=False) as session:
+            for channel in list(self.channels.values()):
+                if channel["calendarId"] != calendar.id:
+                    continue
+                expiration = datetime.fromtimestamp(int(channel["expiration"]) / 1000, UTC)
+                if expiration <= now:
+                    del self.channels[channel["id"]]
+                    continue
+                if not is_loopback(channel["address"]):
+                    raise ValueError(f"refusing to notify non-loopback {channel['address']}")
+                channel["messageNumber"] += 1
+                headers = {
+                    "X-Goog-Channel-ID": channel["id"],
+                    "X-Goog-Resource-ID": channel["resourceId"],
+                    "X-Goog-Resource-URI": channel["resourceUri"],
+                    "X-Goog-Resource-State": state,
+                    "X-Goog-Message-Number": str(channel["messageNumber"]),
+                    "X-Goog-Channel-Expiration": format_datetime(expiration, usegmt=True),
+                }
+                if channel.get("token") is not None:
+                    headers["X-Goog-Channel-Token"] = channel["token"]
+                try:
+                    async with session.post(channel["address"], headers=headers,
+                                            data=b"") as response:
+                        statuses.append(response.status)
+                except aiohttp.ClientError:
+                    statuses.append(0)
+        return statuses
+
+    # -- state helpers --------------------------------------------------------
+
+    def _calendar(self, calendar_id: str) -> Calendar:
+        if calendar_id == "primary":
+            for calendar in self._calendars.values():
+                if calendar.primary:
+                    return calendar
+        calendar = self._calendars.get(calendar_id)
+        if calendar is None:
+            raise not_found()
+        return calendar
+
+    def _touch(self, calendar: Calendar, event_id: str) -> str:
+        """Record a change to an event; return its new etag."""
+        self._seq += 1
+        calendar.changed[event_id] = self._seq
+        calendar.updated = rfc3339(datetime.now(UTC))
+        return f'"3{self._seq:015d}"'
+
+    def _ical_uid(self, calendar: Calendar, event: dict[str, Any]) -> str:
+        master_id = event.get("recurringEventId")
+        if master_id and master_id in calendar.events:
+            return str(calendar.events[master_id]["iCalUID"])
+        return f"{master_id or event['id']}@google.com"
+
+    def _issue_access(self, grant: Grant, scopes: tuple[str, ...]) -> str:
+        token = "ya29." + secrets.token_urlsafe(24)
+        self._access[token] = AccessToken(grant, frozenset(scopes))
+        self.issued_access_tokens.append(token)
+        return token
+
+    def _issue_sync_token(self, calendar_id: str, seq: int) -> str:
+        token = base64.b64encode(f"C{next(self._ids)}:{seq}".encode()).decode()
+        self._sync_tokens[token] = (calendar_id, seq)
+        return token
+
+    @staticmethod
+    def _listed(event: dict[str, Any]) -> dict[str, Any]:
+        """An event as a listing shows it: cancelled ones reduced to the minimum."""
+        if event["status"] != "cancelled":
+            return copy.deepcopy(event)
+        keep = ("kind", "etag", "id", "status", "recurringEventId", "originalStartTime")
+        return {k: copy.deepcopy(event[k]) for k in keep if k in event}
+
+    # -- API ------------------------------------------------------------------
+
+    @web.middleware
+    async def _api_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith(API + "/"):
+            return await handler(request)
+        self.requests.append((request.method, request.path, dict(request.query)))
+        try:
+            if self._failures:
+                status = self._failures.pop(0)
+                domain, reason, message = FAILURES.get(status, ("global", "error", "Error"))
+                raise GoogleError(status, message, reason, domain)
+            self._authorize(request)
+            return await handler(request)
+        except GoogleError as error:
+            return error.response()
+
+    def _authorize(self, request: web.Request) -> None:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            raise GoogleError(401, "Login Required.", "required",
+                              locationType="header", location="Authorization")
+        access = self._access.get(header.removeprefix("Bearer ").strip())
+        if access is None or access.expired or access.grant.revoked:
+            raise GoogleError(401, "Invalid Credentials", "authError",
+                              locationType="header", location="Authorization")
+        method = getattr(request.match_info.handler, "__name__", "")
+        needed = METHOD_SCOPES.get(METHOD_IDS.get(method, ""), frozenset())
+        if needed and not needed & {SCOPE_PREFIX + s.rsplit("/", 1)[-1] for s in access.scopes}:
+            raise GoogleError(403, "Request had insufficient authentication scopes.",
+                              "insufficientPermissions")
+
+    async def _json_body(self, request: web.Request) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise GoogleError(400, "Parse Error", "parseError") from None
+        if not isinstance(body, dict):
+            raise GoogleError(400, "Parse Error", "parseError")
+        return body
+
+    @staticmethod
+    def _require_writer(calendar: Calendar) -> None:
+        if ROLES.index(calendar.access_role) < ROLES.index("writer"):
+            raise GoogleError(403, "You need to have writer access to this calendar.",
+                              "requiredAccessLevel")
+
+    async def _calendar_list(self, request: web.Request) -> web.Response:
+        least = request.query.get("minAccessRole", "freeBusyReader")
+        if least not in ROLES:
+            raise invalid("Invalid value for minAccessRole", location="minAccessRole")
+        items = []
+        for calendar in self._calendars.values():
+            if ROLES.index(calendar.access_role) < ROLES.index(least):
+                continue
+            item: dict[str, Any] = {
+                "kind": "calendar#calendarListEntry", "etag": f'"{calendar.updated}"',
+                "id": calendar.id, "summary": calendar.summary, "timeZone": calendar.time_zone,
+                "accessRole": calendar.access_role, "defaultReminders": [],
+                "conferenceProperties": {"allowedConferenceSolutionTypes": ["hangoutsMeet"]}}
+            if calendar.primary:
+                item["primary"] = True
+            items.append(item)
+        return web.json_response({"kind": "calendar#calendarList",
+                                  "etag": f'"p{self._seq}"', "items": items})
+
+    async def _events_list(self, request: web.Request) -> web.Response:
+        calendar = self._calendar(request.match_info["calendarId"])
+        query = request.query
+        page_token = query.get("pageToken")
+        if page_token:
+            page = self._pages.get(page_token)
+            if page is None or page.calendar_id != calendar.id:
+                raise invalid("Invalid page token value.", locationType="parameter",
+                              location="pageToken")
+            items, seq = page.items, page.seq
+        else:
+            items, seq = self._select(calendar, query), self._seq
+        size = self.max_results
+        if "maxResults" in query:
+            try:
+                size = min(int(query["maxResults"]), 2500)
+            except ValueError:
+                raise invalid("Invalid value for maxResults", location="maxResults") from None
+            if size < 1:
+                raise invalid("Invalid value for maxResults", location="maxResults")
+        body: dict[str, Any] = {
+            "kind": "calendar#events", "etag": f'"p{seq}"', "summary": calendar.summary,
+            "description": "", "updated": calendar.updated,
+            "timeZone": query.get("timeZone", calendar.time_zone),
+            "accessRole": calendar.access_role, "defaultReminders": [], "items": items[:size]}
+        if len(items) > size:
+            token = secrets.token_urlsafe(18)
+            self._pages[token] = Page(calendar.id, items[size:], seq)
+            body["nextPageToken"] = token
+        else:
+            body["nextSyncToken"] = self._issue_sync_token(calendar.id, seq)
+        return web.json_response(body)
+
+    def _select(self, calendar: Calendar, query: Any) -> list[dict[str, Any]]:
+        """The items of a first page: a full listing or the changes since a sync token."""
+        if "syncToken" in query:
+            clashes = [name for name in NOT_WITH_SYNC_TOKEN if name in query]
+            if clashes:
+                raise invalid(f"Sync token cannot be used with {clashes[0]}.",
+                              locationType="parameter", location=clashes[0])
+            since = self._sync_seq(calendar, query["syncToken"])
+            changed = sorted((seq, event_id) for event_id, seq in calendar.changed.items()
+                             if seq > since)
+            return [self._listed(calendar.events[event_id]) for _, event_id in changed]
+        show_deleted = query.get("showDeleted") == "true"
+        low = parse_time(query["timeMin"], "timeMin") if "timeMin" in query else None
+        high = parse_time(query["timeMax"], "timeMax") if "timeMax" in query else None
+        if low and high and low >= high:
+            raise GoogleError(400, "The specified time range is empty.", "timeRangeEmpty",
+                              "calendar", locationType="parameter", location="timeMax")
+        if query.get("orderBy") == "startTime" and query.get("singleEvents") != "true":
+            raise invalid("The requested ordering is not available for the particular query.",
+                          locationType="parameter", location="orderBy")
+        chosen = []
+        for event in calendar.events.values():
+            if event["status"] == "cancelled" and not show_deleted:
+                continue
+            if "iCalUID" in query and event.get("iCalUID") != query["iCalUID"]:
+                continue
+            start = event_time(event.get("start", {}), calendar.time_zone)
+            end = event_time(event.get("end", {}), calendar.time_zone) or start
+            if low and end and end <= low or high and start and start >= high:
+                continue
+            chosen.append((start or datetime.min.replace(tzinfo=UTC), event))
+        if query.get("orderBy") == "startTime":
+            chosen.sort(key=lambda pair: pair[0])
+        return [self._listed(event) for _, event in chosen]
+
+    def _sync_seq(self, calendar: Calendar, token: str) -> int:
+        known = self._sync_tokens.get(token)
+        if known is None or known[0] != calendar.id or token in self._expired_sync_tokens:
+            raise GoogleError(410, "Sync token is no longer valid, a full sync is required.",
+                              "fullSyncRequired", "calendar",
+                              locationType="parameter", location="syncToken")
+        return known[1]
+
+    async def _events_get(self, request: web.Request) -> web.Response:
+        calendar = self._calendar(request.match_info["calendarId"])
+        event = calendar.events.get(request.match_info["eventId"])
+        if event is None:
+            raise not_found()
+        return web.json_response(copy.deepcopy(event))
+
+    async def _events_delete(self, request: web.Request) -> web.Response:
+        calendar = self._calendar(request.match_info["calendarId"])
+        event_id = request.match_info["eventId"]
+        event = calendar.events.get(event_id)
+        if event is None:
+            raise not_found()
+        self._require_writer(calendar)
+        if event["status"] == "cancelled":
+            raise GoogleError(410, "Resource has been deleted", "deleted")
+        self.cancel_event(calendar.id, event_id)
+        return web.Response(status=204)
+
+    async def _events_insert(self, request: web.Request) -> web.Response:
+        calendar = self._calendar(request.match_info["calendarId"])
+        self._require_writer(calendar)
+        body = await self._json_body(request)
+        for server_owned in ("kind", "etag", "htmlLink", "created", "updated", "iCalUID",
+                             "hangoutLink", "creator"):
+            body.pop(server_owned, None)
+        if "id" in body:
+            event_id = body["id"]
+            if not isinstance(event_id, str) or not EVENT_ID.fullmatch(event_id):
+                raise invalid("Invalid resource id value.")
+            if event_id in calendar.events:
+                raise GoogleError(409, "The requested identifier already exists.", "duplicate")
+        self._check_times(body)
+        conference = body.pop("conferenceData", None)
+        if conference and request.query.get("conferenceDataVersion", "0") == "1":
+            body["conferenceData"] = self._conference(conference)
+            for entry in body["conferenceData"].get("entryPoints", []):
+                if entry.get("entryPointType") == "video":
+                    body["hangoutLink"] = entry["uri"]
+        return web.json_response(self.put_event(calendar.id, body))
+
+    @staticmethod
+    def _check_times(body: dict[str, Any]) -> None:
+        start, end = body.get("start"), body.get("end")
+        if not isinstance(start, dict) or not ("date" in start or "dateTime" in start):
+            raise GoogleError(400, "Missing start time.", "required")
+        if not isinstance(end, dict) or not ("date" in end or "dateTime" in end):
+            raise GoogleError(400, "Missing end time.", "required")
+        if ("date" in start) != ("date" in end):
+            raise invalid("Start and end times must either both be date or both be dateTime.")
+
+    @staticmethod
+    def _conference(conference: dict[str, Any]) -> dict[str, Any]:
+        create = conference.get("createRequest")
+        if not isinstance(create, dict):
+            return conference  # an existing conference, kept as given
+        kind = (create.get("conferenceSolutionKey") or {}).get("type")
+        if kind != "hangoutsMeet":
+            raise invalid("Invalid conference type value.")
+        if not create.get("requestId"):
+            raise invalid("Invalid conference create request.")
+        letters = "abcdefghijklmnopqrstuvwxyz"
+        code = "-".join("".join(secrets.choice(letters) for _ in range(n)) for n in (3, 4, 3))
+        return {
+            "createRequest": {**create, "status": {"statusCode": "success"}},
+            "entryPoints": [{"entryPointType": "video", "uri": f"https://meet.google.com/{code}",
+                             "label": f"meet.google.com/{code}"}],
+            "conferenceSolution": {"key": {"type": "hangoutsMeet"}, "name": "Google Meet",
+                                   "iconUri": MEET_ICON},
+            "conferenceId": code,
+        }
+
+    async def _events_watch(self, request: web.Request) -> web.Response:
+        calendar = self._calendar(request.match_info["calendarId"])
+        body = await self._json_body(request)
+        channel_id, address = body.get("id"), body.get("address")
+        if not channel_id or not isinstance(channel_id, str):
+            raise GoogleError(400, "Required", "required", location="id")
+        if body.get("type") not in ("web_hook", "webhook"):
+            raise invalid(f"Unknown channel type: {body.get('type')}")
+        if not address or not isinstance(address, str):
+            raise GoogleError(400, "Required", "required", location="address")
+        if channel_id in self.channels:
+            raise GoogleError(400, f"Channel id {channel_id} not unique", "channelIdNotUnique",
+                              "push")
+        if urlsplit(address).scheme != "https":
+            if not (urlsplit(address).scheme == "http" and is_loopback(address)):
+                raise GoogleError(400, f"WebHook callback must be HTTPS: {address}",
+                                  "push.webhookUrlNotHttps", "global")
+            self.insecure_addresses.append(address)
+        ttl = int((body.get("params") or {}).get("ttl", DEFAULT_TTL))
+        expiration = int((datetime.now(UTC) + timedelta(seconds=ttl)).timestamp() * 1000)
+        response: dict[str, Any] = {
+            "kind": "api#channel", "id": channel_id,
+            "resourceId": hashlib.sha1(calendar.id.encode()).hexdigest()[:27],
+            "resourceUri": f"{self.api_endpoint}calendars/{calendar.id}/events?alt=json",
+            "expiration": str(expiration)}
+        if body.get("token") is not None:
+            response["token"] = body["token"]
+        self.channels[channel_id] = {**response, "address": address, "type": body["type"],
+                                     "params": body.get("params") or {},
+                                     "calendarId": calendar.id, "messageNumber": 0}
+        return web.json_response(response)
+
+    async def _channels_stop(self, request: web.Request) -> web.Response:
+        body = await self._json_body(request)
+        channel = self.channels.get(str(body.get("id")))
+        if channel is None or channel["resourceId"] != body.get("resourceId"):
+            raise GoogleError(404, f"Channel '{body.get('id')}' not found for project "
+                              "'fake-project'", "notFound")
+        del self.channels[channel["id"]]
+        return web.Response(status=204)
+
+    async def _free_busy(self, request: web.Request) -> web.Response:
+        body = await self._json_body(request)
+        for name in ("timeMin", "timeMax"):
+            if not isinstance(body.get(name), str):
+                raise GoogleError(400, f"Missing {name} parameter.", "required", location=name)
+        low, high = parse_time(body["timeMin"], "timeMin"), parse_time(body["timeMax"], "timeMax")
+        if low >= high:
+            raise GoogleError(400, "The specified time range is empty.", "timeRangeEmpty",
+                              "calendar", locationType="parameter", location="timeMax")
+        calendars: dict[str, Any] = {}
+        for item in body.get("items") or []:
+            wanted = str(item.get("id"))
+            try:
+                calendar = self._calendar(wanted)
+            except GoogleError:
+                calendars[wanted] = {"errors": [{"domain": "global", "reason": "notFound"}],
+                                     "busy": []}
+                continue
+            calendars[wanted] = {"busy": self._busy(calendar, low, high)}
+        return web.json_response({"kind": "calendar#freeBusy", "timeMin": rfc3339(low),
+                                  "timeMax": rfc3339(high), "calendars": calendars})
+
+    @staticmethod
+    def _busy(calendar: Calendar, low: datetime, high: datetime) -> list[dict[str, str]]:
+        spans: list[tuple[datetime, datetime]] = []
+        for event in calendar.events.values():
+            if event["status"] == "cancelled" or event.get("transparency") == "transparent":
+                continue
+            if any(a.get("self") and a.get("responseStatus") == "declined"
+                   for a in event.get("attendees", [])):
+                continue
+            start = event_time(event.get("start", {}), calendar.time_zone)
+            end = event_time(event.get("end", {}), calendar.time_zone)
+            if start and end and start < high and end > low:
+                spans.append((max(start, low), min(end, high)))
+        merged: list[list[datetime]] = []
+        for start, end in sorted(spans):
+            if merged and start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
+        form = "%Y-%m-%dT%H:%M:%SZ"
+        return [{"start": s.astimezone(UTC).strftime(form), "end": e.astimezone(UTC).strftime(form)}
+                for s, e in merged]
+
+    # -- OAuth ----------------------------------------------------------------
+
+    async def _auth(self, request: web.Request) -> web.Response:
+        """Installed-app consent, granted at once: 302 back to redirect_uri with a code."""
+        query = dict(request.query)
+        self.auth_requests.append(query)
+        if query.get("client_id") != self.client_id:
+            return web.Response(status=401, text="Error 401: invalid_client")
+        redirect_uri = query.get("redirect_uri")
+        if not redirect_uri or query.get("response_type") != "code":
+            return web.Response(status=400, text="Error 400: invalid_request")
+        self.requested_scopes = query.get("scope", "").split()
+        answer = {"state": query["state"]} if "state" in query else {}
+        if self.deny_consent:
+            answer["error"] = "access_denied"
+        else:
+            code = "4/" + secrets.token_urlsafe(24)
+            self._codes[code] = query
+            answer.update(code=code, scope=" ".join(self.requested_scopes))
+        separator = "&" if "?" in redirect_uri else "?"
+        raise web.HTTPFound(f"{redirect_uri}{separator}{urlencode(answer)}")
+
+    async def _token(self, request: web.Request) -> web.Response:
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        self.token_requests.append(form)
+        client_id, client_secret = form.get("client_id"), form.get("client_secret")
+        basic = request.headers.get("Authorization", "")
+        if basic.startswith("Basic "):
+            client_id, _, client_secret = base64.b64decode(basic[6:]).decode().partition(":")
+        if client_id != self.client_id or client_secret != self.client_secret:
+            return oauth_error(401, "invalid_client", "Unauthorized")
+        grant_type = form.get("grant_type")
+        if grant_type == "authorization_code":
+            return self._exchange_code(form)
+        if grant_type == "refresh_token":
+            return self._refresh(form)
+        return oauth_error(400, "unsupported_grant_type", f"Invalid grant_type: {grant_type}")
+
+    def _exchange_code(self, form: dict[str, str]) -> web.Response:
+        asked = self._codes.pop(form.get("code", ""), None)
+        if asked is None:
+            return oauth_error(400, "invalid_grant", "Malformed auth code.")
+        if form.get("redirect_uri") != asked["redirect_uri"]:
+            return oauth_error(400, "redirect_uri_mismatch", "Bad Request")
+        if "code_challenge" in asked:
+            verifier = form.get("code_verifier", "")
+            digest = hashlib.sha256(verifier.encode()).digest()
+            expected = (base64.urlsafe_b64encode(digest).decode().rstrip("=")
+                        if asked.get("code_challenge_method") == "S256" else verifier)
+            if expected != asked["code_challenge"]:
+                return oauth_error(400, "invalid_grant", "Invalid code verifier.")
+        access, refresh = self.grant(asked.get("scope", "").split())
+        grant = self._grants[refresh]
+        return web.json_response({
+            "access_token": access, "expires_in": 3599, "refresh_token": refresh,
+            "scope": " ".join(grant.scopes), "token_type": "Bearer"})
+
+    def _refresh(self, form: dict[str, str]) -> web.Response:
+        grant = self._grants.get(form.get("refresh_token", ""))
+        if grant is None or grant.revoked:
+            return oauth_error(400, "invalid_grant", "Token has been expired or revoked.")
+        scopes = tuple(form["scope"].split()) if form.get("scope") else grant.scopes
+        if not set(scopes) <= set(grant.scopes):
+            return oauth_error(400, "invalid_scope", "Bad Request")
+        return web.json_response({
+            "access_token": self._issue_access(grant, scopes), "expires_in": 3599,
+            "scope": " ".join(scopes), "token_type": "Bearer"})
+
+    async def _revoke(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        token = str(request.query.get("token") or form.get("token") or "")
+        grant = self._grants.get(token) or (self._access[token].grant
+                                            if token in self._access else None)
+        if grant is None or grant.revoked:
+            return oauth_error(400, "invalid_token", "Token expired or revoked")
+        grant.revoked = True
+        return web.json_response({})
+
+
+def oauth_error(status: int, error: str, description: str) -> web.Response:
+    return web.json_response({"error": error, "error_description": description}, status=status)
+
+
+# Handler name -> API method id, for the scope check.
+METHOD_IDS = {
+    "_calendar_list": "calendar.calendarList.list",
+    "_events_list": "calendar.events.list",
+    "_events_get": "calendar.events.get",
+    "_events_insert": "calendar.events.insert",
+    "_events_delete": "calendar.events.delete",
+    "_events_watch": "calendar.events.watch",
+    "_channels_stop": "calendar.channels.stop",
+    "_free_busy": "calendar.freebusy.query",
+}
+
+
+@pytest.fixture
+async def fake_google() -> AsyncIterator[FakeGoogle]:
+    """A started FakeGoogle on 127.0.0.1, stopped after the test."""
+    fake = FakeGoogle()
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.close()
