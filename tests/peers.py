@@ -246,11 +246,12 @@ class XandikosServer(PeerServer):
         self.state = self.folder / "state"
         certs = self.state / "certs"
         certs.mkdir(parents=True)
-        # Xandikos's --autocert reuses selfsigned.crt/.key when present (and
-        # only needs the `cryptography` package to make them itself).
+        # Xandikos's --autocert reuses selfsigned.crt/.key when present, unless
+        # `cryptography` is installed (google-auth brings it) and the certificate
+        # expires within 30 days: then it makes its own, without the IP address.
         subprocess.run(
             ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-             "ec_paramgen_curve:prime256v1", "-nodes", "-days", "30", "-subj", "/CN=127.0.0.1",
+             "ec_paramgen_curve:prime256v1", "-nodes", "-days", "400", "-subj", "/CN=127.0.0.1",
              "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
              "-keyout", str(certs / "selfsigned.key"), "-out", str(certs / "selfsigned.crt")],
             check=True, capture_output=True)
