@@ -127,6 +127,8 @@ class HoldRef:
     booking_id: str
     ref: str
     etag: str | None = None
+    # A meeting link the upstream made for the hold (Google Meet), for the guest.
+    video_link: str = ""
 
 
 @runtime_checkable

@@ -64,6 +64,13 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument("--source", action="append", help="only this source (repeatable)")
     command("urls", "print every feed and API URL with its secret")
     command("status", "print each source's last sync, age and error")
+    auth = command("auth", "authorize a source's account (OAuth) and store its token")
+    auth.add_argument("provider", choices=["google"])
+    auth.add_argument("--source", required=True, help="the [[sources]] name to authorize")
+    auth.add_argument("--no-browser", action="store_true",
+                      help="print the address to open instead of opening a browser")
+    auth.add_argument("--port", type=int, default=0,
+                      help="local port for Google's redirect (default: any free port)")
     return parser
 
 
@@ -76,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check_config(config)
         if args.command == "serve":
             return _serve(config, args.listen)
+        if args.command == "auth":
+            return _auth(config, args)
         return asyncio.run(_offline_command(args.command, config, args))
     except ConfigError as exc:
         print(exc.report(), file=sys.stderr)
@@ -89,6 +98,20 @@ def _check_config(config: Config) -> int:
     enabled = sum(1 for s in config.sources if s.enabled)
     print(f"{config.path}: ok ({len(config.sources)} sources, {enabled} enabled, "
           f"{len(config.calendars)} calendars)")
+    return EXIT_OK
+
+
+def _auth(config: Config, args: argparse.Namespace) -> int:
+    from server.google_auth import authorize  # the OAuth libraries load only for this
+
+    source = config.source(args.source)
+    if source is None or source.kind != args.provider:
+        names = [s.name for s in config.sources if s.kind == args.provider]
+        print(f"--source: {args.source!r} is not a {args.provider} source of {config.path}; "
+              f"{args.provider} sources: {', '.join(names) or 'none'}", file=sys.stderr)
+        return EXIT_CONFIG
+    token_file = authorize(config, source, open_browser=not args.no_browser, port=args.port)
+    print(f"authorized: the token is in {token_file} (mode 0600); the next sync uses it")
     return EXIT_OK
 
 

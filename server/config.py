@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+from server.config_google import GOOGLE_KEYS, GoogleConfig, read_google
 from server.config_pages import (
     BOOKING_MODES,
     DEFAULT_WEEKLY_HOURS,
@@ -60,7 +61,7 @@ __all__ = [
     "load_config", "parse_config",
 ]
 
-SOURCE_KINDS = ("ics", "caldav")
+SOURCE_KINDS = ("ics", "caldav", "google")
 SECRET_PATTERN = re.compile(r"^[A-Za-z0-9_~.-]{16,256}$")
 MIN_POLL_INTERVAL = timedelta(seconds=10)
 DEFAULT_BOOKING_RATE: Rate | None = Rate(10, timedelta(hours=1))
@@ -105,6 +106,7 @@ class SourceConfig:
     calendars: tuple[str, ...] = ()
     hold_calendar: str | None = None
     ca_file: str | None = None
+    google: GoogleConfig | None = None  # kind "google" only
 
     @property
     def zone(self) -> ZoneInfo:
@@ -160,16 +162,21 @@ _SERVER_KEYS = {"listen", "base_url", "database", "timezone", "horizon_days",
                 "rate_limit_bookings", "rate_limit_pages", "trusted_proxies",
                 "caldav_token_retention"}
 _COMMON_SOURCE_KEYS = {
-    "name", "kind", "url", "poll_interval", "stale_after", "timezone", "enabled", "owner_emails",
-    "timeout", "username", "password", "password_env", "password_file", "ca_file",
+    "name", "kind", "poll_interval", "stale_after", "timezone", "enabled", "owner_emails",
+    "timeout",
 }
-# Keys only one kind understands; elsewhere they are errors, not silently ignored.
+_URL_SOURCE_KEYS = {"url", "username", "password", "password_env", "password_file", "ca_file"}
+# Keys only some kinds understand; elsewhere they are errors, not silently ignored.
 _KIND_KEYS: dict[str, set[str]] = {
-    "ics": {"max_bytes"},
-    "caldav": {"calendars", "hold_calendar"},
+    "ics": {"max_bytes"} | _URL_SOURCE_KEYS,
+    "caldav": {"calendars", "hold_calendar"} | _URL_SOURCE_KEYS,
+    "google": {"calendars", "hold_calendar"} | GOOGLE_KEYS,
 }
 _SOURCE_KEYS = _COMMON_SOURCE_KEYS.union(*_KIND_KEYS.values())
-_DEFAULT_POLL = {"ics": timedelta(minutes=5), "caldav": timedelta(minutes=1)}
+_DEFAULT_POLL = {"ics": timedelta(minutes=5), "caldav": timedelta(minutes=1),
+                 "google": timedelta(minutes=2)}
+# Kinds found by a URL; the others (google) know where their API is.
+_URL_KINDS = ("ics", "caldav")
 _CALENDAR_KEYS = {"name", "sources", "secret", "secret_env", "secret_file"}
 
 
@@ -220,8 +227,10 @@ def _read_source(raw: Mapping[str, Any], path: str, reader: Reader, server: Serv
     kind = reader.typed(raw, "kind", f"{path}.kind", str, "ics", required=True) or "ics"
     if kind not in SOURCE_KINDS:
         reader.fail(f"{path}.kind", f"{kind!r} is not a source kind; use one of {SOURCE_KINDS}")
-    reader.table(raw, path, _COMMON_SOURCE_KEYS | _KIND_KEYS.get(kind, set()))
-    url = reader.typed(raw, "url", f"{path}.url", str, "", required=True) or ""
+    # An unknown kind is one error, not one more per key it might have had.
+    reader.table(raw, path, _COMMON_SOURCE_KEYS | _KIND_KEYS.get(kind, _SOURCE_KEYS))
+    url = reader.typed(raw, "url", f"{path}.url", str, "",
+                       required=kind in _URL_KINDS) or ""
     if url:
         url = _check_source_url(kind, url, reader, f"{path}.url")
     poll = reader.converted(raw, "poll_interval", f"{path}.poll_interval",
@@ -257,6 +266,8 @@ def _read_source(raw: Mapping[str, Any], path: str, reader: Reader, server: Serv
         calendars=tuple(calendars or ()),
         hold_calendar=reader.typed(raw, "hold_calendar", f"{path}.hold_calendar", str),
         ca_file=_read_ca_file(raw, f"{path}.ca_file", reader),
+        google=read_google(raw, path, reader, name=name, database=server.database,
+                           base_url=server.base_url) if kind == "google" else None,
     )
 
 

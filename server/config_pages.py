@@ -37,7 +37,8 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # index 0 = Monday
 BOOKING_MODES = ("collective", "round_robin")
 HOLD_STATUSES = ("tentative", "confirmed")
 QUESTION_KINDS = ("text", "textarea")
-HOLD_SOURCE_KINDS = ("caldav",)  # source kinds whose adapter can write holds
+HOLD_SOURCE_KINDS = ("caldav", "google")  # source kinds whose adapter can write holds
+GOOGLE_MEET = "google-meet"  # video_link value: Google makes a Meet link with each hold
 HOLD_TITLE_FIELDS = ("title", "guest_name", "guest_email", "host")
 VIDEO_LINK_FIELDS = ("random", "booking_id")
 _RANGE = re.compile(r"^(\d\d):(\d\d)\s*-\s*(\d\d):(\d\d)$")
@@ -181,6 +182,12 @@ def read_booking_page(raw: Mapping[str, Any], path: str, reader: Reader, known: 
     if minimum_notice >= timedelta(days=max_days_ahead):
         reader.fail(f"{path}.minimum_notice", f"{shown_duration(minimum_notice)} reaches "
                     f"past max_days_ahead ({max_days_ahead} days); nothing could ever be booked")
+    hold_target = _read_hold_target(raw, path, reader, hosts, known)
+    video_link = _read_video_link(raw, path, reader)
+    if video_link == GOOGLE_MEET and (not hold_target or any(
+            known.sources[t.source].kind != "google" for t in hold_target.values())):
+        reader.fail(f"{path}.video_link", f"{shown(GOOGLE_MEET)} needs every host's "
+                    "hold_target to be a google source: Google makes the Meet link with the hold")
     return BookingPageConfig(
         slug=slug, title=title, description=description, hosts=hosts, mode=mode,
         resources=resources, durations=durations, slot_step=slot_step, timezone=timezone,
@@ -189,11 +196,11 @@ def read_booking_page(raw: Mapping[str, Any], path: str, reader: Reader, known: 
         daily_limit=read_int(raw, "daily_limit", path, reader, None, low=1),
         tentative_blocks=bool(reader.typed(raw, "tentative_blocks", f"{path}.tentative_blocks",
                                            bool, True)),
-        hold_target=_read_hold_target(raw, path, reader, hosts, known),
+        hold_target=hold_target,
         hold_title=_read_template(raw, "hold_title", path, reader, "{title}: {guest_name}",
                                   HOLD_TITLE_FIELDS),
         hold_status=read_choice(raw, "hold_status", path, reader, HOLD_STATUSES),
-        video_link=_read_video_link(raw, path, reader),
+        video_link=video_link,
         questions=_read_questions(raw, path, reader),
     )
 
@@ -405,7 +412,7 @@ def _read_one_hold_target(raw: Mapping[str, Any], path: str, reader: Reader,
                     "cannot take holds; use a source of kind "
                     + " or ".join(shown(k) for k in HOLD_SOURCE_KINDS))
         return None
-    calendar = calendar or source.hold_calendar
+    calendar = calendar or source.hold_calendar or ("primary" if source.kind == "google" else None)
     if calendar is None:
         reader.fail(f"{path}.calendar", f"is required: source {shown(name)} has no "
                     "hold_calendar; name the calendar (display name or path) that receives holds")
@@ -447,8 +454,8 @@ def _read_video_link(raw: Mapping[str, Any], path: str, reader: Reader) -> str |
     """An https URL template, e.g. "https://meet.jit.si/fbproxy-{random}"."""
     where = f"{path}.video_link"
     template = reader.typed(raw, "video_link", where, str)
-    if template is None:
-        return None
+    if template is None or template == GOOGLE_MEET:
+        return template
     problems = _template_problems(template, VIDEO_LINK_FIELDS)
     if not problems:
         example = template.format(random="r4nd0m", booking_id="b00k1ng")

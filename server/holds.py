@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from adapters.base import AdapterError, Hold, HoldRef
 from server.clock import Clock, iso
 from server.config import BookingPageConfig
+from server.config_pages import GOOGLE_MEET
 from server.store import BookingRecord, OutboxRow, Store
 from server.sync import retry_delay
 
@@ -40,6 +41,8 @@ def hold_fields(page: BookingPageConfig, booking: BookingRecord, host: str) -> d
     title = page.hold_title.format(title=page.title, guest_name=booking.guest_name,
                                    guest_email=booking.guest_email, host=host)
     link = booking.video_link
+    # "google-meet" asks the Google adapter to have a Meet link made with the hold.
+    location = GOOGLE_MEET if page.video_link == GOOGLE_MEET else link
     lines = [f"Booked through {page.title}.", f"Guest: {booking.guest_name} "
              f"<{booking.guest_email}>"]
     lines += [f"{name}: {answer}" for name, answer in booking.answers.items()]
@@ -48,7 +51,7 @@ def hold_fields(page: BookingPageConfig, booking: BookingRecord, host: str) -> d
     return {
         "title": title, "start": iso(booking.start), "end": iso(booking.end),
         "created": iso(booking.created), "status": page.hold_status.upper(),
-        "description": "\n".join(lines), "location": link, "url": link,
+        "description": "\n".join(lines), "location": location, "url": link,
     }
 
 
@@ -115,6 +118,9 @@ class HoldWorker:
         if row.action == "write":
             ref = await writer.write_hold(_hold(row))
             await self._store.hold_delivered(row, ref=ref.ref, etag=ref.etag)
+            if ref.video_link:
+                # The guest's link, made upstream (Meet); the first host's hold sets it.
+                await self._store.set_video_link(row.booking_id, ref.video_link)
             log.info("hold for booking %s written to %s", row.booking_id, row.source)
             return
         ref_url, etag = await self._store.write_ref(row.booking_id, row.host)

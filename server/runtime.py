@@ -17,6 +17,7 @@ from aiohttp import web
 
 from adapters.base import SourceAdapter
 from adapters.caldav import CaldavAdapter, CaldavSettings
+from adapters.google import GoogleAdapter, GoogleSettings
 from adapters.ics import USER_AGENT, IcsAdapter, IcsSettings
 from server.availability import BusyInterval
 from server.clock import Clock
@@ -49,8 +50,22 @@ def _caldav_adapter(source: SourceConfig, session: aiohttp.ClientSession,
     return CaldavAdapter(source.name, settings, executor=executor)
 
 
+def _google_adapter(source: SourceConfig, session: aiohttp.ClientSession,
+                    executor: ThreadPoolExecutor) -> SourceAdapter:
+    google = source.google
+    assert google is not None, "the config gives every google source its settings"
+    settings = GoogleSettings(
+        client_id=google.client_id, client_secret=str(google.client_secret),
+        token_file=google.token_file, calendars=source.calendars,
+        hold_calendar=source.hold_calendar, timeout_seconds=source.timeout.total_seconds(),
+        api_endpoint=google.api_endpoint, token_uri=google.token_uri,
+        owner_emails=source.owner_emails)
+    return GoogleAdapter(source.name, settings, executor=executor)
+
+
 # The closed registry of source kinds: config strings never import code.
-ADAPTER_KINDS: Mapping[str, AdapterFactory] = {"ics": _ics_adapter, "caldav": _caldav_adapter}
+ADAPTER_KINDS: Mapping[str, AdapterFactory] = {
+    "ics": _ics_adapter, "caldav": _caldav_adapter, "google": _google_adapter}
 
 
 @dataclass

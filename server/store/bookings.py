@@ -48,6 +48,12 @@ class BookingQueries(StoreBase):
                 (now, booking_id))
             return cursor.rowcount == 1
 
+    async def set_video_link(self, booking_id: str, link: str) -> None:
+        """Give a booking the link its upstream hold got (Meet), unless it has one."""
+        async with self._transaction() as db:
+            await db.execute("UPDATE bookings SET video_link = ? WHERE id = ? AND video_link = ''",
+                             (link, booking_id))
+
     async def booking_starts(self, host: str, start: int, end: int) -> list[int]:
         """Start times of the host's confirmed bookings in [start, end) (daily limits)."""
         return await _booking_starts(self._reader, host, start, end)

@@ -1,0 +1,417 @@
+"""Google Calendar sources: events.list with sync tokens, and holds as inserted events.
+
+The client library is blocking (httplib2), so every call runs in a worker
+thread, one at a time per source: httplib2 is not thread-safe, and Google
+rate-limits per user anyway. Each calendar is its own stream with its own
+``nextSyncToken``; a 410 on a stale token resyncs that calendar in full.
+
+Events become minimal iCalendar items: times, status, transparency and the
+hold marker. Titles, descriptions and attendees are never stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import google_auth_httplib2
+import httplib2
+from google.auth.exceptions import RefreshError, TransportError
+from google.oauth2.credentials import Credentials
+from googleapiclient.discovery import build
+from googleapiclient.errors import HttpError
+from icalendar import Calendar, Event
+
+from adapters.base import (
+    HOLD_MARKER,
+    AdapterError,
+    AuthExpired,
+    BadUpstreamData,
+    Capabilities,
+    ChangeSet,
+    Hold,
+    HoldRef,
+    Item,
+    SkippedItem,
+    SyncState,
+    UpstreamUnavailable,
+)
+
+READ_SCOPE = "https://www.googleapis.com/auth/calendar.events.readonly"
+WRITE_SCOPE = "https://www.googleapis.com/auth/calendar.events"
+# Where a hold's booking id travels (extendedProperties.private), so it is
+# recognised when it comes back through sync.
+BOOKING_PROPERTY = "fbproxyBooking"
+PAGE_SIZE = 250
+RETRIES = 3  # the library's own retries, with backoff, for 5xx and 429
+# Event types that never make anyone busy.
+_NOT_BUSY_TYPES = {"workingLocation", "birthday"}
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class GoogleSettings:
+    client_id: str
+    client_secret: str
+    token_file: Path
+    calendars: tuple[str, ...] = ()  # calendar ids; () = the primary calendar
+    hold_calendar: str | None = None
+    timeout_seconds: float = 30.0
+    api_endpoint: str = "https://www.googleapis.com/calendar/v3/"
+    token_uri: str = "https://oauth2.googleapis.com/token"
+    owner_emails: tuple[str, ...] = ()
+
+    @property
+    def calendar_ids(self) -> tuple[str, ...]:
+        return self.calendars or ("primary",)
+
+
+def scopes_for(holds: bool) -> list[str]:
+    """The narrowest scope that does the job: read events, or read and write them."""
+    return [WRITE_SCOPE] if holds else [READ_SCOPE]
+
+
+def save_token(token_file: Path, refresh_token: str, scopes: Sequence[str],
+               token_uri: str) -> None:
+    """Write the refresh token 0600, atomically (a half-written file is never read)."""
+    token_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    document = {"refresh_token": refresh_token, "scopes": list(scopes), "token_uri": token_uri,
+                "saved": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    handle, temporary = tempfile.mkstemp(dir=token_file.parent, prefix=".token-")
+    try:
+        os.fchmod(handle, 0o600)
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            json.dump(document, stream)
+        os.replace(temporary, token_file)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def hold_event_id(booking_id: str) -> str:
+    """The hold's Google event id: base32hex of the booking id, so a retry is a 409."""
+    return base64.b32hexencode(booking_id.encode()).decode().lower().rstrip("=")
+
+
+class GoogleAdapter:
+    """Keeps the calendars of one Google account in sync, and writes holds there."""
+
+    capabilities = Capabilities(incremental=True, push=True, holds=True)
+
+    def __init__(self, name: str, settings: GoogleSettings, *,
+                 executor: Executor | None = None,
+                 http_factory: Callable[[], httplib2.Http] | None = None) -> None:
+        self.name = name
+        self.settings = settings
+        self._executor = executor
+        self._http_factory = http_factory or (
+            lambda: httplib2.Http(timeout=int(settings.timeout_seconds)))
+        self._service: Any = None
+        self._credentials: Credentials | None = None
+        self._lock = threading.Lock()
+
+    async def close(self) -> None:
+        self._service = None
+
+    async def _run(self, blocking: Callable[[], T]) -> T:
+        def locked() -> T:
+            with self._lock:
+                return blocking()
+        return await asyncio.get_running_loop().run_in_executor(self._executor, locked)
+
+    # -- connection ---------------------------------------------------------------
+
+    def _api(self) -> Any:
+        if self._service is None:
+            credentials = self._load_credentials()
+            http = google_auth_httplib2.AuthorizedHttp(credentials, http=self._http_factory())
+            self._service = build("calendar", "v3", http=http, static_discovery=True,
+                                  cache_discovery=False,
+                                  client_options={"api_endpoint": self.settings.api_endpoint})
+            self._credentials = credentials
+        return self._service
+
+    def _load_credentials(self) -> Credentials:
+        path = self.settings.token_file
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+            refresh_token = str(document["refresh_token"])
+            scopes = [str(s) for s in document.get("scopes", [])]
+        except FileNotFoundError as exc:
+            raise AuthExpired(f"not authorized yet: run `fbproxy auth google --source "
+                              f"{self.name}`", source=self.name) from exc
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise AuthExpired(f"cannot read the token file {path}: {exc}; run `fbproxy auth "
+                              f"google --source {self.name}` again", source=self.name) from exc
+        credentials: Credentials = Credentials(  # type: ignore[no-untyped-call]
+            token=None, refresh_token=refresh_token, token_uri=self.settings.token_uri,
+            client_id=self.settings.client_id, client_secret=self.settings.client_secret,
+            scopes=scopes)
+        return credentials
+
+    def _execute(self, request: Any) -> Any:
+        """Run one API request, turning library errors into adapter errors."""
+        try:
+            return request.execute(num_retries=RETRIES)
+        except RefreshError as exc:
+            self._service = None  # read the token file again next time (after `auth`)
+            raise AuthExpired(f"Google refused the refresh token ({exc}); run `fbproxy auth "
+                              f"google --source {self.name}`", source=self.name) from exc
+        except HttpError as exc:
+            status = int(exc.resp.status)
+            if status == 401:
+                self._service = None
+                raise AuthExpired(f"Google refused the credentials: {_reason(exc)}; run "
+                                  f"`fbproxy auth google --source {self.name}`",
+                                  source=self.name) from exc
+            if status in (429, 500, 502, 503, 504) or (status == 403 and _reason(exc) in (
+                    "rateLimitExceeded", "userRateLimitExceeded")):
+                raise UpstreamUnavailable(f"Google answered {status}: {_reason(exc)}",
+                                          source=self.name) from exc
+            raise
+        except (TransportError, httplib2.HttpLib2Error, OSError, TimeoutError) as exc:
+            raise UpstreamUnavailable(f"cannot reach Google: {exc}", source=self.name) from exc
+
+    # -- sync -----------------------------------------------------------------------
+
+    async def sync(self, state: SyncState) -> ChangeSet:
+        changes: ChangeSet = await self._run(lambda: self._sync_blocking(state))
+        return changes
+
+    def _sync_blocking(self, state: SyncState) -> ChangeSet:
+        api = self._api()
+        previous = state.get("calendars", {})
+        tokens: dict[str, Any] = dict(previous) if isinstance(previous, Mapping) else {}
+        upserted: list[Item] = []
+        deleted: list[str] = []
+        skipped: list[SkippedItem] = []
+        full_scopes: list[str] = []
+        requests = 0
+        for calendar_id in self.settings.calendar_ids:
+            known = tokens.get(calendar_id)
+            token = known.get("sync_token") if isinstance(known, Mapping) else None
+            try:
+                pages, requests_made = self._list(api, calendar_id, token)
+            except HttpError as exc:
+                if int(exc.resp.status) != 410 or token is None:
+                    raise self._unexpected(exc, calendar_id) from exc
+                # The token expired upstream: this calendar syncs again in full.
+                pages, requests_made = self._list(api, calendar_id, None)
+                token = None
+            requests += requests_made
+            if token is None:
+                full_scopes.append(_prefix(calendar_id))
+            zone = _zone(pages.time_zone)
+            for event in pages.items:
+                key = _prefix(calendar_id) + str(event.get("id", ""))
+                try:
+                    item = self._item(key, event, zone)
+                except (KeyError, TypeError, ValueError) as exc:
+                    skipped.append(SkippedItem(key, f"unreadable event: {exc}"))
+                    continue
+                if item is None:
+                    deleted.append(key)
+                else:
+                    upserted.append(item)
+            tokens[calendar_id] = {"sync_token": pages.next_sync_token,
+                                   "time_zone": pages.time_zone}
+        # Calendars no longer configured are dropped from the state (and, being
+        # full scopes never again, their items stay until the source is reset).
+        tokens = {k: v for k, v in tokens.items() if k in self.settings.calendar_ids}
+        unchanged = not upserted and not deleted and not full_scopes
+        return ChangeSet(state={"calendars": tokens}, upserted=tuple(upserted),
+                         deleted=tuple(deleted), skipped=tuple(skipped),
+                         full_scopes=tuple(full_scopes), unchanged=unchanged,
+                         requests=requests, fetched=len(upserted) + len(deleted))
+
+    def _list(self, api: Any, calendar_id: str, token: str | None) -> tuple[_Pages, int]:
+        items: list[Mapping[str, Any]] = []
+        page_token: str | None = None
+        requests = 0
+        time_zone = "UTC"
+        while True:
+            params: dict[str, Any] = {"calendarId": calendar_id, "singleEvents": True,
+                                      "showDeleted": token is not None, "maxResults": PAGE_SIZE}
+            if token is not None:
+                params["syncToken"] = token  # alone: time bounds are refused with it
+            if page_token is not None:
+                params["pageToken"] = page_token
+            response = self._execute(api.events().list(**params))
+            requests += 1
+            if not isinstance(response, Mapping):
+                raise BadUpstreamData("events.list did not answer an object", source=self.name)
+            items += [e for e in response.get("items", []) if isinstance(e, Mapping)]
+            time_zone = str(response.get("timeZone") or time_zone)
+            page_token = response.get("nextPageToken")
+            if not page_token:
+                next_token = response.get("nextSyncToken")
+                if not isinstance(next_token, str):
+                    raise BadUpstreamData("the last events.list page had no nextSyncToken",
+                                          source=self.name)
+                return _Pages(items, next_token, time_zone), requests
+
+    def _unexpected(self, exc: HttpError, calendar_id: str) -> AdapterError:
+        status = int(exc.resp.status)
+        if status == 404:
+            return BadUpstreamData(f"calendar {calendar_id!r} does not exist or is not shared "
+                                   "with this account", source=self.name)
+        if status == 403:
+            return AuthExpired(f"no access to calendar {calendar_id!r} ({_reason(exc)}); run "
+                               f"`fbproxy auth google --source {self.name}`", source=self.name)
+        return UpstreamUnavailable(f"Google answered {status}: {_reason(exc)}", source=self.name)
+
+    def _item(self, key: str, event: Mapping[str, Any], zone: ZoneInfo) -> Item | None:
+        """The event as a minimal VEVENT, or None when it does not (or no longer) block."""
+        if event.get("status") == "cancelled" or event.get("eventType") in _NOT_BUSY_TYPES:
+            return None
+        if self._declined(event):
+            return None
+        start = _instant(event["start"], zone)
+        end = _instant(event["end"], zone)
+        if end <= start:
+            return None  # a reminder-like point in time takes no time
+        calendar = Calendar()
+        calendar.add("PRODID", "-//fbproxy//google adapter//EN")
+        calendar.add("VERSION", "2.0")
+        vevent = Event()
+        vevent.add("UID", key)
+        vevent.add("DTSTAMP", datetime(2000, 1, 1, tzinfo=UTC))  # stable: the hash stays put
+        vevent.add("DTSTART", start)
+        vevent.add("DTEND", end)
+        vevent.add("STATUS", "TENTATIVE" if event.get("status") == "tentative" else "CONFIRMED")
+        if event.get("transparency") == "transparent":
+            vevent.add("TRANSP", "TRANSPARENT")
+        private = (event.get("extendedProperties") or {}).get("private") or {}
+        if isinstance(private, Mapping) and isinstance(private.get(BOOKING_PROPERTY), str):
+            vevent.add(HOLD_MARKER, private[BOOKING_PROPERTY])
+        calendar.add_component(vevent)
+        return Item(key=key, ical=calendar.to_ical().decode(), etag=event.get("etag"))
+
+    def _declined(self, event: Mapping[str, Any]) -> bool:
+        owners = set(self.settings.owner_emails)
+        for attendee in event.get("attendees") or ():
+            if not isinstance(attendee, Mapping):
+                continue
+            mine = attendee.get("self") is True or str(attendee.get("email", "")).lower() in owners
+            if mine and attendee.get("responseStatus") == "declined":
+                return True
+        return False
+
+    # -- holds --------------------------------------------------------------------
+
+    async def write_hold(self, hold: Hold) -> HoldRef:
+        ref: HoldRef = await self._run(lambda: self._write_hold_blocking(hold))
+        return ref
+
+    def _write_hold_blocking(self, hold: Hold) -> HoldRef:
+        api = self._api()
+        calendar_id = hold.calendar or self.settings.hold_calendar or "primary"
+        event_id = hold_event_id(hold.booking_id)
+        body: dict[str, Any] = {
+            "id": event_id, "summary": hold.title, "description": hold.description,
+            "start": {"dateTime": _rfc3339(hold.start)}, "end": {"dateTime": _rfc3339(hold.end)},
+            "status": "tentative" if hold.status == "TENTATIVE" else "confirmed",
+            "transparency": "opaque",
+            "extendedProperties": {"private": {BOOKING_PROPERTY: hold.booking_id}},
+        }
+        meet = hold.location == GOOGLE_MEET
+        if meet:
+            body["conferenceData"] = {"createRequest": {
+                "requestId": event_id, "conferenceSolutionKey": {"type": "hangoutsMeet"}}}
+        elif hold.location:
+            body["location"] = hold.location
+        try:
+            created = self._execute(api.events().insert(
+                calendarId=calendar_id, body=body, conferenceDataVersion=1 if meet else 0,
+                sendUpdates="none"))
+        except HttpError as exc:
+            if int(exc.resp.status) != 409:
+                raise self._unexpected(exc, calendar_id) from exc
+            # Already there: an earlier attempt landed before a crash or timeout.
+            created = self._execute(api.events().get(calendarId=calendar_id, eventId=event_id))
+        return HoldRef(hold.booking_id, f"{calendar_id}/{event_id}",
+                       video_link=meet_link(created))
+
+    async def delete_hold(self, ref: HoldRef) -> None:
+        await self._run(lambda: self._delete_hold_blocking(ref))
+
+    def _delete_hold_blocking(self, ref: HoldRef) -> None:
+        calendar_id, _, event_id = ref.ref.rpartition("/")
+        try:
+            self._execute(self._api().events().delete(calendarId=calendar_id, eventId=event_id,
+                                                      sendUpdates="none"))
+        except HttpError as exc:
+            if int(exc.resp.status) not in (404, 410):  # already gone
+                raise self._unexpected(exc, calendar_id) from exc
+
+
+# A hold whose location is this gets a Google Meet link made by Google.
+GOOGLE_MEET = "google-meet"
+
+
+def meet_link(event: Mapping[str, Any]) -> str:
+    """The video link Google made for an event, if any."""
+    link = event.get("hangoutLink")
+    if isinstance(link, str) and link.startswith("https://"):
+        return link
+    for entry in (event.get("conferenceData") or {}).get("entryPoints") or ():
+        if isinstance(entry, Mapping) and entry.get("entryPointType") == "video":
+            uri = entry.get("uri")
+            if isinstance(uri, str) and uri.startswith("https://"):
+                return uri
+    return ""
+
+
+@dataclass(frozen=True)
+class _Pages:
+    items: list[Mapping[str, Any]]
+    next_sync_token: str
+    time_zone: str
+
+
+def _prefix(calendar_id: str) -> str:
+    return f"{calendar_id}/"
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def _instant(value: Mapping[str, Any], zone: ZoneInfo) -> datetime:
+    """A Google start/end: dateTime (with offset), or an all-day date in the calendar's zone."""
+    if "dateTime" in value:
+        moment = datetime.fromisoformat(str(value["dateTime"]).replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=_zone(str(value.get("timeZone") or zone.key)))
+        return moment.astimezone(UTC)
+    day = date.fromisoformat(str(value["date"]))
+    return datetime.combine(day, time(), zone).astimezone(UTC)
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _reason(exc: HttpError) -> str:
+    try:
+        error = json.loads(exc.content.decode())["error"]
+        errors = error.get("errors") or [{}]
+        return str(errors[0].get("reason") or error.get("message") or exc.resp.status)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+        return str(exc.resp.status)
+

@@ -1,0 +1,239 @@
+"""Google sources through the real google-api-python-client, against tests/fake_google.py."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import stat
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from adapters.google import BOOKING_PROPERTY, READ_SCOPE, WRITE_SCOPE, hold_event_id, save_token
+from tests.fake_google import FakeGoogle
+
+OWNER = "alex@example.org"
+AUTH = {"Authorization": "Bearer s3cret-s3cret-s3cret-0001"}
+
+
+def timed(event_id: str, start: str, end: str, **extra: Any) -> dict[str, Any]:
+    return {"id": event_id, "summary": "Private title", "start": {"dateTime": start},
+            "end": {"dateTime": end}, **extra}
+
+
+def source(fake: FakeGoogle, tmp_path: Path, *, scopes: list[str] | None = None,
+           **extra: Any) -> dict[str, Any]:
+    """A google source authorized as if `fbproxy auth google` had run."""
+    token_file = tmp_path / "google.token.json"
+    granted = scopes or [WRITE_SCOPE]
+    _access, refresh = fake.grant(granted)
+    save_token(token_file, refresh, granted, fake.token_uri)
+    return {"name": "g", "kind": "google", "client_id": fake.client_id,
+            "client_secret": fake.client_secret, "token_file": str(token_file),
+            "api_endpoint": fake.api_endpoint, "token_uri": fake.token_uri,
+            "auth_uri": fake.auth_uri, "owner_emails": [OWNER], **extra}
+
+
+async def busy(client: Any, day: str = "2026-11-26") -> list[tuple[str, str, str]]:
+    response = await client.get(f"/api/v1/freebusy?start={day}&end=2026-11-30", headers=AUTH)
+    assert response.status == 200, await response.text()
+    blocks = (await response.json())["busy"]
+    return [(b["start"][8:16], b["end"][11:16], b["status"]) for b in blocks]
+
+
+@pytest.fixture
+def google(fake_google: FakeGoogle) -> FakeGoogle:
+    fake_google.add_calendar(OWNER, "Alex", primary=True)
+    return fake_google
+
+
+async def test_first_sync_maps_what_blocks_and_what_does_not(google, tmp_path, make_config,
+                                                             serve, monkeypatch) -> None:
+    monkeypatch.setattr("adapters.google.PAGE_SIZE", 2)  # seven events: four pages
+    for event in (
+        timed("busy1", "2026-11-26T09:00:00Z", "2026-11-26T10:00:00Z"),
+        timed("tent1", "2026-11-26T11:00:00+01:00", "2026-11-26T12:00:00+01:00",
+              status="tentative"),
+        timed("free1", "2026-11-26T12:00:00Z", "2026-11-26T13:00:00Z", transparency="transparent"),
+        timed("declined", "2026-11-26T14:00:00Z", "2026-11-26T15:00:00Z", attendees=[
+            {"email": OWNER, "self": True, "responseStatus": "declined"}]),
+        timed("where", "2026-11-26T15:00:00Z", "2026-11-26T16:00:00Z",
+              eventType="workingLocation"),
+        timed("ooo", "2026-11-27T08:00:00Z", "2026-11-27T09:00:00Z", eventType="outOfOffice"),
+        {"id": "allday", "start": {"date": "2026-11-28"}, "end": {"date": "2026-11-29"}},
+    ):
+        google.put_event(OWNER, event)
+    client, runtime = await serve(make_config([source(google, tmp_path)]))
+    [outcome] = await runtime.sync.run_all_once()
+    assert outcome.ok, outcome
+    assert await busy(client) == [
+        ("26T09:00", "10:00", "busy"), ("26T10:00", "11:00", "tentative"),
+        ("27T08:00", "09:00", "busy"), ("28T00:00", "00:00", "busy")]  # all-day in UTC
+    lists = [q for m, p, q in google.requests if p.endswith("/events") and m == "GET"]
+    assert len(lists) == 4 and [("pageToken" in q) for q in lists] == [False, True, True, True]
+    assert all(q.get("singleEvents") == "true" and "syncToken" not in q for q in lists)
+    stored = await runtime.store.item_hashes(runtime.source_ids["g"])
+    assert "primary/busy1" in stored
+
+
+async def test_incremental_rounds_send_only_the_sync_token(google, tmp_path, make_config,
+                                                           serve) -> None:
+    google.put_event(OWNER, timed("a", "2026-11-26T09:00:00Z", "2026-11-26T10:00:00Z"))
+    google.put_event(OWNER, timed("b", "2026-11-26T11:00:00Z", "2026-11-26T12:00:00Z"))
+    client, runtime = await serve(make_config([source(google, tmp_path)]))
+    await runtime.sync.run_all_once()
+    google.requests.clear()
+    google.put_event(OWNER, timed("a", "2026-11-26T09:30:00Z", "2026-11-26T10:30:00Z"))
+    google.cancel_event(OWNER, "b")
+    google.put_event(OWNER, timed("c", "2026-11-27T09:00:00Z", "2026-11-27T09:30:00Z"))
+    [outcome] = await runtime.sync.run_all_once()
+    assert outcome.ok
+    assert await busy(client) == [("26T09:30", "10:30", "busy"), ("27T09:00", "09:30", "busy")]
+    [(_, _, query)] = google.requests
+    assert "syncToken" in query and not {"timeMin", "timeMax"} & set(query)
+    google.requests.clear()
+    await runtime.sync.run_all_once()
+    assert len(google.requests) == 1, "a round without changes is one request"
+
+
+async def test_a_stale_sync_token_means_one_full_resync(google, tmp_path, make_config,
+                                                        serve) -> None:
+    google.put_event(OWNER, timed("a", "2026-11-26T09:00:00Z", "2026-11-26T10:00:00Z"))
+    google.put_event(OWNER, timed("b", "2026-11-26T11:00:00Z", "2026-11-26T12:00:00Z"))
+    client, runtime = await serve(make_config([source(google, tmp_path)]))
+    await runtime.sync.run_all_once()
+    google.cancel_event(OWNER, "b")
+    google.expire_sync_tokens()
+    google.requests.clear()
+    [outcome] = await runtime.sync.run_all_once()
+    assert outcome.ok, outcome
+    statuses = [q.get("syncToken") is not None for _m, _p, q in google.requests]
+    assert statuses == [True, False], "one 410, then one full listing"
+    assert await busy(client) == [("26T09:00", "10:00", "busy")]
+
+
+async def test_a_revoked_token_asks_for_reauthorization(google, tmp_path, make_config,
+                                                        serve) -> None:
+    google.put_event(OWNER, timed("a", "2026-11-26T09:00:00Z", "2026-11-26T10:00:00Z"))
+    client, runtime = await serve(make_config([source(google, tmp_path)]))
+    await runtime.sync.run_all_once()
+    google.revoke_refresh_tokens()
+    google.expire_access_tokens()
+    [outcome] = await runtime.sync.run_all_once()
+    assert not outcome.ok
+    [record] = await runtime.store.sources()
+    assert record.needs_reauth and "fbproxy auth google --source g" in (record.last_error or "")
+    answer = await (await client.get("/api/v1/freebusy", headers=AUTH)).json()
+    assert answer["sources"][0]["needs_reauth"] is True
+    assert await busy(client) == [("26T09:00", "10:00", "busy")], "the last good data serves"
+
+
+async def test_a_5xx_storm_backs_off_and_recovers(google, tmp_path, make_config, serve,
+                                                  monkeypatch) -> None:
+    import googleapiclient.http
+
+    waits: list[float] = []
+    # The library's own retry backoff sleeps in its thread; record instead of waiting.
+    monkeypatch.setattr(googleapiclient.http.time, "sleep", waits.append)
+    google.put_event(OWNER, timed("a", "2026-11-26T09:00:00Z", "2026-11-26T10:00:00Z"))
+    client, runtime = await serve(make_config([source(google, tmp_path)]))
+    google.fail_next(20, 503)
+    [outcome] = await runtime.sync.run_all_once()
+    assert not outcome.ok and "503" in str(outcome.error)
+    assert len(waits) == 3 and max(waits) <= 8, "three retries with jittered backoff"
+    [record] = await runtime.store.sources()
+    assert record.consecutive_failures == 1 and not record.needs_reauth
+    google.fail_next(0)
+    google._failures.clear()  # noqa: SLF001 - the storm is over
+    [outcome] = await runtime.sync.run_all_once()
+    assert outcome.ok
+    assert await busy(client) == [("26T09:00", "10:00", "busy")]
+
+
+def meet_page(**extra: Any) -> dict[str, Any]:
+    return {"slug": "intro", "title": "Intro call", "hosts": ["me"], "duration": "30m",
+            "timezone": "UTC", "minimum_notice": "1h",
+            "hours": {d: ["09:00-12:00"] for d in ("mon", "tue", "wed", "thu", "fri")},
+            "hold_target": {"me": {"source": "g"}}, "video_link": "google-meet", **extra}
+
+
+async def test_a_hold_lands_once_with_a_meet_link_and_cancel_removes_it(
+        google, tmp_path, make_config, serve) -> None:
+    config = make_config([source(google, tmp_path)], booking_pages=[meet_page()])
+    client, runtime = await serve(config)
+    await runtime.sync.run_all_once()
+    response = await client.post("/api/v1/pages/intro/bookings", json={
+        "start": "2026-11-26T10:00:00Z", "name": "Sam", "email": "sam@example.org"})
+    assert response.status == 201
+    booking = await response.json()
+    assert booking["video_link"] is None, "Google makes the link with the hold"
+    assert await runtime.holds.run_once() == 1
+    [hold] = google.events(OWNER)
+    assert hold["id"] == hold_event_id(booking["id"])
+    assert hold["status"] == "tentative" and hold["transparency"] == "opaque"
+    assert hold["extendedProperties"]["private"][BOOKING_PROPERTY] == booking["id"]
+    link = hold["hangoutLink"]
+    stored = await runtime.store.booking(booking["id"])
+    assert stored is not None and stored.video_link == link
+    page = await (await client.get(booking["manage_url"].split("8080", 1)[1])).text()
+    assert link in page
+
+    # A retry after a crash between the insert and "done": 409, still one event.
+    await runtime.store._writer.execute(  # noqa: SLF001 - simulating the crash window
+        "UPDATE hold_outbox SET state = 'pending' WHERE booking_id = ?", (booking["id"],))
+    assert await runtime.holds.run_once() == 1
+    assert len(google.events(OWNER)) == 1
+    # Synced back, the hold is recognised and counted once (by the booking).
+    await runtime.sync.run_all_once()
+    assert await busy(client) == [("26T10:00", "10:30", "busy")]
+
+    assert (await client.post(booking["cancel_url"].split("8080", 1)[1])).status == 200
+    assert await runtime.holds.run_once() == 1
+    assert google.events(OWNER) == []
+    await runtime.sync.run_all_once()
+    assert await busy(client) == []
+
+
+async def test_auth_google_runs_the_consent_flow_and_stores_the_token(google, tmp_path,
+                                                                       make_config) -> None:
+    config_file = tmp_path / "config.toml"
+    token_file = tmp_path / "state" / "g.token.json"
+    config_file.write_text(f"""
+[server]
+database = "{tmp_path / 'db.sqlite3'}"
+[[sources]]
+name = "g"
+kind = "google"
+client_id = "{google.client_id}"
+client_secret = "{google.client_secret}"
+token_file = "{token_file}"
+api_endpoint = "{google.api_endpoint}"
+token_uri = "{google.token_uri}"
+auth_uri = "{google.auth_uri}"
+[[calendars]]
+name = "me"
+sources = ["g"]
+""")
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("fbproxy")), "auth", "google", "--config",
+        str(config_file), "--source", "g", "--no-browser",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "OAUTHLIB_INSECURE_TRANSPORT": "1"})  # the fake speaks http
+    assert process.stdout is not None
+    url = ""
+    while not url:
+        line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+        assert line, "fbproxy auth ended without printing the consent address"
+        url = next(iter(re.findall(r"http://127\.0\.0\.1:\d+/auth\?\S+", line)), "")
+    # The user's browser says yes.
+    async with aiohttp.ClientSession() as browser, browser.get(url) as answer:
+        assert answer.status == 200
+    output, _ = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, output.decode()
+    assert token_file.exists() and stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert google.requested_scopes == [READ_SCOPE], "no holds: read-only access"
+    assert "refresh_token" in token_file.read_text()
