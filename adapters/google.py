@@ -357,6 +357,38 @@ class GoogleAdapter:
                 raise self._unexpected(exc, calendar_id) from exc
 
 
+    # -- push -----------------------------------------------------------------------
+
+    async def watch(self, calendar_id: str, *, channel_id: str, token: str, address: str,
+                    ttl_seconds: int) -> tuple[str, int]:
+        """Ask Google to notify ``address`` of changes: (resource id, expiry in Unix seconds)."""
+        def blocking() -> tuple[str, int]:
+            body = {"id": channel_id, "type": "web_hook", "address": address, "token": token,
+                    "params": {"ttl": str(ttl_seconds)}}
+            try:
+                channel = self._execute(self._api().events().watch(calendarId=calendar_id,
+                                                                   body=body))
+            except HttpError as exc:
+                raise self._unexpected(exc, calendar_id) from exc
+            try:
+                return str(channel["resourceId"]), int(channel["expiration"]) // 1000
+            except (KeyError, TypeError, ValueError) as exc:
+                raise BadUpstreamData(f"events.watch answered without resourceId/expiration: "
+                                      f"{exc}", source=self.name) from exc
+        return await self._run(blocking)
+
+    async def stop_channel(self, channel_id: str, resource_id: str) -> None:
+        """Stop a channel; one Google no longer knows (404) is stopped already."""
+        def blocking() -> None:
+            try:
+                self._execute(self._api().channels().stop(
+                    body={"id": channel_id, "resourceId": resource_id}))
+            except HttpError as exc:
+                if int(exc.resp.status) != 404:
+                    raise self._unexpected(exc, "channels") from exc
+        await self._run(blocking)
+
+
 # A hold whose location is this gets a Google Meet link made by Google.
 GOOGLE_MEET = "google-meet"
 

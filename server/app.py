@@ -39,6 +39,8 @@ def create_app(config: Config, *, store: Store | None = None,
                 runtime.sync.start()
                 if runtime.holds is not None:
                     runtime.holds.start()
+                if runtime.push is not None:
+                    runtime.push.start()
             yield
 
     app.cleanup_ctx.append(runtime_ctx)

@@ -40,7 +40,8 @@ def read_google(raw: Mapping[str, Any], path: str, reader: Reader, *, name: str,
     token_file = reader.path(token_name) if token_name else \
         database.parent / f"google-{name}.token.json"
     push = bool(reader.typed(raw, "push", f"{path}.push", bool, False))
-    if push and urlsplit(base_url).scheme != "https":
+    loopback = urlsplit(base_url).hostname in ("127.0.0.1", "::1", "localhost")
+    if push and urlsplit(base_url).scheme != "https" and not loopback:
         reader.fail(f"{path}.push", "Google only notifies https addresses: set server.base_url "
                     "to fbproxy's public https URL, or leave push off (polling still works)")
     endpoints = {}

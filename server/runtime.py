@@ -23,6 +23,7 @@ from server.availability import BusyInterval
 from server.clock import Clock
 from server.config import CalendarConfig, Config, SourceConfig
 from server.holds import HoldWorker
+from server.push import HOOK_PATH, GooglePush, Watcher
 from server.store import Store
 from server.sync import SourceSyncer, SyncManager
 
@@ -79,6 +80,7 @@ class Runtime:
     source_ids: dict[str, int]
     calendar_secrets: dict[str, str] = field(repr=False)
     holds: HoldWorker | None = None
+    push: GooglePush | None = None  # when a google source has push = true
     # Per calendar: ((instance generation, window), merged synced busy blocks) ...
     timelines: dict[str, tuple[tuple[object, ...], list[BusyInterval]]] = field(
         default_factory=dict, repr=False)
@@ -137,7 +139,25 @@ async def open_runtime(config: Config, *, clock: Clock, store: Store | None = No
         writers = {s.source.name: s.adapter for s in syncers if s.adapter.capabilities.holds}
         holds = HoldWorker(store, writers, clock)  # type: ignore[arg-type]
         stack.push_async_callback(holds.stop)
+        push = _google_push(config, store, clock, manager)
+        if push is not None:
+            stack.push_async_callback(push.stop)
         yield Runtime(config=config, store=store, clock=clock, executor=executor,
                       session=session, sync=manager, source_ids=source_ids,
-                      calendar_secrets=secrets, holds=holds)
+                      calendar_secrets=secrets, holds=holds, push=push)
+
+
+def _google_push(config: Config, store: Store, clock: Clock,
+                 manager: SyncManager) -> GooglePush | None:
+    watchers: dict[str, Watcher] = {}
+    calendars: dict[str, tuple[str, ...]] = {}
+    for name, syncer in manager.syncers.items():
+        google = syncer.source.google
+        if google is not None and google.push and isinstance(syncer.adapter, GoogleAdapter):
+            watchers[name] = syncer.adapter
+            calendars[name] = syncer.adapter.settings.calendar_ids
+    if not watchers:
+        return None
+    return GooglePush(store, clock, manager, address=config.server.base_url + HOOK_PATH,
+                      calendars=calendars, watchers=watchers)
 

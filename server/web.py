@@ -25,6 +25,7 @@ from server.errors import RequestError
 from server.feeds import clip, render_busy_feed, render_freebusy
 from server.form import form_error, setup_form
 from server.pages import api_cancel_booking, api_create_booking, api_page_slots
+from server.push import HOOK_PATH
 from server.runtime import RUNTIME, Runtime
 
 log = logging.getLogger("fbproxy.web")
@@ -44,6 +45,7 @@ class CachedFeed:
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
+    app.router.add_post(HOOK_PATH, google_hook)
     app.router.add_get("/feeds/{secret}/busy.ics", busy_feed)
     app.router.add_get("/feeds/{secret}/freebusy.ics", freebusy_feed)
     app.router.add_get("/api/v1/freebusy", api_freebusy)
@@ -109,6 +111,17 @@ class RedactingAccessLogger(AbstractAccessLogger):
 
 async def index(request: web.Request) -> web.Response:
     return web.Response(text="fbproxy: a free/busy proxy. Feed URLs: run `fbproxy urls`.\n")
+
+
+async def google_hook(request: web.Request) -> web.Response:
+    """POST /hooks/google: Google says a watched calendar changed; wake its sync."""
+    push = request.app[RUNTIME].push
+    headers = request.headers
+    if push is None or not await push.notified(
+            headers.get("X-Goog-Channel-ID", ""), headers.get("X-Goog-Channel-Token", ""),
+            headers.get("X-Goog-Resource-State", ""), headers.get("X-Goog-Resource-ID", "")):
+        raise RequestError(404, "no such channel")
+    return web.Response(status=200)
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -237,3 +237,97 @@ sources = ["g"]
     assert token_file.exists() and stat.S_IMODE(token_file.stat().st_mode) == 0o600
     assert google.requested_scopes == [READ_SCOPE], "no holds: read-only access"
     assert "refresh_token" in token_file.read_text()
+
+
+async def test_push_notifications_wake_the_sync_and_channels_are_renewed(
+        google, tmp_path, make_config, aiohttp_client, clock) -> None:
+    from datetime import timedelta
+
+    from server.app import create_app
+    from server.runtime import RUNTIME
+    from tests.peers import free_port
+
+    port = free_port()
+    config = make_config([source(google, tmp_path, push=True)],
+                         base_url=f"http://127.0.0.1:{port}")
+    app = create_app(config, clock=clock, start_sync=False)
+    client = await aiohttp_client(app, server_kwargs={"port": port})
+    runtime = app[RUNTIME]
+    assert runtime.push is not None
+    await runtime.push.ensure()
+    [channel] = await runtime.store.channels()
+    assert google.channels[channel.channel_id]["address"] == \
+        f"http://127.0.0.1:{port}/hooks/google"
+
+    runtime.sync.start()  # the real loops: a first round, then they wait for 2 minutes
+    for _ in range(200):
+        if (await runtime.store.sources())[0].last_success:
+            break
+        await asyncio.sleep(0.01)
+    google.put_event(OWNER, timed("new", "2026-11-26T09:00:00Z", "2026-11-26T10:00:00Z"))
+    assert await google.notify(OWNER) == [200]
+    for _ in range(100):  # within a second, not at the next poll
+        if await busy(client):
+            break
+        await asyncio.sleep(0.01)
+    assert await busy(client) == [("26T09:00", "10:00", "busy")]
+
+    forged = await client.post("/hooks/google", headers={
+        "X-Goog-Channel-ID": channel.channel_id, "X-Goog-Channel-Token": "guess",
+        "X-Goog-Resource-State": "exists"})
+    assert forged.status == 404
+    stray = await client.post("/hooks/google", headers={
+        "X-Goog-Channel-ID": "old-run", "X-Goog-Resource-ID": "r", "X-Goog-Channel-Token": "t"})
+    assert stray.status == 404
+
+    clock.set(clock.now() + timedelta(days=6, hours=12))  # within a day of expiry
+    await runtime.push.ensure()
+    [renewed] = await runtime.store.channels()
+    assert renewed.channel_id != channel.channel_id
+    assert list(google.channels) == [renewed.channel_id], "the old channel was stopped"
+    await runtime.sync.stop()
+    await client.close()
+    assert google.channels == {}, "shutting down stops the channels"
+
+
+@pytest.mark.parametrize(("extra", "problem"), [
+    ({"client_id": None}, "client_id: is required"),
+    ({"client_secret": None}, "client_secret: is required"),
+    ({"push": True, "__base_url": "http://cal.example.org"}, "only notifies https"),
+    ({"api_endpoint": "http://api.example.org/"}, "only a loopback address may use http"),
+    ({"url": "https://calendar.google.com/"}, "url: unknown key"),
+    ({"max_bytes": "1MiB"}, "max_bytes: unknown key"),
+])
+def test_google_config_errors_name_the_key(tmp_path: Path, extra: dict[str, Any],
+                                           problem: str) -> None:
+    from server.config import parse_config
+    from server.errors import ConfigError
+
+    raw = {"name": "g", "kind": "google", "client_id": "id", "client_secret": "secret"}
+    raw.update({k: v for k, v in extra.items() if not k.startswith("__")})
+    raw = {k: v for k, v in raw.items() if v is not None}
+    server = {"base_url": extra["__base_url"]} if "__base_url" in extra else {}
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"server": server, "sources": [raw]}, base_dir=tmp_path)
+    assert any(problem in p for p in caught.value.problems), caught.value.problems
+
+
+def test_google_client_file_and_defaults(tmp_path: Path) -> None:
+    import json
+
+    from server.config import parse_config
+
+    client = tmp_path / "client.json"
+    client.write_text(json.dumps({"installed": {"client_id": "abc.apps", "client_secret": "s"}}))
+    client.chmod(0o600)
+    config = parse_config({"server": {"database": "var/db.sqlite3"}, "sources": [
+        {"name": "g", "kind": "google", "client_secret_file": str(client)}]}, base_dir=tmp_path)
+    google = config.sources[0].google
+    assert google is not None and google.client_id == "abc.apps"
+    assert google.token_file == tmp_path / "var" / "google-g.token.json"
+    assert config.sources[0].poll_interval.total_seconds() == 120
+    client.chmod(0o644)
+    from server.errors import ConfigError
+    with pytest.raises(ConfigError, match="readable by others"):
+        parse_config({"sources": [{"name": "g", "kind": "google",
+                                   "client_secret_file": str(client)}]}, base_dir=tmp_path)

@@ -14,6 +14,7 @@ from pathlib import Path
 from server.errors import StoreError
 from server.store.bookings import BookingQueries, BookingTransaction
 from server.store.calendar_secrets import CalendarSecretQueries
+from server.store.channels import ChannelQueries, PushChannel
 from server.store.dav import DavCollection, DavMember, DavQueries
 from server.store.holds import HoldQueries
 from server.store.records import (
@@ -40,13 +41,15 @@ __all__ = [
     "DavMember",
     "OutboxRow",
     "PendingHold",
+    "PushChannel",
     "SourceRecord",
     "Store",
     "StoredItem",
 ]
 
 
-class Store(SourceQueries, BookingQueries, HoldQueries, CalendarSecretQueries, DavQueries):
+class Store(SourceQueries, BookingQueries, HoldQueries, CalendarSecretQueries, DavQueries,
+            ChannelQueries):
     """All persistent state. Create with ``await Store.open(path)``."""
 
     @classmethod

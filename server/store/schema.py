@@ -149,6 +149,19 @@ MIGRATIONS: tuple[str, ...] = (
     """
     INSERT INTO meta (key, value) VALUES ('booking_generation', 0);
     """,
+    # 9: push channels (Google watches), so notifications are verified and
+    # channels renewed or stopped across restarts.
+    """
+    CREATE TABLE push_channels (
+        channel_id TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        calendar TEXT NOT NULL,
+        resource_id TEXT NOT NULL,
+        token TEXT NOT NULL,
+        expiration INTEGER NOT NULL,
+        created INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 
 

@@ -1,0 +1,137 @@
+"""Google push: a watch channel per calendar of each ``push = true`` Google source.
+
+Channels are kept in the store with their secret token, renewed a day before
+they expire, and stopped when their source or calendar leaves the config or
+fbproxy shuts down. A notification only wakes the source's sync loop: the
+change itself is read by the next incremental sync, so a forged or repeated
+notification costs one cheap round and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import secrets
+import uuid
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Protocol
+
+from adapters.base import AdapterError
+from server.clock import Clock
+from server.store import PushChannel, Store
+from server.sync import SyncManager
+
+log = logging.getLogger("fbproxy.push")
+
+HOOK_PATH = "/hooks/google"
+CHANNEL_TTL = timedelta(days=7)  # what Google grants for calendar event watches at most
+RENEW_BEFORE = timedelta(days=1)
+CHECK_EVERY = timedelta(hours=1)
+
+
+class Watcher(Protocol):
+    """What a push-capable adapter offers (adapters.google.GoogleAdapter)."""
+
+    async def watch(self, calendar_id: str, *, channel_id: str, token: str, address: str,
+                    ttl_seconds: int) -> tuple[str, int]: ...
+
+    async def stop_channel(self, channel_id: str, resource_id: str) -> None: ...
+
+
+class GooglePush:
+    """Creates, renews and stops the channels of push-enabled sources."""
+
+    def __init__(self, store: Store, clock: Clock, sync: SyncManager, *, address: str,
+                 calendars: Mapping[str, tuple[str, ...]], watchers: Mapping[str, Watcher]
+                 ) -> None:
+        self._store = store
+        self._sync = sync
+        self._background: set[asyncio.Task[None]] = set()
+        self._clock = clock
+        self._address = address
+        self._calendars = calendars  # source name -> calendar ids to watch
+        self._watchers = watchers
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run_forever(), name="google-push")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for channel in await self._store.channels():
+            await self._retire(channel)
+
+    async def _run_forever(self) -> None:
+        while True:
+            await self.ensure()
+            await asyncio.sleep(CHECK_EVERY.total_seconds())
+
+    async def ensure(self) -> None:
+        """One channel per watched calendar, none expiring within a day, no strays."""
+        now = int(self._clock.now().timestamp())
+        fresh_until = now + int(RENEW_BEFORE.total_seconds())
+        channels = await self._store.channels()
+        for channel in channels:
+            wanted = channel.calendar in self._calendars.get(channel.source, ())
+            if not wanted or channel.expiration <= now:
+                await self._retire(channel)
+        for source, calendar_ids in self._calendars.items():
+            for calendar_id in calendar_ids:
+                mine = [c for c in channels if (c.source, c.calendar) == (source, calendar_id)
+                        and c.expiration > now]
+                if any(c.expiration > fresh_until for c in mine):
+                    continue
+                if await self._open(source, calendar_id, now):
+                    for old in mine:  # replaced: the new one is live before the old stops
+                        await self._retire(old)
+
+    async def _open(self, source: str, calendar_id: str, now: int) -> bool:
+        channel_id = str(uuid.uuid4())
+        token = secrets.token_urlsafe(32)
+        try:
+            resource_id, expiration = await self._watchers[source].watch(
+                calendar_id, channel_id=channel_id, token=token, address=self._address,
+                ttl_seconds=int(CHANNEL_TTL.total_seconds()))
+        except AdapterError as exc:
+            log.warning("push for %s/%s not set up (polling continues): %s", source,
+                        calendar_id, exc)
+            return False
+        await self._store.add_channel(PushChannel(channel_id, source, calendar_id, resource_id,
+                                                  token, expiration, now))
+        log.info("push channel for %s/%s until %s", source, calendar_id, expiration)
+        return True
+
+    async def _retire(self, channel: PushChannel) -> None:
+        watcher = self._watchers.get(channel.source)
+        if watcher is not None:
+            with contextlib.suppress(AdapterError):
+                await watcher.stop_channel(channel.channel_id, channel.resource_id)
+        await self._store.remove_channel(channel.channel_id)
+
+    async def notified(self, channel_id: str, token: str, state: str,
+                       resource_id: str) -> bool:
+        """Handle one notification; False when the channel or its token is unknown."""
+        channel = await self._store.channel(channel_id) if 0 < len(channel_id) <= 200 else None
+        if channel is None or not hmac.compare_digest(channel.token.encode(), token.encode()):
+            if channel is None and channel_id and resource_id:
+                # Stopped in the background: Google wants its answer quickly.
+                task = asyncio.create_task(self._stop_unknown(channel_id, resource_id))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+            return False
+        if state != "sync":  # "sync" only confirms a new channel
+            syncer = self._sync.syncers.get(channel.source)
+            if syncer is not None:
+                syncer.trigger()
+        return True
+
+    async def _stop_unknown(self, channel_id: str, resource_id: str) -> None:
+        """A channel nobody here knows (an old run's): ask each account to stop it."""
+        for watcher in self._watchers.values():
+            with contextlib.suppress(AdapterError):
+                await watcher.stop_channel(channel_id, resource_id)
