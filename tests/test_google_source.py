@@ -78,6 +78,8 @@ async def test_first_sync_maps_what_blocks_and_what_does_not(google, tmp_path, m
     assert all(q.get("singleEvents") == "true" and "syncToken" not in q for q in lists)
     stored = await runtime.store.item_hashes(runtime.source_ids["g"])
     assert "primary/busy1" in stored
+    feed = await (await client.get("/feeds/s3cret-s3cret-s3cret-0001/busy.ics")).text()
+    assert "DTSTART:20261126T090000Z" in feed and "Private title" not in feed
 
 
 async def test_incremental_rounds_send_only_the_sync_token(google, tmp_path, make_config,
