@@ -7,7 +7,7 @@ adapter and syncer per enabled source; it closes them all on exit.
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -16,12 +16,12 @@ import aiohttp
 from aiohttp import web
 
 from adapters.base import SourceAdapter
-from adapters.caldav import CaldavAdapter, CaldavSettings
-from adapters.google import GoogleAdapter, GoogleSettings
-from adapters.ics import USER_AGENT, IcsAdapter, IcsSettings
+from adapters.google import GoogleAdapter
+from adapters.ics import USER_AGENT
+from server.adapter_kinds import ADAPTER_KINDS, AdapterContext
 from server.availability import BusyInterval
 from server.clock import Clock
-from server.config import CalendarConfig, Config, SourceConfig
+from server.config import CalendarConfig, Config
 from server.holds import HoldWorker
 from server.push import HOOK_PATH, GooglePush, Watcher
 from server.store import Store
@@ -30,44 +30,7 @@ from server.sync import SourceSyncer, SyncManager
 # Bounds the blocking client libraries and CPU-heavy expansion.
 WORKER_THREADS = 4
 
-AdapterFactory = Callable[[SourceConfig, aiohttp.ClientSession, ThreadPoolExecutor], SourceAdapter]
-
-
-def _ics_adapter(source: SourceConfig, session: aiohttp.ClientSession,
-                 executor: ThreadPoolExecutor) -> SourceAdapter:
-    settings = IcsSettings(
-        url=source.url, timeout_seconds=source.timeout.total_seconds(),
-        max_bytes=source.max_bytes, username=source.username, password=source.password,
-        ca_file=source.ca_file)
-    return IcsAdapter(source.name, settings, session=session, executor=executor)
-
-
-def _caldav_adapter(source: SourceConfig, session: aiohttp.ClientSession,
-                    executor: ThreadPoolExecutor) -> SourceAdapter:
-    settings = CaldavSettings(
-        url=source.url, username=source.username, password=source.password,
-        calendars=source.calendars, hold_calendar=source.hold_calendar,
-        timeout_seconds=source.timeout.total_seconds(), ca_file=source.ca_file)
-    return CaldavAdapter(source.name, settings, executor=executor)
-
-
-def _google_adapter(source: SourceConfig, session: aiohttp.ClientSession,
-                    executor: ThreadPoolExecutor) -> SourceAdapter:
-    google = source.google
-    assert google is not None, "the config gives every google source its settings"
-    settings = GoogleSettings(
-        client_id=google.client_id, client_secret=str(google.client_secret),
-        token_file=google.token_file, calendars=source.calendars,
-        hold_calendar=source.hold_calendar, timeout_seconds=source.timeout.total_seconds(),
-        api_endpoint=google.api_endpoint, token_uri=google.token_uri,
-        owner_emails=source.owner_emails)
-    return GoogleAdapter(source.name, settings, executor=executor)
-
-
-# The closed registry of source kinds: config strings never import code.
-ADAPTER_KINDS: Mapping[str, AdapterFactory] = {
-    "ics": _ics_adapter, "caldav": _caldav_adapter, "google": _google_adapter}
-
+__all__ = ["ADAPTER_KINDS", "RUNTIME", "Runtime", "open_runtime"]
 
 @dataclass
 class Runtime:
@@ -123,8 +86,8 @@ async def open_runtime(config: Config, *, clock: Clock, store: Store | None = No
             source_ids[source.name] = await store.ensure_source(source.name, source.kind)
             if not source.enabled:
                 continue
-            adapter = (adapters or {}).get(source.name) or \
-                ADAPTER_KINDS[source.kind](source, session, executor)
+            adapter = (adapters or {}).get(source.name) or ADAPTER_KINDS[source.kind](
+                source, AdapterContext(session, executor, clock, config.server.horizon_days))
             stack.push_async_callback(adapter.close)
             syncers.append(SourceSyncer(
                 source, source_ids[source.name], adapter, store=store, clock=clock,

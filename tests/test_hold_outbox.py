@@ -12,8 +12,9 @@ import pytest
 from icalendar import Calendar as ICalendar
 
 from adapters.caldav import HOLD_MARKER
-from server.runtime import ADAPTER_KINDS
-from tests.conftest import event, ics
+from server.adapter_kinds import ADAPTER_KINDS, AdapterContext
+from server.clock import FixedClock
+from tests.conftest import NOW, event, ics
 from tests.peers import Peer, PeerPool, peer_for
 
 SLOT = "2026-11-26T10:00:00Z"
@@ -170,7 +171,8 @@ async def test_acceptance_two_sources_every_output_and_a_killed_worker(
         with ThreadPoolExecutor(2) as executor:
             dav_source = settings.source("dav")
             assert dav_source is not None
-            gated = DiesAfterTheWrite(ADAPTER_KINDS["caldav"](dav_source, session, executor))
+            context = AdapterContext(session, executor, FixedClock(NOW), 120)
+            gated = DiesAfterTheWrite(ADAPTER_KINDS["caldav"](dav_source, context))
             client, runtime = await serve(settings, adapters={"dav": gated})
             assert all(result.ok for result in await runtime.sync.run_all_once())
 
