@@ -10,7 +10,9 @@ Layout, for a merged calendar NAME (HTTP Basic: user NAME, password its secret):
     /caldav/calendars/NAME/busy/UID.ics
 
 Everything that would write answers 403 (405 for LOCK/UNLOCK): the view is
-derived from the upstream calendars and is never edited here.
+derived from the upstream calendars and is never edited here. The one
+principal a caller can see is its own; principal-property-search (RFC 3744
+§9.4) finds it, so clients that look principals up by name work too.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import hmac
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from aiohttp import web
 
@@ -30,9 +31,13 @@ from server.config import CalendarConfig
 from server.dav_collection import (
     DAV_COLLECTIONS,
     DavCollections,
+    TextMatch,
     current,
     member_body,
+    member_component,
     member_etag,
+    parse_query_filter,
+    parse_time_range,
     sync_token,
     token_position,
 )
@@ -41,7 +46,9 @@ from server.davxml import (
     CALSERVER,
     DAV,
     MAX_BODY,
+    Precondition,
     PropResult,
+    document,
     element,
     error_body,
     href_element,
@@ -67,6 +74,10 @@ _XML = "application/xml"
 _CHALLENGE = {"WWW-Authenticate": 'Basic realm="fbproxy", charset="UTF-8"'}
 _REPORTS = (tag(CALDAV, "calendar-query"), tag(CALDAV, "calendar-multiget"),
             tag(CALDAV, "free-busy-query"), tag(DAV, "sync-collection"))
+# RFC 3744 §9.4, §9.5: asked of the root, the principals collection or a principal.
+_PRINCIPAL_REPORTS = (tag(DAV, "principal-property-search"),
+                      tag(DAV, "principal-search-property-set"))
+_PRINCIPAL_KINDS = ("root", "principals", "principal")
 
 
 def setup_caldav(app: web.Application) -> None:
@@ -76,6 +87,7 @@ def setup_caldav(app: web.Application) -> None:
     app.router.add_route("*", "/caldav/{path:.*}", caldav)
     # Clients given just the server's address ask its root who they are.
     app.router.add_route("PROPFIND", "/", caldav)
+    app.router.add_route("REPORT", "/", caldav)
     app.router.add_route("OPTIONS", "/", caldav)
 
 
@@ -141,16 +153,27 @@ def _authenticate(request: web.Request, runtime: Runtime) -> CalendarConfig:
 
 
 async def caldav(request: web.Request) -> web.StreamResponse:
+    try:
+        return await _dispatch(request)
+    except Precondition as exc:
+        body = error_body(exc.namespace, exc.condition, message=str(exc))
+        return web.Response(status=exc.status, body=body, content_type=_XML, charset="utf-8")
+
+
+async def _dispatch(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
     method = request.method
     if method == "OPTIONS":
         return web.Response(headers={"DAV": DAV_HEADER, "Allow": ALLOWED,
                                      "Content-Length": "0"})
     calendar = _authenticate(request, runtime)
-    resource = Resource("root", "/") if request.path == "/" else \
-        _resolve(request.match_info.get("path", ""), calendar)
+    path = request.match_info.get("path", "")
+    if method in ("MKCALENDAR", "MKCOL") and _new_calendar_location(path, calendar):
+        # RFC 4791 §5.3.1 / RFC 4918 §9.3.1: creating here is refused, not "not found".
+        return _read_only(_paths(calendar.name)["home"], "bind")
+    resource = Resource("root", "/") if request.path == "/" else _resolve(path, calendar)
     if method in WRITE_METHODS:
-        return _read_only(resource)
+        return _read_only(resource.href)
     if method in ("LOCK", "UNLOCK"):
         return web.Response(status=405, headers={"Allow": ALLOWED})
     state = request.app[DAV_COLLECTIONS]
@@ -173,10 +196,18 @@ async def _body(request: web.Request) -> ET.Element | None:
     return parse_body(raw)
 
 
-def _read_only(resource: Resource) -> web.Response:
-    privilege = element(DAV, "privilege", children=[element(DAV, "write")])
+def _new_calendar_location(path: str, calendar: CalendarConfig) -> bool:
+    """An unused name right under the caller's calendar home."""
+    parts = [p for p in path.split("/") if p]
+    return len(parts) == 3 and parts[:2] == ["calendars", calendar.name] and \
+        parts[2] != COLLECTION
+
+
+def _read_only(href: str, privilege: str = "write") -> web.Response:
+    """403 naming the privilege nobody has here (RFC 3744 §7.1.1)."""
+    needed = element(DAV, "privilege", children=[element(DAV, privilege)])
     body = error_body(DAV, "need-privileges", element(DAV, "resource", children=[
-        href_element(resource.href), privilege]))
+        href_element(href), needed]))
     return web.Response(status=403, body=body, content_type=_XML, charset="utf-8")
 
 
@@ -277,6 +308,8 @@ def _properties(resource: Resource, calendar: CalendarConfig,
     props: dict[str, PropFactory] = {
         tag(DAV, "current-user-principal"): href_prop(DAV, "current-user-principal",
                                                       paths["principal"]),
+        tag(DAV, "principal-collection-set"): href_prop(DAV, "principal-collection-set",
+                                                        f"{ROOT}principals/"),
         tag(DAV, "current-user-privilege-set"): lambda: element(
             DAV, "current-user-privilege-set", children=[
                 element(DAV, "privilege", children=[element(DAV, "read")]),
@@ -302,6 +335,8 @@ def _properties(resource: Resource, calendar: CalendarConfig,
         props[tag(DAV, "principal-URL")] = href_prop(DAV, "principal-URL", paths["principal"])
         props[tag(CALDAV, "calendar-home-set")] = href_prop(CALDAV, "calendar-home-set",
                                                             paths["home"])
+    if resource.kind in _PRINCIPAL_KINDS:
+        props[tag(DAV, "supported-report-set")] = lambda: _report_set(_PRINCIPAL_REPORTS)
     if resource.kind == "collection" and collection is not None:
         token = sync_token(collection)
         props.update({
@@ -315,11 +350,7 @@ def _properties(resource: Resource, calendar: CalendarConfig,
                 CALDAV, "supported-calendar-component-set", children=[_comp("VEVENT")]),
             tag(CALDAV, "supported-calendar-data"): lambda: element(
                 CALDAV, "supported-calendar-data", children=[_calendar_data_type()]),
-            tag(DAV, "supported-report-set"): lambda: element(
-                DAV, "supported-report-set", children=[
-                    element(DAV, "supported-report", children=[
-                        element(DAV, "report", children=[ET.Element(report)])])
-                    for report in _REPORTS]),
+            tag(DAV, "supported-report-set"): lambda: _report_set(_REPORTS),
         })
     if resource.kind == "member" and member is not None:
         body = member_body(member)
@@ -331,6 +362,12 @@ def _properties(resource: Resource, calendar: CalendarConfig,
             tag(CALDAV, "calendar-data"): text_prop(CALDAV, "calendar-data", body.decode()),
         })
     return props
+
+
+def _report_set(reports: tuple[str, ...]) -> ET.Element:
+    return element(DAV, "supported-report-set", children=[
+        element(DAV, "supported-report", children=[
+            element(DAV, "report", children=[ET.Element(report)])]) for report in reports])
 
 
 def _comp(name: str) -> ET.Element:
@@ -346,8 +383,12 @@ def _calendar_data_type() -> ET.Element:
     return node
 
 
-# calendar-data is large and only sent when asked for by name (RFC 4791 §9.6).
-_NOT_IN_ALLPROP = {tag(CALDAV, "calendar-data")}
+# allprop answers RFC 4918's own live properties (§9.1) and getctag, whose spec asks
+# for it there. The rest are asked for by name: RFC 3744 §5, RFC 4791 §5.2 and §6.2,
+# RFC 6578 §4 keep theirs out of allprop, and calendar-data is large (RFC 4791 §9.6).
+_ALLPROP = {tag(DAV, "resourcetype"), tag(DAV, "displayname"), tag(DAV, "getetag"),
+            tag(DAV, "getcontenttype"), tag(DAV, "getcontentlength"),
+            tag(CALSERVER, "getctag")}
 
 
 def _select(href: str, available: dict[str, PropFactory], wanted: list[str] | None,
@@ -356,7 +397,7 @@ def _select(href: str, available: dict[str, PropFactory], wanted: list[str] | No
         return PropResult(href, found=[ET.Element(t) for t in available])
     if wanted is None:
         return PropResult(href, found=[make() for t, make in available.items()
-                                       if t not in _NOT_IN_ALLPROP])
+                                       if t in _ALLPROP])
     return PropResult(href, found=[available[t]() for t in wanted if t in available],
                       missing=[t for t in wanted if t not in available])
 
@@ -368,13 +409,13 @@ async def _report(runtime: Runtime, state: DavCollections, calendar: CalendarCon
                   resource: Resource, root: ET.Element | None) -> web.Response:
     if root is None:
         raise RequestError(400, "a REPORT needs a body naming the report")
-    if root.tag not in _REPORTS:
-        body = error_body(DAV, "supported-report")
-        return web.Response(status=403, body=body, content_type=_XML, charset="utf-8")
-    if resource.kind != "collection":
-        # caldav and others send every REPORT to the collection; anything else is unusual.
-        body = error_body(DAV, "supported-report")
-        return web.Response(status=403, body=body, content_type=_XML, charset="utf-8")
+    if root.tag in _PRINCIPAL_REPORTS and resource.kind in _PRINCIPAL_KINDS:
+        if root.tag == tag(DAV, "principal-search-property-set"):
+            return _principal_search_property_set()
+        return _principal_property_search(calendar, root)
+    if root.tag not in _REPORTS or resource.kind != "collection":
+        # caldav and others send every calendar REPORT to the collection (RFC 3253 §3.6).
+        raise Precondition(DAV, "supported-report", "this report is not supported here")
     collection = await current(runtime, state, calendar)
     if root.tag == tag(CALDAV, "free-busy-query"):
         return await _free_busy(runtime, calendar, root)
@@ -392,12 +433,11 @@ async def _report(runtime: Runtime, state: DavCollections, calendar: CalendarCon
                    for href, uid in names.items() if uid in found]
         missing = [href for href, uid in names.items() if uid not in found]
         return _multistatus(multistatus(results, missing_hrefs=missing))
-    start, end, uid_match = _query_filter(root)
+    query = parse_query_filter(root)
+    start, end = query.window()
     members = await runtime.store.dav_members(calendar.name, start=start, end=end)
-    if uid_match is not None:
-        members = [m for m in members if uid_match(f"{m.uid}@fbproxy")]
     return _multistatus(multistatus([_member_props(calendar, collection, m, wanted)
-                                     for m in members]))
+                                     for m in members if query.matches([member_component(m)])]))
 
 
 def _member_props(calendar: CalendarConfig, collection: DavCollection, member: DavMember,
@@ -407,69 +447,10 @@ def _member_props(calendar: CalendarConfig, collection: DavCollection, member: D
     return _select(href or resource.href, available, wanted, names_only=False)
 
 
-def _parse_utc(value: str | None, what: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.strptime(value.strip(), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-    except ValueError as exc:
-        raise RequestError(400, f"time-range {what}={value[:40]!r} is not a UTC date-time "
-                           "like 20261201T000000Z") from exc
-    return int(moment.timestamp())
-
-
-def _time_range(node: ET.Element | None) -> tuple[int | None, int | None]:
-    if node is None:
-        return None, None
-    start, end = _parse_utc(node.get("start"), "start"), _parse_utc(node.get("end"), "end")
-    if start is not None and end is not None and end <= start:
-        raise RequestError(400, "time-range end must be after start")
-    return start, end
-
-
-UidMatch = Callable[[str], bool]
-
-
-def _query_filter(root: ET.Element) -> tuple[int | None, int | None, UidMatch | None]:
-    """calendar-query's filter: the VEVENT time-range and a UID text-match, if any.
-
-    A filter for other components (VTODO, VJOURNAL) matches nothing: there are
-    only events here. Returns an empty window for that.
-    """
-    outer = root.find(f"{tag(CALDAV, 'filter')}/{tag(CALDAV, 'comp-filter')}")
-    if outer is None or outer.get("name", "").upper() != "VCALENDAR":
-        raise RequestError(400, "calendar-query needs <filter><comp-filter name=\"VCALENDAR\">")
-    inner = outer.find(tag(CALDAV, "comp-filter"))
-    if inner is None:
-        return None, None, None
-    if inner.get("name", "").upper() != "VEVENT" or inner.find(
-            tag(CALDAV, "is-not-defined")) is not None:
-        return 0, 1, None
-    start, end = _time_range(inner.find(tag(CALDAV, "time-range")))
-    uid_match = None
-    for prop_filter in inner.findall(tag(CALDAV, "prop-filter")):
-        text_match = prop_filter.find(tag(CALDAV, "text-match"))
-        if prop_filter.get("name", "").upper() == "UID" and text_match is not None:
-            uid_match = _text_match(text_match)
-    return start, end, uid_match
-
-
-def _text_match(node: ET.Element) -> UidMatch:
-    needle = (node.text or "").casefold()
-    kind = node.get("match-type", "contains")
-    negate = node.get("negate-condition", "no") == "yes"
-
-    def matches(value: str) -> bool:
-        value = value.casefold()
-        hit = {"equals": value == needle, "starts-with": value.startswith(needle),
-               "ends-with": value.endswith(needle)}.get(kind, needle in value)
-        return hit != negate
-    return matches
-
-
 async def _free_busy(runtime: Runtime, calendar: CalendarConfig,
                      root: ET.Element) -> web.Response:
-    start, end = _time_range(root.find(tag(CALDAV, "time-range")))
+    window = parse_time_range(root.find(tag(CALDAV, "time-range")))
+    start, end = (None, None) if window is None else (window.start, window.end)
     if start is None or end is None:
         raise RequestError(400, "free-busy-query needs a time-range with start and end")
     blocks = clip(await merged_busy(runtime, calendar, start, end), start, end)
@@ -507,3 +488,56 @@ async def _sync_collection(runtime: Runtime, calendar: CalendarConfig,
     return _multistatus(multistatus(
         results, sync_token=sync_token(collection, position),
         truncated_href=resource.href if truncated else None))
+
+
+# -- principal reports (RFC 3744 §9.4, §9.5) ----------------------------------------
+
+# What principal-property-search may look in, with a description for clients.
+_SEARCHABLE = {tag(DAV, "displayname"): "Display name"}
+_SEARCH_ELEMENTS = {tag(DAV, "property-search"), tag(DAV, "prop"),
+                    tag(DAV, "apply-to-principal-collection-set")}
+
+
+def _principal_property_search(calendar: CalendarConfig, root: ET.Element) -> web.Response:
+    """The caller's own principal when it matches; nobody else's exists for it.
+
+    Each property-search's match is a caseless substring test on the listed
+    properties; all must hit, or any with test="anyof". With no
+    property-search at all (as the caldav library sends to list principals)
+    the principal is listed.
+    """
+    principal = Resource("principal", _paths(calendar.name)["principal"])
+    available = _properties(principal, calendar, None, None)
+    searches = root.findall(tag(DAV, "property-search"))
+    hits = [_search_hits(available, search) for search in searches]
+    any_of = root.get("test", "allof").strip().lower() == "anyof"
+    found = not hits or (any(hits) if any_of else all(hits))
+    # caldav 3.6 sends the properties it wants next to an empty <prop/>, not in it.
+    stray = [child.tag for child in root if child.tag not in _SEARCH_ELEMENTS]
+    wanted = (requested_props(root) or []) + stray or [tag(DAV, "displayname")]
+    results = [_select(principal.href, available, wanted, names_only=False)] if found else []
+    return _multistatus(multistatus(results))
+
+
+def _search_hits(available: dict[str, PropFactory], search: ET.Element) -> bool:
+    match = search.find(tag(DAV, "match"))
+    if match is None:
+        raise RequestError(400, "each property-search needs a <match>")
+    text = TextMatch(match.text or "", "i;unicode-casemap", False,
+                     match.get("match-type", "contains"))
+    prop = search.find(tag(DAV, "prop"))
+    names = [] if prop is None else [child.tag for child in prop]
+    return any(name in _SEARCHABLE and name in available
+               and text.matches("".join(available[name]().itertext())) for name in names)
+
+
+def _principal_search_property_set() -> web.Response:
+    lang = "{http://www.w3.org/XML/1998/namespace}lang"
+    properties = []
+    for name, description in _SEARCHABLE.items():
+        described = element(DAV, "description", description)
+        described.set(lang, "en")
+        properties.append(element(DAV, "principal-search-property", children=[
+            element(DAV, "prop", children=[ET.Element(name)]), described]))
+    body = document(element(DAV, "principal-search-property-set", children=properties))
+    return web.Response(body=body, content_type=_XML, charset="utf-8")

@@ -8,6 +8,7 @@ concatenation, so no text can add XML.
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -132,10 +133,22 @@ def _propstat(props: list[ET.Element], status: str) -> ET.Element:
         element(DAV, "prop", children=props), element(DAV, "status", f"HTTP/1.1 {status}")])
 
 
-def error_body(namespace: str, condition: str, *children: ET.Element) -> bytes:
-    """A DAV:error body naming the failed precondition (RFC 4918 §16)."""
-    return _serialize(element(DAV, "error", children=[element(namespace, condition,
-                                                                children=children)]))
+def error_body(namespace: str, condition: str, *children: ET.Element,
+               message: str = "") -> bytes:
+    """A DAV:error body naming the failed precondition (RFC 4918 §16).
+
+    A ``message`` for people goes into a comment, which parsers skip (no "--"
+    in it, so no text can end the comment early).
+    """
+    root = element(DAV, "error", children=[element(namespace, condition, children=children)])
+    if message:
+        root.append(ET.Comment(" " + re.sub(r"-{2,}", "-", message) + " "))
+    return _serialize(root)
+
+
+def document(root: ET.Element) -> bytes:
+    """A whole XML answer (a REPORT whose body is not a multistatus)."""
+    return _serialize(root)
 
 
 def _serialize(root: ET.Element) -> bytes:
