@@ -462,7 +462,6 @@ def loopback_alias() -> str:
     return "127.1" if resolved == {"127.0.0.1"} else "127.0.0.1"
 
 
-@pytest.mark.skipif(not TESTER.exists(), reason="caldav-server-tester is not installed")
 async def test_caldav_server_tester_read_side_checks_pass(feeds, make_config, serve) -> None:
     client, _ = await started(make_config, serve)
     host = loopback_alias()
