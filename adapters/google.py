@@ -17,10 +17,11 @@ import json
 import os
 import tempfile
 import threading
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -359,10 +360,14 @@ class GoogleAdapter:
 
     # -- push -----------------------------------------------------------------------
 
-    async def watch(self, calendar_id: str, *, channel_id: str, token: str, address: str,
-                    ttl_seconds: int) -> tuple[str, int]:
-        """Ask Google to notify ``address`` of changes: (resource id, expiry in Unix seconds)."""
-        def blocking() -> tuple[str, int]:
+    max_channel = timedelta(days=7)  # Google's longest watch on events
+
+    async def watch(self, calendar_id: str, *, token: str, address: str,
+                    ttl_seconds: int) -> tuple[str, str, int]:
+        """Ask Google to notify ``address`` of changes: (channel id, resource id, expiry)."""
+        channel_id = str(uuid.uuid4())
+
+        def blocking() -> tuple[str, str, int]:
             body = {"id": channel_id, "type": "web_hook", "address": address, "token": token,
                     "params": {"ttl": str(ttl_seconds)}}
             try:
@@ -371,7 +376,7 @@ class GoogleAdapter:
             except HttpError as exc:
                 raise self._unexpected(exc, calendar_id) from exc
             try:
-                return str(channel["resourceId"]), int(channel["expiration"]) // 1000
+                return channel_id, str(channel["resourceId"]), int(channel["expiration"]) // 1000
             except (KeyError, TypeError, ValueError) as exc:
                 raise BadUpstreamData(f"events.watch answered without resourceId/expiration: "
                                       f"{exc}", source=self.name) from exc

@@ -15,6 +15,7 @@ from adapters.base import SourceAdapter
 from adapters.caldav import CaldavAdapter, CaldavSettings
 from adapters.google import GoogleAdapter, GoogleSettings
 from adapters.ics import IcsAdapter, IcsSettings
+from adapters.microsoft import MicrosoftAdapter, MicrosoftSettings
 from server.clock import Clock
 from server.config import SourceConfig
 
@@ -60,5 +61,20 @@ def _google_adapter(source: SourceConfig, context: AdapterContext) -> SourceAdap
     return GoogleAdapter(source.name, settings, executor=context.executor)
 
 
+def _microsoft_adapter(source: SourceConfig, context: AdapterContext) -> SourceAdapter:
+    microsoft = source.microsoft
+    assert microsoft is not None, "the config gives every microsoft source its settings"
+    settings = MicrosoftSettings(
+        tenant=microsoft.tenant, client_id=microsoft.client_id,
+        token_cache_file=microsoft.token_cache_file,
+        client_secret=str(microsoft.client_secret) if microsoft.client_secret else None,
+        user=microsoft.user, calendars=source.calendars, hold_calendar=source.hold_calendar,
+        graph_url=microsoft.graph_url, login_url=microsoft.login_url,
+        timeout_seconds=source.timeout.total_seconds(), horizon_days=context.horizon_days)
+    return MicrosoftAdapter(source.name, settings, session=context.session,
+                            executor=context.executor, clock=context.clock.now)
+
+
 ADAPTER_KINDS: Mapping[str, AdapterFactory] = {
-    "ics": _ics_adapter, "caldav": _caldav_adapter, "google": _google_adapter}
+    "ics": _ics_adapter, "caldav": _caldav_adapter, "google": _google_adapter,
+    "microsoft": _microsoft_adapter}

@@ -1,4 +1,9 @@
-"""`fbproxy auth google`: the installed-app OAuth flow that stores a source's refresh token."""
+"""`fbproxy auth google|microsoft`: sign a source's account in once and store its tokens.
+
+Google: the installed-app OAuth flow with a loopback redirect. Microsoft: the
+device-code flow (a code to enter at microsoft.com/devicelogin), which also
+works on a server without a browser.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from pathlib import Path
 
 from google_auth_oauthlib.flow import InstalledAppFlow
 
+from adapters import microsoft
 from adapters.base import AdapterError
 from adapters.google import save_token, scopes_for
 from server.config import Config, SourceConfig
@@ -21,8 +27,8 @@ def receives_holds(config: Config, source: SourceConfig) -> bool:
                for target in page.hold_target.values())
 
 
-def authorize(config: Config, source: SourceConfig, *, open_browser: bool,
-              port: int = 0) -> Path:
+def authorize_google(config: Config, source: SourceConfig, *, open_browser: bool,
+                     port: int = 0) -> Path:
     """Run the consent flow on a loopback redirect; save the refresh token 0600."""
     google = source.google
     if google is None:
@@ -45,3 +51,18 @@ def authorize(config: Config, source: SourceConfig, *, open_browser: bool,
                            source=source.name)
     save_token(google.token_file, refresh_token, scopes, google.token_uri)
     return google.token_file
+
+
+def sign_in_microsoft(config: Config, source: SourceConfig) -> tuple[str, Path]:
+    """The device-code flow; returns the signed-in account and where its tokens are."""
+    settings = source.microsoft
+    if settings is None:
+        raise AdapterError(f"source {source.name} is of kind {source.kind}, not microsoft")
+    adapter_settings = microsoft.MicrosoftSettings(
+        tenant=settings.tenant, client_id=settings.client_id,
+        token_cache_file=settings.token_cache_file, login_url=settings.login_url,
+        client_secret=str(settings.client_secret) if settings.client_secret else None)
+    scopes = microsoft.scopes_for(receives_holds(config, source))
+    account = microsoft.device_code_sign_in(adapter_settings, scopes,
+                                            lambda message: print(message, flush=True))
+    return account, settings.token_cache_file

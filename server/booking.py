@@ -20,7 +20,7 @@ from server.availability import BusyInterval
 from server.busy import known_until, unknown_busy
 from server.clock import iso
 from server.config import BookingPageConfig
-from server.config_pages import GOOGLE_MEET
+from server.config_pages import MADE_UPSTREAM
 from server.durations import format_duration, parse_duration
 from server.errors import RequestError
 from server.holds import hold_fields
@@ -245,8 +245,8 @@ def bookings_per_day(rules: Rules, starts: list[int]) -> dict[date, int]:
 
 def video_link(page: BookingPageConfig, booking_id: str) -> str:
     """One meeting room per booking, shared by the guest and every host's hold."""
-    if not page.video_link or page.video_link == GOOGLE_MEET:
-        return ""  # Google makes the Meet link with the hold (see HoldWorker)
+    if not page.video_link or page.video_link in MADE_UPSTREAM:
+        return ""  # the hold's upstream makes the link (Meet, Teams; see HoldWorker)
     return page.video_link.format(random=secrets.token_hex(8), booking_id=booking_id)
 
 

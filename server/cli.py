@@ -65,12 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     command("urls", "print every feed and API URL with its secret")
     command("status", "print each source's last sync, age and error")
     auth = command("auth", "authorize a source's account (OAuth) and store its token")
-    auth.add_argument("provider", choices=["google"])
+    auth.add_argument("provider", choices=["google", "microsoft"])
     auth.add_argument("--source", required=True, help="the [[sources]] name to authorize")
     auth.add_argument("--no-browser", action="store_true",
-                      help="print the address to open instead of opening a browser")
+                      help="google: print the address to open instead of opening a browser")
     auth.add_argument("--port", type=int, default=0,
-                      help="local port for Google's redirect (default: any free port)")
+                      help="google: local port for the redirect (default: any free port)")
     return parser
 
 
@@ -102,7 +102,7 @@ def _check_config(config: Config) -> int:
 
 
 def _auth(config: Config, args: argparse.Namespace) -> int:
-    from server.google_auth import authorize  # the OAuth libraries load only for this
+    from server.auth import authorize_google, sign_in_microsoft  # OAuth libraries: only here
 
     source = config.source(args.source)
     if source is None or source.kind != args.provider:
@@ -110,7 +110,13 @@ def _auth(config: Config, args: argparse.Namespace) -> int:
         print(f"--source: {args.source!r} is not a {args.provider} source of {config.path}; "
               f"{args.provider} sources: {', '.join(names) or 'none'}", file=sys.stderr)
         return EXIT_CONFIG
-    token_file = authorize(config, source, open_browser=not args.no_browser, port=args.port)
+    if args.provider == "microsoft":
+        account, token_file = sign_in_microsoft(config, source)
+        print(f"signed in as {account}: the tokens are in {token_file} (mode 0600); "
+              "the next sync uses them")
+        return EXIT_OK
+    token_file = authorize_google(config, source, open_browser=not args.no_browser,
+                                  port=args.port)
     print(f"authorized: the token is in {token_file} (mode 0600); the next sync uses it")
     return EXIT_OK
 

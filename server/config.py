@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from server.config_google import GOOGLE_KEYS, GoogleConfig, read_google
+from server.config_microsoft import MICROSOFT_KEYS, MicrosoftConfig, read_microsoft
 from server.config_pages import (
     BOOKING_MODES,
     DEFAULT_WEEKLY_HOURS,
@@ -61,7 +62,7 @@ __all__ = [
     "load_config", "parse_config",
 ]
 
-SOURCE_KINDS = ("ics", "caldav", "google")
+SOURCE_KINDS = ("ics", "caldav", "google", "microsoft")
 SECRET_PATTERN = re.compile(r"^[A-Za-z0-9_~.-]{16,256}$")
 MIN_POLL_INTERVAL = timedelta(seconds=10)
 DEFAULT_BOOKING_RATE: Rate | None = Rate(10, timedelta(hours=1))
@@ -107,6 +108,7 @@ class SourceConfig:
     hold_calendar: str | None = None
     ca_file: str | None = None
     google: GoogleConfig | None = None  # kind "google" only
+    microsoft: MicrosoftConfig | None = None  # kind "microsoft" only
 
     @property
     def zone(self) -> ZoneInfo:
@@ -171,10 +173,11 @@ _KIND_KEYS: dict[str, set[str]] = {
     "ics": {"max_bytes"} | _URL_SOURCE_KEYS,
     "caldav": {"calendars", "hold_calendar"} | _URL_SOURCE_KEYS,
     "google": {"calendars", "hold_calendar"} | GOOGLE_KEYS,
+    "microsoft": {"calendars", "hold_calendar"} | MICROSOFT_KEYS,
 }
 _SOURCE_KEYS = _COMMON_SOURCE_KEYS.union(*_KIND_KEYS.values())
 _DEFAULT_POLL = {"ics": timedelta(minutes=5), "caldav": timedelta(minutes=1),
-                 "google": timedelta(minutes=2)}
+                 "google": timedelta(minutes=2), "microsoft": timedelta(minutes=2)}
 # Kinds found by a URL; the others (google) know where their API is.
 _URL_KINDS = ("ics", "caldav")
 _CALENDAR_KEYS = {"name", "sources", "secret", "secret_env", "secret_file"}
@@ -268,6 +271,8 @@ def _read_source(raw: Mapping[str, Any], path: str, reader: Reader, server: Serv
         ca_file=_read_ca_file(raw, f"{path}.ca_file", reader),
         google=read_google(raw, path, reader, name=name, database=server.database,
                            base_url=server.base_url) if kind == "google" else None,
+        microsoft=read_microsoft(raw, path, reader, name=name, database=server.database,
+                                 base_url=server.base_url) if kind == "microsoft" else None,
     )
 
 

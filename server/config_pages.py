@@ -37,8 +37,10 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # index 0 = Monday
 BOOKING_MODES = ("collective", "round_robin")
 HOLD_STATUSES = ("tentative", "confirmed")
 QUESTION_KINDS = ("text", "textarea")
-HOLD_SOURCE_KINDS = ("caldav", "google")  # source kinds whose adapter can write holds
-GOOGLE_MEET = "google-meet"  # video_link value: Google makes a Meet link with each hold
+HOLD_SOURCE_KINDS = ("caldav", "google", "microsoft")  # kinds whose adapter writes holds
+# video_link values that ask the hold's upstream to make the meeting link, and the
+# source kind that can: Google makes a Meet link, Microsoft a Teams meeting.
+MADE_UPSTREAM = {"google-meet": "google", "teams": "microsoft"}
 HOLD_TITLE_FIELDS = ("title", "guest_name", "guest_email", "host")
 VIDEO_LINK_FIELDS = ("random", "booking_id")
 _RANGE = re.compile(r"^(\d\d):(\d\d)\s*-\s*(\d\d):(\d\d)$")
@@ -184,10 +186,11 @@ def read_booking_page(raw: Mapping[str, Any], path: str, reader: Reader, known: 
                     f"past max_days_ahead ({max_days_ahead} days); nothing could ever be booked")
     hold_target = _read_hold_target(raw, path, reader, hosts, known)
     video_link = _read_video_link(raw, path, reader)
-    if video_link == GOOGLE_MEET and (not hold_target or any(
-            known.sources[t.source].kind != "google" for t in hold_target.values())):
-        reader.fail(f"{path}.video_link", f"{shown(GOOGLE_MEET)} needs every host's "
-                    "hold_target to be a google source: Google makes the Meet link with the hold")
+    kind = MADE_UPSTREAM.get(video_link or "")
+    if kind and (not hold_target or any(
+            known.sources[t.source].kind != kind for t in hold_target.values())):
+        reader.fail(f"{path}.video_link", f"{shown(video_link)} needs every host's hold_target "
+                    f"to be a {kind} source: it makes the meeting link with the hold")
     return BookingPageConfig(
         slug=slug, title=title, description=description, hosts=hosts, mode=mode,
         resources=resources, durations=durations, slot_step=slot_step, timezone=timezone,
@@ -412,7 +415,8 @@ def _read_one_hold_target(raw: Mapping[str, Any], path: str, reader: Reader,
                     "cannot take holds; use a source of kind "
                     + " or ".join(shown(k) for k in HOLD_SOURCE_KINDS))
         return None
-    calendar = calendar or source.hold_calendar or ("primary" if source.kind == "google" else None)
+    calendar = calendar or source.hold_calendar or {"google": "primary", "microsoft": ""}.get(
+        source.kind)
     if calendar is None:
         reader.fail(f"{path}.calendar", f"is required: source {shown(name)} has no "
                     "hold_calendar; name the calendar (display name or path) that receives holds")
@@ -454,7 +458,7 @@ def _read_video_link(raw: Mapping[str, Any], path: str, reader: Reader) -> str |
     """An https URL template, e.g. "https://meet.jit.si/fbproxy-{random}"."""
     where = f"{path}.video_link"
     template = reader.typed(raw, "video_link", where, str)
-    if template is None or template == GOOGLE_MEET:
+    if template is None or template in MADE_UPSTREAM:
         return template
     problems = _template_problems(template, VIDEO_LINK_FIELDS)
     if not problems:

@@ -43,7 +43,7 @@ from server.calendar_view import (
     slots_by_day,
 )
 from server.config import BookingPageConfig
-from server.config_pages import GOOGLE_MEET
+from server.config_pages import MADE_UPSTREAM
 from server.durations import format_duration, parse_duration
 from server.errors import RequestError
 from server.feeds import render_guest_invite
@@ -302,7 +302,7 @@ async def booking_status(request: web.Request) -> web.Response:
         "duration_label": duration_label(timedelta(seconds=booking.end - booking.start)),
         "show_host": page is not None and len(page.hosts) > 1 and page.mode == "round_robin",
         "cancelled": booking.status == "cancelled", "started": booking.start <= now,
-        "meet_pending": page is not None and page.video_link == GOOGLE_MEET
+        "meet_pending": page is not None and page.video_link in MADE_UPSTREAM
         and not booking.video_link,
         "manage_url": base + manage_path(booking), "invite_url": invite_path(booking),
         "csrf": token, "csrf_field": CSRF_FIELD,

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from adapters.base import AdapterError, Hold, HoldRef
 from server.clock import Clock, iso
 from server.config import BookingPageConfig
-from server.config_pages import GOOGLE_MEET
+from server.config_pages import MADE_UPSTREAM
 from server.store import BookingRecord, OutboxRow, Store
 from server.sync import retry_delay
 
@@ -41,8 +41,8 @@ def hold_fields(page: BookingPageConfig, booking: BookingRecord, host: str) -> d
     title = page.hold_title.format(title=page.title, guest_name=booking.guest_name,
                                    guest_email=booking.guest_email, host=host)
     link = booking.video_link
-    # "google-meet" asks the Google adapter to have a Meet link made with the hold.
-    location = GOOGLE_MEET if page.video_link == GOOGLE_MEET else link
+    # "google-meet" / "teams" ask the adapter to have the link made with the hold.
+    location = page.video_link if page.video_link in MADE_UPSTREAM else link
     lines = [f"Booked through {page.title}.", f"Guest: {booking.guest_name} "
              f"<{booking.guest_email}>"]
     lines += [f"{name}: {answer}" for name, answer in booking.answers.items()]

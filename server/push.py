@@ -1,10 +1,12 @@
-"""Google push: a watch channel per calendar of each ``push = true`` Google source.
+"""Push: a channel per calendar of each ``push = true`` source (Google watch channels,
+Microsoft Graph subscriptions).
 
-Channels are kept in the store with their secret token, renewed a day before
-they expire, and stopped when their source or calendar leaves the config or
-fbproxy shuts down. A notification only wakes the source's sync loop: the
-change itself is read by the next incremental sync, so a forged or repeated
-notification costs one cheap round and nothing else.
+Channels are kept in the store with their secret token (Google's channel
+token, Graph's clientState), renewed before they expire, and stopped when their
+source or calendar leaves the config or fbproxy shuts down. A notification only
+wakes the source's sync loop: the change itself is read by the next incremental
+sync, so a forged or repeated notification costs one cheap round and nothing
+else.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import contextlib
 import hmac
 import logging
 import secrets
-import uuid
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Protocol
@@ -26,38 +27,41 @@ from server.sync import SyncManager
 
 log = logging.getLogger("fbproxy.push")
 
-HOOK_PATH = "/hooks/google"
-CHANNEL_TTL = timedelta(days=7)  # what Google grants for calendar event watches at most
-RENEW_BEFORE = timedelta(days=1)
+HOOK_PATHS = {"google": "/hooks/google", "microsoft": "/hooks/microsoft"}
 CHECK_EVERY = timedelta(hours=1)
 
 
 class Watcher(Protocol):
-    """What a push-capable adapter offers (adapters.google.GoogleAdapter)."""
+    """What a push-capable adapter offers (Google and Microsoft adapters)."""
 
-    async def watch(self, calendar_id: str, *, channel_id: str, token: str, address: str,
-                    ttl_seconds: int) -> tuple[str, int]: ...
+    # The longest channel the upstream grants (Google: 7 days, Graph events: ~3 days).
+    max_channel: timedelta
+
+    async def watch(self, calendar_id: str, *, token: str, address: str,
+                    ttl_seconds: int) -> tuple[str, str, int]:
+        """Open a channel: (channel id, resource id, expiry in Unix seconds)."""
+        ...
 
     async def stop_channel(self, channel_id: str, resource_id: str) -> None: ...
 
 
-class GooglePush:
+class PushChannels:
     """Creates, renews and stops the channels of push-enabled sources."""
 
-    def __init__(self, store: Store, clock: Clock, sync: SyncManager, *, address: str,
-                 calendars: Mapping[str, tuple[str, ...]], watchers: Mapping[str, Watcher]
-                 ) -> None:
+    def __init__(self, store: Store, clock: Clock, sync: SyncManager, *,
+                 addresses: Mapping[str, str], calendars: Mapping[str, tuple[str, ...]],
+                 watchers: Mapping[str, Watcher]) -> None:
         self._store = store
         self._sync = sync
         self._background: set[asyncio.Task[None]] = set()
         self._clock = clock
-        self._address = address
+        self._addresses = addresses  # source name -> the URL its upstream notifies
         self._calendars = calendars  # source name -> calendar ids to watch
         self._watchers = watchers
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run_forever(), name="google-push")
+        self._task = asyncio.create_task(self._run_forever(), name="push")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -72,15 +76,16 @@ class GooglePush:
             await asyncio.sleep(CHECK_EVERY.total_seconds())
 
     async def ensure(self) -> None:
-        """One channel per watched calendar, none expiring within a day, no strays."""
+        """One channel per watched calendar, none close to expiry, no strays."""
         now = int(self._clock.now().timestamp())
-        fresh_until = now + int(RENEW_BEFORE.total_seconds())
         channels = await self._store.channels()
         for channel in channels:
             wanted = channel.calendar in self._calendars.get(channel.source, ())
             if not wanted or channel.expiration <= now:
                 await self._retire(channel)
         for source, calendar_ids in self._calendars.items():
+            # Renewed with a quarter of its life left (Google: 1.75 days, Graph: ~18 h).
+            fresh_until = now + int(self._watchers[source].max_channel.total_seconds()) // 4
             for calendar_id in calendar_ids:
                 mine = [c for c in channels if (c.source, c.calendar) == (source, calendar_id)
                         and c.expiration > now]
@@ -91,12 +96,12 @@ class GooglePush:
                         await self._retire(old)
 
     async def _open(self, source: str, calendar_id: str, now: int) -> bool:
-        channel_id = str(uuid.uuid4())
         token = secrets.token_urlsafe(32)
+        watcher = self._watchers[source]
         try:
-            resource_id, expiration = await self._watchers[source].watch(
-                calendar_id, channel_id=channel_id, token=token, address=self._address,
-                ttl_seconds=int(CHANNEL_TTL.total_seconds()))
+            channel_id, resource_id, expiration = await watcher.watch(
+                calendar_id, token=token, address=self._addresses[source],
+                ttl_seconds=int(watcher.max_channel.total_seconds()))
         except AdapterError as exc:
             log.warning("push for %s/%s not set up (polling continues): %s", source,
                         calendar_id, exc)

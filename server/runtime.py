@@ -18,12 +18,13 @@ from aiohttp import web
 from adapters.base import SourceAdapter
 from adapters.google import GoogleAdapter
 from adapters.ics import USER_AGENT
+from adapters.microsoft import MicrosoftAdapter
 from server.adapter_kinds import ADAPTER_KINDS, AdapterContext
 from server.availability import BusyInterval
 from server.clock import Clock
 from server.config import CalendarConfig, Config
 from server.holds import HoldWorker
-from server.push import HOOK_PATH, GooglePush, Watcher
+from server.push import HOOK_PATHS, PushChannels, Watcher
 from server.store import Store
 from server.sync import SourceSyncer, SyncManager
 
@@ -43,7 +44,7 @@ class Runtime:
     source_ids: dict[str, int]
     calendar_secrets: dict[str, str] = field(repr=False)
     holds: HoldWorker | None = None
-    push: GooglePush | None = None  # when a google source has push = true
+    push: PushChannels | None = None  # when a source has push = true
     # Per calendar: ((instance generation, window), merged synced busy blocks) ...
     timelines: dict[str, tuple[tuple[object, ...], list[BusyInterval]]] = field(
         default_factory=dict, repr=False)
@@ -102,7 +103,7 @@ async def open_runtime(config: Config, *, clock: Clock, store: Store | None = No
         writers = {s.source.name: s.adapter for s in syncers if s.adapter.capabilities.holds}
         holds = HoldWorker(store, writers, clock)  # type: ignore[arg-type]
         stack.push_async_callback(holds.stop)
-        push = _google_push(config, store, clock, manager)
+        push = _push_channels(config, store, clock, manager)
         if push is not None:
             stack.push_async_callback(push.stop)
         yield Runtime(config=config, store=store, clock=clock, executor=executor,
@@ -110,17 +111,25 @@ async def open_runtime(config: Config, *, clock: Clock, store: Store | None = No
                       calendar_secrets=secrets, holds=holds, push=push)
 
 
-def _google_push(config: Config, store: Store, clock: Clock,
-                 manager: SyncManager) -> GooglePush | None:
+def _push_channels(config: Config, store: Store, clock: Clock,
+                   manager: SyncManager) -> PushChannels | None:
     watchers: dict[str, Watcher] = {}
     calendars: dict[str, tuple[str, ...]] = {}
+    addresses: dict[str, str] = {}
     for name, syncer in manager.syncers.items():
-        google = syncer.source.google
-        if google is not None and google.push and isinstance(syncer.adapter, GoogleAdapter):
-            watchers[name] = syncer.adapter
-            calendars[name] = syncer.adapter.settings.calendar_ids
+        source = syncer.source
+        adapter = syncer.adapter
+        if source.google is not None and source.google.push and \
+                isinstance(adapter, GoogleAdapter):
+            calendars[name] = adapter.settings.calendar_ids
+        elif source.microsoft is not None and source.microsoft.push and \
+                isinstance(adapter, MicrosoftAdapter):
+            calendars[name] = adapter.settings.calendars or ("",)
+        else:
+            continue
+        watchers[name] = adapter
+        addresses[name] = config.server.base_url + HOOK_PATHS[source.kind]
     if not watchers:
         return None
-    return GooglePush(store, clock, manager, address=config.server.base_url + HOOK_PATH,
-                      calendars=calendars, watchers=watchers)
-
+    return PushChannels(store, clock, manager, addresses=addresses, calendars=calendars,
+                        watchers=watchers)

@@ -25,7 +25,7 @@ from server.errors import RequestError
 from server.feeds import clip, render_busy_feed, render_freebusy
 from server.form import form_error, setup_form
 from server.pages import api_cancel_booking, api_create_booking, api_page_slots
-from server.push import HOOK_PATH
+from server.push import HOOK_PATHS
 from server.runtime import RUNTIME, Runtime
 
 log = logging.getLogger("fbproxy.web")
@@ -45,7 +45,8 @@ class CachedFeed:
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
-    app.router.add_post(HOOK_PATH, google_hook)
+    app.router.add_post(HOOK_PATHS["google"], google_hook)
+    app.router.add_post(HOOK_PATHS["microsoft"], microsoft_hook)
     app.router.add_get("/feeds/{secret}/busy.ics", busy_feed)
     app.router.add_get("/feeds/{secret}/freebusy.ics", freebusy_feed)
     app.router.add_get("/api/v1/freebusy", api_freebusy)
@@ -122,6 +123,32 @@ async def google_hook(request: web.Request) -> web.Response:
             headers.get("X-Goog-Resource-State", ""), headers.get("X-Goog-Resource-ID", "")):
         raise RequestError(404, "no such channel")
     return web.Response(status=200)
+
+
+async def microsoft_hook(request: web.Request) -> web.Response:
+    """POST /hooks/microsoft: Graph's validation handshake, or change notifications."""
+    token = request.query.get("validationToken")
+    if token is not None:
+        # Graph checks the URL before a subscription: echo the token as plain text.
+        if not token or len(token) > 1024:
+            raise RequestError(400, "validationToken must be 1-1024 characters")
+        return web.Response(text=token, content_type="text/plain")
+    push = request.app[RUNTIME].push
+    try:
+        body = await request.json()
+        notifications = body["value"]
+        assert isinstance(notifications, list)
+    except (ValueError, KeyError, TypeError, AssertionError) as exc:
+        raise RequestError(400, "expected Graph's change notification JSON") from exc
+    known = 0
+    for notification in notifications[:100]:
+        if not isinstance(notification, dict) or push is None:
+            continue
+        known += await push.notified(str(notification.get("subscriptionId", "")),
+                                     str(notification.get("clientState", "")), "updated", "")
+    if not known:
+        raise RequestError(404, "no such subscription")
+    return web.Response(status=202)
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -176,12 +176,14 @@ def _documented_keys() -> dict[str, set[str]]:
 def test_every_documented_key_exists_and_every_key_is_documented() -> None:
     from server.config import _CALENDAR_KEYS, _SERVER_KEYS, _SOURCE_KEYS
     from server.config_google import GOOGLE_KEYS
+    from server.config_microsoft import MICROSOFT_KEYS
     from server.config_pages import _BOOKING_PAGE_KEYS, _HOLD_TARGET_KEYS, _QUESTION_KEYS
 
     expected = {
         "`[server]`": _SERVER_KEYS,
-        "`[[sources]]`": _SOURCE_KEYS - GOOGLE_KEYS,
+        "`[[sources]]`": _SOURCE_KEYS - GOOGLE_KEYS - MICROSOFT_KEYS,
         "Google sources": GOOGLE_KEYS,
+        "Microsoft 365 sources": MICROSOFT_KEYS,
         "`[[calendars]]`": _CALENDAR_KEYS,
         "`[[booking_pages]]`": _BOOKING_PAGE_KEYS,
         "`hold_target`": _HOLD_TARGET_KEYS,

@@ -1,0 +1,505 @@
+"""Microsoft 365 / Outlook sources: msal for tokens, Microsoft Graph over aiohttp.
+
+Each calendar is synced with ``calendarView/delta`` over a window of one day
+back to the horizon: the first round lists the window page by page, the
+deltaLink it ends with is stored verbatim and fetched next round for just the
+changes. The window moves forward once a day, which starts a new delta round
+over the new window (its items replace the calendar's).
+
+Tokens: signed in with `fbproxy auth microsoft` (device code), msal keeps its
+cache in ``token_cache_file`` (0600) and refreshes silently; with a client
+secret the app reads one user's calendars on its own (client credentials).
+msal is blocking, so it runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import aiohttp
+import msal
+import requests
+from icalendar import Calendar, Event
+
+from adapters.base import (
+    HOLD_MARKER,
+    AdapterError,
+    AuthExpired,
+    BadUpstreamData,
+    Capabilities,
+    ChangeSet,
+    Hold,
+    HoldRef,
+    Item,
+    SkippedItem,
+    SyncState,
+    UpstreamUnavailable,
+)
+
+READ_SCOPES = ["Calendars.Read"]
+WRITE_SCOPES = ["Calendars.ReadWrite"]
+APP_SCOPES = ["https://graph.microsoft.com/.default"]
+PAGE_SIZE = 100
+THROTTLE_RETRIES = 2  # honour Retry-After this often per request, then give up for the round
+MAX_RETRY_AFTER = 30.0
+# Holds carry this prefix in transactionId, so they are known when they sync back.
+TRANSACTION_PREFIX = "fbproxy-"
+TEAMS = "teams"  # a hold location asking Graph for a Teams meeting
+_NOT_BUSY = {"free", "workingElsewhere"}
+_RESYNC_CODES = {"syncStateNotFound", "resyncRequired", "syncStateInvalid"}
+_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # tests swap it to not wait
+
+
+@dataclass(frozen=True)
+class MicrosoftSettings:
+    tenant: str
+    client_id: str
+    token_cache_file: Path
+    client_secret: str | None = None
+    user: str | None = None
+    calendars: tuple[str, ...] = ()  # calendar ids; () = the default calendar
+    hold_calendar: str | None = None
+    graph_url: str = "https://graph.microsoft.com/v1.0"
+    login_url: str = "https://login.microsoftonline.com"
+    timeout_seconds: float = 30.0
+    horizon_days: int = 120
+
+    @property
+    def resource(self) -> str:
+        """Whose calendars: the signed-in account, or one user with app-only access."""
+        return f"users/{quote(self.user, safe='@')}" if self.client_secret and self.user else "me"
+
+
+def scopes_for(holds: bool) -> list[str]:
+    return list(WRITE_SCOPES if holds else READ_SCOPES)
+
+
+class LoopbackLogin(requests.Session):
+    """msal's HTTP client when ``login_url`` points at a local server (tests only).
+
+    msal insists on an https authority on Microsoft's host; this session keeps
+    that authority and sends each request to ``login_url`` instead.
+    """
+
+    def __init__(self, login_url: str) -> None:
+        super().__init__()
+        self.trust_env = False
+        self._target = urlsplit(login_url)
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any,
+                **kwargs: Any) -> requests.Response:
+        target = url if isinstance(url, str) else url.decode()
+        parts = urlsplit(target)
+        if parts.hostname == "login.microsoftonline.com":
+            target = urlunsplit((self._target.scheme, self._target.netloc, parts.path,
+                                 parts.query, parts.fragment))
+        verb = method if isinstance(method, str) else method.decode()
+        return super().request(verb, target, *args, **kwargs)
+
+
+def msal_app(settings: MicrosoftSettings,
+             cache: msal.SerializableTokenCache) -> msal.ClientApplication:
+    """The msal application for these settings (public, or confidential with a secret)."""
+    authority = f"https://login.microsoftonline.com/{settings.tenant}"
+    extra: dict[str, Any] = {}
+    if urlsplit(settings.login_url).hostname != "login.microsoftonline.com":
+        extra = {"http_client": LoopbackLogin(settings.login_url), "instance_discovery": False}
+    if settings.client_secret:
+        return msal.ConfidentialClientApplication(
+            settings.client_id, client_credential=settings.client_secret, authority=authority,
+            token_cache=cache, **extra)
+    return msal.PublicClientApplication(settings.client_id, authority=authority,
+                                        token_cache=cache, **extra)
+
+
+def load_cache(path: Path) -> msal.SerializableTokenCache:
+    cache = msal.SerializableTokenCache()
+    if path.exists():
+        cache.deserialize(path.read_text(encoding="utf-8"))
+    return cache
+
+
+def save_cache(path: Path, cache: msal.SerializableTokenCache) -> None:
+    """Write the token cache 0600, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tokens-")
+    try:
+        os.fchmod(handle, 0o600)
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(cache.serialize())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+class MicrosoftAdapter:
+    """Keeps the calendars of one Microsoft 365 account in sync, and writes holds there."""
+
+    capabilities = Capabilities(incremental=True, push=True, holds=True)
+
+    def __init__(self, name: str, settings: MicrosoftSettings, *, session: aiohttp.ClientSession,
+                 executor: Executor | None, clock: Callable[[], datetime]) -> None:
+        self.name = name
+        self.settings = settings
+        self._session = session
+        self._executor = executor
+        self._now = clock
+        self._token: tuple[str, float] | None = None  # (access token, expires at)
+        self._token_lock = threading.Lock()
+
+    async def close(self) -> None:
+        self._token = None
+
+    # -- tokens ---------------------------------------------------------------------
+
+    async def _access_token(self) -> str:
+        loop = asyncio.get_running_loop()
+        if self._token is not None and self._token[1] > loop.time() + 300:
+            return self._token[0]
+        result = await loop.run_in_executor(self._executor, self._acquire_blocking)
+        self._token = (str(result["access_token"]),
+                       loop.time() + float(result.get("expires_in", 3600)))
+        return self._token[0]
+
+    def _acquire_blocking(self) -> Mapping[str, Any]:
+        with self._token_lock:
+            path = self.settings.token_cache_file
+            try:
+                cache = load_cache(path)
+            except (OSError, ValueError) as exc:
+                raise self._reauth(f"cannot read the token cache {path}: {exc}") from exc
+            app = msal_app(self.settings, cache)
+            try:
+                if isinstance(app, msal.ConfidentialClientApplication):
+                    result = app.acquire_token_for_client(scopes=APP_SCOPES)
+                else:
+                    accounts = app.get_accounts()
+                    if not accounts:
+                        raise self._reauth("not signed in yet")
+                    result = app.acquire_token_silent(_cached_scopes(cache), account=accounts[0])
+            except (requests.RequestException, OSError) as exc:
+                raise UpstreamUnavailable(f"cannot reach Microsoft's sign-in: {exc}",
+                                          source=self.name) from exc
+            if cache.has_state_changed:
+                save_cache(path, cache)
+            if not result or "access_token" not in result:
+                detail = (result or {}).get("error_description") or (result or {}).get("error") \
+                    or "no usable token in the cache"
+                raise self._reauth(str(detail).splitlines()[0])
+            answer: Mapping[str, Any] = result
+            return answer
+
+    def _reauth(self, why: str) -> AuthExpired:
+        self._token = None
+        return AuthExpired(f"{why}; run `fbproxy auth microsoft --source {self.name}`",
+                           source=self.name)
+
+    # -- Graph ----------------------------------------------------------------------
+
+    async def _graph(self, method: str, url: str, *, params: Mapping[str, str] | None = None,
+                     body: Mapping[str, Any] | None = None) -> tuple[int, Any]:
+        """One Graph request; 429/503 wait for Retry-After a few times; 401 -> re-auth."""
+        if not url.startswith(("http://", "https://")):
+            url = f"{self.settings.graph_url}/{url}"
+        for attempt in range(THROTTLE_RETRIES + 1):
+            token = await self._access_token()
+            headers = {"Authorization": f"Bearer {token}",
+                       "Prefer": f'odata.maxpagesize={PAGE_SIZE}, outlook.timezone="UTC"'}
+            try:
+                async with self._session.request(
+                        method, url, params=params, json=body, headers=headers,
+                        timeout=aiohttp.ClientTimeout(total=self.settings.timeout_seconds),
+                        ) as response:
+                    status = response.status
+                    text = await response.text()
+                    retry_after = response.headers.get("Retry-After", "")
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise UpstreamUnavailable(f"cannot reach Microsoft Graph: {exc}",
+                                          source=self.name) from exc
+            payload: Any = None
+            if text:
+                try:
+                    payload = json.loads(text)
+                except ValueError:
+                    payload = None
+            if status == 401:
+                self._token = None
+                if attempt == 0:
+                    continue  # one fresh token, then it is the account's problem
+                raise self._reauth(f"Graph refused the token: {_error(payload)}")
+            if status in (429, 503) and attempt < THROTTLE_RETRIES:
+                await _sleep(min(_seconds(retry_after), MAX_RETRY_AFTER))
+                continue
+            if status in (429, 500, 502, 503, 504):
+                raise UpstreamUnavailable(f"Graph answered {status}: {_error(payload)}",
+                                          source=self.name)
+            return status, payload
+        raise UpstreamUnavailable("Graph kept refusing the token", source=self.name)
+
+    # -- sync -----------------------------------------------------------------------
+
+    async def sync(self, state: SyncState) -> ChangeSet:
+        previous = state.get("calendars", {})
+        known: dict[str, Any] = dict(previous) if isinstance(previous, Mapping) else {}
+        window = self._window()
+        calendars: dict[str, Any] = {}
+        upserted: list[Item] = []
+        deleted: list[str] = []
+        skipped: list[SkippedItem] = []
+        full_scopes: list[str] = []
+        requests_made = 0
+        for calendar_id in self.settings.calendars or ("",):
+            stored = known.get(calendar_id or "default")
+            link = None
+            if isinstance(stored, Mapping) and stored.get("window_start") == window[0]:
+                link = stored.get("delta_link")
+            scope = _prefix(calendar_id)
+            result = await self._delta(calendar_id, window, link)
+            if result is None:  # the delta state expired upstream: list the window again
+                result = await self._delta(calendar_id, window, None)
+                assert result is not None
+                link = None
+            items, next_link, made = result
+            requests_made += made
+            if link is None:
+                full_scopes.append(scope)
+            for event in items:
+                key = scope + str(event.get("id", ""))
+                if "@removed" in event:
+                    deleted.append(key)
+                    continue
+                try:
+                    item = _item(key, event)
+                except (KeyError, TypeError, ValueError) as exc:
+                    skipped.append(SkippedItem(key, f"unreadable event: {exc}"))
+                    continue
+                (upserted.append(item) if item is not None else deleted.append(key))
+            calendars[calendar_id or "default"] = {"delta_link": next_link,
+                                                   "window_start": window[0]}
+        unchanged = not upserted and not deleted and not full_scopes
+        return ChangeSet(state={"calendars": calendars}, upserted=tuple(upserted),
+                         deleted=tuple(deleted), skipped=tuple(skipped),
+                         full_scopes=tuple(full_scopes), unchanged=unchanged,
+                         requests=requests_made, fetched=len(upserted) + len(deleted))
+
+    def _window(self) -> tuple[str, str]:
+        """One day back to the horizon, on whole days: it moves once a day."""
+        today = self._now().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        start = today - timedelta(days=1)
+        end = today + timedelta(days=self.settings.horizon_days + 1)
+        return _iso(start), _iso(end)
+
+    async def _delta(self, calendar_id: str, window: tuple[str, str], link: str | None,
+                     ) -> tuple[list[Mapping[str, Any]], str, int] | None:
+        """Every page of one delta round; None when the stored link is no longer valid."""
+        base = f"{self.settings.resource}/calendars/{quote(calendar_id, safe='')}" \
+            if calendar_id else self.settings.resource
+        url: str = link or f"{base}/calendarView/delta"
+        params = None if link else {"startDateTime": window[0], "endDateTime": window[1]}
+        items: list[Mapping[str, Any]] = []
+        made = 0
+        while True:
+            status, payload = await self._graph("GET", url, params=params)
+            made += 1
+            if status == 410 or (status in (400, 404) and _code(payload) in _RESYNC_CODES):
+                if link is None:
+                    raise BadUpstreamData(f"Graph refused a fresh delta round: {status} "
+                                          f"{_error(payload)}", source=self.name)
+                return None
+            if status == 404:
+                raise BadUpstreamData(f"calendar {calendar_id or 'default'!r} does not exist "
+                                      "or is not shared with this account", source=self.name)
+            if status == 403:
+                raise AuthExpired(f"no access to the calendar ({_error(payload)}); run "
+                                  f"`fbproxy auth microsoft --source {self.name}`",
+                                  source=self.name)
+            if status != 200 or not isinstance(payload, Mapping):
+                raise BadUpstreamData(f"calendarView/delta answered {status}: "
+                                      f"{_error(payload)}", source=self.name)
+            items += [e for e in payload.get("value", []) if isinstance(e, Mapping)]
+            params = None
+            next_page = payload.get("@odata.nextLink")
+            if isinstance(next_page, str):
+                url = next_page
+                continue
+            delta = payload.get("@odata.deltaLink")
+            if not isinstance(delta, str):
+                raise BadUpstreamData("a delta round ended without @odata.deltaLink",
+                                      source=self.name)
+            return items, delta, made
+
+    # -- push -----------------------------------------------------------------------
+
+    max_channel = timedelta(minutes=4230)  # Graph's longest subscription on events
+
+    async def watch(self, calendar_id: str, *, token: str, address: str,
+                    ttl_seconds: int) -> tuple[str, str, int]:
+        """A Graph subscription on the calendar's events (Graph checks ``address`` first)."""
+        resource = f"{self.settings.resource}/calendars/{quote(calendar_id, safe='')}/events" \
+            if calendar_id else f"{self.settings.resource}/events"
+        expires = self._now().astimezone(UTC) + timedelta(seconds=ttl_seconds - 60)
+        status, payload = await self._graph("POST", "subscriptions", body={
+            "changeType": "created,updated,deleted", "notificationUrl": address,
+            "resource": resource, "expirationDateTime": _iso(expires), "clientState": token})
+        if status != 201 or not isinstance(payload, Mapping) or "id" not in payload:
+            raise AdapterError(f"the subscription was refused ({status}): {_error(payload)}",
+                               source=self.name)
+        answered = str(payload.get("expirationDateTime") or _iso(expires))
+        expiry = datetime.fromisoformat(answered.replace("Z", "+00:00").split(".")[0])
+        if expiry.tzinfo is None:
+            expiry = expiry.replace(tzinfo=UTC)
+        return str(payload["id"]), resource, int(expiry.timestamp())
+
+    async def stop_channel(self, channel_id: str, resource_id: str) -> None:
+        status, payload = await self._graph("DELETE", f"subscriptions/{quote(channel_id)}")
+        if status not in (200, 204, 404):
+            raise AdapterError(f"deleting the subscription answered {status}: "
+                               f"{_error(payload)}", source=self.name)
+
+    # -- holds ----------------------------------------------------------------------
+
+    async def write_hold(self, hold: Hold) -> HoldRef:
+        calendar_id = hold.calendar or self.settings.hold_calendar
+        resource = self.settings.resource
+        url = f"{resource}/calendars/{quote(calendar_id, safe='')}/events" if calendar_id \
+            else f"{resource}/events"
+        body: dict[str, Any] = {
+            "subject": hold.title,
+            "body": {"contentType": "text", "content": hold.description},
+            "start": {"dateTime": _graph_time(hold.start), "timeZone": "UTC"},
+            "end": {"dateTime": _graph_time(hold.end), "timeZone": "UTC"},
+            "showAs": "tentative" if hold.status == "TENTATIVE" else "busy",
+            # Graph answers a retried create with the event it already made.
+            "transactionId": TRANSACTION_PREFIX + hold.booking_id,
+        }
+        if hold.location == TEAMS:
+            body.update(isOnlineMeeting=True, onlineMeetingProvider="teamsForBusiness")
+        elif hold.location:
+            body["location"] = {"displayName": hold.location}
+        status, payload = await self._graph("POST", url, body=body)
+        if status not in (200, 201) or not isinstance(payload, Mapping) or "id" not in payload:
+            raise AdapterError(f"creating the hold answered {status}: {_error(payload)}",
+                               source=self.name)
+        join = ((payload.get("onlineMeeting") or {}).get("joinUrl") or "")
+        return HoldRef(hold.booking_id, f"{resource}/events/{payload['id']}",
+                       video_link=join if str(join).startswith("https://") else "")
+
+    async def delete_hold(self, ref: HoldRef) -> None:
+        status, payload = await self._graph("DELETE", ref.ref)
+        if status not in (200, 204, 404):  # 404: already gone
+            raise AdapterError(f"deleting the hold answered {status}: {_error(payload)}",
+                               source=self.name)
+
+
+def _cached_scopes(cache: msal.SerializableTokenCache) -> list[str]:
+    """The delegated scope the account consented to (read or read-write)."""
+    for token in cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN):
+        target = str(token.get("target", ""))
+        if "calendars.readwrite" in target.lower():
+            return list(WRITE_SCOPES)
+    return list(READ_SCOPES)
+
+
+def _item(key: str, event: Mapping[str, Any]) -> Item | None:
+    """The event as a minimal VEVENT, or None when it does not block time."""
+    if event.get("isCancelled") or event.get("showAs") in _NOT_BUSY:
+        return None
+    if (event.get("responseStatus") or {}).get("response") == "declined":
+        return None
+    if event.get("type") == "seriesMaster":
+        return None  # its occurrences come one by one
+    start, end = _instant(event["start"]), _instant(event["end"])
+    if end <= start:
+        return None
+    calendar = Calendar()
+    calendar.add("PRODID", "-//fbproxy//microsoft adapter//EN")
+    calendar.add("VERSION", "2.0")
+    vevent = Event()
+    vevent.add("UID", key)
+    vevent.add("DTSTAMP", datetime(2000, 1, 1, tzinfo=UTC))
+    vevent.add("DTSTART", start)
+    vevent.add("DTEND", end)
+    vevent.add("STATUS", "TENTATIVE" if event.get("showAs") == "tentative" else "CONFIRMED")
+    transaction = event.get("transactionId")
+    if isinstance(transaction, str) and transaction.startswith(TRANSACTION_PREFIX):
+        vevent.add(HOLD_MARKER, transaction.removeprefix(TRANSACTION_PREFIX))
+    calendar.add_component(vevent)
+    return Item(key=key, ical=calendar.to_ical().decode(), etag=event.get("changeKey"))
+
+
+def _instant(value: Mapping[str, Any]) -> datetime:
+    """Graph's {"dateTime": "2026-11-26T09:00:00.0000000", "timeZone": "UTC"}."""
+    text = str(value["dateTime"])
+    head, _, fraction = text.partition(".")
+    moment = datetime.fromisoformat(head + ("." + fraction[:6] if fraction else ""))
+    zone = str(value.get("timeZone") or "UTC")
+    if moment.tzinfo is None:
+        if zone != "UTC":
+            raise ValueError(f"time zone {zone!r}: asked for UTC (outlook.timezone)")
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _graph_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _prefix(calendar_id: str) -> str:
+    return f"{calendar_id or 'default'}/"
+
+
+def _seconds(retry_after: str) -> float:
+    try:
+        return max(0.0, float(retry_after))
+    except ValueError:
+        return 5.0
+
+
+def _code(payload: Any) -> str:
+    if isinstance(payload, Mapping) and isinstance(payload.get("error"), Mapping):
+        return str(payload["error"].get("code", ""))
+    return ""
+
+
+def _error(payload: Any) -> str:
+    if isinstance(payload, Mapping) and isinstance(payload.get("error"), Mapping):
+        error = payload["error"]
+        return f"{error.get('code', '')}: {error.get('message', '')}".strip(": ")
+    return "no details"
+
+
+def device_code_sign_in(settings: MicrosoftSettings, scopes: Sequence[str],
+                        show: Callable[[str], None]) -> str:
+    """The device-code flow (blocking): show the message, wait, save the cache; the account."""
+    cache = load_cache(settings.token_cache_file)
+    app = msal_app(settings, cache)
+    if not isinstance(app, msal.PublicClientApplication):
+        raise AdapterError("with client_secret set, fbproxy signs in as the app itself; "
+                           "there is nothing to authorize interactively")
+    flow = app.initiate_device_flow(scopes=list(scopes))
+    if "user_code" not in flow:
+        raise AdapterError(f"Microsoft refused to start the sign-in: "
+                           f"{flow.get('error_description') or flow.get('error')}")
+    show(str(flow["message"]))
+    result = app.acquire_token_by_device_flow(flow)
+    if "access_token" not in result:
+        raise AdapterError(f"sign-in failed: {result.get('error_description') or result}")
+    save_cache(settings.token_cache_file, cache)
+    claims = result.get("id_token_claims") or {}
+    return str(claims.get("preferred_username") or "the account")
