@@ -16,7 +16,8 @@ MICROSOFT_KEYS = {"tenant", "client_id", "client_secret", "client_secret_env",
                   "login_url"}
 GRAPH_URL = "https://graph.microsoft.com/v1.0"
 LOGIN_URL = "https://login.microsoftonline.com"
-_TENANT = re.compile(r"^(common|organizations|consumers|[0-9a-fA-F-]{36}|[A-Za-z0-9.-]+\.[a-z]+)$")
+# A GUID, a domain, or common/organizations/consumers; it goes into URL paths.
+_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,99}$")
 
 
 @dataclass(frozen=True)
