@@ -164,20 +164,23 @@ class MicrosoftAdapter:
 
     # -- tokens ---------------------------------------------------------------------
 
-    async def _access_token(self) -> str:
+    async def _access_token(self, *, force: bool = False) -> str:
+        """A valid access token; ``force`` after Graph refused the cached one (401)."""
         loop = asyncio.get_running_loop()
-        if self._token is not None and self._token[1] > loop.time() + 300:
+        if not force and self._token is not None and self._token[1] > loop.time() + 300:
             return self._token[0]
-        result = await loop.run_in_executor(self._executor, self._acquire_blocking)
+        result = await loop.run_in_executor(self._executor, self._acquire_blocking, force)
         self._token = (str(result["access_token"]),
                        loop.time() + float(result.get("expires_in", 3600)))
         return self._token[0]
 
-    def _acquire_blocking(self) -> Mapping[str, Any]:
+    def _acquire_blocking(self, force: bool) -> Mapping[str, Any]:
         with self._token_lock:
             path = self.settings.token_cache_file
             try:
-                cache = load_cache(path)
+                # App-only tokens are cheap to get again; a forced one skips the cache.
+                app_only = bool(self.settings.client_secret)
+                cache = msal.SerializableTokenCache() if app_only and force else load_cache(path)
             except (OSError, ValueError) as exc:
                 raise self._reauth(f"cannot read the token cache {path}: {exc}") from exc
             app = msal_app(self.settings, cache)
@@ -188,7 +191,8 @@ class MicrosoftAdapter:
                     accounts = app.get_accounts()
                     if not accounts:
                         raise self._reauth("not signed in yet")
-                    result = app.acquire_token_silent(_cached_scopes(cache), account=accounts[0])
+                    result = app.acquire_token_silent(_cached_scopes(cache), account=accounts[0],
+                                                      force_refresh=force)
             except (requests.RequestException, OSError) as exc:
                 raise UpstreamUnavailable(f"cannot reach Microsoft's sign-in: {exc}",
                                           source=self.name) from exc
@@ -213,8 +217,9 @@ class MicrosoftAdapter:
         """One Graph request; 429/503 wait for Retry-After a few times; 401 -> re-auth."""
         if not url.startswith(("http://", "https://")):
             url = f"{self.settings.graph_url}/{url}"
+        refused = False
         for attempt in range(THROTTLE_RETRIES + 1):
-            token = await self._access_token()
+            token = await self._access_token(force=refused)
             headers = {"Authorization": f"Bearer {token}",
                        "Prefer": f'odata.maxpagesize={PAGE_SIZE}, outlook.timezone="UTC"'}
             try:
@@ -236,8 +241,9 @@ class MicrosoftAdapter:
                     payload = None
             if status == 401:
                 self._token = None
-                if attempt == 0:
-                    continue  # one fresh token, then it is the account's problem
+                if not refused:
+                    refused = True
+                    continue  # one freshly refreshed token, then it is the account's problem
                 raise self._reauth(f"Graph refused the token: {_error(payload)}")
             if status in (429, 503) and attempt < THROTTLE_RETRIES:
                 await _sleep(min(_seconds(retry_after), MAX_RETRY_AFTER))
@@ -263,7 +269,9 @@ class MicrosoftAdapter:
         for calendar_id in self.settings.calendars or ("",):
             stored = known.get(calendar_id or "default")
             link = None
-            if isinstance(stored, Mapping) and stored.get("window_start") == window[0]:
+            # A link is only good for the same window and the same account/user.
+            if isinstance(stored, Mapping) and stored.get("window_start") == window[0] \
+                    and stored.get("resource") == self.settings.resource:
                 link = stored.get("delta_link")
             scope = _prefix(calendar_id)
             result = await self._delta(calendar_id, window, link)
@@ -286,8 +294,9 @@ class MicrosoftAdapter:
                     skipped.append(SkippedItem(key, f"unreadable event: {exc}"))
                     continue
                 (upserted.append(item) if item is not None else deleted.append(key))
-            calendars[calendar_id or "default"] = {"delta_link": next_link,
-                                                   "window_start": window[0]}
+            calendars[calendar_id or "default"] = {
+                "delta_link": next_link, "window_start": window[0],
+                "resource": self.settings.resource}
         unchanged = not upserted and not deleted and not full_scopes
         return ChangeSet(state={"calendars": calendars}, upserted=tuple(upserted),
                          deleted=tuple(deleted), skipped=tuple(skipped),

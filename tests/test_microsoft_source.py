@@ -264,3 +264,25 @@ sources = ["o"]
     assert process.returncode == 0, line + output.decode()
     assert "signed in as alex@contoso.example" in output.decode()
     assert stat.S_IMODE(cache.stat().st_mode) == 0o600 and "RefreshToken" in cache.read_text()
+
+
+async def test_silent_refresh_and_app_only_access(fake_microsoft, outlook, tmp_path,
+                                                  make_config, serve) -> None:
+    fake = fake_microsoft
+    fake.put_event(graph_event("a", "2026-11-26T09:00:00", "2026-11-26T10:00:00"))
+    client, runtime = await outlook()
+    await runtime.sync.run_all_once()
+    fake.expire_access_tokens()  # the refresh token still works: msal renews quietly
+    fake.put_event(graph_event("b", "2026-11-26T11:00:00", "2026-11-26T12:00:00"))
+    [outcome] = await runtime.sync.run_all_once()
+    assert outcome.ok, outcome
+    assert len(await busy(client)) == 2
+
+    # App-only: the app's own secret, one user's calendars, nobody signs in.
+    app_only = raw_source(fake, tmp_path / "app", client_secret=fake.client_secret,
+                          user=fake.user_principal_name)
+    client, runtime = await serve(make_config([app_only]))
+    [outcome] = await runtime.sync.run_all_once()
+    assert outcome.ok, outcome
+    assert len(await busy(client)) == 2
+    assert any(p.startswith("/v1.0/users/") for _m, p, _q in fake.requests)
