@@ -91,7 +91,7 @@ async def freshness(runtime: Runtime, calendar: CalendarConfig) -> list[SourceFr
     """Each source's last success and whether it is past its ``stale_after``."""
     now = int(runtime.clock.now().timestamp())
     records = {r.name: r for r in await runtime.store.sources()}
-    return [_source_freshness(runtime, records.get(name), name, now) for name in calendar.sources]
+    return [source_freshness(runtime, records.get(name), name, now) for name in calendar.sources]
 
 
 async def known_until(runtime: Runtime, names: Iterable[str]) -> dict[str, int]:
@@ -109,7 +109,7 @@ async def known_until(runtime: Runtime, names: Iterable[str]) -> dict[str, int]:
         calendar = runtime.config.calendar(name)
         until = 0
         if calendar is not None and not any(
-                _source_freshness(runtime, records.get(source), source, now).stale
+                source_freshness(runtime, records.get(source), source, now).stale
                 for source in calendar.sources):
             ends = [records[s].window_end for s in calendar.sources if s in records]
             until = min((end for end in ends if end is not None), default=0)
@@ -125,7 +125,7 @@ def unknown_busy(known: int, span: tuple[int, int]) -> list[BusyInterval]:
     return [BusyInterval(start, span[1], BUSY)] if start < span[1] else []
 
 
-def _source_freshness(runtime: Runtime, record: SourceRecord | None, name: str,
+def source_freshness(runtime: Runtime, record: SourceRecord | None, name: str,
                       now: int) -> SourceFreshness:
     source = runtime.config.source(name)
     last = record.last_success if record else None

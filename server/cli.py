@@ -143,7 +143,7 @@ async def _offline_command(command: str, config: Config, args: argparse.Namespac
         if command == "sync":
             return await _sync(runtime, args.source)
         if command == "urls":
-            _print_urls(runtime)
+            await _print_urls(runtime)
             return EXIT_OK
         return await _status(runtime)
 
@@ -178,8 +178,12 @@ def _outcome_line(outcome: SyncOutcome) -> str:
             f"({outcome.seconds:.2f}s, {outcome.bytes_received} bytes)")
 
 
-def _print_urls(runtime: Runtime) -> None:
+async def _print_urls(runtime: Runtime) -> None:
+    from server.status import admin_secret
+
     base = runtime.config.server.base_url
+    print(f"status page: {base}/status  (any user name, password {await admin_secret(runtime)};"
+          " JSON: /api/v1/status with 'Authorization: Bearer <that secret>')")
     for calendar in runtime.config.calendars:
         secret = runtime.calendar_secrets[calendar.name]
         feed = f"{base}/feeds/{secret}"

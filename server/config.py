@@ -84,6 +84,8 @@ class ServerConfig:
     trusted_proxies: tuple[IPNetwork, ...] = ()
     # How long a CalDAV sync token stays usable after the changes it predates.
     caldav_token_retention: timedelta = timedelta(days=30)
+    # Opens /status and /api/v1/status; None: one is generated and kept in the database.
+    admin_secret: Secret | None = field(default=None, repr=False)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -162,7 +164,8 @@ def _check_source_url(kind: str, url: str, reader: Reader, path: str) -> str:
 
 _SERVER_KEYS = {"listen", "base_url", "database", "timezone", "horizon_days",
                 "rate_limit_bookings", "rate_limit_pages", "trusted_proxies",
-                "caldav_token_retention"}
+                "caldav_token_retention", "admin_secret", "admin_secret_env",
+                "admin_secret_file"}
 _COMMON_SOURCE_KEYS = {
     "name", "kind", "poll_interval", "stale_after", "timezone", "enabled", "owner_emails",
     "timeout",
@@ -211,7 +214,17 @@ def _read_server(raw: Mapping[str, Any], reader: Reader) -> ServerConfig:
         trusted_proxies=reader.converted(raw, "trusted_proxies", "server.trusted_proxies", (),
                                          parse_networks),
         caldav_token_retention=_token_retention(raw, reader),
+        admin_secret=_admin_secret(raw, reader),
     )
+
+
+def _admin_secret(raw: Mapping[str, Any], reader: Reader) -> Secret | None:
+    secret = reader.secret(raw, "admin_secret", "server.admin_secret")
+    if secret is not None and not SECRET_PATTERN.match(secret):
+        reader.fail("server.admin_secret", "must be 16-256 URL-safe characters "
+                    "(A-Z a-z 0-9 _ - . ~)")
+        return None
+    return secret
 
 
 def _token_retention(raw: Mapping[str, Any], reader: Reader) -> timedelta:

@@ -138,6 +138,7 @@ class SourceSyncer:
             outcome = await self._round()
             outcome = replace(outcome, seconds=time.perf_counter() - started)
             self.failures = 0 if outcome.ok else self.failures + 1
+            await self._store.record_duration(self.source_id, outcome.seconds)
             return outcome
 
     async def _round(self) -> SyncOutcome:

@@ -27,6 +27,7 @@ from server.form import form_error, setup_form
 from server.pages import api_cancel_booking, api_create_booking, api_page_slots
 from server.push import HOOK_PATHS
 from server.runtime import RUNTIME, Runtime
+from server.status import setup_status
 
 log = logging.getLogger("fbproxy.web")
 
@@ -55,6 +56,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/bookings/{booking_id}/cancel", api_cancel_booking)
     setup_form(app)
     setup_caldav(app)
+    setup_status(app)
 
 
 # -- middleware ---------------------------------------------------------------

@@ -25,7 +25,8 @@ def sources(tmp_path: Path) -> list[dict[str, Any]]:
     return [{"name": host, "kind": "ics", "url": f"{host}.ics"} for host in HOSTS]
 
 
-def build(make_config: Any, sources: list[dict[str, Any]], **page: Any) -> Any:
+def build(make_config: Any, sources: list[dict[str, Any]], *,
+          server: dict[str, Any] | None = None, **page: Any) -> Any:
     calendars = [{"name": h, "sources": [h], "secret": f"secret-of-{h}-0123456789"}
                  for h in HOSTS]
     booking_page = {
@@ -33,7 +34,7 @@ def build(make_config: Any, sources: list[dict[str, Any]], **page: Any) -> Any:
         "timezone": "UTC", "minimum_notice": "1h", "max_days_ahead": 10,
         "hours": {d: ["09:00-12:00"] for d in ("mon", "tue", "wed", "thu", "fri")},
         "questions": [{"name": "topic", "label": "Topic", "kind": "textarea"}], **page}
-    return make_config(sources, calendars, booking_pages=[booking_page])
+    return make_config(sources, calendars, booking_pages=[booking_page], **(server or {}))
 
 
 def guest(start: str = SLOT, **extra: Any) -> dict[str, Any]:
@@ -45,8 +46,9 @@ async def offered(client: Any) -> list[str]:
     return [s["start"] for s in (await response.json())["slots"]]
 
 
-async def started(make_config: Any, sources: Any, serve: Any, **page: Any) -> Any:
-    client, runtime = await serve(build(make_config, sources, **page))
+async def started(make_config: Any, sources: Any, serve: Any, *,
+                  server: dict[str, Any] | None = None, **page: Any) -> Any:
+    client, runtime = await serve(build(make_config, sources, server=server, **page))
     await runtime.sync.run_all_once()
     return client, runtime
 

@@ -17,7 +17,8 @@ from server.config import Config, parse_config
 from server.runtime import RUNTIME, Runtime
 
 # Real CalDAV peers (Radicale, Xandikos) for the CalDAV tests; the booking tests' world.
-pytest_plugins = ["tests.peers", "tests.booking_world", "tests.fake_google", "tests.fake_microsoft"]
+pytest_plugins = ["tests.peers", "tests.booking_world", "tests.fake_google",
+                  "tests.fake_microsoft", "tests.browser"]
 
 REPO = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -8,46 +8,13 @@ The same booking also works with JavaScript off.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, expect
 
 from tests.booking_world import started
-from tests.conftest import REPO
-
-CHROMIUM = shutil.which("chromium")
-
-
-@pytest.fixture
-def artifacts() -> Path:
-    folder = Path(os.environ.get("FBPROXY_ARTIFACTS", REPO / "test-artifacts"))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    assert CHROMIUM is not None, "install Debian's chromium (scripts/test does)"
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
-        yield launched
-        await launched.close()
-
-
-def watch_console(page: Page) -> list[str]:
-    """Errors the page logs (a CSP violation or a script error would show here)."""
-    errors: list[str] = []
-    page.on("console", lambda message: errors.append(message.text)
-            if message.type == "error" else None)
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    return errors
+from tests.browser import watch_console
 
 
 async def test_a_guest_books_in_another_time_zone(browser: Browser, artifacts: Path, sources,

@@ -48,6 +48,15 @@ class BookingQueries(StoreBase):
                 (now, booking_id))
             return cursor.rowcount == 1
 
+    async def booking_counts(self, now: int) -> dict[str, tuple[int, int, int]]:
+        """Per page: (upcoming confirmed, all confirmed, cancelled) bookings."""
+        cursor = await self._reader.execute(
+            """SELECT page, SUM(status = 'confirmed' AND start_ts >= ?),
+                      SUM(status = 'confirmed'), SUM(status = 'cancelled')
+               FROM bookings GROUP BY page""", (now,))
+        return {str(page): (int(a or 0), int(b or 0), int(c or 0))
+                for page, a, b, c in await cursor.fetchall()}
+
     async def set_video_link(self, booking_id: str, link: str) -> None:
         """Give a booking the link its upstream hold got (Meet), unless it has one."""
         async with self._transaction() as db:

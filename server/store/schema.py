@@ -162,6 +162,10 @@ MIGRATIONS: tuple[str, ...] = (
         created INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 10: how long the last sync round took, for the status page.
+    """
+    ALTER TABLE sources ADD COLUMN last_duration_ms INTEGER;
+    """,
 )
 
 

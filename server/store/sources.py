@@ -133,3 +133,20 @@ class SourceQueries(StoreBase):
             cursor = await db.execute(
                 "DELETE FROM instances WHERE source_id = ? AND end_ts < ?", (source_id, before))
             return cursor.rowcount
+
+    async def instance_counts(self) -> dict[int, int]:
+        """Busy instances stored per source id (for the status page)."""
+        cursor = await self._reader.execute(
+            "SELECT source_id, COUNT(*) FROM instances GROUP BY source_id")
+        return {int(source): int(count) for source, count in await cursor.fetchall()}
+
+    async def record_duration(self, source_id: int, seconds: float) -> None:
+        async with self._transaction() as db:
+            await db.execute("UPDATE sources SET last_duration_ms = ? WHERE id = ?",
+                             (int(seconds * 1000), source_id))
+
+    async def durations(self) -> dict[int, int]:
+        """The last sync round's duration per source id, in milliseconds."""
+        cursor = await self._reader.execute(
+            "SELECT id, last_duration_ms FROM sources WHERE last_duration_ms IS NOT NULL")
+        return {int(source): int(ms) for source, ms in await cursor.fetchall()}

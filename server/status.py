@@ -1,0 +1,141 @@
+"""The operator's view: /status (HTML) and /api/v1/status (JSON), behind the admin secret.
+
+Per source: how fresh it is, what failed and how to fix it; the hold outbox;
+bookings per page; and four weeks of each merged calendar's busy time as a
+day x hour heatmap drawn as SVG on the server.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from server.busy import merged_busy, source_freshness
+from server.clock import iso
+from server.errors import RequestError
+from server.heatmap import heatmap
+from server.runtime import RUNTIME, Runtime
+
+ADMIN_SECRET_NAME = ":admin"  # its row among the generated secrets (no calendar has ':')
+HEATMAP_DAYS = 28
+_CHALLENGE = {"WWW-Authenticate": 'Basic realm="fbproxy status", charset="UTF-8"'}
+_REAUTH = {"google": "fbproxy auth google --config {config} --source {name}",
+           "microsoft": "fbproxy auth microsoft --config {config} --source {name}"}
+
+
+def setup_status(app: web.Application) -> None:
+    app.router.add_get("/status", status_page)
+    app.router.add_get("/api/v1/status", status_api)
+
+
+async def admin_secret(runtime: Runtime) -> str:
+    configured = runtime.config.server.admin_secret
+    if configured:
+        return str(configured)
+    return await runtime.store.calendar_secret(
+        ADMIN_SECRET_NAME, now=int(runtime.clock.now().timestamp()))
+
+
+async def _authorize(request: web.Request) -> Runtime:
+    """The admin secret as a Bearer token, or as the password of HTTP Basic (browsers)."""
+    runtime = request.app[RUNTIME]
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    given = ""
+    if scheme.lower() == "bearer":
+        given = value.strip()
+    elif scheme.lower() == "basic":
+        try:
+            given = base64.b64decode(value.strip(), validate=True).decode().partition(":")[2]
+        except (binascii.Error, UnicodeDecodeError):
+            given = ""
+    secret = await admin_secret(runtime)
+    if not given or not hmac.compare_digest(secret.encode(), given.encode()):
+        raise RequestError(401, "the status page needs the admin secret (`fbproxy urls` "
+                           "prints it): as the password, or 'Authorization: Bearer …'",
+                           headers=_CHALLENGE)
+    return runtime
+
+
+async def status_report(runtime: Runtime) -> dict[str, Any]:
+    now = int(runtime.clock.now().timestamp())
+    records = {r.name: r for r in await runtime.store.sources()}
+    instances = await runtime.store.instance_counts()
+    durations = await runtime.store.durations()
+    sources = []
+    for source in runtime.config.sources:
+        record = records.get(source.name)
+        fresh = source_freshness(runtime, record, source.name, now)
+        fix = None
+        if fresh.needs_reauth:
+            fix = _REAUTH.get(source.kind, "check this source's credentials in {config}").format(
+                config=runtime.config.path or "config.toml", name=source.name)
+        sources.append({
+            "name": source.name, "kind": source.kind, "enabled": source.enabled,
+            "last_attempt": iso(record.last_attempt) if record and record.last_attempt else None,
+            "last_success": iso(fresh.last_success) if fresh.last_success else None,
+            "age_seconds": fresh.age_seconds, "stale": fresh.stale,
+            "last_error": fresh.last_error,
+            "consecutive_failures": record.consecutive_failures if record else 0,
+            "needs_reauth": fresh.needs_reauth, "fix": fix,
+            "items": record.item_count if record else 0,
+            "instances": instances.get(record.id, 0) if record else 0,
+            "last_sync_seconds": durations[record.id] / 1000
+            if record and record.id in durations else None,
+        })
+    holds = [{"action": a, "state": s, "count": n, "last_error": e}
+             for a, s, n, e in await runtime.store.hold_summary()]
+    pending = [{"booking": h.booking_id, "host": h.host, "action": h.action, "source": h.source,
+                "attempts": h.attempts, "next_attempt": iso(h.next_attempt),
+                "last_error": h.last_error}
+               for h in await runtime.store.undelivered_holds(limit=20)]
+    counts = await runtime.store.booking_counts(now)
+    pages = [{"slug": page.slug, "title": page.title,
+              "upcoming": counts.get(page.slug, (0, 0, 0))[0],
+              "confirmed": counts.get(page.slug, (0, 0, 0))[1],
+              "cancelled": counts.get(page.slug, (0, 0, 0))[2]}
+             for page in runtime.config.booking_pages]
+    return {"generated": iso(now), "sources": sources, "holds": holds,
+            "undelivered_holds": pending, "booking_pages": pages,
+            "ok": not any(s["stale"] or s["needs_reauth"] or s["last_error"]
+                          for s in sources if s["enabled"])}
+
+
+async def status_api(request: web.Request) -> web.Response:
+    """GET /api/v1/status: the report as JSON (for scripts and monitoring)."""
+    runtime = await _authorize(request)
+    return web.json_response(await status_report(runtime),
+                             headers={"Cache-Control": "no-store"})
+
+
+async def status_page(request: web.Request) -> web.Response:
+    """GET /status: the report and each calendar's heatmap, for a person."""
+    runtime = await _authorize(request)
+    report = await status_report(runtime)
+    zone = runtime.config.server.zone
+    today = runtime.clock.now().astimezone(zone).date()
+    first = today - timedelta(days=today.weekday())  # this week's Monday
+    maps = []
+    for calendar in runtime.config.calendars:
+        start = int(datetime.combine(first, datetime.min.time(), zone).timestamp())
+        end = int(datetime.combine(first + timedelta(days=HEATMAP_DAYS), datetime.min.time(),
+                                   zone).timestamp())
+        blocks = await merged_busy(runtime, calendar, start, end)
+        grid = heatmap(blocks, first, HEATMAP_DAYS, zone)
+        maps.append({"name": calendar.name, "grid": grid,
+                     "days": [first + timedelta(days=d) for d in range(HEATMAP_DAYS)]})
+    generated = runtime.clock.now().astimezone(zone).strftime("%Y-%m-%d %H:%M")
+    response = aiohttp_jinja2.render_template("status.html", request, {
+        "report": report, "maps": maps, "zone": zone.key, "today": today,
+        "generated_local": generated})
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; "
+        "base-uri 'none'; form-action 'none'")
+    response.headers["X-Robots-Tag"] = "noindex"
+    return response
