@@ -159,7 +159,20 @@ def _answers(value: object, page: BookingPageConfig) -> dict[str, str]:
 
 async def book(runtime: Runtime, page: BookingPageConfig,
                request: BookingRequest) -> BookingRecord:
-    """Book the slot or raise 409/422; the check and the insert are one transaction."""
+    """Book the slot or raise 409/422; counted in the metrics by result."""
+    try:
+        booking = await _book(runtime, page, request)
+    except RequestError as exc:
+        result = "taken" if exc.status == 409 else "invalid"
+        runtime.metrics.bookings.labels(page.slug, result).inc()
+        raise
+    runtime.metrics.bookings.labels(page.slug, "booked").inc()
+    return booking
+
+
+async def _book(runtime: Runtime, page: BookingPageConfig,
+                request: BookingRequest) -> BookingRecord:
+    """The check and the insert, in one transaction."""
     rules = page_rules(page, request.duration)
     now = runtime.clock.now()
     slot = Slot(int(request.start.timestamp()),
@@ -301,6 +314,7 @@ async def cancel(runtime: Runtime, booking: BookingRecord) -> BookingRecord:
         if booking.start <= now:
             raise RequestError(409, "this booking has already started and cannot be cancelled")
         await runtime.store.cancel_booking(booking.id, now=now)
+        runtime.metrics.bookings.labels(booking.page, "cancelled").inc()
         if runtime.holds is not None:
             runtime.holds.trigger()
     cancelled = await runtime.store.booking(booking.id)

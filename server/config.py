@@ -86,6 +86,7 @@ class ServerConfig:
     caldav_token_retention: timedelta = timedelta(days=30)
     # Opens /status and /api/v1/status; None: one is generated and kept in the database.
     admin_secret: Secret | None = field(default=None, repr=False)
+    metrics_public: bool = False  # /metrics without the admin secret (a private network)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -165,7 +166,7 @@ def _check_source_url(kind: str, url: str, reader: Reader, path: str) -> str:
 _SERVER_KEYS = {"listen", "base_url", "database", "timezone", "horizon_days",
                 "rate_limit_bookings", "rate_limit_pages", "trusted_proxies",
                 "caldav_token_retention", "admin_secret", "admin_secret_env",
-                "admin_secret_file"}
+                "admin_secret_file", "metrics_public"}
 _COMMON_SOURCE_KEYS = {
     "name", "kind", "poll_interval", "stale_after", "timezone", "enabled", "owner_emails",
     "timeout",
@@ -215,6 +216,8 @@ def _read_server(raw: Mapping[str, Any], reader: Reader) -> ServerConfig:
                                          parse_networks),
         caldav_token_retention=_token_retention(raw, reader),
         admin_secret=_admin_secret(raw, reader),
+        metrics_public=bool(reader.typed(raw, "metrics_public", "server.metrics_public", bool,
+                                         False)),
     )
 
 

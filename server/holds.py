@@ -22,6 +22,7 @@ from adapters.base import AdapterError, Hold, HoldRef
 from server.clock import Clock, iso
 from server.config import BookingPageConfig
 from server.config_pages import MADE_UPSTREAM
+from server.metrics import Metrics
 from server.store import BookingRecord, OutboxRow, Store
 from server.sync import retry_delay
 
@@ -68,8 +69,9 @@ class HoldWorker:
     """Delivers due outbox rows; woken by new bookings, else it polls."""
 
     def __init__(self, store: Store, writers: Mapping[str, HoldWriter], clock: Clock,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, metrics: Metrics | None = None) -> None:
         self._store = store
+        self._metrics = metrics
         self._writers = writers
         self._clock = clock
         self._rng = rng or random.Random()
@@ -99,14 +101,18 @@ class HoldWorker:
         now = int(self._clock.now().timestamp())
         delivered = 0
         for row in await self._store.due_holds(now):
+            result = "failed"
             try:
                 await self._deliver(row)
                 delivered += 1
+                result = "delivered"
             except AdapterError as exc:
                 await self._failed(row, str(exc), now)
             except Exception as exc:  # a bug must not stop every other hold
                 log.exception("hold %s for %s: unexpected error", row.booking_id, row.host)
                 await self._failed(row, f"{type(exc).__name__}: {exc}", now)
+            if self._metrics is not None:
+                self._metrics.holds.labels(row.action, result).inc()
         return delivered
 
     async def _deliver(self, row: OutboxRow) -> None:

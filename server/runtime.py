@@ -24,6 +24,7 @@ from server.availability import BusyInterval
 from server.clock import Clock
 from server.config import CalendarConfig, Config
 from server.holds import HoldWorker
+from server.metrics import Metrics
 from server.push import HOOK_PATHS, PushChannels, Watcher
 from server.store import Store
 from server.sync import SourceSyncer, SyncManager
@@ -45,6 +46,7 @@ class Runtime:
     calendar_secrets: dict[str, str] = field(repr=False)
     holds: HoldWorker | None = None
     push: PushChannels | None = None  # when a source has push = true
+    metrics: Metrics = field(default_factory=Metrics, repr=False)
     # Per calendar: ((instance generation, window), merged synced busy blocks) ...
     timelines: dict[str, tuple[tuple[object, ...], list[BusyInterval]]] = field(
         default_factory=dict, repr=False)
@@ -82,6 +84,7 @@ async def open_runtime(config: Config, *, clock: Clock, store: Store | None = No
         session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}, trust_env=True)
         stack.push_async_callback(session.close)
         source_ids: dict[str, int] = {}
+        metrics = Metrics()
         syncers = []
         for source in config.sources:
             source_ids[source.name] = await store.ensure_source(source.name, source.kind)
@@ -92,6 +95,7 @@ async def open_runtime(config: Config, *, clock: Clock, store: Store | None = No
             stack.push_async_callback(adapter.close)
             syncers.append(SourceSyncer(
                 source, source_ids[source.name], adapter, store=store, clock=clock,
+                metrics=metrics,
                 executor=executor, horizon_days=config.server.horizon_days))
         now = int(clock.now().timestamp())
         secrets = {
@@ -101,14 +105,14 @@ async def open_runtime(config: Config, *, clock: Clock, store: Store | None = No
         manager = SyncManager(syncers)
         stack.push_async_callback(manager.stop)
         writers = {s.source.name: s.adapter for s in syncers if s.adapter.capabilities.holds}
-        holds = HoldWorker(store, writers, clock)  # type: ignore[arg-type]
+        holds = HoldWorker(store, writers, clock, metrics=metrics)  # type: ignore[arg-type]
         stack.push_async_callback(holds.stop)
         push = _push_channels(config, store, clock, manager)
         if push is not None:
             stack.push_async_callback(push.stop)
         yield Runtime(config=config, store=store, clock=clock, executor=executor,
                       session=session, sync=manager, source_ids=source_ids,
-                      calendar_secrets=secrets, holds=holds, push=push)
+                      calendar_secrets=secrets, holds=holds, push=push, metrics=metrics)
 
 
 def _push_channels(config: Config, store: Store, clock: Clock,

@@ -20,6 +20,7 @@ from server.busy import merged_busy, source_freshness
 from server.clock import iso
 from server.errors import RequestError
 from server.heatmap import heatmap
+from server.metrics import Metric, gauge
 from server.runtime import RUNTIME, Runtime
 
 ADMIN_SECRET_NAME = ":admin"  # its row among the generated secrets (no calendar has ':')
@@ -42,7 +43,7 @@ async def admin_secret(runtime: Runtime) -> str:
         ADMIN_SECRET_NAME, now=int(runtime.clock.now().timestamp()))
 
 
-async def _authorize(request: web.Request) -> Runtime:
+async def authorize_admin(request: web.Request) -> Runtime:
     """The admin secret as a Bearer token, or as the password of HTTP Basic (browsers)."""
     runtime = request.app[RUNTIME]
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
@@ -108,14 +109,14 @@ async def status_report(runtime: Runtime) -> dict[str, Any]:
 
 async def status_api(request: web.Request) -> web.Response:
     """GET /api/v1/status: the report as JSON (for scripts and monitoring)."""
-    runtime = await _authorize(request)
+    runtime = await authorize_admin(request)
     return web.json_response(await status_report(runtime),
                              headers={"Cache-Control": "no-store"})
 
 
 async def status_page(request: web.Request) -> web.Response:
     """GET /status: the report and each calendar's heatmap, for a person."""
-    runtime = await _authorize(request)
+    runtime = await authorize_admin(request)
     report = await status_report(runtime)
     zone = runtime.config.server.zone
     today = runtime.clock.now().astimezone(zone).date()
@@ -139,3 +140,40 @@ async def status_page(request: web.Request) -> web.Response:
         "base-uri 'none'; form-action 'none'")
     response.headers["X-Robots-Tag"] = "noindex"
     return response
+
+
+async def state_metrics(runtime: Runtime) -> list[Metric]:
+    """Gauges of the current state, read from the store for one scrape."""
+    now = int(runtime.clock.now().timestamp())
+    records = {r.name: r for r in await runtime.store.sources()}
+    instances = await runtime.store.instance_counts()
+    success, age, stale, reauth, items, counts = [], [], [], [], [], []
+    for source in runtime.config.sources:
+        record = records.get(source.name)
+        fresh = source_freshness(runtime, record, source.name, now)
+        labels = [source.name, source.kind]
+        if fresh.last_success:
+            success.append((labels, float(fresh.last_success)))
+            age.append((labels, float(fresh.age_seconds or 0)))
+        stale.append((labels, float(fresh.stale)))
+        reauth.append((labels, float(fresh.needs_reauth)))
+        items.append((labels, float(record.item_count if record else 0)))
+        counts.append((labels, float(instances.get(record.id, 0) if record else 0)))
+    outbox = [([action], float(count)) for action, state, count, _ in
+              await runtime.store.hold_summary() if state == "pending"]
+    names = ["source", "kind"]
+    return [
+        gauge("fbproxy_source_last_success_timestamp_seconds",
+              "When the source last synced successfully.", names, success),
+        gauge("fbproxy_source_age_seconds", "Seconds since the last successful sync.", names,
+              age),
+        gauge("fbproxy_source_stale", "1 when the source is past its stale_after.", names,
+              stale),
+        gauge("fbproxy_source_needs_reauth", "1 when the source needs re-authorization.",
+              names, reauth),
+        gauge("fbproxy_source_items", "Items stored for the source.", names, items),
+        gauge("fbproxy_source_busy_instances", "Busy instances stored for the source.", names,
+              counts),
+        gauge("fbproxy_hold_outbox_pending", "Holds waiting to be written or removed upstream.",
+              ["action"], outbox),
+    ]

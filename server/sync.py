@@ -29,6 +29,7 @@ from adapters.base import (
 from server.clock import Clock
 from server.config import SourceConfig
 from server.expand import EXPANSION_VERSION, BadItem, ExpandContext, expand_item
+from server.metrics import Metrics
 from server.store import SourceRecord, Store, StoredItem
 
 log = logging.getLogger("fbproxy.sync")
@@ -101,7 +102,7 @@ class SourceSyncer:
 
     def __init__(self, source: SourceConfig, source_id: int, adapter: SourceAdapter, *,
                  store: Store, clock: Clock, executor: Executor | None, horizon_days: int,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, metrics: Metrics | None = None) -> None:
         self.source = source
         self.source_id = source_id
         self.adapter = adapter
@@ -112,6 +113,7 @@ class SourceSyncer:
         self._rng = rng or random.Random()
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
+        self._metrics = metrics
         self.failures = 0
 
     def context(self) -> ExpandContext:
@@ -139,6 +141,9 @@ class SourceSyncer:
             outcome = replace(outcome, seconds=time.perf_counter() - started)
             self.failures = 0 if outcome.ok else self.failures + 1
             await self._store.record_duration(self.source_id, outcome.seconds)
+            if self._metrics is not None:
+                self._metrics.sync_round(self.source.name, outcome.ok, outcome.unchanged,
+                                         outcome.seconds)
             return outcome
 
     async def _round(self) -> SyncOutcome:

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from email.utils import formatdate
+from time import perf_counter
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -24,10 +25,11 @@ from server.config import CalendarConfig
 from server.errors import RequestError
 from server.feeds import clip, render_busy_feed, render_freebusy
 from server.form import form_error, setup_form
+from server.metrics import CONTENT_TYPE
 from server.pages import api_cancel_booking, api_create_booking, api_page_slots
 from server.push import HOOK_PATHS
 from server.runtime import RUNTIME, Runtime
-from server.status import setup_status
+from server.status import authorize_admin, setup_status, state_metrics
 
 log = logging.getLogger("fbproxy.web")
 
@@ -46,6 +48,7 @@ class CachedFeed:
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
     app.router.add_post(HOOK_PATHS["google"], google_hook)
     app.router.add_post(HOOK_PATHS["microsoft"], microsoft_hook)
     app.router.add_get("/feeds/{secret}/busy.ics", busy_feed)
@@ -63,7 +66,19 @@ def setup_routes(app: web.Application) -> None:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Renders every error once: JSON under /api, plain text elsewhere."""
+    """Renders every error once: JSON under /api, plain text elsewhere; times each request."""
+    started = perf_counter()
+    response = await _handled(request, handler)
+    if RUNTIME in request.app:
+        resource = request.match_info.route.resource
+        # The route's pattern, never the path: paths carry feed secrets.
+        route = resource.canonical if resource is not None else "unmatched"
+        request.app[RUNTIME].metrics.http_seconds.labels(
+            route, request.method, str(response.status)).observe(perf_counter() - started)
+    return response
+
+
+async def _handled(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         response = await handler(request)
     except RequestError as exc:
@@ -151,6 +166,16 @@ async def microsoft_hook(request: web.Request) -> web.Response:
     if not known:
         raise RequestError(404, "no such subscription")
     return web.Response(status=202)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """GET /metrics: Prometheus text format (the admin secret unless metrics_public)."""
+    runtime = request.app[RUNTIME]
+    if not runtime.config.server.metrics_public:
+        await authorize_admin(request)
+    body = runtime.metrics.render(await state_metrics(runtime))
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE,
+                                            "Cache-Control": "no-store"})
 
 
 async def healthz(request: web.Request) -> web.Response:
