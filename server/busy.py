@@ -87,10 +87,11 @@ async def _timeline(runtime: Runtime, calendar: CalendarConfig, window: tuple[in
     return cached[1], booked[1]
 
 
-async def freshness(runtime: Runtime, calendar: CalendarConfig) -> list[SourceFreshness]:
+async def freshness(runtime: Runtime, calendar: CalendarConfig, *,
+                    max_age: float = 0.0) -> list[SourceFreshness]:
     """Each source's last success and whether it is past its ``stale_after``."""
     now = int(runtime.clock.now().timestamp())
-    records = {r.name: r for r in await runtime.store.sources()}
+    records = {r.name: r for r in await runtime.store.sources(max_age=max_age)}
     return [source_freshness(runtime, records.get(name), name, now) for name in calendar.sources]
 
 
@@ -99,8 +100,9 @@ async def known_until(runtime: Runtime, names: Iterable[str]) -> dict[str, int]:
 
     That is the earliest end of its sources' expanded windows (recurrences are
     only expanded that far ahead), and 0 — nothing known — for a calendar with
-    a stale or never synced source, or no calendar of that name. Availability
-    fails closed on everything past it (invariants 1 and 4).
+    a never synced source, a stale one (unless it says ``on_stale =
+    "last_known"``), or no calendar of that name. Availability fails closed on
+    everything past it (invariants 1 and 4).
     """
     now = int(runtime.clock.now().timestamp())
     records = {r.name: r for r in await runtime.store.sources()}
@@ -110,6 +112,7 @@ async def known_until(runtime: Runtime, names: Iterable[str]) -> dict[str, int]:
         until = 0
         if calendar is not None and not any(
                 source_freshness(runtime, records.get(source), source, now).stale
+                and runtime.config.source(source).on_stale == "busy"
                 for source in calendar.sources):
             ends = [records[s].window_end for s in calendar.sources if s in records]
             until = min((end for end in ends if end is not None), default=0)

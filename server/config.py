@@ -48,6 +48,7 @@ from server.config_reader import (
     parse_listen,
     parse_networks,
     parse_size,
+    read_choice,
     read_name,
 )
 from server.errors import ConfigError
@@ -110,6 +111,9 @@ class SourceConfig:
     calendars: tuple[str, ...] = ()
     hold_calendar: str | None = None
     ca_file: str | None = None
+    # "busy": past stale_after, the source's whole horizon counts as busy for booking
+    # (fail closed); "last_known": its last good data keeps being used, flagged stale.
+    on_stale: str = "busy"
     google: GoogleConfig | None = None  # kind "google" only
     microsoft: MicrosoftConfig | None = None  # kind "microsoft" only
 
@@ -168,7 +172,8 @@ _SERVER_KEYS = {"listen", "base_url", "database", "timezone", "horizon_days",
                 "caldav_token_retention", "admin_secret", "admin_secret_env",
                 "admin_secret_file", "metrics_public"}
 _COMMON_SOURCE_KEYS = {
-    "name", "kind", "poll_interval", "stale_after", "timezone", "enabled", "owner_emails",
+    "name", "kind", "poll_interval", "stale_after", "on_stale", "timezone", "enabled",
+    "owner_emails",
     "timeout",
 }
 _URL_SOURCE_KEYS = {"url", "username", "password", "password_env", "password_file", "ca_file"}
@@ -273,6 +278,7 @@ def _read_source(raw: Mapping[str, Any], path: str, reader: Reader, server: Serv
         calendars = []
     return SourceConfig(
         name=name, kind=kind, url=url, poll_interval=poll, stale_after=stale,
+        on_stale=read_choice(raw, "on_stale", path, reader, ("busy", "last_known")),
         timezone=reader.zone(raw, f"{path}.timezone", server.timezone),
         enabled=bool(reader.typed(raw, "enabled", f"{path}.enabled", bool, True)),
         owner_emails=tuple(e.lower() for e in emails or ()),

@@ -220,7 +220,14 @@ async def _feed(request: web.Request, kind: str) -> web.StreamResponse:
         for old in [k for k in cache if k[:2] == key[:2]]:
             del cache[old]
         cache[key] = cached
-    return _conditional(request, cached, refresh)
+    response = _conditional(request, cached, refresh)
+    # How fresh the answer is: the oldest last success among the calendar's sources.
+    sources = await freshness(runtime, calendar, max_age=1.0)
+    successes = [s.last_success for s in sources if s.last_success is not None]
+    oldest = min(successes) if successes and len(successes) == len(sources) else None
+    response.headers["X-Fbproxy-Synced"] = iso(oldest) if oldest else "never"
+    response.headers["X-Fbproxy-Stale"] = "1" if any(s.stale for s in sources) else "0"
+    return response
 
 
 def _conditional(request: web.Request, feed: CachedFeed, refresh: timedelta) -> web.Response:

@@ -81,6 +81,22 @@ async def test_a_never_synced_or_stale_host_offers_nothing(calendars, make_confi
     assert await slots(client)
     clock.set(clock.now() + timedelta(hours=1))  # past stale_after (15m), no new sync
     assert await slots(client) == []
+    feed = await client.get("/feeds/secret-of-alex-0123456789/busy.ics")
+    assert feed.headers["X-Fbproxy-Stale"] == "1"
+    assert feed.headers["X-Fbproxy-Synced"] == "2026-11-25T12:00:00Z"
+
+
+async def test_on_stale_last_known_keeps_offering_the_last_good_data(
+        calendars, make_config, serve, clock) -> None:
+    sources = [{**s, "on_stale": "last_known"} for s in calendars]
+    client, runtime = await serve(build(make_config, sources, page()))
+    await runtime.sync.run_all_once()
+    fresh = await slots(client)
+    clock.set(clock.now() + timedelta(hours=1))
+    assert await slots(client) == fresh, "stale, but the owner chose the last known data"
+    api = await (await client.get("/api/v1/freebusy?calendar=alex", headers={
+        "Authorization": "Bearer secret-of-alex-0123456789"})).json()
+    assert api["stale"] is True, "and every answer still says it is stale"
 
 
 async def test_guest_time_zone_changes_only_the_display(calendars, make_config, serve) -> None:

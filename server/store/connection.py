@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import aiosqlite
 
@@ -21,6 +22,7 @@ class StoreBase:
         # read, so that a cache check is usually free (see busy_generation).
         self._local_changes = [0, 0]
         self._seen: tuple[float, int, int] = (-1e9, 0, 0)
+        self._sources_seen: tuple[float, list[Any]] = (-1e9, [])
 
     async def close(self) -> None:
         await self._reader.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,9 +42,19 @@ class SourceQueries(StoreBase):
             raise StoreError(f"no source with id {source_id}")
         return _source_record(row)
 
-    async def sources(self) -> list[SourceRecord]:
-        cursor = await self._reader.execute(f"SELECT {_SOURCE_COLUMNS} FROM sources ORDER BY name")
-        return [_source_record(row) for row in await cursor.fetchall()]
+    async def sources(self, *, max_age: float = 0.0) -> list[SourceRecord]:
+        """Every source's record; ``max_age`` > 0 may answer from a read that recent.
+
+        Feeds and the API report freshness on every answer; a second-old read
+        saves them a database round trip each.
+        """
+        read_at, records = self._sources_seen
+        if max_age <= 0 or time.monotonic() - read_at >= max_age:
+            cursor = await self._reader.execute(
+                f"SELECT {_SOURCE_COLUMNS} FROM sources ORDER BY name")
+            records = [_source_record(row) for row in await cursor.fetchall()]
+            self._sources_seen = (time.monotonic(), records)
+        return list(records)
 
     async def item_hashes(self, source_id: int) -> dict[str, str]:
         cursor = await self._reader.execute(
