@@ -8,9 +8,11 @@ From the commit on, the booked time is busy in every output.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import re
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
@@ -180,6 +182,7 @@ async def _book(runtime: Runtime, page: BookingPageConfig,
     if slot not in candidate_slots(rules, now, request.start, request.start + request.duration):
         raise RequestError(422, "that time is not one of this page's slots (outside hours, "
                            "off the grid, too soon or too far ahead)")
+    await _recheck(runtime, page)
     known = await known_until(runtime, (*page.hosts, *page.resources))
     span = (slot.start - int(page.buffer_before.total_seconds()),
             slot.end + int(page.buffer_after.total_seconds()))
@@ -208,6 +211,34 @@ async def _book(runtime: Runtime, page: BookingPageConfig,
     if runtime.holds is not None:
         runtime.holds.trigger()
     return booking
+
+
+async def _recheck(runtime: Runtime, page: BookingPageConfig) -> None:
+    """Sync the page's sources once more, so an event added upstream a moment ago counts.
+
+    Bounded by ``recheck_timeout``; concurrent bookings share each source's round.
+    With ``recheck = "required"`` a round that fails or runs late refuses the booking.
+    """
+    if page.recheck == "off":
+        return
+    since = time.perf_counter()
+    names = {source for name in (*page.hosts, *page.resources)
+             if (calendar := runtime.config.calendar(name)) is not None
+             for source in calendar.sources}
+    syncers = [runtime.sync.syncers[name] for name in sorted(names)
+               if name in runtime.sync.syncers]
+    unsure = RequestError(503, "could not confirm with the calendars in time that this slot "
+                          "is still free; please try again", headers={"Retry-After": "5"})
+    try:
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(*(syncer.fresh_round(since) for syncer in syncers)),
+            page.recheck_timeout.total_seconds())
+    except TimeoutError:
+        if page.recheck == "required":
+            raise unsure from None
+        return
+    if page.recheck == "required" and not all(outcome.ok for outcome in outcomes):
+        raise unsure
 
 
 async def _assign(page: BookingPageConfig, rules: Rules, tx: BookingTransaction, slot: Slot,

@@ -97,6 +97,10 @@ class BookingPageConfig:
     max_days_ahead: int = 60
     daily_limit: int | None = None
     tentative_blocks: bool = True
+    # Just before a booking commits, sync its hosts' sources once more (bounded by
+    # recheck_timeout): "required" refuses the booking when that cannot finish.
+    recheck: str = "best_effort"
+    recheck_timeout: timedelta = timedelta(seconds=2)
     # Host calendar name -> target; hosts without an entry get no hold.
     hold_target: Mapping[str, HoldTargetConfig] = field(
         default_factory=lambda: MappingProxyType({}), hash=False)
@@ -120,8 +124,9 @@ _BOOKING_PAGE_KEYS = {
     "slug", "title", "description", "hosts", "mode", "resources", "duration", "slot_step",
     "timezone", "hours", "date_overrides", "buffer_before", "buffer_after", "minimum_notice",
     "max_days_ahead", "daily_limit", "tentative_blocks", "hold_target", "hold_title",
-    "hold_status", "video_link", "questions",
+    "hold_status", "video_link", "questions", "recheck", "recheck_timeout",
 }
+RECHECKS = ("best_effort", "required", "off")
 _HOLD_TARGET_KEYS = {"source", "calendar"}
 _QUESTION_KEYS = {"name", "label", "required", "max_length", "kind"}
 
@@ -199,6 +204,10 @@ def read_booking_page(raw: Mapping[str, Any], path: str, reader: Reader, known: 
         daily_limit=read_int(raw, "daily_limit", path, reader, None, low=1),
         tentative_blocks=bool(reader.typed(raw, "tentative_blocks", f"{path}.tentative_blocks",
                                            bool, True)),
+        recheck=read_choice(raw, "recheck", path, reader, RECHECKS),
+        recheck_timeout=read_duration(raw, "recheck_timeout", path, reader,
+                                      timedelta(seconds=2), low=timedelta(milliseconds=100),
+                                      high=timedelta(seconds=30)),
         hold_target=hold_target,
         hold_title=_read_template(raw, "hold_title", path, reader, "{title}: {guest_name}",
                                   HOLD_TITLE_FIELDS),

@@ -115,6 +115,8 @@ class SourceSyncer:
         self._wake = asyncio.Event()
         self._metrics = metrics
         self.failures = 0
+        # The newest round (started when, and its task), shared by concurrent rechecks.
+        self._latest_round: tuple[float, asyncio.Task[SyncOutcome]] | None = None
 
     def context(self) -> ExpandContext:
         now = self._clock.now()
@@ -133,6 +135,17 @@ class SourceSyncer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
             self._wake.clear()
+
+    async def fresh_round(self, since: float) -> SyncOutcome:
+        """A round that started at ``since`` (time.perf_counter) or later.
+
+        Many bookings checking the same source at once share one round instead
+        of each asking the upstream again.
+        """
+        if self._latest_round is None or self._latest_round[0] < since:
+            task = asyncio.create_task(self.run_once())
+            self._latest_round = (time.perf_counter(), task)
+        return await asyncio.shield(self._latest_round[1])
 
     async def run_once(self) -> SyncOutcome:
         async with self._lock:

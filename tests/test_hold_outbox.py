@@ -227,3 +227,35 @@ async def test_acceptance_two_sources_every_output_and_a_killed_worker(
     assert "10:00" in [s["start"][11:16] for s in slots["slots"]]
     assert await runtime.holds.run_once() == 1
     assert holds(peer, work) == []
+
+
+async def test_the_live_recheck_sees_an_event_added_after_the_last_sync(
+        peer: Peer, make_config: Any, serve: Any) -> None:
+    work = peer.make_calendar("Work")
+    client, runtime = await serve(config(make_config, peer))
+    assert (await runtime.sync.run_all_once())[0].ok
+    slots = await (await client.get("/api/v1/pages/intro/slots?start=2026-11-26&end=2026-11-27"
+                                    )).json()
+    assert SLOT in [s["start"] for s in slots["slots"]]
+    peer.put_event(work, "late.ics", "\r\n".join([
+        "BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//t//EN", "BEGIN:VEVENT", "UID:late",
+        "DTSTAMP:20260101T000000Z", "DTSTART:20261126T100000Z", "DTEND:20261126T110000Z",
+        "SUMMARY:Booked a second ago", "END:VEVENT", "END:VCALENDAR", ""]))
+    response = await client.post("/api/v1/pages/intro/bookings", json={
+        "start": SLOT, "name": "Sam", "email": "sam@example.org"})
+    assert response.status == 409, "the re-check synced the new event before booking"
+
+
+async def test_a_required_recheck_refuses_when_the_upstream_is_down(
+        peer: Peer, make_config: Any, serve: Any) -> None:
+    peer.make_calendar("Work")
+    client, runtime = await serve(config(make_config, peer, recheck="required"))
+    assert (await runtime.sync.run_all_once())[0].ok
+    peer.stop()
+    try:
+        response = await client.post("/api/v1/pages/intro/bookings", json={
+            "start": SLOT, "name": "Sam", "email": "sam@example.org"})
+        assert response.status == 503 and response.headers["Retry-After"] == "5"
+        assert "try again" in (await response.json())["error"]
+    finally:
+        peer.start()

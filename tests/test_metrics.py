@@ -32,8 +32,9 @@ async def test_metrics_parse_and_move(sources, make_config, serve) -> None:
     assert (await client.post("/api/v1/pages/intro/bookings", json=guest())).status == 201
     assert (await client.post("/api/v1/pages/intro/bookings", json=guest())).status == 409
     after = await scrape(client)
+    # One round here, and the live re-checks before each booking (shared when at once).
     assert after[("fbproxy_sync_rounds_total",
-                  (("result", "unchanged"), ("source", "alex")))] == 1
+                  (("result", "unchanged"), ("source", "alex")))] >= 2
     assert after[("fbproxy_bookings_total", (("page", "intro"), ("result", "booked")))] == 1
     assert after[("fbproxy_bookings_total", (("page", "intro"), ("result", "taken")))] == 1
     route = (("method", "POST"), ("route", "/api/v1/pages/{slug}/bookings"), ("status", "201"))
