@@ -17,7 +17,7 @@ from server.clock import SystemClock, iso
 from server.config import Config, load_config
 from server.config_reader import parse_listen
 from server.errors import ConfigError
-from server.runtime import Runtime, open_runtime
+from server.runtime import Runtime, open_runtime, subscriber_key
 from server.sync import SyncOutcome
 from server.web import RedactingAccessLogger
 
@@ -194,6 +194,10 @@ async def _print_urls(runtime: Runtime) -> None:
         print(f"  free/busy (VFREEBUSY):  {feed}/freebusy.ics")
         print(f"  CalDAV (read-only):     {base}/caldav/  user {calendar.name}, "
               f"password {secret}")
+        for subscriber in calendar.subscribers:
+            key = subscriber_key(calendar.name, subscriber.name)
+            print(f"  subscriber {subscriber.name} ({subscriber.detail}): "
+                  f"{base}/feeds/{runtime.calendar_secrets[key]}/busy.ics")
         print(f"  JSON API:               curl -H 'Authorization: Bearer {secret}' "
               f"'{base}/api/v1/freebusy?calendar={calendar.name}'")
 

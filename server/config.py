@@ -123,11 +123,21 @@ class SourceConfig:
 
 
 @dataclass(frozen=True)
+class SubscriberConfig:
+    """Someone given their own feed of a calendar, revoked by removing or rotating it."""
+
+    name: str
+    secret: Secret | None = field(default=None, repr=False)  # None: generated and kept
+    detail: str = "busy_tentative"  # "busy" | "busy_tentative" | "holds"
+
+
+@dataclass(frozen=True)
 class CalendarConfig:
     name: str
     sources: tuple[str, ...]
     # None: generated on first start and kept in the database.
     secret: Secret | None = field(default=None, repr=False)
+    subscribers: tuple[SubscriberConfig, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -189,7 +199,9 @@ _DEFAULT_POLL = {"ics": timedelta(minutes=5), "caldav": timedelta(minutes=1),
                  "google": timedelta(minutes=2), "microsoft": timedelta(minutes=2)}
 # Kinds found by a URL; the others (google) know where their API is.
 _URL_KINDS = ("ics", "caldav")
-_CALENDAR_KEYS = {"name", "sources", "secret", "secret_env", "secret_file"}
+_CALENDAR_KEYS = {"name", "sources", "secret", "secret_env", "secret_file", "subscribers"}
+_SUBSCRIBER_KEYS = {"name", "secret", "secret_env", "secret_file", "detail"}
+DETAILS = ("busy_tentative", "busy", "holds")
 
 
 def _read_server(raw: Mapping[str, Any], reader: Reader) -> ServerConfig:
@@ -328,7 +340,20 @@ def _read_calendar(raw: Mapping[str, Any], path: str, reader: Reader, source_nam
         reader.fail(f"{path}.secret", "must be 16-256 URL-safe characters (A-Z a-z 0-9 _ - . ~); "
                     "generate one with: "
                     "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'")
-    return CalendarConfig(name=name, sources=tuple(str(s) for s in sources), secret=secret)
+    subscribers: list[SubscriberConfig] = []
+    subscriber_names: set[str] = set()
+    tables = list_of_tables(raw, "subscribers", reader, f"{path}.subscribers")
+    for index, table in enumerate(tables):
+        where = f"{path}.subscribers[{index}]"
+        reader.table(table, where, _SUBSCRIBER_KEYS)
+        sub_secret = reader.secret(table, "secret", f"{where}.secret")
+        if sub_secret is not None and not SECRET_PATTERN.match(sub_secret):
+            reader.fail(f"{where}.secret", "must be 16-256 URL-safe characters")
+        subscribers.append(SubscriberConfig(
+            name=read_name(table, where, reader, subscriber_names), secret=sub_secret,
+            detail=read_choice(table, "detail", where, reader, DETAILS)))
+    return CalendarConfig(name=name, sources=tuple(str(s) for s in sources), secret=secret,
+                          subscribers=tuple(subscribers))
 
 
 def parse_config(raw: Mapping[str, Any], *, base_dir: Path, path: Path | None = None) -> Config:

@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from icalendar import Calendar, Event, FreeBusy, vDuration
+from icalendar import Calendar, Event, FreeBusy, vDuration, vText
 
 from server.availability import TENTATIVE, BusyInterval
 
@@ -43,11 +43,20 @@ def block_uid(calendar_name: str, block: BusyInterval) -> str:
 
 
 def render_busy_feed(calendar_name: str, blocks: Sequence[BusyInterval], *, stamp: datetime,
-                     refresh: timedelta) -> bytes:
-    """Busy blocks as opaque VEVENTs, for apps that subscribe to calendars."""
+                     refresh: timedelta,
+                     holds: Sequence[tuple[str, int, int, str]] = ()) -> bytes:
+    """Busy blocks as opaque VEVENTs, for apps that subscribe to calendars.
+
+    ``holds`` (uid, start, end, title) adds the holds fbproxy itself wrote, with
+    their titles, for subscribers allowed to see them.
+    """
     calendar = _calendar(calendar_name, refresh)
     for block in blocks:
         calendar.add_component(_block_event(block_uid(calendar_name, block), block, stamp))
+    for uid, start, end, title in holds:
+        event = _block_event(uid, BusyInterval(start, end), stamp)
+        event["SUMMARY"] = vText(title)
+        calendar.add_component(event)
     return bytes(calendar.to_ical())
 
 

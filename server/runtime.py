@@ -34,6 +34,20 @@ WORKER_THREADS = 4
 
 __all__ = ["ADAPTER_KINDS", "RUNTIME", "Runtime", "open_runtime"]
 
+@dataclass(frozen=True)
+class Viewer:
+    """A secret's holder: the calendar it opens, and how much it may see."""
+
+    calendar: CalendarConfig
+    subscriber: str | None  # None: the calendar's own secret
+    detail: str  # "busy" | "busy_tentative" | "holds"
+
+
+def subscriber_key(calendar: str, subscriber: str) -> str:
+    """A subscriber's entry among the secrets ('/' appears in no calendar name)."""
+    return f"{calendar}/{subscriber}"
+
+
 @dataclass
 class Runtime:
     config: Config
@@ -54,14 +68,25 @@ class Runtime:
     booking_timelines: dict[str, tuple[tuple[object, ...], list[BusyInterval]]] = field(
         default_factory=dict, repr=False)
 
-    def calendar_for_secret(self, secret: str) -> CalendarConfig | None:
-        """Constant-time lookup: every calendar's secret is compared."""
+    def viewer_for_secret(self, secret: str) -> Viewer | None:
+        """Who holds this secret: a calendar's owner or one of its subscribers.
+
+        Constant time: every secret is compared, whichever matches.
+        """
         found = None
         for calendar in self.config.calendars:
             if hmac.compare_digest(self.calendar_secrets[calendar.name].encode(),
                                    secret.encode()):
-                found = calendar
+                found = Viewer(calendar, None, "busy_tentative")
+            for subscriber in calendar.subscribers:
+                key = subscriber_key(calendar.name, subscriber.name)
+                if hmac.compare_digest(self.calendar_secrets[key].encode(), secret.encode()):
+                    found = Viewer(calendar, subscriber.name, subscriber.detail)
         return found
+
+    def calendar_for_secret(self, secret: str) -> CalendarConfig | None:
+        viewer = self.viewer_for_secret(secret)
+        return viewer.calendar if viewer is not None else None
 
     def ids_of(self, source_names: tuple[str, ...]) -> list[int]:
         return [self.source_ids[name] for name in source_names if name in self.source_ids]
@@ -102,6 +127,11 @@ async def open_runtime(config: Config, *, clock: Clock, store: Store | None = No
             c.name: str(c.secret) if c.secret else await store.calendar_secret(c.name, now=now)
             for c in config.calendars
         }
+        for calendar in config.calendars:
+            for subscriber in calendar.subscribers:
+                key = subscriber_key(calendar.name, subscriber.name)
+                secrets[key] = str(subscriber.secret) if subscriber.secret else \
+                    await store.calendar_secret(key, now=now)
         manager = SyncManager(syncers)
         stack.push_async_callback(manager.stop)
         writers = {s.source.name: s.adapter for s in syncers if s.adapter.capabilities.holds}

@@ -18,6 +18,7 @@ from time import perf_counter
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from server.availability import BUSY, BusyInterval, merge_rows
 from server.busy import freshness, last_change, merged_busy, served_window
 from server.caldav_endpoint import setup_caldav
 from server.clock import iso
@@ -25,10 +26,11 @@ from server.config import CalendarConfig
 from server.errors import RequestError
 from server.feeds import clip, render_busy_feed, render_freebusy
 from server.form import form_error, setup_form
+from server.holds import hold_fields
 from server.metrics import CONTENT_TYPE
 from server.pages import api_cancel_booking, api_create_booking, api_page_slots
 from server.push import HOOK_PATHS
-from server.runtime import RUNTIME, Runtime
+from server.runtime import RUNTIME, Runtime, Viewer
 from server.status import authorize_admin, setup_status, state_metrics
 
 log = logging.getLogger("fbproxy.web")
@@ -186,11 +188,30 @@ async def healthz(request: web.Request) -> web.Response:
 
 # -- feeds ------------------------------------------------------------------
 
-def _feed_calendar(request: web.Request) -> CalendarConfig:
-    calendar = request.app[RUNTIME].calendar_for_secret(request.match_info["secret"])
-    if calendar is None:
+def _feed_viewer(request: web.Request) -> Viewer:
+    viewer = request.app[RUNTIME].viewer_for_secret(request.match_info["secret"])
+    if viewer is None:
         raise RequestError(404, "no feed at this address")
-    return calendar
+    return viewer
+
+
+def at_detail(blocks: list[BusyInterval], detail: str) -> list[BusyInterval]:
+    """What a viewer may see: "busy" does not tell tentative from busy."""
+    if detail != "busy":
+        return blocks
+    return merge_rows((b.start, b.end, BUSY) for b in blocks)
+
+
+async def _hold_events(runtime: Runtime, calendar: CalendarConfig,
+                       window: tuple[int, int]) -> list[tuple[str, int, int, str]]:
+    """The titles of holds fbproxy wrote for this calendar (never an upstream title)."""
+    events = []
+    for booking in await runtime.store.bookings_holding(calendar.name, *window):
+        page = runtime.config.booking_page(booking.page)
+        if page is not None:
+            title = hold_fields(page, booking, calendar.name)["title"]
+            events.append((f"{booking.id}-hold@fbproxy", booking.start, booking.end, title))
+    return events
 
 
 def _refresh_interval(runtime: Runtime, calendar: CalendarConfig) -> timedelta:
@@ -200,24 +221,28 @@ def _refresh_interval(runtime: Runtime, calendar: CalendarConfig) -> timedelta:
 
 async def _feed(request: web.Request, kind: str) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
-    calendar = _feed_calendar(request)
+    viewer = _feed_viewer(request)
+    calendar = viewer.calendar
     window = served_window(runtime)
     refresh = _refresh_interval(runtime, calendar)
-    key = (calendar.name, kind, await runtime.store.busy_generation(), window)
+    key = (calendar.name, kind, viewer.detail, await runtime.store.busy_generation(), window)
     cache = request.app[FEED_CACHE]
     cached = cache.get(key)
     if cached is None:
         changed = await last_change(runtime, calendar)
         stamp = datetime.fromtimestamp(changed or window[0], UTC)
-        blocks = await merged_busy(runtime, calendar, *window)
+        blocks = at_detail(await merged_busy(runtime, calendar, *window), viewer.detail)
         if kind == "busy":
-            body = render_busy_feed(calendar.name, blocks, stamp=stamp, refresh=refresh)
+            holds = await _hold_events(runtime, calendar, window) \
+                if viewer.detail == "holds" else []
+            body = render_busy_feed(calendar.name, blocks, stamp=stamp, refresh=refresh,
+                                    holds=holds)
         else:
             body = render_freebusy(calendar.name, blocks, window_start=window[0],
                                    window_end=window[1], stamp=stamp, refresh=refresh)
         cached = CachedFeed(body, f'"{hashlib.sha256(body).hexdigest()[:32]}"', changed)
         # Only the newest generation matters; drop what older ones left behind.
-        for old in [k for k in cache if k[:2] == key[:2]]:
+        for old in [k for k in cache if k[:3] == key[:3]]:
             del cache[old]
         cache[key] = cached
     response = _conditional(request, cached, refresh)
@@ -254,18 +279,18 @@ async def freebusy_feed(request: web.Request) -> web.StreamResponse:
 
 # -- JSON API ---------------------------------------------------------------
 
-def _api_calendar(request: web.Request) -> CalendarConfig:
+def _api_viewer(request: web.Request) -> Viewer:
     runtime = request.app[RUNTIME]
     challenge = {"WWW-Authenticate": 'Bearer realm="fbproxy"'}
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise RequestError(401, "send the calendar's secret as 'Authorization: Bearer <secret>'",
                            headers=challenge)
-    calendar = runtime.calendar_for_secret(token.strip())
+    viewer = runtime.viewer_for_secret(token.strip())
     name = request.query.get("calendar")
-    if calendar is None or (name is not None and name != calendar.name):
+    if viewer is None or (name is not None and name != viewer.calendar.name):
         raise RequestError(401, "this secret does not open that calendar", headers=challenge)
-    return calendar
+    return viewer
 
 
 def parse_instant(value: str, param: str, zone: tzinfo) -> datetime:
@@ -287,7 +312,8 @@ def parse_instant(value: str, param: str, zone: tzinfo) -> datetime:
 
 async def api_freebusy(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
-    calendar = _api_calendar(request)
+    viewer = _api_viewer(request)
+    calendar = viewer.calendar
     zone = runtime.config.server.zone
     now = runtime.clock.now()
     start = parse_instant(request.query["start"], "start", zone) \
@@ -299,7 +325,8 @@ async def api_freebusy(request: web.Request) -> web.Response:
     if end - start > MAX_QUERY_SPAN:
         raise RequestError(400, f"the window is longer than {MAX_QUERY_SPAN.days} days")
     start_ts, end_ts = int(start.timestamp()), int(end.timestamp())
-    blocks = clip(await merged_busy(runtime, calendar, start_ts, end_ts), start_ts, end_ts)
+    blocks = clip(at_detail(await merged_busy(runtime, calendar, start_ts, end_ts),
+                            viewer.detail), start_ts, end_ts)
     sources = await freshness(runtime, calendar)
     return web.json_response({
         "calendar": calendar.name,

@@ -57,6 +57,16 @@ class BookingQueries(StoreBase):
         return {str(page): (int(a or 0), int(b or 0), int(c or 0))
                 for page, a, b, c in await cursor.fetchall()}
 
+    async def bookings_holding(self, calendar: str, start: int,
+                               end: int) -> list[BookingRecord]:
+        """Confirmed bookings that take time from ``calendar`` within [start, end)."""
+        cursor = await self._reader.execute(
+            f"""SELECT {", ".join("b." + c.strip() for c in _BOOKING_COLUMNS.split(","))}
+                FROM bookings b JOIN booking_blocks k ON k.booking_id = b.id
+                WHERE k.calendar = ? AND k.end_ts > ? AND k.start_ts < ?
+                  AND b.status = 'confirmed' ORDER BY b.start_ts""", (calendar, start, end))
+        return [_booking_record(row) for row in await cursor.fetchall()]
+
     async def set_video_link(self, booking_id: str, link: str) -> None:
         """Give a booking the link its upstream hold got (Meet), unless it has one."""
         async with self._transaction() as db:
