@@ -47,6 +47,9 @@ _EMAIL = re.compile(r"^[^@\s<>()\[\]\\,;:\"]+@[^@\s<>()\[\]\\,;:\"]+\.[^@\s<>()\
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
 FAIRNESS_PERIOD = timedelta(days=30)
+# A re-check round another booking started this shortly before counts for this
+# one too: under load, bookings share rounds instead of queueing one each.
+RECHECK_SLACK = timedelta(seconds=1)
 
 
 def page_rules(page: BookingPageConfig, duration: timedelta) -> Rules:
@@ -221,7 +224,7 @@ async def _recheck(runtime: Runtime, page: BookingPageConfig) -> None:
     """
     if page.recheck == "off":
         return
-    since = time.perf_counter()
+    since = time.perf_counter() - RECHECK_SLACK.total_seconds()
     names = {source for name in (*page.hosts, *page.resources)
              if (calendar := runtime.config.calendar(name)) is not None
              for source in calendar.sources}
