@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
-import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -48,6 +46,7 @@ from adapters.base import (
     SyncState,
     UpstreamUnavailable,
 )
+from adapters.secrets_file import write_private
 
 READ_SCOPE = "https://www.googleapis.com/auth/calendar.events.readonly"
 WRITE_SCOPE = "https://www.googleapis.com/auth/calendar.events"
@@ -87,18 +86,9 @@ def scopes_for(holds: bool) -> list[str]:
 def save_token(token_file: Path, refresh_token: str, scopes: Sequence[str],
                token_uri: str) -> None:
     """Write the refresh token 0600, atomically (a half-written file is never read)."""
-    token_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     document = {"refresh_token": refresh_token, "scopes": list(scopes), "token_uri": token_uri,
                 "saved": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
-    handle, temporary = tempfile.mkstemp(dir=token_file.parent, prefix=".token-")
-    try:
-        os.fchmod(handle, 0o600)
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(document, stream)
-        os.replace(temporary, token_file)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_private(token_file, json.dumps(document))
 
 
 def hold_event_id(booking_id: str) -> str:

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import tempfile
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
@@ -46,6 +44,7 @@ from adapters.base import (
     SyncState,
     UpstreamUnavailable,
 )
+from adapters.secrets_file import write_private
 
 READ_SCOPES = ["Calendars.Read"]
 WRITE_SCOPES = ["Calendars.ReadWrite"]
@@ -132,16 +131,7 @@ def load_cache(path: Path) -> msal.SerializableTokenCache:
 
 def save_cache(path: Path, cache: msal.SerializableTokenCache) -> None:
     """Write the token cache 0600, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tokens-")
-    try:
-        os.fchmod(handle, 0o600)
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(cache.serialize())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_private(path, cache.serialize())
 
 
 class MicrosoftAdapter:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from server.config_reader import Reader, Secret
+from server.config_reader import Reader, Secret, read_endpoint
 
 GOOGLE_KEYS = {"client_secret_file", "client_id", "client_secret", "client_secret_env",
                "token_file", "push", "api_endpoint", "token_uri", "auth_uri"}
@@ -44,20 +44,11 @@ def read_google(raw: Mapping[str, Any], path: str, reader: Reader, *, name: str,
     if push and urlsplit(base_url).scheme != "https" and not loopback:
         reader.fail(f"{path}.push", "Google only notifies https addresses: set server.base_url "
                     "to fbproxy's public https URL, or leave push off (polling still works)")
-    endpoints = {}
-    for key, default in (("api_endpoint", GOOGLE_API), ("token_uri", GOOGLE_TOKEN_URI),
-                         ("auth_uri", GOOGLE_AUTH_URI)):
-        value = reader.typed(raw, key, f"{path}.{key}", str, default) or default
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            reader.fail(f"{path}.{key}", f"{value!r} is not an http(s) URL")
-            value = default
-        elif parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "::1", "localhost"):
-            reader.fail(f"{path}.{key}", f"{value!r}: only a loopback address may use http")
-            value = default
-        endpoints[key] = value
-    if not endpoints["api_endpoint"].endswith("/"):
-        endpoints["api_endpoint"] += "/"
+    endpoints = {key: read_endpoint(raw, key, f"{path}.{key}", default, reader)
+                 for key, default in (("api_endpoint", GOOGLE_API),
+                                      ("token_uri", GOOGLE_TOKEN_URI),
+                                      ("auth_uri", GOOGLE_AUTH_URI))}
+    endpoints["api_endpoint"] += "/"  # the client library joins paths onto it
     return GoogleConfig(client_id=client_id, client_secret=client_secret, token_file=token_file,
                         push=push, **endpoints)
 

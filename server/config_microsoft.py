@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from server.config_reader import Reader, Secret
+from server.config_reader import Reader, Secret, read_endpoint
 
 MICROSOFT_KEYS = {"tenant", "client_id", "client_secret", "client_secret_env",
                   "client_secret_file", "token_cache_file", "user", "push", "graph_url",
@@ -60,20 +60,7 @@ def read_microsoft(raw: Mapping[str, Any], path: str, reader: Reader, *, name: s
     if push and urlsplit(base_url).scheme != "https" and not loopback:
         reader.fail(f"{path}.push", "Microsoft Graph only notifies https addresses: set "
                     "server.base_url to fbproxy's public https URL, or leave push off")
-    endpoints = {key: _endpoint(raw, key, f"{path}.{key}", default, reader)
+    endpoints = {key: read_endpoint(raw, key, f"{path}.{key}", default, reader)
                  for key, default in (("graph_url", GRAPH_URL), ("login_url", LOGIN_URL))}
     return MicrosoftConfig(tenant=tenant, client_id=client_id, token_cache_file=cache,
                            client_secret=secret, user=user, push=push, **endpoints)
-
-
-def _endpoint(raw: Mapping[str, Any], key: str, path: str, default: str,
-              reader: Reader) -> str:
-    value = reader.typed(raw, key, path, str, default) or default
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        reader.fail(path, f"{value!r} is not an http(s) URL")
-        return default
-    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "::1", "localhost"):
-        reader.fail(path, f"{value!r}: only a loopback address may use http")
-        return default
-    return value.rstrip("/")

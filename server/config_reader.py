@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from server.durations import format_duration, parse_duration
@@ -281,3 +282,17 @@ def read_duration(raw: Mapping[str, Any], key: str, path: str, reader: Reader,
     duration = checked_duration(raw[key], f"{path}.{key}", reader, low=low, high=high,
                                 whole_minutes=whole_minutes)
     return default if duration is None else duration
+
+
+def read_endpoint(raw: Mapping[str, Any], key: str, path: str, default: str,
+              reader: Reader) -> str:
+    """An upstream's base URL: https, or http on loopback only (test servers)."""
+    value = reader.typed(raw, key, path, str, default) or default
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        reader.fail(path, f"{value!r} is not an http(s) URL")
+        return default
+    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "::1", "localhost"):
+        reader.fail(path, f"{value!r}: only a loopback address may use http")
+        return default
+    return value.rstrip("/")
