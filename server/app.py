@@ -41,6 +41,8 @@ def create_app(config: Config, *, store: Store | None = None,
                     runtime.holds.start()
                 if runtime.push is not None:
                     runtime.push.start()
+                if runtime.alerts is not None:
+                    runtime.alerts.start()
             yield
 
     app.cleanup_ctx.append(runtime_ctx)

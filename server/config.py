@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+from server.config_alerts import AlertConfig, read_alerts
 from server.config_google import GOOGLE_KEYS, GoogleConfig, read_google
 from server.config_microsoft import MICROSOFT_KEYS, MicrosoftConfig, read_microsoft
 from server.config_pages import (
@@ -147,6 +148,7 @@ class Config:
     calendars: tuple[CalendarConfig, ...]
     booking_pages: tuple[BookingPageConfig, ...] = ()
     path: Path | None = None
+    alerts: tuple[AlertConfig, ...] = ()
 
     def source(self, name: str) -> SourceConfig:
         return next(s for s in self.sources if s.name == name)
@@ -359,7 +361,7 @@ def _read_calendar(raw: Mapping[str, Any], path: str, reader: Reader, source_nam
 def parse_config(raw: Mapping[str, Any], *, base_dir: Path, path: Path | None = None) -> Config:
     """Validate a parsed TOML document; raise ConfigError listing every problem."""
     reader = Reader(base_dir)
-    reader.table(raw, "", {"server", "sources", "calendars", "booking_pages"})
+    reader.table(raw, "", {"server", "sources", "calendars", "booking_pages", "alerts"})
     server_raw = raw.get("server", {})
     if not isinstance(server_raw, dict):
         reader.fail("server", "must be a table ([server])")
@@ -385,10 +387,11 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path, path: Path | None = 
         read_booking_page(table, f"booking_pages[{i}]", reader, known, slugs)
         for i, table in enumerate(list_of_tables(raw, "booking_pages", reader))
     )
+    alerts = read_alerts(raw, reader)
     if reader.problems:
         raise ConfigError(reader.problems, path=str(path or ""))
     return Config(server=server, sources=sources, calendars=calendars,
-                  booking_pages=booking_pages, path=path)
+                  booking_pages=booking_pages, path=path, alerts=alerts)
 
 
 def load_config(path: str | Path) -> Config:

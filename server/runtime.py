@@ -20,6 +20,7 @@ from adapters.google import GoogleAdapter
 from adapters.ics import USER_AGENT
 from adapters.microsoft import MicrosoftAdapter
 from server.adapter_kinds import ADAPTER_KINDS, AdapterContext
+from server.alerts import Alerts
 from server.availability import BusyInterval
 from server.clock import Clock
 from server.config import CalendarConfig, Config
@@ -61,6 +62,7 @@ class Runtime:
     holds: HoldWorker | None = None
     push: PushChannels | None = None  # when a source has push = true
     metrics: Metrics = field(default_factory=Metrics, repr=False)
+    alerts: Alerts | None = None  # when the config has [[alerts]]
     # Per calendar: ((instance generation, window), merged synced busy blocks) ...
     timelines: dict[str, tuple[tuple[object, ...], list[BusyInterval]]] = field(
         default_factory=dict, repr=False)
@@ -140,9 +142,13 @@ async def open_runtime(config: Config, *, clock: Clock, store: Store | None = No
         push = _push_channels(config, store, clock, manager)
         if push is not None:
             stack.push_async_callback(push.stop)
+        alerts = Alerts(config, store, clock, session) if config.alerts else None
+        if alerts is not None:
+            stack.push_async_callback(alerts.stop)
         yield Runtime(config=config, store=store, clock=clock, executor=executor,
                       session=session, sync=manager, source_ids=source_ids,
-                      calendar_secrets=secrets, holds=holds, push=push, metrics=metrics)
+                      calendar_secrets=secrets, holds=holds, push=push, metrics=metrics,
+                      alerts=alerts)
 
 
 def _push_channels(config: Config, store: Store, clock: Clock,

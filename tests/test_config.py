@@ -175,6 +175,7 @@ def _documented_keys() -> dict[str, set[str]]:
 
 def test_every_documented_key_exists_and_every_key_is_documented() -> None:
     from server.config import _CALENDAR_KEYS, _SERVER_KEYS, _SOURCE_KEYS, _SUBSCRIBER_KEYS
+    from server.config_alerts import ALERT_KEYS
     from server.config_google import GOOGLE_KEYS
     from server.config_microsoft import MICROSOFT_KEYS
     from server.config_pages import _BOOKING_PAGE_KEYS, _HOLD_TARGET_KEYS, _QUESTION_KEYS
@@ -189,6 +190,7 @@ def test_every_documented_key_exists_and_every_key_is_documented() -> None:
         "`[[booking_pages]]`": _BOOKING_PAGE_KEYS,
         "`hold_target`": _HOLD_TARGET_KEYS,
         "`[[booking_pages.questions]]`": _QUESTION_KEYS,
+        "`[[alerts]]`": ALERT_KEYS,
     }
     documented = _documented_keys()
     assert documented.keys() == expected.keys()

@@ -12,6 +12,7 @@ import sqlite3
 from pathlib import Path
 
 from server.errors import StoreError
+from server.store.alerts import AlertMessage, AlertQueries
 from server.store.bookings import BookingQueries, BookingTransaction
 from server.store.calendar_secrets import CalendarSecretQueries
 from server.store.channels import ChannelQueries, PushChannel
@@ -31,6 +32,7 @@ from server.store.schema import MIGRATIONS, _connect, _migrate, _prepare_file
 from server.store.sources import SourceQueries
 
 __all__ = [
+    "AlertMessage",
     "MIGRATIONS",
     "STATUS_BUSY",
     "STATUS_TENTATIVE",
@@ -49,7 +51,7 @@ __all__ = [
 
 
 class Store(SourceQueries, BookingQueries, HoldQueries, CalendarSecretQueries, DavQueries,
-            ChannelQueries):
+            ChannelQueries, AlertQueries):
     """All persistent state. Create with ``await Store.open(path)``."""
 
     @classmethod

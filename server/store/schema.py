@@ -166,6 +166,24 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE sources ADD COLUMN last_duration_ms INTEGER;
     """,
+    # 11: alerts: the last state reported per subject, and an outbox of messages.
+    """
+    CREATE TABLE alert_state (
+        subject TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        since INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE alert_outbox (
+        id INTEGER PRIMARY KEY,
+        alert TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sent')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt INTEGER NOT NULL,
+        last_error TEXT
+    );
+    CREATE INDEX alert_outbox_due ON alert_outbox (state, next_attempt);
+    """,
 )
 
 
