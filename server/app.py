@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
 from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
@@ -9,7 +12,9 @@ from aiohttp import web
 from adapters.base import SourceAdapter
 from server.clock import Clock, SystemClock
 from server.config import Config
+from server.errors import ConfigError
 from server.guard import RATE_LIMITERS, rate_limiters
+from server.reload import reload_from_disk
 from server.runtime import RUNTIME, open_runtime
 from server.store import Store
 from server.web import FEED_CACHE, error_middleware, setup_routes
@@ -19,7 +24,7 @@ CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
 
 def create_app(config: Config, *, store: Store | None = None,
                adapters: Mapping[str, SourceAdapter] | None = None, clock: Clock | None = None,
-               start_sync: bool = True) -> web.Application:
+               start_sync: bool = True, handle_signals: bool = False) -> web.Application:
     """The application; any part can be swapped for tests without monkeypatching.
 
     ``start_sync=False`` keeps the background sync loop off, so a test can run
@@ -43,8 +48,31 @@ def create_app(config: Config, *, store: Store | None = None,
                     runtime.push.start()
                 if runtime.alerts is not None:
                     runtime.alerts.start()
+            if handle_signals:
+                _on_sighup(app)
             yield
+            if handle_signals:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
 
     app.cleanup_ctx.append(runtime_ctx)
+    app[RELOADS] = set()
     setup_routes(app)
     return app
+
+
+RELOADS: web.AppKey[set[asyncio.Task[object]]] = web.AppKey("reloads", set)
+
+
+def _on_sighup(app: web.Application) -> None:
+    """SIGHUP re-reads the config (systemctl reload); a bad one is logged and refused."""
+
+    async def reload() -> None:
+        with contextlib.suppress(ConfigError):
+            await reload_from_disk(app)
+
+    def handler() -> None:
+        task = asyncio.ensure_future(reload())
+        app[RELOADS].add(task)
+        task.add_done_callback(app[RELOADS].discard)
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, handler)

@@ -64,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument("--source", action="append", help="only this source (repeatable)")
     command("urls", "print every feed and API URL with its secret")
     command("status", "print each source's last sync, age and error")
+    command("reload", "make the running server re-read its config (like systemctl reload)")
     auth = command("auth", "authorize a source's account (OAuth) and store its token")
     auth.add_argument("provider", choices=["google", "microsoft"])
     auth.add_argument("--source", required=True, help="the [[sources]] name to authorize")
@@ -129,7 +130,7 @@ def _serve(config: Config, listen: str | None) -> int:
         except ValueError as exc:
             print(f"--listen: {exc}", file=sys.stderr)
             return EXIT_CONFIG
-    app = create_app(config)
+    app = create_app(config, handle_signals=True)
     logging.getLogger("fbproxy").info("listening on http://%s:%d (base_url %s)", host, port,
                                       config.server.base_url)
     web.run_app(app, host=host, port=port, print=None,
@@ -145,6 +146,8 @@ async def _offline_command(command: str, config: Config, args: argparse.Namespac
         if command == "urls":
             await _print_urls(runtime)
             return EXIT_OK
+        if command == "reload":
+            return await _reload(runtime)
         return await _status(runtime)
 
 
@@ -200,6 +203,34 @@ async def _print_urls(runtime: Runtime) -> None:
                   f"{base}/feeds/{runtime.calendar_secrets[key]}/busy.ics")
         print(f"  JSON API:               curl -H 'Authorization: Bearer {secret}' "
               f"'{base}/api/v1/freebusy?calendar={calendar.name}'")
+
+
+async def _reload(runtime: Runtime) -> int:
+    """Ask the server listening at server.listen to re-read its config file."""
+    import aiohttp
+
+    from server.status import admin_secret
+
+    server = runtime.config.server
+    host = f"[{server.listen_host}]" if ":" in server.listen_host else server.listen_host
+    if host in ("0.0.0.0", "[::]"):
+        host = "127.0.0.1"
+    url = f"http://{host}:{server.listen_port}/api/v1/reload"
+    headers = {"Authorization": f"Bearer {await admin_secret(runtime)}"}
+    try:
+        async with aiohttp.ClientSession() as session, \
+                session.post(url, headers=headers, timeout=aiohttp.ClientTimeout(total=30)) \
+                as response:
+            answer = await response.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        print(f"fbproxy reload: no server answered at {url}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if response.status != 200:
+        print(f"fbproxy reload: {answer.get('error', response.status)}", file=sys.stderr)
+        return EXIT_CONFIG if response.status == 400 else EXIT_FAILED
+    changes = answer.get("changes") or ["no source changed"]
+    print("reloaded: " + "; ".join(changes))
+    return EXIT_OK
 
 
 HOLDS_SHOWN = 20  # undelivered holds listed one by one; the counts above cover all

@@ -78,6 +78,10 @@ class HoldWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
+    def set_writers(self, writers: Mapping[str, HoldWriter]) -> None:
+        """The sources that take holds, after a config reload."""
+        self._writers = writers
+
     def trigger(self) -> None:
         self._wake.set()
 

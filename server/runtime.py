@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -23,7 +24,8 @@ from server.adapter_kinds import ADAPTER_KINDS, AdapterContext
 from server.alerts import Alerts
 from server.availability import BusyInterval
 from server.clock import Clock
-from server.config import CalendarConfig, Config
+from server.config import CalendarConfig, Config, SourceConfig
+from server.errors import ConfigError
 from server.holds import HoldWorker
 from server.metrics import Metrics
 from server.push import HOOK_PATHS, PushChannels, Watcher
@@ -90,6 +92,59 @@ class Runtime:
         viewer = self.viewer_for_secret(secret)
         return viewer.calendar if viewer is not None else None
 
+    async def reload(self, new: Config) -> list[str]:
+        """Apply a new config without a restart; what changed, in words.
+
+        Calendars, subscribers, booking pages, alerts and rate limits change at
+        once; a source whose settings changed gets a new adapter and sync loop
+        (its stored data stays); listen and database need a restart.
+        """
+        old = self.config
+        if new.server.database != old.server.database:
+            raise ConfigError(["server.database: cannot change while fbproxy runs; restart it"],
+                              path=str(new.path or ""))
+        notes = []
+        if (new.server.listen_host, new.server.listen_port) != \
+                (old.server.listen_host, old.server.listen_port):
+            notes.append("server.listen changes at the next restart")
+        secrets = await _secrets(new, self.store, int(self.clock.now().timestamp()))
+        before = {s.name: s for s in old.sources}
+        after = {s.name: s for s in new.sources}
+        for name in sorted(before.keys() | after.keys()):
+            if before.get(name) == after.get(name):
+                continue
+            removed = await self.sync.remove(name)
+            if removed is not None:
+                await removed.adapter.close()
+            source = after.get(name)
+            if source is not None:
+                self.source_ids[name] = await self.store.ensure_source(name, source.kind)
+                if source.enabled:
+                    adapter = ADAPTER_KINDS[source.kind](source, AdapterContext(
+                        self.session, self.executor, self.clock, new.server.horizon_days))
+                    self.sync.add(_syncer(new, source, self.source_ids[name], adapter,
+                                          self.store, self.clock, self.executor, self.metrics))
+            notes.append(f"source {name}: " + ("removed" if source is None else
+                                               "added" if name not in before else "restarted"))
+        if self.holds is not None:
+            self.holds.set_writers(_writers(self.sync))
+        running = self.sync.running
+        if self.push is not None:
+            await self.push.stop()
+        self.push = _push_channels(new, self.store, self.clock, self.sync)
+        if self.alerts is not None:
+            await self.alerts.stop()
+        self.alerts = Alerts(new, self.store, self.clock, self.session) if new.alerts else None
+        if running:
+            for part in (self.push, self.alerts):
+                if part is not None:
+                    part.start()
+        self.config = new
+        self.calendar_secrets = secrets
+        self.timelines.clear()
+        self.booking_timelines.clear()
+        return notes
+
     def ids_of(self, source_names: tuple[str, ...]) -> list[int]:
         return [self.source_ids[name] for name in source_names if name in self.source_ids]
 
@@ -120,24 +175,12 @@ async def open_runtime(config: Config, *, clock: Clock, store: Store | None = No
             adapter = (adapters or {}).get(source.name) or ADAPTER_KINDS[source.kind](
                 source, AdapterContext(session, executor, clock, config.server.horizon_days))
             stack.push_async_callback(adapter.close)
-            syncers.append(SourceSyncer(
-                source, source_ids[source.name], adapter, store=store, clock=clock,
-                metrics=metrics,
-                executor=executor, horizon_days=config.server.horizon_days))
-        now = int(clock.now().timestamp())
-        secrets = {
-            c.name: str(c.secret) if c.secret else await store.calendar_secret(c.name, now=now)
-            for c in config.calendars
-        }
-        for calendar in config.calendars:
-            for subscriber in calendar.subscribers:
-                key = subscriber_key(calendar.name, subscriber.name)
-                secrets[key] = str(subscriber.secret) if subscriber.secret else \
-                    await store.calendar_secret(key, now=now)
+            syncers.append(_syncer(config, source, source_ids[source.name], adapter, store,
+                                   clock, executor, metrics))
+        secrets = await _secrets(config, store, int(clock.now().timestamp()))
         manager = SyncManager(syncers)
         stack.push_async_callback(manager.stop)
-        writers = {s.source.name: s.adapter for s in syncers if s.adapter.capabilities.holds}
-        holds = HoldWorker(store, writers, clock, metrics=metrics)  # type: ignore[arg-type]
+        holds = HoldWorker(store, _writers(manager), clock, metrics=metrics)
         stack.push_async_callback(holds.stop)
         push = _push_channels(config, store, clock, manager)
         if push is not None:
@@ -149,6 +192,32 @@ async def open_runtime(config: Config, *, clock: Clock, store: Store | None = No
                       session=session, sync=manager, source_ids=source_ids,
                       calendar_secrets=secrets, holds=holds, push=push, metrics=metrics,
                       alerts=alerts)
+
+
+def _syncer(config: Config, source: SourceConfig, source_id: int, adapter: SourceAdapter,
+            store: Store, clock: Clock, executor: ThreadPoolExecutor,
+            metrics: Metrics) -> SourceSyncer:
+    return SourceSyncer(source, source_id, adapter, store=store, clock=clock, metrics=metrics,
+                        executor=executor, horizon_days=config.server.horizon_days)
+
+
+async def _secrets(config: Config, store: Store, now: int) -> dict[str, str]:
+    """Every calendar's and subscriber's secret: from the config, else generated and kept."""
+    secrets = {
+        c.name: str(c.secret) if c.secret else await store.calendar_secret(c.name, now=now)
+        for c in config.calendars
+    }
+    for calendar in config.calendars:
+        for subscriber in calendar.subscribers:
+            key = subscriber_key(calendar.name, subscriber.name)
+            secrets[key] = str(subscriber.secret) if subscriber.secret else \
+                await store.calendar_secret(key, now=now)
+    return secrets
+
+
+def _writers(manager: SyncManager) -> dict[str, Any]:
+    return {name: s.adapter for name, s in manager.syncers.items()
+            if s.adapter.capabilities.holds}
 
 
 def _push_channels(config: Config, store: Store, clock: Clock,

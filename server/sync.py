@@ -263,18 +263,38 @@ class SyncManager:
 
     def __init__(self, syncers: Sequence[SourceSyncer]) -> None:
         self.syncers = {s.source.name: s for s in syncers}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.running = False
 
     def start(self) -> None:
-        for syncer in self.syncers.values():
-            task = asyncio.create_task(syncer.run_forever(), name=f"sync:{syncer.source.name}")
-            self._tasks.append(task)
+        self.running = True
+        for name in self.syncers:
+            self._start(name)
+
+    def _start(self, name: str) -> None:
+        self._tasks[name] = asyncio.create_task(self.syncers[name].run_forever(),
+                                                name=f"sync:{name}")
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        self.running = False
+        for task in self._tasks.values():
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         self._tasks.clear()
+
+    async def remove(self, name: str) -> SourceSyncer | None:
+        """Stop and forget one source's syncer (a config reload dropped or changed it)."""
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        return self.syncers.pop(name, None)
+
+    def add(self, syncer: SourceSyncer) -> None:
+        """Take on a new syncer; its loop starts at once if the others run."""
+        self.syncers[syncer.source.name] = syncer
+        if self.running:
+            self._start(syncer.source.name)
 
     async def run_all_once(self, names: Sequence[str] | None = None,
                            on_done: Callable[[SyncOutcome], None] | None = None,

@@ -30,6 +30,7 @@ from server.holds import hold_fields
 from server.metrics import CONTENT_TYPE
 from server.pages import api_cancel_booking, api_create_booking, api_page_slots
 from server.push import HOOK_PATHS
+from server.reload import api_reload
 from server.runtime import RUNTIME, Runtime, Viewer
 from server.status import authorize_admin, setup_status, state_metrics
 
@@ -51,6 +52,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_post("/api/v1/reload", api_reload)
     app.router.add_post(HOOK_PATHS["google"], google_hook)
     app.router.add_post(HOOK_PATHS["microsoft"], microsoft_hook)
     app.router.add_get("/feeds/{secret}/busy.ics", busy_feed)
