@@ -65,6 +65,8 @@ class Runtime:
     push: PushChannels | None = None  # when a source has push = true
     metrics: Metrics = field(default_factory=Metrics, repr=False)
     alerts: Alerts | None = None  # when the config has [[alerts]]
+    # (calendar, subscriber or "") -> when its secret was last used; since the start.
+    last_access: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
     # Per calendar: ((instance generation, window), merged synced busy blocks) ...
     timelines: dict[str, tuple[tuple[object, ...], list[BusyInterval]]] = field(
         default_factory=dict, repr=False)
@@ -86,6 +88,9 @@ class Runtime:
                 key = subscriber_key(calendar.name, subscriber.name)
                 if hmac.compare_digest(self.calendar_secrets[key].encode(), secret.encode()):
                     found = Viewer(calendar, subscriber.name, subscriber.detail)
+        if found is not None:
+            self.last_access[(found.calendar.name, found.subscriber or "")] = \
+                int(self.clock.now().timestamp())
         return found
 
     def calendar_for_secret(self, secret: str) -> CalendarConfig | None:

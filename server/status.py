@@ -101,8 +101,14 @@ async def status_report(runtime: Runtime) -> dict[str, Any]:
               "confirmed": counts.get(page.slug, (0, 0, 0))[1],
               "cancelled": counts.get(page.slug, (0, 0, 0))[2]}
              for page in runtime.config.booking_pages]
+    subscribers = [
+        {"calendar": calendar.name, "subscriber": name or None,
+         "last_access": iso(runtime.last_access[(calendar.name, name)])
+         if (calendar.name, name) in runtime.last_access else None}
+        for calendar in runtime.config.calendars
+        for name in ("", *(s.name for s in calendar.subscribers))]
     return {"generated": iso(now), "sources": sources, "holds": holds,
-            "undelivered_holds": pending, "booking_pages": pages,
+            "undelivered_holds": pending, "booking_pages": pages, "subscribers": subscribers,
             "ok": not any(s["stale"] or s["needs_reauth"] or s["last_error"]
                           for s in sources if s["enabled"])}
 

@@ -131,6 +131,13 @@ async def test_a_revoked_token_asks_for_reauthorization(google, tmp_path, make_c
     assert record.needs_reauth and "fbproxy auth google --source g" in (record.last_error or "")
     answer = await (await client.get("/api/v1/freebusy", headers=AUTH)).json()
     assert answer["sources"][0]["needs_reauth"] is True
+    from server.status import admin_secret
+    status = await (await client.get("/api/v1/status", headers={
+        "Authorization": f"Bearer {await admin_secret(runtime)}"})).json()
+    [google_source] = status["sources"]
+    assert google_source["needs_reauth"] is True
+    assert google_source["fix"].startswith("fbproxy auth google --config ")
+    assert google_source["fix"].endswith("--source g")
     assert await busy(client) == [("26T09:00", "10:00", "busy")], "the last good data serves"
 
 

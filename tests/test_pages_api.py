@@ -84,6 +84,8 @@ async def test_a_never_synced_or_stale_host_offers_nothing(calendars, make_confi
     feed = await client.get("/feeds/secret-of-alex-0123456789/busy.ics")
     assert feed.headers["X-Fbproxy-Stale"] == "1"
     assert feed.headers["X-Fbproxy-Synced"] == "2026-11-25T12:00:00Z"
+    await runtime.sync.run_all_once()  # recovered: the slots come back
+    assert await slots(client)
 
 
 async def test_on_stale_last_known_keeps_offering_the_last_good_data(

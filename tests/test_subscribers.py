@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from server.status import status_report
 from tests.booking_world import HOSTS, guest
 
 OWNER = "secret-of-alex-0123456789"
@@ -41,6 +42,10 @@ async def test_each_subscriber_sees_its_detail_and_is_revoked_alone(
     assert "SUMMARY:Tentative" in owner and "Call with" not in owner
     assert "Tentative" not in partner and "Call with" not in partner
     assert "SUMMARY:Call with Sam <Guest>" in assistant and "Maybe" not in assistant
+    seen = {(s["calendar"], s["subscriber"]): s["last_access"]
+            for s in (await status_report(runtime))["subscribers"]}
+    assert seen[("alex", "partner")] == "2026-11-25T12:00:00Z"
+    assert seen[("sam", None)] is None, "nobody used sam's secret"
     api = await (await client.get("/api/v1/freebusy?start=2026-11-26&end=2026-11-28",
                                   headers={"Authorization": f"Bearer {BUSY_ONLY}"})).json()
     assert {b["status"] for b in api["busy"]} == {"busy"}
