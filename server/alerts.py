@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 import aiosmtplib
 
+from server.background import BackgroundLoop
 from server.clock import Clock, iso
 from server.config import Config
 from server.config_alerts import AlertConfig
@@ -43,7 +44,11 @@ _EVENTS = {("ok", "failing"): "source_failing", ("needs_reauth", "failing"): "so
            ("failing", "ok"): "source_recovered", ("needs_reauth", "ok"): "source_recovered"}
 
 
-class Alerts:
+class Alerts(BackgroundLoop):
+    """Watches for state changes and sends their messages."""
+
+    loop_name = "alerts"
+
     def __init__(self, config: Config, store: Store, clock: Clock,
                  session: aiohttp.ClientSession, rng: random.Random | None = None) -> None:
         self._config = config
@@ -51,15 +56,7 @@ class Alerts:
         self._clock = clock
         self._session = session
         self._rng = rng or random.Random()
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run_forever(), name="alerts")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
 
     async def _run_forever(self) -> None:
         while True:

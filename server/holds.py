@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from adapters.base import AdapterError, Hold, HoldRef
+from server.background import BackgroundLoop
 from server.clock import Clock, iso
 from server.config import BookingPageConfig
 from server.config_pages import MADE_UPSTREAM
@@ -65,8 +66,10 @@ def _hold(row: OutboxRow) -> Hold:
                 url=fields["url"], calendar=row.calendar, **when)
 
 
-class HoldWorker:
+class HoldWorker(BackgroundLoop):
     """Delivers due outbox rows; woken by new bookings, else it polls."""
+
+    loop_name = "holds"
 
     def __init__(self, store: Store, writers: Mapping[str, HoldWriter], clock: Clock,
                  rng: random.Random | None = None, metrics: Metrics | None = None) -> None:
@@ -76,7 +79,6 @@ class HoldWorker:
         self._clock = clock
         self._rng = rng or random.Random()
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
     def set_writers(self, writers: Mapping[str, HoldWriter]) -> None:
         """The sources that take holds, after a config reload."""
@@ -85,13 +87,6 @@ class HoldWorker:
     def trigger(self) -> None:
         self._wake.set()
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run_forever(), name="holds")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
 
     async def _run_forever(self) -> None:
         while True:

@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import Protocol
 
 from adapters.base import AdapterError
+from server.background import BackgroundLoop
 from server.clock import Clock
 from server.store import PushChannel, Store
 from server.sync import SyncManager
@@ -45,8 +46,10 @@ class Watcher(Protocol):
     async def stop_channel(self, channel_id: str, resource_id: str) -> None: ...
 
 
-class PushChannels:
+class PushChannels(BackgroundLoop):
     """Creates, renews and stops the channels of push-enabled sources."""
+
+    loop_name = "push"
 
     def __init__(self, store: Store, clock: Clock, sync: SyncManager, *,
                  addresses: Mapping[str, str], calendars: Mapping[str, tuple[str, ...]],
@@ -58,15 +61,9 @@ class PushChannels:
         self._addresses = addresses  # source name -> the URL its upstream notifies
         self._calendars = calendars  # source name -> calendar ids to watch
         self._watchers = watchers
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run_forever(), name="push")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await super().stop()
         for channel in await self._store.channels():
             await self._retire(channel)
 
