@@ -194,7 +194,7 @@ class CaldavAdapter:
                 raise AuthExpired(f"the server refused our credentials (HTTP {status})",
                                   source=self.name) from exc
             except dav_error.RateLimitError as exc:
-                raise UpstreamUnavailable("rate limited by the server", source=self.name) from exc
+                raise UpstreamUnavailable(_rate_limited(exc), source=self.name) from exc
             except (dav_error.DAVError, OSError, etree.XMLSyntaxError) as exc:
                 raise UpstreamUnavailable(f"{type(exc).__name__}: {exc}",
                                           source=self.name) from exc
@@ -550,6 +550,19 @@ def _response_size(response: Any) -> int:
         return int(response.headers.get("Content-Length", 0))
     except (TypeError, ValueError):
         return 0
+
+
+def _rate_limited(exc: dav_error.RateLimitError) -> str:
+    """The refusal with its status and Retry-After (the library raises it for 429 and 503)."""
+    status = getattr(exc, "status", None)
+    message = f"rate limited by the server (HTTP {status})" if status else \
+        "rate limited by the server"
+    seconds = getattr(exc, "retry_after_seconds", None)
+    if seconds is not None:
+        message += f", Retry-After: {seconds:g} s"
+    elif getattr(exc, "retry_after", None):
+        message += f", Retry-After: {exc.retry_after}"
+    return message
 
 
 def _is_network_error(exc: Exception) -> bool:

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import http.client
 import json
 import threading
+import time as clock
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
@@ -54,7 +56,9 @@ WRITE_SCOPE = "https://www.googleapis.com/auth/calendar.events"
 # recognised when it comes back through sync.
 BOOKING_PROPERTY = "fbproxyBooking"
 PAGE_SIZE = 250
-RETRIES = 3  # the library's own retries, with backoff, for 5xx and 429
+RETRIES = 3  # retries of one request for 5xx, 429 and dropped connections
+# The first wait between retries (doubling) when the answer names no Retry-After.
+RETRY_BASE = 0.25
 # Event types that never make anyone busy.
 _NOT_BUSY_TYPES = {"workingLocation", "birthday"}
 
@@ -153,9 +157,33 @@ class GoogleAdapter:
         return credentials
 
     def _execute(self, request: Any) -> Any:
-        """Run one API request, turning library errors into adapter errors."""
+        """Run one API request, retrying transient failures within the source's timeout.
+
+        The library's own ``num_retries`` is not used: it sleeps up to 2, 4, 8 s
+        between tries, ignores Retry-After and retries timeouts, so one request
+        to a hanging Google took over four times the timeout. Here a retry
+        happens only when its wait (Retry-After, or a short backoff) still ends
+        before the timeout has passed since the first try.
+        """
+        deadline = clock.monotonic() + self.settings.timeout_seconds
+        for attempt in range(RETRIES + 1):
+            try:
+                return self._execute_once(request)
+            except UpstreamUnavailable as exc:
+                wait = _retry_wait(exc.__cause__, attempt)
+                if attempt == RETRIES or wait is None or clock.monotonic() + wait >= deadline:
+                    after = _retry_after(exc.__cause__)
+                    if after is not None:
+                        exc.message = f"{exc.message} (Retry-After: {after:g} s)"
+                        exc.args = (exc.message,)
+                    raise
+                clock.sleep(wait)
+        raise AssertionError("unreachable")
+
+    def _execute_once(self, request: Any) -> Any:
+        """Run one API request once, turning library errors into adapter errors."""
         try:
-            return request.execute(num_retries=RETRIES)
+            return request.execute(num_retries=0)
         except RefreshError as exc:
             self._service = None  # read the token file again next time (after `auth`)
             raise AuthExpired(f"Google refused the refresh token ({exc}); run `fbproxy auth "
@@ -174,6 +202,11 @@ class GoogleAdapter:
             raise
         except (TransportError, httplib2.HttpLib2Error, OSError, TimeoutError) as exc:
             raise UpstreamUnavailable(f"cannot reach Google: {exc}", source=self.name) from exc
+        except http.client.HTTPException as exc:
+            # A body cut short (IncompleteRead) or a garbled status line.
+            raise UpstreamUnavailable(f"Google's answer was cut short or garbled: "
+                                      f"{type(exc).__name__}: {exc!r}",
+                                      source=self.name) from exc
 
     # -- sync -----------------------------------------------------------------------
 
@@ -432,6 +465,30 @@ def _instant(value: Mapping[str, Any], zone: ZoneInfo) -> datetime:
 
 def _rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _retry_after(cause: BaseException | None) -> float | None:
+    """The Retry-After of a refused request, in seconds (None: absent or a date)."""
+    if not isinstance(cause, HttpError):
+        return None
+    try:
+        return max(0.0, float(cause.resp.get("retry-after", "")))
+    except (TypeError, ValueError):
+        return None
+
+
+def _retry_wait(cause: BaseException | None, attempt: int) -> float | None:
+    """How long to wait before trying again, or None when a retry cannot help.
+
+    A timeout has used the whole budget already, and a certificate error stays.
+    """
+    if isinstance(cause, HttpError):
+        after = _retry_after(cause)
+        return after if after is not None else RETRY_BASE * 2.0 ** attempt
+    if isinstance(cause, (ConnectionError, httplib2.HttpLib2Error, http.client.HTTPException)) \
+            and not isinstance(cause, TimeoutError):
+        return RETRY_BASE * 2.0 ** attempt
+    return None
 
 
 def _reason(exc: HttpError) -> str:

@@ -22,6 +22,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from time import monotonic
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -208,6 +209,8 @@ class MicrosoftAdapter:
         if not url.startswith(("http://", "https://")):
             url = f"{self.settings.graph_url}/{url}"
         refused = False
+        # Waiting out a Retry-After must not hold the round past the source's timeout.
+        deadline = monotonic() + self.settings.timeout_seconds
         for attempt in range(THROTTLE_RETRIES + 1):
             token = await self._access_token(force=refused)
             headers = {"Authorization": f"Bearer {token}",
@@ -236,10 +239,13 @@ class MicrosoftAdapter:
                     continue  # one freshly refreshed token, then it is the account's problem
                 raise self._reauth(f"Graph refused the token: {_error(payload)}")
             if status in (429, 503) and attempt < THROTTLE_RETRIES:
-                await _sleep(min(_seconds(retry_after), MAX_RETRY_AFTER))
-                continue
+                wait = min(_seconds(retry_after), MAX_RETRY_AFTER)
+                if monotonic() + wait < deadline:
+                    await _sleep(wait)
+                    continue
             if status in (429, 500, 502, 503, 504):
-                raise UpstreamUnavailable(f"Graph answered {status}: {_error(payload)}",
+                after = f" (Retry-After: {retry_after})" if retry_after else ""
+                raise UpstreamUnavailable(f"Graph answered {status}: {_error(payload)}{after}",
                                           source=self.name)
             return status, payload
         raise UpstreamUnavailable("Graph kept refusing the token", source=self.name)
