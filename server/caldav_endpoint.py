@@ -60,6 +60,7 @@ from server.davxml import (
 )
 from server.errors import RequestError
 from server.feeds import clip, render_freebusy
+from server.guard import wrong_secret
 from server.runtime import RUNTIME, Runtime
 from server.store import DavCollection, DavMember
 
@@ -145,7 +146,8 @@ def _authenticate(request: web.Request, runtime: Runtime) -> CalendarConfig:
     calendar = runtime.calendar_for_secret(password)
     # Compare the name in constant time too, so timing says nothing about which part was wrong.
     if calendar is None or not hmac.compare_digest(calendar.name.encode(), user.encode()):
-        raise RequestError(401, "wrong calendar name or secret", headers=_CHALLENGE)
+        raise wrong_secret(request, RequestError(401, "wrong calendar name or secret",
+                                                 headers=_CHALLENGE))
     return calendar
 
 

@@ -69,6 +69,7 @@ SECRET_PATTERN = re.compile(r"^[A-Za-z0-9_~.-]{16,256}$")
 MIN_POLL_INTERVAL = timedelta(seconds=10)
 DEFAULT_BOOKING_RATE: Rate | None = Rate(10, timedelta(hours=1))
 DEFAULT_PAGE_RATE: Rate | None = Rate(120, timedelta(minutes=1))
+DEFAULT_SECRET_RATE: Rate | None = Rate(30, timedelta(minutes=10))
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class ServerConfig:
     # Per client address; None turns a limit off (e.g. when a proxy in front limits).
     rate_limit_bookings: Rate | None = DEFAULT_BOOKING_RATE
     rate_limit_pages: Rate | None = DEFAULT_PAGE_RATE
+    rate_limit_secrets: Rate | None = DEFAULT_SECRET_RATE  # wrong secrets per client
     # Proxies whose X-Forwarded-For names the real client (for rate limits and logs).
     trusted_proxies: tuple[IPNetwork, ...] = ()
     # How long a CalDAV sync token stays usable after the changes it predates.
@@ -180,7 +182,8 @@ def _check_source_url(kind: str, url: str, reader: Reader, path: str) -> str:
 
 
 _SERVER_KEYS = {"listen", "base_url", "database", "timezone", "horizon_days",
-                "rate_limit_bookings", "rate_limit_pages", "trusted_proxies",
+                "rate_limit_bookings", "rate_limit_pages", "rate_limit_secrets",
+                "trusted_proxies",
                 "caldav_token_retention", "admin_secret", "admin_secret_env",
                 "admin_secret_file", "metrics_public"}
 _COMMON_SOURCE_KEYS = {
@@ -231,6 +234,9 @@ def _read_server(raw: Mapping[str, Any], reader: Reader) -> ServerConfig:
                                              DEFAULT_BOOKING_RATE, parse_rate),
         rate_limit_pages=reader.converted(raw, "rate_limit_pages", "server.rate_limit_pages",
                                           DEFAULT_PAGE_RATE, parse_rate),
+        rate_limit_secrets=reader.converted(raw, "rate_limit_secrets",
+                                            "server.rate_limit_secrets", DEFAULT_SECRET_RATE,
+                                            parse_rate),
         trusted_proxies=reader.converted(raw, "trusted_proxies", "server.trusted_proxies", (),
                                          parse_networks),
         caldav_token_retention=_token_retention(raw, reader),

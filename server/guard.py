@@ -29,7 +29,8 @@ _TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 def rate_limiters(config: Config) -> dict[str, RateLimiter]:
     """One limiter per kind of guest request that the config limits."""
     rates = {"bookings": config.server.rate_limit_bookings,
-             "pages": config.server.rate_limit_pages}
+             "pages": config.server.rate_limit_pages,
+             "secrets": config.server.rate_limit_secrets}
     return {kind: RateLimiter(rate) for kind, rate in rates.items() if rate is not None}
 
 
@@ -64,9 +65,19 @@ def check_rate(request: web.Request, kind: str) -> None:
     wait = limiter.take(client_key(client_address(request)), now)
     if wait > 0:
         seconds = max(1, round(wait))
-        what = "bookings" if kind == "bookings" else "requests"
+        what = {"bookings": "bookings", "secrets": "wrong secrets"}.get(kind, "requests")
         raise RequestError(429, f"too many {what} from your address ({limiter.rate}); "
                            f"try again in {seconds} s", headers={"Retry-After": str(seconds)})
+
+
+def wrong_secret(request: web.Request, error: RequestError) -> RequestError:
+    """The error for a wrong secret, counted per client: past the limit it is a 429.
+
+    Guessing a feed, API, CalDAV or admin secret then costs the guesser time;
+    the right secret still works (it is checked before this is reached).
+    """
+    check_rate(request, "secrets")
+    return error
 
 
 def csrf_token(request: web.Request) -> str:

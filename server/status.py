@@ -19,6 +19,7 @@ from aiohttp import web
 from server.busy import merged_busy, source_freshness
 from server.clock import iso
 from server.errors import RequestError
+from server.guard import wrong_secret
 from server.heatmap import heatmap
 from server.metrics import Metric, gauge
 from server.runtime import RUNTIME, Runtime
@@ -57,9 +58,9 @@ async def authorize_admin(request: web.Request) -> Runtime:
             given = ""
     secret = await admin_secret(runtime)
     if not given or not hmac.compare_digest(secret.encode(), given.encode()):
-        raise RequestError(401, "the status page needs the admin secret (`fbproxy urls` "
-                           "prints it): as the password, or 'Authorization: Bearer …'",
-                           headers=_CHALLENGE)
+        raise wrong_secret(request, RequestError(
+            401, "the status page needs the admin secret (`fbproxy urls` prints it): as the "
+            "password, or 'Authorization: Bearer …'", headers=_CHALLENGE))
     return runtime
 
 

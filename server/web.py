@@ -26,6 +26,7 @@ from server.config import CalendarConfig
 from server.errors import RequestError
 from server.feeds import clip, render_busy_feed, render_freebusy
 from server.form import form_error, setup_form
+from server.guard import wrong_secret
 from server.holds import hold_fields
 from server.metrics import CONTENT_TYPE
 from server.pages import api_cancel_booking, api_create_booking, api_page_slots
@@ -84,6 +85,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 async def _handled(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        # Refused before any handler runs, also on routes that never read a body.
+        if (request.content_length or 0) > request.client_max_size:
+            raise RequestError(413, "request bodies are limited to "
+                               f"{request.client_max_size // 1024} KiB")
         response = await handler(request)
     except RequestError as exc:
         response = _error_response(request, exc.status, exc.reason, exc.headers)
@@ -193,7 +198,7 @@ async def healthz(request: web.Request) -> web.Response:
 def _feed_viewer(request: web.Request) -> Viewer:
     viewer = request.app[RUNTIME].viewer_for_secret(request.match_info["secret"])
     if viewer is None:
-        raise RequestError(404, "no feed at this address")
+        raise wrong_secret(request, RequestError(404, "no feed at this address"))
     return viewer
 
 
@@ -291,7 +296,8 @@ def _api_viewer(request: web.Request) -> Viewer:
     viewer = runtime.viewer_for_secret(token.strip())
     name = request.query.get("calendar")
     if viewer is None or (name is not None and name != viewer.calendar.name):
-        raise RequestError(401, "this secret does not open that calendar", headers=challenge)
+        raise wrong_secret(request, RequestError(401, "this secret does not open that calendar",
+                                                 headers=challenge))
     return viewer
 
 

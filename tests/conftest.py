@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import AsyncIterator, Callable
+import re
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,44 @@ def event(uid: str, start: str, end: str, *extra: str) -> str:
                       f"DTEND:{end}", "SUMMARY:Secret meeting", *extra])
 
 
+# Every secret the suite hands to fbproxy, and the shapes of the tokens the fakes
+# issue: none may ever appear in fbproxy's own log lines (or tracebacks).
+SUITE_SECRETS = ("s3cret-s3cret-s3cret-0001", "secret-of-alex-0123456789",
+                 "secret-of-sam-0123456789", "secret-of-kim-0123456789",
+                 "admin-admin-admin-0001", "subscriber-busy-only-0001",
+                 "subscriber-assistant-0001", "partner-old-secret-01", "partner-new-secret-01",
+                 "assistant-secret-0001", "owner-owner-owner-0001", "webhook-signing-key-0001",
+                 "fake-client-secret", "correct horse")
+TOKEN_SHAPES = re.compile(r"1//[A-Za-z0-9_-]{20,}|ya29\.[A-Za-z0-9_-]{10,}")
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_logs() -> Iterator[None]:
+    """Fails a test whose run made fbproxy log a secret it was given."""
+    collect = _Collect()
+    logger = logging.getLogger("fbproxy")
+    previous = logger.level
+    logger.addHandler(collect)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(collect)
+        logger.setLevel(previous)
+    text = "\n".join(collect.lines)
+    leaked = [s for s in SUITE_SECRETS if s in text] + TOKEN_SHAPES.findall(text)
+    assert not leaked, f"secrets in fbproxy's log: {leaked}"
+
+
 @pytest.fixture
 def clock() -> FixedClock:
     return FixedClock(NOW)
@@ -57,7 +97,8 @@ def make_config(tmp_path: Path) -> Callable[..., Config]:
     def build(sources: list[dict[str, Any]], calendars: list[dict[str, Any]] | None = None,
               *, booking_pages: list[dict[str, Any]] | None = None, **server: Any) -> Config:
         # Tests send many requests from 127.0.0.1; the limits get tests of their own.
-        limits = {"rate_limit_bookings": "off", "rate_limit_pages": "off"}
+        limits = {"rate_limit_bookings": "off", "rate_limit_pages": "off",
+                  "rate_limit_secrets": "off"}
         raw = {
             "server": {"database": "db/fbproxy.sqlite3", "timezone": "UTC", **limits, **server},
             "sources": sources,
