@@ -23,6 +23,14 @@ class StoreError(FbproxyError):
     """The database is unusable (wrong version, corrupt, not writable)."""
 
 
+class StoreFull(StoreError):
+    """The database cannot grow (disk full or its size limit); the change was undone."""
+
+    def __init__(self) -> None:
+        super().__init__("the database is full (no disk space, or its size limit); nothing "
+                         "was changed; free space and it recovers by itself")
+
+
 class RequestError(FbproxyError):
     """A client's request cannot be served; rendered once by the web middleware."""
 

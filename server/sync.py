@@ -28,6 +28,7 @@ from adapters.base import (
 )
 from server.clock import Clock
 from server.config import SourceConfig
+from server.errors import StoreError
 from server.expand import EXPANSION_VERSION, BadItem, ExpandContext, expand_item
 from server.metrics import Metrics
 from server.store import SourceRecord, Store, StoredItem
@@ -150,10 +151,18 @@ class SourceSyncer:
     async def run_once(self) -> SyncOutcome:
         async with self._lock:
             started = time.perf_counter()
-            outcome = await self._round()
+            try:
+                outcome = await self._round()
+            except StoreError as exc:  # e.g. a full disk: this round is undone, try later
+                log.error("source %s: %s", self.source.name, exc)
+                outcome = SyncOutcome(self.source.name, ok=False, error=str(exc))
+                with contextlib.suppress(StoreError):
+                    await self._store.record_failure(
+                        self.source_id, error=str(exc), now=int(self._clock.now().timestamp()))
             outcome = replace(outcome, seconds=time.perf_counter() - started)
             self.failures = 0 if outcome.ok else self.failures + 1
-            await self._store.record_duration(self.source_id, outcome.seconds)
+            with contextlib.suppress(StoreError):
+                await self._store.record_duration(self.source_id, outcome.seconds)
             if self._metrics is not None:
                 self._metrics.sync_round(self.source.name, outcome.ok, outcome.unchanged,
                                          outcome.seconds)

@@ -23,7 +23,7 @@ from server.busy import freshness, last_change, merged_busy, served_window
 from server.caldav_endpoint import setup_caldav
 from server.clock import iso
 from server.config import CalendarConfig
-from server.errors import RequestError
+from server.errors import RequestError, StoreError
 from server.feeds import clip, render_busy_feed, render_freebusy
 from server.form import form_error, setup_form
 from server.guard import wrong_secret
@@ -92,6 +92,10 @@ async def _handled(request: web.Request, handler: Handler) -> web.StreamResponse
         response = await handler(request)
     except RequestError as exc:
         response = _error_response(request, exc.status, exc.reason, exc.headers)
+    except StoreError as exc:  # e.g. the disk is full: refuse, nothing was changed
+        log.error("serving %s %s: %s", request.method, redact(request.path), exc)
+        response = _error_response(request, 503, f"{exc}; please try again later",
+                                   {"Retry-After": "60"})
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import aiosqlite
+
+from server.errors import StoreFull
 
 
 class StoreBase:
@@ -42,10 +46,19 @@ class StoreBase:
                 if booking_changes:
                     await self._writer.execute(
                         "UPDATE meta SET value = value + 1 WHERE key = 'booking_generation'")
-            except BaseException:
-                await self._writer.execute("ROLLBACK")
+            except BaseException as exc:
+                # SQLite may have rolled back already (a full disk does that).
+                with contextlib.suppress(sqlite3.OperationalError):
+                    await self._writer.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError) and _is_full(exc):
+                    raise StoreFull() from exc
                 raise
-            await self._writer.execute("COMMIT")
+            try:
+                await self._writer.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                with contextlib.suppress(sqlite3.OperationalError):
+                    await self._writer.execute("ROLLBACK")
+                raise StoreFull() if _is_full(exc) else exc from exc
             self._local_changes[0] += busy_changes
             self._local_changes[1] += booking_changes
 
@@ -80,3 +93,7 @@ class StoreBase:
                 values.get("booking_generation", 0)
             self._seen = (time.monotonic(), instances, bookings)
         return instances, bookings
+
+
+def _is_full(exc: sqlite3.OperationalError) -> bool:
+    return "full" in str(exc).lower()  # SQLITE_FULL: disk space or max_page_count
