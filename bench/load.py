@@ -227,9 +227,11 @@ async def _serve(config_path: str, conn: Any) -> None:
         conn.send({"port": runner.addresses[0][1],
                    "failed": [f"{o.source}: {o.error}" for o in outcomes if not o.ok]})
         await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # "stop"
+        during = tally.count
     finally:
         await runner.cleanup()
-    conn.send({"log_count": tally.count, "log_first": tally.first})
+    conn.send({"log_count": during, "log_shutdown": tally.count - during,
+               "log_first": tally.first})
 
 
 # ---------------------------------------------------------------------------
@@ -302,6 +304,7 @@ async def _run_clients(plan: Plan, prepared: dict[str, Any], seconds: float, war
     booked = 0
     exhausted = False
     versions: set[tuple[str, str]] = set()  # (feed secret, ETag) pairs seen
+    revalidated: Counter[tuple[str, str]] = Counter()  # (sent, got) of If-None-Match 200s
 
     def iso(ts: int) -> str:
         return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -362,6 +365,11 @@ async def _run_clients(plan: Plan, prepared: dict[str, Any], seconds: float, war
                     errors[route][f"{status} {data[:200].decode(errors='replace')}"] += 1
                     continue
                 problem = check_body(route, status, data)
+                if not problem and status == 200 and "If-None-Match" in headers:
+                    if etag == headers["If-None-Match"]:
+                        problem = "200 (not 304) with the ETag sent in If-None-Match"
+                    else:
+                        revalidated[(headers["If-None-Match"], etag)] += 1
                 if problem:
                     errors[route][problem] += 1
                     continue
@@ -371,14 +379,15 @@ async def _run_clients(plan: Plan, prepared: dict[str, Any], seconds: float, war
                         etags[url.split("/")[-2]] = etag
                 booked += route.startswith("POST")
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(client(n) for n in range(plan.clients)))
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     return {"latencies": latencies, "statuses": {r: dict(c) for r, c in statuses.items()},
             "errors": {r: dict(c.most_common(5)) for r, c in errors.items()},
             "error_counts": {r: sum(c.values()) for r, c in errors.items()},
-            "elapsed": elapsed, "booked": booked, "feed_versions": len(versions),
-            "offered": offered, "exhausted": exhausted}
+            "elapsed": elapsed, "cpu": cpu, "booked": booked, "feed_versions": len(versions),
+            "offered": offered, "exhausted": exhausted,
+            "revalidated": revalidated.most_common(5)}
 
 
 def check_body(route: str, status: int, data: bytes) -> str:
@@ -436,8 +445,12 @@ class LoadResult:
     double_booked: int
     server_log_count: int
     server_log_first: list[str]
+    server_log_shutdown: int  # lines logged while the server stopped, after the load
     vevents: int
     feed_versions: int  # distinct (feed, ETag) pairs the clients were served
+    server_cpu: float  # CPU seconds (user + system, all threads) per second of the run
+    client_cpu: float  # the same for the client process
+    revalidated: list[Any]  # the commonest (ETag sent, ETag got) of If-None-Match 200s
     feeds: int
 
     @property
@@ -548,6 +561,7 @@ def run(options: Options) -> LoadResult:
         if parent.poll(60):
             bye = parent.recv()
             result.server_log_count = bye["log_count"]
+            result.server_log_shutdown = bye["log_shutdown"]
             result.server_log_first = bye["log_first"]
         server.join(30)
         result.double_booked = double_bookings(setup.db_path)
@@ -583,6 +597,7 @@ async def _load(options: Options, plan: Plan, prepared: dict[str, Any],
     rounds_before = await loop.run_in_executor(None, sync_round_counts, plan.base)
     rss_before = proc.memory_info().rss
     rss_peak = rss_before
+    cpu_before = sum(proc.cpu_times()[:2])
     offered = sum(len(s) for s in prepared["slots"].values()) // 2
     progress(f"server RSS {rss_before / 2**20:.1f} MiB; {options.clients} clients for "
              f"{options.seconds:g} s ({offered:,} free slots to book), files changing every "
@@ -596,6 +611,7 @@ async def _load(options: Options, plan: Plan, prepared: dict[str, Any],
     await changer
     out = clients.result()
     rss_after = proc.memory_info().rss
+    server_cpu = sum(proc.cpu_times()[:2]) - cpu_before
     rounds = await loop.run_in_executor(None, sync_round_counts, plan.base)
     rounds.subtract(rounds_before)
     routes: dict[str, dict[str, Any]] = {}
@@ -617,8 +633,12 @@ async def _load(options: Options, plan: Plan, prepared: dict[str, Any],
                       file_touches=changes["touched"], sync_rounds=dict(rounds),
                       booked=out["booked"], offered=out["offered"],
                       exhausted=out["exhausted"], double_booked=-1, server_log_count=-1,
+                      server_log_shutdown=-1,
                       server_log_first=[], vevents=sum(f.vevents for f in files),
-                      feed_versions=out["feed_versions"], feeds=len(plan.calendars))
+                      feed_versions=out["feed_versions"],
+                      revalidated=out["revalidated"],
+                      server_cpu=server_cpu / out["elapsed"],
+                      client_cpu=out["cpu"] / out["elapsed"], feeds=len(plan.calendars))
 
 
 def render(result: LoadResult, version: str) -> str:
@@ -643,6 +663,8 @@ def render(result: LoadResult, version: str) -> str:
               f"| server RSS before / after the load (before: after a {o.warmup:g} s warm-up) "
               f"| {result.rss_before / 2**20:.1f} / "
               f"{result.rss_after / 2**20:.1f} MiB ({100 * result.rss_growth:+.1f} %) |",
+              f"| CPU use during the load: server process / client process (1.0 = one core) | "
+              f"{result.server_cpu:.2f} / {result.client_cpu:.2f} |",
               f"| server RSS, highest sample (every 0.5 s) | {result.rss_peak / 2**20:.1f} MiB |",
               f"| sync rounds during the load: changed / unchanged / failed | "
               f"{rounds.get('ok', 0):,} / {rounds.get('unchanged', 0):,} / "
@@ -656,7 +678,8 @@ def render(result: LoadResult, version: str) -> str:
               f"{' (all taken: later picks became slot queries)' if result.exhausted else ''} |",
               f"| pairs of overlapping booking blocks on one calendar (must be 0) | "
               f"{result.double_booked} |",
-              f"| server log lines at WARNING or above | {result.server_log_count} |"]
+              f"| server log lines at WARNING or above: up to the end of the load / while "
+              f"stopping | {result.server_log_count} / {result.server_log_shutdown} |"]
     for route, r in result.routes.items():
         for text, n in r["error_samples"].items():
             lines.append(f"\nerror, {route}: {n} x {text}")

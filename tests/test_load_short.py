@@ -21,7 +21,7 @@ from bench.load import Options, render, run  # noqa: E402
 
 
 def test_short_load_has_no_errors_and_bounded_memory() -> None:
-    result = run(Options(seconds=10, clients=50, calendars=3, events=150, warmup=2))
+    result = run(Options(seconds=10, clients=50, calendars=3, events=150, warmup=1))
     report = render(result, "test")
     print(report)
     assert result.total_requests > 0, report
