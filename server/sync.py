@@ -148,6 +148,12 @@ class SourceSyncer:
             self._latest_round = (time.perf_counter(), task)
         return await asyncio.shield(self._latest_round[1])
 
+    async def cancel_rounds(self) -> None:
+        """Stop a re-check round still running (shutdown: the store closes next)."""
+        if self._latest_round is not None and not self._latest_round[1].done():
+            self._latest_round[1].cancel()
+            await asyncio.gather(self._latest_round[1], return_exceptions=True)
+
     async def run_once(self) -> SyncOutcome:
         async with self._lock:
             started = time.perf_counter()
@@ -290,6 +296,8 @@ class SyncManager:
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         self._tasks.clear()
+        for syncer in self.syncers.values():
+            await syncer.cancel_rounds()
 
     async def remove(self, name: str) -> SourceSyncer | None:
         """Stop and forget one source's syncer (a config reload dropped or changed it)."""

@@ -6,6 +6,8 @@ Every error is raised as RequestError and rendered once by the middleware.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import logging
 import re
@@ -38,6 +40,11 @@ from server.status import authorize_admin, setup_status, state_metrics
 log = logging.getLogger("fbproxy.web")
 
 FEED_CACHE: web.AppKey[dict[tuple[object, ...], CachedFeed]] = web.AppKey("feed_cache", dict)
+# Renders in flight (single flight), and each feed's last body with what it was made of.
+FEED_RENDERS: web.AppKey[dict[tuple[object, ...], asyncio.Future[CachedFeed]]] = web.AppKey(
+    "feed_renders", dict)
+FEED_BODIES: web.AppKey[dict[tuple[str, str, str], tuple[object, CachedFeed]]] = web.AppKey(
+    "feed_bodies", dict)
 MAX_QUERY_SPAN = timedelta(days=366)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -237,25 +244,9 @@ async def _feed(request: web.Request, kind: str) -> web.StreamResponse:
     window = served_window(runtime)
     refresh = _refresh_interval(runtime, calendar)
     key = (calendar.name, kind, viewer.detail, await runtime.store.busy_generation(), window)
-    cache = request.app[FEED_CACHE]
-    cached = cache.get(key)
+    cached = request.app[FEED_CACHE].get(key)
     if cached is None:
-        changed = await last_change(runtime, calendar)
-        stamp = datetime.fromtimestamp(changed or window[0], UTC)
-        blocks = at_detail(await merged_busy(runtime, calendar, *window), viewer.detail)
-        if kind == "busy":
-            holds = await _hold_events(runtime, calendar, window) \
-                if viewer.detail == "holds" else []
-            body = render_busy_feed(calendar.name, blocks, stamp=stamp, refresh=refresh,
-                                    holds=holds)
-        else:
-            body = render_freebusy(calendar.name, blocks, window_start=window[0],
-                                   window_end=window[1], stamp=stamp, refresh=refresh)
-        cached = CachedFeed(body, f'"{hashlib.sha256(body).hexdigest()[:32]}"', changed)
-        # Only the newest generation matters; drop what older ones left behind.
-        for old in [k for k in cache if k[:3] == key[:3]]:
-            del cache[old]
-        cache[key] = cached
+        cached = await _single_render(request.app, runtime, viewer, kind, window, refresh, key)
     response = _conditional(request, cached, refresh)
     # How fresh the answer is: the oldest last success among the calendar's sources.
     sources = await freshness(runtime, calendar, max_age=1.0)
@@ -264,6 +255,61 @@ async def _feed(request: web.Request, kind: str) -> web.StreamResponse:
     response.headers["X-Fbproxy-Synced"] = iso(oldest) if oldest else "never"
     response.headers["X-Fbproxy-Stale"] = "1" if any(s.stale for s in sources) else "0"
     return response
+
+
+async def _single_render(app: web.Application, runtime: Runtime, viewer: Viewer, kind: str,
+                         window: tuple[int, int], refresh: timedelta,
+                         key: tuple[object, ...]) -> CachedFeed:
+    """The feed for ``key``, rendered once however many requests wait for it.
+
+    Any busy change anywhere moves the key; the body is rendered again only
+    when this calendar's own blocks changed, and then off the event loop.
+    """
+    pending = app[FEED_RENDERS]
+    if key in pending:
+        return await asyncio.shield(pending[key])
+    future: asyncio.Future[CachedFeed] = asyncio.get_running_loop().create_future()
+    pending[key] = future
+    try:
+        cached = await _render(app, runtime, viewer, kind, window, refresh)
+        cache = app[FEED_CACHE]
+        for old in [k for k in cache if k[:3] == key[:3]]:  # only the newest counts
+            del cache[old]
+        cache[key] = cached
+        future.set_result(cached)
+        return cached
+    except BaseException as exc:
+        future.set_exception(exc)
+        future.exception()  # retrieved here; waiters get it too
+        raise
+    finally:
+        del pending[key]
+
+
+async def _render(app: web.Application, runtime: Runtime, viewer: Viewer, kind: str,
+                  window: tuple[int, int], refresh: timedelta) -> CachedFeed:
+    calendar = viewer.calendar
+    changed = await last_change(runtime, calendar)
+    blocks = tuple(at_detail(await merged_busy(runtime, calendar, *window), viewer.detail))
+    holds = tuple(await _hold_events(runtime, calendar, window)) \
+        if kind == "busy" and viewer.detail == "holds" else ()
+    content = (blocks, holds, changed, window, refresh)
+    slot = (calendar.name, kind, viewer.detail)
+    previous = app[FEED_BODIES].get(slot)
+    if previous is not None and previous[0] == content:
+        return previous[1]
+    stamp = datetime.fromtimestamp(changed or window[0], UTC)
+    if kind == "busy":
+        render = functools.partial(render_busy_feed, calendar.name, blocks, stamp=stamp,
+                                   refresh=refresh, holds=holds)
+    else:
+        render = functools.partial(render_freebusy, calendar.name, blocks,
+                                   window_start=window[0], window_end=window[1], stamp=stamp,
+                                   refresh=refresh)
+    body = await asyncio.get_running_loop().run_in_executor(runtime.executor, render)
+    cached = CachedFeed(body, f'"{hashlib.sha256(body).hexdigest()[:32]}"', changed)
+    app[FEED_BODIES][slot] = (content, cached)
+    return cached
 
 
 def _conditional(request: web.Request, feed: CachedFeed, refresh: timedelta) -> web.Response:
