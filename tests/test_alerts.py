@@ -42,15 +42,9 @@ async def test_a_signed_webhook_once_per_state_change(feed, serve, clock,
     receiver = web.Application()
     receiver.router.add_post("/hook", hook)
     server = await aiohttp_server(receiver)
-    from server.config import parse_config
-    raw_alerts = [{"name": "ops", "kind": "webhook", "url": str(server.make_url("/hook")),
-                   "secret": KEY, "after": "5m"}]
-    config = parse_config({
-        "server": {"database": str(feed.parent / "db" / "w.sqlite3"), "timezone": "UTC"},
-        "sources": [{"name": "work", "kind": "ics", "url": str(feed), "poll_interval": "1m"}],
-        "calendars": [{"name": "me", "sources": ["work"],
-                       "secret": "s3cret-s3cret-s3cret-0001"}],
-        "alerts": raw_alerts}, base_dir=feed.parent)
+    config = alert_config(feed, "w.sqlite3", [{
+        "name": "ops", "kind": "webhook", "url": str(server.make_url("/hook")), "secret": KEY,
+        "after": "5m"}])
     _client, runtime = await serve(config)
     alerts = runtime.alerts
     assert alerts is not None
@@ -75,6 +69,27 @@ async def test_a_signed_webhook_once_per_state_change(feed, serve, clock,
     assert [k for _p, k in received] == ["source_failing", "source_recovered"]
 
 
+def alert_config(feed: Path, db_name: str, alerts: list[dict[str, Any]]) -> Any:
+    from server.config import parse_config
+
+    return parse_config({
+        "server": {"database": str(feed.parent / "db" / db_name), "timezone": "UTC"},
+        "sources": [{"name": "work", "kind": "ics", "url": str(feed), "poll_interval": "1m"}],
+        "calendars": [{"name": "me", "sources": ["work"],
+                       "secret": "s3cret-s3cret-s3cret-0001"}],
+        "alerts": alerts}, base_dir=feed.parent)
+
+
+async def needs_reauth(serve: Any, config: Any, clock: Any) -> Any:
+    """The app up, one good round, then the source marked as needing re-authorization."""
+    _client, runtime = await serve(config)
+    assert runtime.alerts is not None
+    await runtime.sync.run_all_once()
+    await runtime.store.record_failure(runtime.source_ids["work"], error="HTTP 401",
+                                       now=int(clock.now().timestamp()), needs_reauth=True)
+    return runtime
+
+
 class Inbox:
     def __init__(self) -> None:
         self.messages: list[bytes] = []
@@ -85,26 +100,15 @@ class Inbox:
 
 
 async def test_an_email_alert_reaches_a_real_smtp_server(feed, serve, clock) -> None:
-    from server.config import parse_config
-
     inbox = Inbox()
     port = free_port()
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        config = parse_config({
-            "server": {"database": str(feed.parent / "db" / "a.sqlite3"), "timezone": "UTC"},
-            "sources": [{"name": "work", "kind": "ics", "url": str(feed)}],
-            "calendars": [{"name": "me", "sources": ["work"]}],
-            "alerts": [{"name": "mail", "kind": "email", "smtp_host": "127.0.0.1",
-                        "smtp_port": port, "starttls": False, "from": "fbproxy@example.org",
-                        "to": ["ops@example.org"], "events": ["source_needs_reauth"]}]},
-            base_dir=feed.parent)
-        _client, runtime = await serve(config)
-        assert runtime.alerts is not None
-        await runtime.sync.run_all_once()
-        await runtime.store.record_failure(runtime.source_ids["work"], error="HTTP 401",
-                                           now=int(clock.now().timestamp()), needs_reauth=True)
+        runtime = await needs_reauth(serve, alert_config(feed, "a.sqlite3", [{
+            "name": "mail", "kind": "email", "smtp_host": "127.0.0.1", "smtp_port": port,
+            "starttls": False, "from": "fbproxy@example.org", "to": ["ops@example.org"],
+            "events": ["source_needs_reauth"]}]), clock)
         assert await runtime.alerts.evaluate() == 1
         assert await runtime.alerts.deliver() == 1
         for _ in range(100):
@@ -120,19 +124,9 @@ async def test_an_email_alert_reaches_a_real_smtp_server(feed, serve, clock) -> 
 
 
 async def test_an_unreachable_receiver_is_retried_later(feed, serve, clock) -> None:
-    from server.config import parse_config
-
-    config = parse_config({
-        "server": {"database": str(feed.parent / "db" / "b.sqlite3"), "timezone": "UTC"},
-        "sources": [{"name": "work", "kind": "ics", "url": str(feed)}],
-        "calendars": [{"name": "me", "sources": ["work"]}],
-        "alerts": [{"name": "ops", "kind": "webhook",
-                    "url": f"http://127.0.0.1:{free_port()}/gone"}]}, base_dir=feed.parent)
-    _client, runtime = await serve(config)
-    assert runtime.alerts is not None
-    await runtime.sync.run_all_once()
-    await runtime.store.record_failure(runtime.source_ids["work"], error="HTTP 401",
-                                       now=int(clock.now().timestamp()), needs_reauth=True)
+    runtime = await needs_reauth(serve, alert_config(feed, "b.sqlite3", [{
+        "name": "ops", "kind": "webhook", "url": f"http://127.0.0.1:{free_port()}/gone"}]),
+        clock)
     assert await runtime.alerts.evaluate() == 1
     assert await runtime.alerts.deliver() == 0
     assert await runtime.store.due_alerts(int(clock.now().timestamp())) == [], "backing off"
