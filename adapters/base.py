@@ -99,6 +99,10 @@ class Capabilities:
     holds: bool = False
 
 
+# What reading one malformed upstream event may raise: that event is skipped with
+# the reason, the rest of the round goes on (tests/test_payload_fuzz.py).
+UNREADABLE_ITEM = (KeyError, TypeError, ValueError, AttributeError, ArithmeticError)
+
 # The property that marks an event as a hold fbproxy wrote; its value is the booking id.
 HOLD_MARKER = "X-FBPROXY-BOOKING"
 

@@ -36,6 +36,7 @@ from icalendar import Calendar, Event
 
 from adapters.base import (
     HOLD_MARKER,
+    UNREADABLE_ITEM,
     AdapterError,
     AuthExpired,
     BadUpstreamData,
@@ -242,7 +243,7 @@ class GoogleAdapter:
                 key = _prefix(calendar_id) + str(event.get("id", ""))
                 try:
                     item = self._item(key, event, zone)
-                except (KeyError, TypeError, ValueError) as exc:
+                except UNREADABLE_ITEM as exc:
                     skipped.append(SkippedItem(key, f"unreadable event: {exc}"))
                     continue
                 if item is None:

@@ -33,6 +33,7 @@ from icalendar import Calendar, Event
 
 from adapters.base import (
     HOLD_MARKER,
+    UNREADABLE_ITEM,
     AdapterError,
     AuthExpired,
     BadUpstreamData,
@@ -286,7 +287,7 @@ class MicrosoftAdapter:
                     continue
                 try:
                     item = _item(key, event)
-                except (KeyError, TypeError, ValueError) as exc:
+                except UNREADABLE_ITEM as exc:
                     skipped.append(SkippedItem(key, f"unreadable event: {exc}"))
                     continue
                 (upserted.append(item) if item is not None else deleted.append(key))
