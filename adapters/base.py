@@ -41,7 +41,16 @@ class SyncTokenInvalid(AdapterError):
 
 
 class UpstreamUnavailable(AdapterError):
-    """A transient failure (network, timeout, 5xx); retry with backoff."""
+    """A transient failure (network, timeout, 5xx); retry with backoff.
+
+    ``retry_after`` is the upstream's own wish (HTTP Retry-After), in seconds:
+    the next try waits at least that long.
+    """
+
+    def __init__(self, message: str, *, source: str = "",
+                 retry_after: float | None = None) -> None:
+        super().__init__(message, source=source)
+        self.retry_after = retry_after
 
 
 class BadUpstreamData(AdapterError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.utils
 import functools
 import hashlib
 import re
@@ -18,6 +19,7 @@ import zoneinfo
 from collections.abc import Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -171,8 +173,10 @@ class IcsAdapter:
         if status in (401, 403):
             raise AuthExpired(f"HTTP {status}: the feed refused our credentials",
                               source=self.name)
-        raise UpstreamUnavailable(f"HTTP {status} {response.reason or ''}".strip(),
-                                  source=self.name)
+        retry_after = retry_after_seconds(response.headers.get("Retry-After", ""))
+        wish = f" (Retry-After: {retry_after:g} s)" if retry_after is not None else ""
+        raise UpstreamUnavailable(f"HTTP {status} {response.reason or ''}".strip() + wish,
+                                  source=self.name, retry_after=retry_after)
 
     async def _read_limited(self, response: aiohttp.ClientResponse) -> bytes:
         limit = self.settings.max_bytes
@@ -389,3 +393,19 @@ def _tzids(component: list[str]) -> set[str]:
 @functools.cache
 def _iana_zones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
+
+
+def retry_after_seconds(value: str) -> float | None:
+    """Retry-After as seconds: a number, or an HTTP date (RFC 9110 §10.2.3)."""
+    text = value.strip()
+    if not text:
+        return None
+    if text.isdigit():
+        return float(text)
+    try:
+        moment = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(0.0, (moment - datetime.now(UTC)).total_seconds())

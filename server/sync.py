@@ -59,6 +59,9 @@ class SyncOutcome:
     fetched: int = 0
 
 
+MAX_RETRY_AFTER = 86400.0
+
+
 def retry_delay(failures: int, poll_interval: timedelta, rng: random.Random) -> float:
     """Seconds until the next round: the poll interval, or backoff after failures."""
     if failures <= 0:
@@ -116,6 +119,7 @@ class SourceSyncer:
         self._wake = asyncio.Event()
         self._metrics = metrics
         self.failures = 0
+        self._retry_after = 0.0  # what the upstream asked for at its last failure
         # The newest round (started when, and its task), shared by concurrent rechecks.
         self._latest_round: tuple[float, asyncio.Task[SyncOutcome]] | None = None
 
@@ -132,10 +136,14 @@ class SourceSyncer:
     async def run_forever(self) -> None:
         while True:
             await self.run_once()
-            delay = retry_delay(self.failures, self.source.poll_interval, self._rng)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                await asyncio.wait_for(self._wake.wait(), self.next_delay())
             self._wake.clear()
+
+    def next_delay(self) -> float:
+        """Seconds until the next round: the poll, backoff, or the upstream's Retry-After."""
+        delay = retry_delay(self.failures, self.source.poll_interval, self._rng)
+        return max(delay, self._retry_after) if self.failures else delay
 
     async def fresh_round(self, since: float) -> SyncOutcome:
         """A round that started at ``since`` (time.perf_counter) or later.
@@ -263,6 +271,9 @@ class SourceSyncer:
 
     async def _failed(self, exc: Exception, *, needs_reauth: bool = False) -> SyncOutcome:
         message = str(exc) or type(exc).__name__
+        # Honour the upstream's Retry-After, up to a day (a longer one is a mistake).
+        wish = getattr(exc, "retry_after", None)
+        self._retry_after = min(float(wish), MAX_RETRY_AFTER) if wish else 0.0
         now = int(self._clock.now().timestamp())
         failures = await self._store.record_failure(
             self.source_id, error=message, now=now, needs_reauth=needs_reauth)

@@ -263,3 +263,21 @@ async def test_truncated_feed_is_refused_and_one_bad_event_is_skipped(feed, make
         ("2026-11-26T10:00:00Z", "2026-11-26T11:00:00Z", "busy"),
         ("2026-11-28T09:00:00Z", "2026-11-28T09:30:00Z", "busy"),
     ]
+
+
+async def test_retry_after_of_a_feed_is_honoured(make_config, serve, aiohttp_server) -> None:
+    from aiohttp import web
+
+    async def busy_feed(request: web.Request) -> web.Response:
+        return web.Response(status=503, headers={"Retry-After": "3600"})
+
+    app = web.Application()
+    app.router.add_get("/cal.ics", busy_feed)
+    server = await aiohttp_server(app)
+    config = make_config([{"name": "feed", "kind": "ics", "url": str(server.make_url("/cal.ics")),
+                           "poll_interval": "1m"}])
+    _client, runtime = await serve(config)
+    [outcome] = await runtime.sync.run_all_once()
+    assert not outcome.ok and "Retry-After: 3600 s" in (outcome.error or "")
+    syncer = runtime.sync.syncers["feed"]
+    assert syncer.next_delay() >= 3600, "the feed asked for an hour; backoff alone says ~30 s"
