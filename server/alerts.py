@@ -24,7 +24,7 @@ import aiosmtplib
 
 from server.background import BackgroundLoop
 from server.clock import Clock, iso
-from server.config import Config
+from server.config import Config, SourceConfig, reauth_fix
 from server.config_alerts import AlertConfig
 from server.store import AlertMessage, SourceRecord, Store
 from server.sync import retry_delay
@@ -35,8 +35,6 @@ CHECK_EVERY = 30.0
 HOLD_ALERT_ATTEMPTS = 5  # a hold that failed this often is reported (once)
 RETRY_BASE = timedelta(minutes=5)
 SIGNATURE_HEADER = "X-Fbproxy-Signature"
-_REAUTH = {"google": "fbproxy auth google --source {name}",
-           "microsoft": "fbproxy auth microsoft --source {name}"}
 # (old state, new state) -> event
 _EVENTS = {("ok", "failing"): "source_failing", ("needs_reauth", "failing"): "source_failing",
            ("ok", "needs_reauth"): "source_needs_reauth",
@@ -91,7 +89,7 @@ class Alerts(BackgroundLoop):
                 messages = []
                 if event in alert.events:
                     messages.append((alert.name, self._source_payload(
-                        event, source.name, source.kind, record, now)))
+                        event, source, record, now)))
                 await self._store.change_alert_state(subject, state, now=now, messages=messages)
                 queued += len(messages)
             for hold in stuck:
@@ -109,11 +107,11 @@ class Alerts(BackgroundLoop):
                 queued += 1
         return queued
 
-    def _source_payload(self, event: str, name: str, kind: str, record: SourceRecord | None,
+    def _source_payload(self, event: str, source: SourceConfig, record: SourceRecord | None,
                         now: int) -> dict[str, Any]:
+        name, kind = source.name, source.kind
         error = record.last_error if record else None
-        fix = _REAUTH.get(kind, "check its credentials and URL").format(name=name) \
-            if event == "source_needs_reauth" else None
+        fix = reauth_fix(self._config, source) if event == "source_needs_reauth" else None
         text = {"source_needs_reauth": f"source {name} needs re-authorization: run `{fix}`",
                 "source_failing": f"source {name} has been failing: {error}",
                 "source_recovered": f"source {name} syncs again"}[event]

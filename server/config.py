@@ -400,6 +400,14 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path, path: Path | None = 
                   booking_pages=booking_pages, path=path, alerts=alerts)
 
 
+def reauth_fix(config: Config, source: SourceConfig) -> str:
+    """What a person does when ``source`` needs re-authorization (status page, alerts)."""
+    path = config.path or "config.toml"
+    if source.kind in ("google", "microsoft"):
+        return f"fbproxy auth {source.kind} --config {path} --source {source.name}"
+    return f"check this source's credentials in {path}"
+
+
 def load_config(path: str | Path) -> Config:
     """Read and validate the config file at ``path``."""
     config_path = Path(path).resolve()

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from server.busy import merged_busy, source_freshness
 from server.clock import iso
+from server.config import reauth_fix
 from server.errors import RequestError
 from server.guard import wrong_secret
 from server.heatmap import heatmap
@@ -27,10 +28,6 @@ from server.runtime import RUNTIME, Runtime
 ADMIN_SECRET_NAME = ":admin"  # its row among the generated secrets (no calendar has ':')
 HEATMAP_DAYS = 28
 _CHALLENGE = {"WWW-Authenticate": 'Basic realm="fbproxy status", charset="UTF-8"'}
-_REAUTH = {"google": "fbproxy auth google --config {config} --source {name}",
-           "microsoft": "fbproxy auth microsoft --config {config} --source {name}"}
-
-
 def setup_status(app: web.Application) -> None:
     app.router.add_get("/status", status_page)
     app.router.add_get("/api/v1/status", status_api)
@@ -73,10 +70,7 @@ async def status_report(runtime: Runtime) -> dict[str, Any]:
     for source in runtime.config.sources:
         record = records.get(source.name)
         fresh = source_freshness(runtime, record, source.name, now)
-        fix = None
-        if fresh.needs_reauth:
-            fix = _REAUTH.get(source.kind, "check this source's credentials in {config}").format(
-                config=runtime.config.path or "config.toml", name=source.name)
+        fix = reauth_fix(runtime.config, source) if fresh.needs_reauth else None
         sources.append({
             "name": source.name, "kind": source.kind, "enabled": source.enabled,
             "last_attempt": iso(record.last_attempt) if record and record.last_attempt else None,
