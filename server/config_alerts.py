@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from server.config_reader import (
     Reader,
     Secret,
+    is_loopback,
     list_of_tables,
     read_choice,
     read_duration,
@@ -67,9 +68,8 @@ def _read_alert(raw: Mapping[str, Any], path: str, reader: Reader,
                               "events": tuple(e for e in events if e in EVENTS), "after": after}
     if kind == "webhook":
         url = reader.typed(raw, "url", f"{path}.url", str, "", required=True) or ""
-        parts = urlsplit(url)
-        loopback = parts.hostname in ("127.0.0.1", "::1", "localhost")
-        if url and (parts.scheme != "https" and not (parts.scheme == "http" and loopback)):
+        scheme = urlsplit(url).scheme
+        if url and scheme != "https" and not (scheme == "http" and is_loopback(url)):
             reader.fail(f"{path}.url", f"{url!r}: use an https URL (http only on loopback)")
         return AlertConfig(**common, url=url,
                            secret=reader.secret(raw, "secret", f"{path}.secret"))

@@ -8,9 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from server.config_reader import Reader, Secret, read_endpoint
+from server.config_reader import Reader, Secret, read_endpoint, read_push, read_state_file
 
 GOOGLE_KEYS = {"client_secret_file", "client_id", "client_secret", "client_secret_env",
                "token_file", "push", "api_endpoint", "token_uri", "auth_uri"}
@@ -35,15 +34,9 @@ class GoogleConfig:
 def read_google(raw: Mapping[str, Any], path: str, reader: Reader, *, name: str,
                 database: Path, base_url: str) -> GoogleConfig:
     client_id, client_secret = _client(raw, path, reader)
-    token_name = reader.typed(raw, "token_file", f"{path}.token_file", str)
-    # Next to the database by default: the state folder systemd gives fbproxy.
-    token_file = reader.path(token_name) if token_name else \
-        database.parent / f"google-{name}.token.json"
-    push = bool(reader.typed(raw, "push", f"{path}.push", bool, False))
-    loopback = urlsplit(base_url).hostname in ("127.0.0.1", "::1", "localhost")
-    if push and urlsplit(base_url).scheme != "https" and not loopback:
-        reader.fail(f"{path}.push", "Google only notifies https addresses: set server.base_url "
-                    "to fbproxy's public https URL, or leave push off (polling still works)")
+    token_file = read_state_file(raw, "token_file", path, reader,
+                                 database.parent / f"google-{name}.token.json")
+    push = read_push(raw, path, reader, base_url=base_url, upstream="Google")
     endpoints = {key: read_endpoint(raw, key, f"{path}.{key}", default, reader)
                  for key, default in (("api_endpoint", GOOGLE_API),
                                       ("token_uri", GOOGLE_TOKEN_URI),

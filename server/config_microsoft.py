@@ -7,9 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from server.config_reader import Reader, Secret, read_endpoint
+from server.config_reader import Reader, Secret, read_endpoint, read_push, read_state_file
 
 MICROSOFT_KEYS = {"tenant", "client_id", "client_secret", "client_secret_env",
                   "client_secret_file", "token_cache_file", "user", "push", "graph_url",
@@ -52,14 +51,9 @@ def read_microsoft(raw: Mapping[str, Any], path: str, reader: Reader, *, name: s
     if secret is not None and tenant in ("common", "organizations", "consumers"):
         reader.fail(f"{path}.tenant", "app-only access (client_secret) needs the organization's "
                     "tenant id or domain")
-    cache_name = reader.typed(raw, "token_cache_file", f"{path}.token_cache_file", str)
-    cache = reader.path(cache_name) if cache_name else \
-        database.parent / f"microsoft-{name}.tokens.json"
-    push = bool(reader.typed(raw, "push", f"{path}.push", bool, False))
-    loopback = urlsplit(base_url).hostname in ("127.0.0.1", "::1", "localhost")
-    if push and urlsplit(base_url).scheme != "https" and not loopback:
-        reader.fail(f"{path}.push", "Microsoft Graph only notifies https addresses: set "
-                    "server.base_url to fbproxy's public https URL, or leave push off")
+    cache = read_state_file(raw, "token_cache_file", path, reader,
+                            database.parent / f"microsoft-{name}.tokens.json")
+    push = read_push(raw, path, reader, base_url=base_url, upstream="Microsoft Graph")
     endpoints = {key: read_endpoint(raw, key, f"{path}.{key}", default, reader)
                  for key, default in (("graph_url", GRAPH_URL), ("login_url", LOGIN_URL))}
     return MicrosoftConfig(tenant=tenant, client_id=client_id, token_cache_file=cache,

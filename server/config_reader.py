@@ -292,7 +292,34 @@ def read_endpoint(raw: Mapping[str, Any], key: str, path: str, default: str,
     if parts.scheme not in ("http", "https") or not parts.hostname:
         reader.fail(path, f"{value!r} is not an http(s) URL")
         return default
-    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "::1", "localhost"):
+    if parts.scheme == "http" and not is_loopback(value):
         reader.fail(path, f"{value!r}: only a loopback address may use http")
         return default
     return value.rstrip("/")
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def is_loopback(url: str) -> bool:
+    return urlsplit(url).hostname in LOOPBACK_HOSTS
+
+
+def read_push(raw: Mapping[str, Any], path: str, reader: Reader, *, base_url: str,
+              upstream: str) -> bool:
+    """``push``: the upstream notifies ``base_url``, which it only does over https."""
+    push = bool(reader.typed(raw, "push", f"{path}.push", bool, False))
+    if push and urlsplit(base_url).scheme != "https" and not is_loopback(base_url):
+        reader.fail(f"{path}.push", f"{upstream} only notifies https addresses: set "
+                    "server.base_url to fbproxy's public https URL, or leave push off "
+                    "(polling still works)")
+    return push
+
+
+def read_state_file(raw: Mapping[str, Any], key: str, path: str, reader: Reader,
+                    default: Path) -> Path:
+    """A file fbproxy writes tokens to; by default next to the database (systemd's
+    state folder)."""
+    name = reader.typed(raw, key, f"{path}.{key}", str)
+    return reader.path(name) if name else default
+
