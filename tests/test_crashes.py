@@ -43,6 +43,38 @@ def calendar(events: int, shift_hours: int = 0) -> str:
     return "\r\n".join(lines) + "\r\n"
 
 
+# Weekend days open all day, so December's Saturdays and Sundays are bookable.
+PAGE = """[[booking_pages]]
+slug = "intro"
+title = "Intro"
+hosts = ["me"]
+duration = "30m"
+timezone = "UTC"
+minimum_notice = "0s"
+max_days_ahead = 100
+recheck = "off"
+[booking_pages.hours]
+sat = ["00:00-24:00"]
+sun = ["00:00-24:00"]
+"""
+
+
+async def start_server(config: Path, folder: Path, url: str,
+                       session: aiohttp.ClientSession) -> asyncio.subprocess.Process:
+    """`fbproxy serve` as its own process, once /healthz answers."""
+    server = await asyncio.create_subprocess_exec(
+        FBPROXY, "serve", "--config", str(config), cwd=folder,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    for _ in range(400):
+        try:
+            async with session.get(f"{url}/healthz") as health:
+                if health.status == 200:
+                    break
+        except aiohttp.ClientError:
+            await asyncio.sleep(0.05)
+    return server
+
+
 def write_config(folder: Path, port: int) -> Path:
     path = folder / "config.toml"
     path.write_text(f"""
@@ -60,19 +92,7 @@ poll_interval = "10s"
 name = "me"
 sources = ["big"]
 secret = "crash-crash-crash-0001"
-[[booking_pages]]
-slug = "intro"
-title = "Intro"
-hosts = ["me"]
-duration = "30m"
-timezone = "UTC"
-minimum_notice = "0s"
-max_days_ahead = 100
-recheck = "off"
-[booking_pages.hours]
-sat = ["00:00-24:00"]
-sun = ["00:00-24:00"]
-""")
+{PAGE}""")
     return path
 
 
@@ -177,17 +197,8 @@ async def test_bookings_killed_mid_burst_are_whole_or_absent(tmp_path) -> None:
              for h in range(0, 6) for m in (0, 30)]
     confirmed: set[str] = set()
     for run in range(6):
-        server = await asyncio.create_subprocess_exec(
-            FBPROXY, "serve", "--config", str(config), cwd=tmp_path,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         async with aiohttp.ClientSession() as session:
-            for _ in range(200):
-                try:
-                    async with session.get(f"{url}/healthz") as health:
-                        if health.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.05)
+            server = await start_server(config, tmp_path, url, session)
 
             async def book(start: str, session: aiohttp.ClientSession = session,
                            url: str = url) -> None:
@@ -241,36 +252,15 @@ poll_interval = "10s"
 [[calendars]]
 name = "me"
 sources = ["dav"]
-[[booking_pages]]
-slug = "intro"
-title = "Intro"
-hosts = ["me"]
-duration = "30m"
-timezone = "UTC"
-minimum_notice = "0s"
-max_days_ahead = 100
-recheck = "off"
-[booking_pages.hours]
-sat = ["00:00-24:00"]
-sun = ["00:00-24:00"]
-[booking_pages.hold_target]
+{PAGE}[booking_pages.hold_target]
 me = {{ source = "dav", calendar = "Work" }}
 """)
     url = f"http://127.0.0.1:{port}"
     booked: set[str] = set()
 
     async def serve_until(killed_after: float | None) -> None:
-        server = await asyncio.create_subprocess_exec(
-            FBPROXY, "serve", "--config", str(config), cwd=tmp_path,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         async with aiohttp.ClientSession() as session:
-            for _ in range(400):
-                try:
-                    async with session.get(f"{url}/healthz") as health:
-                        if health.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.05)
+            server = await start_server(config, tmp_path, url, session)
             if not booked:  # the first run books; the worker starts delivering at once
                 for _ in range(400):  # after the first sync (never synced: nothing free)
                     async with session.get(f"{url}/api/v1/pages/intro/slots?start="
