@@ -16,6 +16,7 @@ from server.errors import ConfigError
 from server.guard import RATE_LIMITERS, rate_limiters
 from server.reload import reload_from_disk
 from server.runtime import RUNTIME, open_runtime
+from server.single_flight import SingleFlight
 from server.store import Store
 from server.web import FEED_BODIES, FEED_CACHE, FEED_RENDERS, error_middleware, setup_routes
 
@@ -33,7 +34,7 @@ def create_app(config: Config, *, store: Store | None = None,
     app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024)
     app[CONFIG] = config
     app[FEED_CACHE] = {}
-    app[FEED_RENDERS] = {}
+    app[FEED_RENDERS] = SingleFlight()
     app[FEED_BODIES] = {}
     app[RATE_LIMITERS] = rate_limiters(config)
     chosen_clock = clock or SystemClock()

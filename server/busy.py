@@ -71,19 +71,32 @@ def served_window(runtime: Runtime) -> tuple[int, int]:
 
 async def _timeline(runtime: Runtime, calendar: CalendarConfig, window: tuple[int, int],
                     ) -> tuple[list[BusyInterval], list[BusyInterval]]:
-    """The merged instances and the merged bookings of the window, each cached apart."""
+    """The merged instances and the merged bookings of the window, each cached apart.
+
+    Each is read once per change however many requests miss it together.
+    """
+    ids = runtime.ids_of(calendar.sources)
     instances_key = (await runtime.store.instance_generation(), window)
     cached = runtime.timelines.get(calendar.name)
     if cached is None or cached[0] != instances_key:
-        rows = await runtime.store.busy_rows(runtime.ids_of(calendar.sources), *window)
-        cached = (instances_key, merge_rows(rows))
-        runtime.timelines[calendar.name] = cached
+        async def load_instances() -> tuple[tuple[object, ...], list[BusyInterval]]:
+            loaded = (instances_key, merge_rows(await runtime.store.busy_rows(ids, *window)))
+            runtime.timelines[calendar.name] = loaded
+            return loaded
+
+        cached = await runtime.timeline_loads.run(("instances", calendar.name, instances_key),
+                                                  load_instances)
     bookings_key = (await runtime.store.booking_generation(), window)
     booked = runtime.booking_timelines.get(calendar.name)
     if booked is None or booked[0] != bookings_key:
-        rows = await runtime.store.busy_rows((), *window, calendars=(calendar.name,))
-        booked = (bookings_key, merge_rows(rows))
-        runtime.booking_timelines[calendar.name] = booked
+        async def load_bookings() -> tuple[tuple[object, ...], list[BusyInterval]]:
+            rows = await runtime.store.busy_rows((), *window, calendars=(calendar.name,))
+            loaded = (bookings_key, merge_rows(rows))
+            runtime.booking_timelines[calendar.name] = loaded
+            return loaded
+
+        booked = await runtime.timeline_loads.run(("bookings", calendar.name, bookings_key),
+                                                  load_bookings)
     return cached[1], booked[1]
 
 

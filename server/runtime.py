@@ -29,6 +29,7 @@ from server.errors import ConfigError
 from server.holds import HoldWorker
 from server.metrics import Metrics
 from server.push import HOOK_PATHS, PushChannels, Watcher
+from server.single_flight import SingleFlight
 from server.store import Store
 from server.sync import SourceSyncer, SyncManager
 
@@ -73,6 +74,10 @@ class Runtime:
     # ... and ((booking generation, window), its merged bookings), cached apart.
     booking_timelines: dict[str, tuple[tuple[object, ...], list[BusyInterval]]] = field(
         default_factory=dict, repr=False)
+    # Timeline reads in flight: requests missing the same one share it.
+    timeline_loads: SingleFlight[tuple[object, ...],
+                                 tuple[tuple[object, ...], list[BusyInterval]]] = field(
+        default_factory=SingleFlight, repr=False)
 
     def viewer_for_secret(self, secret: str) -> Viewer | None:
         """Who holds this secret: a calendar's owner or one of its subscribers.

@@ -35,14 +35,15 @@ from server.pages import api_cancel_booking, api_create_booking, api_page_slots
 from server.push import HOOK_PATHS
 from server.reload import api_reload
 from server.runtime import RUNTIME, Runtime, Viewer
+from server.single_flight import SingleFlight
 from server.status import authorize_admin, setup_status, state_metrics
 
 log = logging.getLogger("fbproxy.web")
 
 FEED_CACHE: web.AppKey[dict[tuple[object, ...], CachedFeed]] = web.AppKey("feed_cache", dict)
 # Renders in flight (single flight), and each feed's last body with what it was made of.
-FEED_RENDERS: web.AppKey[dict[tuple[object, ...], asyncio.Future[CachedFeed]]] = web.AppKey(
-    "feed_renders", dict)
+FEED_RENDERS: web.AppKey[SingleFlight[tuple[object, ...], CachedFeed]] = web.AppKey(
+    "feed_renders", SingleFlight)
 FEED_BODIES: web.AppKey[dict[tuple[str, str, str], tuple[object, CachedFeed]]] = web.AppKey(
     "feed_bodies", dict)
 MAX_QUERY_SPAN = timedelta(days=366)
@@ -265,25 +266,15 @@ async def _single_render(app: web.Application, runtime: Runtime, viewer: Viewer,
     Any busy change anywhere moves the key; the body is rendered again only
     when this calendar's own blocks changed, and then off the event loop.
     """
-    pending = app[FEED_RENDERS]
-    if key in pending:
-        return await asyncio.shield(pending[key])
-    future: asyncio.Future[CachedFeed] = asyncio.get_running_loop().create_future()
-    pending[key] = future
-    try:
+    async def render() -> CachedFeed:
         cached = await _render(app, runtime, viewer, kind, window, refresh)
         cache = app[FEED_CACHE]
         for old in [k for k in cache if k[:3] == key[:3]]:  # only the newest counts
             del cache[old]
         cache[key] = cached
-        future.set_result(cached)
         return cached
-    except BaseException as exc:
-        future.set_exception(exc)
-        future.exception()  # retrieved here; waiters get it too
-        raise
-    finally:
-        del pending[key]
+
+    return await app[FEED_RENDERS].run(key, render)
 
 
 async def _render(app: web.Application, runtime: Runtime, viewer: Viewer, kind: str,

@@ -14,6 +14,8 @@ from tests.booking_world import HOSTS, SLOT, guest, offered, started
 async def test_a_booking_leaves_every_output_at_once(sources, make_config, serve) -> None:
     client, _ = await started(make_config, sources, serve)
     assert SLOT in await offered(client)
+    before = await client.get("/feeds/secret-of-alex-0123456789/busy.ics")  # now cached
+    assert before.status == 200 and "20261126T100000Z" not in await before.text()
     response = await client.post("/api/v1/pages/intro/bookings", json=guest(
         answers={"topic": "Pricing\r\nATTENDEE:mailto:evil@example.org <b>x</b>"}))
     assert response.status == 201, await response.text()
@@ -22,6 +24,7 @@ async def test_a_booking_leaves_every_output_at_once(sources, make_config, serve
     assert booking["end"] == "2026-11-26T10:30:00Z" and booking["id"].startswith("bk_")
     assert SLOT not in await offered(client)
     feed = await client.get("/feeds/secret-of-alex-0123456789/busy.ics")
+    assert feed.headers["ETag"] != before.headers["ETag"]
     text = await feed.text()
     starts = [e["DTSTART"].dt.isoformat() for e in Calendar.from_ical(text).walk("VEVENT")]
     assert "2026-11-26T10:00:00+00:00" in starts
