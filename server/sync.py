@@ -122,6 +122,9 @@ class SourceSyncer:
         self._retry_after = 0.0  # what the upstream asked for at its last failure
         # The newest round (started when, and its task), shared by concurrent rechecks.
         self._latest_round: tuple[float, asyncio.Task[SyncOutcome]] | None = None
+        # Every re-check round not yet finished: a newer one may have replaced
+        # the latest while an older one still waits for the lock.
+        self._rounds: set[asyncio.Task[SyncOutcome]] = set()
 
     def context(self) -> ExpandContext:
         now = self._clock.now()
@@ -153,14 +156,17 @@ class SourceSyncer:
         """
         if self._latest_round is None or self._latest_round[0] < since:
             task = asyncio.create_task(self.run_once())
+            self._rounds.add(task)
+            task.add_done_callback(self._rounds.discard)
             self._latest_round = (time.perf_counter(), task)
         return await asyncio.shield(self._latest_round[1])
 
     async def cancel_rounds(self) -> None:
-        """Stop a re-check round still running (shutdown: the store closes next)."""
-        if self._latest_round is not None and not self._latest_round[1].done():
-            self._latest_round[1].cancel()
-            await asyncio.gather(self._latest_round[1], return_exceptions=True)
+        """Stop the re-check rounds still running (shutdown: the store closes next)."""
+        rounds = list(self._rounds)
+        for task in rounds:
+            task.cancel()
+        await asyncio.gather(*rounds, return_exceptions=True)
 
     async def run_once(self) -> SyncOutcome:
         async with self._lock:

@@ -277,3 +277,29 @@ def test_bounded_busy_query_finds_every_overlap(tmp_path_factory: pytest.TempPat
         await store.close()
 
     asyncio.run(check())
+
+
+async def test_every_recheck_round_is_stopped_at_shutdown(make_config, serve) -> None:
+    """A re-check round replaced by a newer one while it waits is still stopped by stop()."""
+    adapter = ScriptedAdapter("s")
+    _, runtime = await serve(make_config([{"name": "s", "kind": "ics", "url": "x.ics"}]),
+                             adapters={"s": adapter})
+    syncer = runtime.sync.syncers["s"]
+    release = asyncio.Event()
+
+    async def slow_sync(state: dict[str, Any]) -> ChangeSet:
+        await release.wait()
+        return ChangeSet(state={}, full=True)
+
+    adapter.sync = slow_sync  # type: ignore[method-assign]
+    loop = asyncio.get_running_loop()
+    first = asyncio.ensure_future(syncer.fresh_round(0.0))
+    await asyncio.sleep(0)
+    second = asyncio.ensure_future(syncer.fresh_round(loop.time() + 1e9))
+    await asyncio.sleep(0)
+    assert len(syncer._rounds) == 2, "the second asked for a newer round than the first"
+    await runtime.sync.stop()
+    assert not syncer._rounds
+    for waiter in (first, second):
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
