@@ -255,6 +255,8 @@ async def _assign(page: BookingPageConfig, rules: Rules, tx: BookingTransaction,
     offered = round_robin_slots([slot], busy_by_host, rules, counts)
     if not offered:
         raise taken
+    if len(offered[0][1]) == 1:  # nobody to be fair to
+        return next(iter(offered[0][1]))
     since = int((now - FAIRNESS_PERIOD).timestamp())
     stats = await tx.host_stats(list(offered[0][1]), since)
     return choose_host(offered[0][1], {

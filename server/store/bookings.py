@@ -96,36 +96,40 @@ class BookingQueries(StoreBase):
 async def _busy_rows(db: aiosqlite.Connection, source_ids: Sequence[int],
                      calendars: Sequence[str], start: int,
                      end: int) -> list[tuple[int, int, str]]:
-    rows: list[tuple[int, int, str]] = []
+    """Instances of the sources and booking blocks of the calendars overlapping [start, end).
+
+    One statement, so one round trip to the database thread: inside a booking
+    transaction, each round trip holds the write lock for an event-loop turn.
+    """
+    parts: list[str] = []
+    parameters: list[object] = []
     if source_ids:
         marks = ",".join("?" * len(source_ids))
-        cursor = await db.execute(
-            f"SELECT COALESCE(MAX(max_span), 0) FROM sources WHERE id IN ({marks})", source_ids)
-        longest = (await cursor.fetchone() or (0,))[0]
         # An instance overlapping [start, end) starts before end, so it ends before
-        # end + longest: the index on (source_id, end_ts) is read between two bounds
-        # instead of from start to the end of time.
-        cursor = await db.execute(
+        # end + the sources' longest instance: the index on (source_id, end_ts) is
+        # read between two bounds instead of from start to the end of time.
+        parts.append(
             f"""SELECT start_ts, end_ts, status FROM instances
-                WHERE source_id IN ({marks}) AND end_ts > ? AND end_ts < ? AND start_ts < ?""",
-            (*source_ids, start, end + longest, end))
-        rows += await cursor.fetchall()  # type: ignore[arg-type]
+                WHERE source_id IN ({marks}) AND end_ts > ? AND start_ts < ? AND end_ts < ? +
+                    (SELECT COALESCE(MAX(max_span), 0) FROM sources WHERE id IN ({marks}))""")
+        parameters += [*source_ids, start, end, end, *source_ids]
     if calendars:
         marks = ",".join("?" * len(calendars))
-        cursor = await db.execute(
-            f"""SELECT start_ts, end_ts, 'busy' FROM booking_blocks
-                WHERE calendar IN ({marks}) AND end_ts > ? AND start_ts < ?""",
-            (*calendars, start, end))
-        rows += await cursor.fetchall()  # type: ignore[arg-type]
-    return rows
+        parts.append(f"""SELECT start_ts, end_ts, 'busy' FROM booking_blocks
+                         WHERE calendar IN ({marks}) AND end_ts > ? AND start_ts < ?""")
+        parameters += [*calendars, start, end]
+    if not parts:
+        return []
+    rows = await db.execute_fetchall(" UNION ALL ".join(parts), parameters)
+    return rows  # type: ignore[return-value]
 
 
 async def _booking_starts(db: aiosqlite.Connection, host: str, start: int,
                           end: int) -> list[int]:
-    cursor = await db.execute(
+    rows = await db.execute_fetchall(
         "SELECT start_ts FROM bookings WHERE host = ? AND status = 'confirmed' "
         "AND start_ts >= ? AND start_ts < ?", (host, start, end))
-    return [int(row[0]) for row in await cursor.fetchall()]
+    return [int(row[0]) for row in rows]
 
 
 class BookingTransaction:
@@ -144,12 +148,11 @@ class BookingTransaction:
     async def host_stats(self, hosts: Sequence[str], since: int) -> dict[str, tuple[int, int]]:
         """Per host: confirmed bookings created since ``since``, and the last creation time."""
         marks = ",".join("?" * len(hosts))
-        cursor = await self._db.execute(
+        rows = await self._db.execute_fetchall(
             f"""SELECT host, SUM(created >= ?), MAX(created) FROM bookings
                 WHERE status = 'confirmed' AND host IN ({marks}) GROUP BY host""",
             (since, *hosts))
-        return {host: (int(count or 0), int(last)) for host, count, last in
-                await cursor.fetchall()}
+        return {host: (int(count or 0), int(last)) for host, count, last in rows}
 
     async def insert(self, booking: BookingRecord,
                      blocks: Sequence[tuple[str, int, int]]) -> None:
