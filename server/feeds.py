@@ -7,7 +7,7 @@ and a status, so titles, attendees and descriptions cannot leak.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from icalendar import Calendar, Event, FreeBusy, vDuration, vText
@@ -42,6 +42,11 @@ def block_uid(calendar_name: str, block: BusyInterval) -> str:
     return hashlib.sha256(key).hexdigest()[:32] + "@fbproxy"
 
 
+# One VEVENT of a feed, as icalendar wrote it, by what it was made of.
+EventBytes = dict[tuple[object, ...], bytes]
+_END = b"END:VCALENDAR\r\n"
+
+
 def render_busy_feed(calendar_name: str, blocks: Sequence[BusyInterval], *, stamp: datetime,
                      refresh: timedelta,
                      holds: Sequence[tuple[str, int, int, str]] = ()) -> bytes:
@@ -50,14 +55,48 @@ def render_busy_feed(calendar_name: str, blocks: Sequence[BusyInterval], *, stam
     ``holds`` (uid, start, end, title) adds the holds fbproxy itself wrote, with
     their titles, for subscribers allowed to see them.
     """
-    calendar = _calendar(calendar_name, refresh)
+    return render_busy_feed_reusing(calendar_name, blocks, stamp=stamp, refresh=refresh,
+                                    holds=holds, previous={})[0]
+
+
+def render_busy_feed_reusing(calendar_name: str, blocks: Sequence[BusyInterval], *,
+                             stamp: datetime, refresh: timedelta,
+                             holds: Sequence[tuple[str, int, int, str]],
+                             previous: EventBytes) -> tuple[bytes, EventBytes]:
+    """``render_busy_feed``, taking each unchanged VEVENT from the feed's last render.
+
+    A booking or a moved event changes one VEVENT of hundreds, and icalendar
+    spends about 0.15 ms on each: this keeps a re-render to the changed ones.
+    The result is byte for byte what ``Calendar.to_ical`` writes for the
+    whole calendar (a test checks), since that too is the calendar's own lines
+    followed by each component's ``to_ical``. Also returns this render's
+    VEVENTs, for the next one.
+    """
+    events: EventBytes = {}
+    parts: list[bytes] = []
+
+    def reuse(key: tuple[object, ...], make: Callable[[], Event]) -> None:
+        event = events.get(key) or previous.get(key) or make().to_ical()
+        events[key] = event
+        parts.append(event)
+
     for block in blocks:
-        calendar.add_component(_block_event(block_uid(calendar_name, block), block, stamp))
+        uid = block_uid(calendar_name, block)
+        reuse((uid, block.start, block.end, block.status, stamp),
+              lambda: _block_event(uid, block, stamp))  # noqa: B023 (called at once)
     for uid, start, end, title in holds:
-        event = _block_event(uid, BusyInterval(start, end), stamp)
-        event["SUMMARY"] = vText(title)
-        calendar.add_component(event)
-    return bytes(calendar.to_ical())
+        reuse((uid, start, end, title, stamp),
+              lambda: _hold_event(uid, start, end, title, stamp))  # noqa: B023
+    head = bytes(_calendar(calendar_name, refresh).to_ical())
+    if not head.endswith(_END):
+        raise RuntimeError(f"icalendar ended a VCALENDAR with {head[-20:]!r}")
+    return b"".join((head[:-len(_END)], *parts, _END)), events
+
+
+def _hold_event(uid: str, start: int, end: int, title: str, stamp: datetime) -> Event:
+    event = _block_event(uid, BusyInterval(start, end), stamp)
+    event["SUMMARY"] = vText(title)
+    return event
 
 
 def render_block(uid: str, block: BusyInterval, *, stamp: datetime) -> bytes:

@@ -26,7 +26,7 @@ from server.caldav_endpoint import setup_caldav
 from server.clock import iso
 from server.config import CalendarConfig
 from server.errors import RequestError, StoreError
-from server.feeds import clip, render_busy_feed, render_freebusy
+from server.feeds import EventBytes, clip, render_busy_feed_reusing, render_freebusy
 from server.form import form_error, setup_form
 from server.guard import wrong_secret
 from server.holds import hold_fields
@@ -44,8 +44,9 @@ FEED_CACHE: web.AppKey[dict[tuple[object, ...], CachedFeed]] = web.AppKey("feed_
 # Renders in flight (single flight), and each feed's last body with what it was made of.
 FEED_RENDERS: web.AppKey[SingleFlight[tuple[object, ...], CachedFeed]] = web.AppKey(
     "feed_renders", SingleFlight)
-FEED_BODIES: web.AppKey[dict[tuple[str, str, str], tuple[object, CachedFeed]]] = web.AppKey(
-    "feed_bodies", dict)
+# The VEVENTs of each busy feed's last render are reused by its next one.
+FEED_BODIES: web.AppKey[dict[tuple[str, str, str], tuple[object, CachedFeed, EventBytes]]] = \
+    web.AppKey("feed_bodies", dict)
 MAX_QUERY_SPAN = timedelta(days=366)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -290,16 +291,18 @@ async def _render(app: web.Application, runtime: Runtime, viewer: Viewer, kind: 
     if previous is not None and previous[0] == content:
         return previous[1]
     stamp = datetime.fromtimestamp(changed or window[0], UTC)
+    render: Callable[[], tuple[bytes, EventBytes]]
     if kind == "busy":
-        render = functools.partial(render_busy_feed, calendar.name, blocks, stamp=stamp,
-                                   refresh=refresh, holds=holds)
+        render = functools.partial(render_busy_feed_reusing, calendar.name, blocks, stamp=stamp,
+                                   refresh=refresh, holds=holds,
+                                   previous=previous[2] if previous else {})
     else:
-        render = functools.partial(render_freebusy, calendar.name, blocks,
-                                   window_start=window[0], window_end=window[1], stamp=stamp,
-                                   refresh=refresh)
-    body = await asyncio.get_running_loop().run_in_executor(runtime.executor, render)
+        def render() -> tuple[bytes, EventBytes]:
+            return render_freebusy(calendar.name, blocks, window_start=window[0],
+                                   window_end=window[1], stamp=stamp, refresh=refresh), {}
+    body, events = await asyncio.get_running_loop().run_in_executor(runtime.executor, render)
     cached = CachedFeed(body, f'"{hashlib.sha256(body).hexdigest()[:32]}"', changed)
-    app[FEED_BODIES][slot] = (content, cached)
+    app[FEED_BODIES][slot] = (content, cached, events)
     return cached
 
 
