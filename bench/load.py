@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import multiprocessing
@@ -36,6 +37,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -182,28 +184,30 @@ class _Tally(logging.Handler):
             self.first.append(f"{record.levelname} {record.name}: {record.getMessage()}"[:300])
 
 
-def serve(config_path: str, conn: Any, profile: bool = False) -> None:
+def serve(config_path: str, conn: Any, profile: bool = False,
+          trace_memory: bool = False) -> None:
     """fbproxy as `fbproxy serve` runs it, but on port 0 and with the bench's fixed clock.
 
     ``profile``: run it under cProfile (the event loop's thread) and print the top
-    functions to stderr when it stops.
+    functions to stderr when it stops. ``trace_memory``: trace allocations with
+    tracemalloc and print, when it stops, what grew since the initial sync.
     """
     if not profile:
-        asyncio.run(_serve(config_path, conn))
+        asyncio.run(_serve(config_path, conn, trace_memory))
         return
     import cProfile
     import io
     import pstats
 
     profiler = cProfile.Profile()
-    profiler.runcall(asyncio.run, _serve(config_path, conn))
+    profiler.runcall(asyncio.run, _serve(config_path, conn, trace_memory))
     for order in ("cumulative", "tottime"):
         buffer = io.StringIO()
         pstats.Stats(profiler, stream=buffer).sort_stats(order).print_stats(35)
         print(buffer.getvalue(), file=sys.stderr)
 
 
-async def _serve(config_path: str, conn: Any) -> None:
+async def _serve(config_path: str, conn: Any, trace_memory: bool) -> None:
     from aiohttp import web
 
     from server.app import create_app
@@ -216,6 +220,8 @@ async def _serve(config_path: str, conn: Any) -> None:
                         format="server %(levelname)s %(name)s: %(message)s")
     logging.getLogger().addHandler(tally)
     config = load_config(config_path)
+    if trace_memory:
+        tracemalloc.start(12)
     app = create_app(config, clock=FixedClock(NOW), start_sync=True)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -224,14 +230,30 @@ async def _serve(config_path: str, conn: Any) -> None:
     try:
         # The loop's first round runs already; this waits for it (per-source lock).
         outcomes = await app[RUNTIME].sync.run_all_once()
+        synced = tracemalloc.take_snapshot() if trace_memory else None
         conn.send({"port": runner.addresses[0][1],
                    "failed": [f"{o.source}: {o.error}" for o in outcomes if not o.ok]})
         await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # "stop"
+        if synced is not None:
+            print_memory_growth(synced)
         during = tally.count
     finally:
         await runner.cleanup()
     conn.send({"log_count": during, "log_shutdown": tally.count - during,
                "log_first": tally.first})
+
+
+def print_memory_growth(synced: tracemalloc.Snapshot) -> None:
+    """What the Python heap holds now and held at most, and what grew since ``synced``."""
+    gc.collect()
+    now = tracemalloc.take_snapshot()
+    current, peak = tracemalloc.get_traced_memory()
+    print(f"traced Python memory: {current / 2**20:.1f} MiB now, {peak / 2**20:.1f} MiB at "
+          "most; the largest growths since the initial sync:", file=sys.stderr)
+    for stat in now.compare_to(synced, "traceback")[:12]:
+        print(stat, file=sys.stderr)
+        for line in stat.traceback.format()[-12:]:
+            print("    ", line, file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------
@@ -421,6 +443,7 @@ class Options:
     keep: bool = False
     bookings: bool = True  # False: no bookings in the mix (the other weights stay)
     profile: bool = False
+    trace_memory: bool = False
 
 
 @dataclass
@@ -436,6 +459,7 @@ class LoadResult:
     warmup_requests: int
     warmup_errors: int
     rss_peak: int
+    rss_curve: list[int]  # every 10 s of the run
     file_changes: int
     file_touches: int
     sync_rounds: dict[str, int]  # result -> rounds during the load
@@ -536,7 +560,8 @@ def run(options: Options) -> LoadResult:
         setup = write_config(folder, files)
 
         parent, child = spawn.Pipe()
-        server = spawn.Process(target=serve, args=(setup.config_path, child, options.profile),
+        server = spawn.Process(target=serve, args=(setup.config_path, child, options.profile,
+                                                     options.trace_memory),
                                daemon=True)
         server.start()
         if not parent.poll(120):
@@ -604,9 +629,15 @@ async def _load(options: Options, plan: Plan, prepared: dict[str, Any],
              f"{options.change_every:g} s ...")
     changes.clear()
     clients = loop.run_in_executor(pool, run_clients, plan, prepared, options.seconds, False)
+    started = time.monotonic()
+    rss_curve: list[int] = []
     while not clients.done():
         await asyncio.wait([clients], timeout=0.5)
-        rss_peak = max(rss_peak, proc.memory_info().rss)
+        rss = proc.memory_info().rss
+        rss_peak = max(rss_peak, rss)
+        if time.monotonic() - started >= 10 * (len(rss_curve) + 1):
+            rss_curve.append(rss)
+            progress(f"  {10 * len(rss_curve)} s: server RSS {rss / 2**20:.1f} MiB")
     stop.set()
     await changer
     out = clients.result()
@@ -629,7 +660,8 @@ async def _load(options: Options, plan: Plan, prepared: dict[str, Any],
                       elapsed=out["elapsed"], rss_start=rss_start,
                       rss_before=rss_before, rss_after=rss_after,
                       warmup_requests=warm_requests, warmup_errors=warm_errors,
-                      rss_peak=rss_peak, file_changes=changes["changed"],
+                      rss_peak=rss_peak, rss_curve=rss_curve,
+                      file_changes=changes["changed"],
                       file_touches=changes["touched"], sync_rounds=dict(rounds),
                       booked=out["booked"], offered=out["offered"],
                       exhausted=out["exhausted"], double_booked=-1, server_log_count=-1,
@@ -666,6 +698,8 @@ def render(result: LoadResult, version: str) -> str:
               f"| CPU use during the load: server process / client process (1.0 = one core) | "
               f"{result.server_cpu:.2f} / {result.client_cpu:.2f} |",
               f"| server RSS, highest sample (every 0.5 s) | {result.rss_peak / 2**20:.1f} MiB |",
+              f"| server RSS every 10 s of the load (MiB) | "
+              f"{', '.join(f'{rss / 2**20:.0f}' for rss in result.rss_curve) or '-'} |",
               f"| sync rounds during the load: changed / unchanged / failed | "
               f"{rounds.get('ok', 0):,} / {rounds.get('unchanged', 0):,} / "
               f"{rounds.get('failed', 0):,} |",
@@ -706,6 +740,9 @@ def parse_args(argv: Sequence[str] | None) -> Options:
                         help="leave bookings out of the mix (to see what they cost)")
     parser.add_argument("--profile", action="store_true",
                         help="run the server under cProfile; report to stderr at the end")
+    parser.add_argument("--trace-memory", action="store_true",
+                        help="trace the server's allocations (tracemalloc; slow); report "
+                             "what grew to stderr at the end")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.change_every <= 0 or args.warmup < 0:
@@ -718,7 +755,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     return Options(seconds=args.seconds, clients=args.clients, calendars=args.calendars,
                    events=args.events, seed=args.seed, change_every=args.change_every,
                    warmup=args.warmup,
-                   keep=args.keep, bookings=not args.no_bookings, profile=args.profile)
+                   keep=args.keep, bookings=not args.no_bookings, profile=args.profile,
+                   trace_memory=args.trace_memory)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
