@@ -122,6 +122,9 @@ def _auth(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+KEEPALIVE_SECONDS = 75.0
+
+
 def _serve(config: Config, listen: str | None) -> int:
     host, port = config.server.listen_host, config.server.listen_port
     if listen:
@@ -133,7 +136,10 @@ def _serve(config: Config, listen: str | None) -> int:
     app = create_app(config, handle_signals=True)
     logging.getLogger("fbproxy").info("listening on http://%s:%d (base_url %s)", host, port,
                                       config.server.base_url)
-    web.run_app(app, host=host, port=port, print=None,
+    # keepalive_timeout also bounds a connection that never finishes a request
+    # (aiohttp arms it when the connection opens): a slow-loris client holds a
+    # socket for at most this long.
+    web.run_app(app, host=host, port=port, print=None, keepalive_timeout=KEEPALIVE_SECONDS,
                 access_log_class=RedactingAccessLogger,
                 access_log=logging.getLogger("fbproxy.access"))
     return EXIT_OK

@@ -81,3 +81,75 @@ async def test_slow_clients_do_not_starve_others(sources, make_config, serve) ->
     print(f"\n300 idle connections open; a normal request took {elapsed * 1000:.1f} ms")
     for writer in idle:
         writer.close()
+
+
+async def test_trickling_clients_do_not_starve_others(sources, make_config, serve) -> None:
+    """Clients sending a byte every 20 ms (headers, or a booking body) while others are served."""
+    client, _ = await started(make_config, sources, serve)
+    host, port = client.host, client.port
+    stop = asyncio.Event()
+
+    async def trickle(first: bytes, drip: bytes) -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(first)
+            while not stop.is_set():
+                writer.write(drip)
+                await writer.drain()
+                await asyncio.sleep(0.02)
+        except ConnectionError:
+            pass  # the server may close a client it finds abusive; that is fine too
+        finally:
+            writer.close()
+
+    header_drips = [trickle(f"GET /feeds/{OWNER}/busy.ics HTTP/1.1\r\nHost: x\r\n".encode(),
+                            b"X-Trickle-" + str(i).encode() + b": a\r\n") for i in range(100)]
+    body_drips = [trickle(b"POST /api/v1/pages/intro/bookings HTTP/1.1\r\nHost: x\r\n"
+                          b"Content-Type: application/json\r\nContent-Length: 60000\r\n\r\n{",
+                          b" ") for _ in range(20)]
+    tricklers = [asyncio.ensure_future(drip) for drip in (*header_drips, *body_drips)]
+    await asyncio.sleep(0.3)  # all of them are connected and dripping
+    loop = asyncio.get_running_loop()
+    took = []
+    for path in [f"/feeds/{OWNER}/busy.ics", "/api/v1/pages/intro/slots?start=2026-11-26"
+                 "&end=2026-11-27"] * 5:
+        started_at = loop.time()
+        response = await client.get(path)
+        took.append(loop.time() - started_at)
+        assert response.status == 200, (path, response.status)
+    stop.set()
+    await asyncio.gather(*tricklers)
+    took.sort()
+    print(f"\n120 trickling connections; 10 normal requests: median {took[5] * 1000:.1f} ms, "
+          f"slowest {took[-1] * 1000:.1f} ms")
+    assert took[-1] < 1.0, took
+
+
+async def test_a_request_never_finished_is_dropped_after_the_keepalive(
+        sources, make_config, clock) -> None:
+    """`fbproxy serve` passes keepalive_timeout (75 s); aiohttp arms it when a connection opens,
+    so a client that never completes its request holds the socket that long at most. Shown
+    here with 0.5 s."""
+    from aiohttp import web
+
+    from server.app import create_app
+    from server.cli import KEEPALIVE_SECONDS
+
+    assert KEEPALIVE_SECONDS == 75.0
+    runner = web.AppRunner(create_app(make_config(sources), clock=clock, start_sync=False),
+                           keepalive_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        host, port = runner.addresses[0][:2]
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(f"GET /feeds/{OWNER}/busy.ics HTTP/1.1\r\nHost: x\r\nX-Slow: ".encode())
+        await writer.drain()
+        loop = asyncio.get_running_loop()
+        started_at = loop.time()
+        assert await asyncio.wait_for(reader.read(), 10) == b"", "closed without an answer"
+        assert 0.4 < loop.time() - started_at < 8
+        writer.close()
+    finally:
+        await runner.cleanup()
