@@ -158,3 +158,8 @@ class SourceAdapter(Protocol):
     async def close(self) -> None:
         """Release connections and threads."""
         ...
+
+
+def kind_of(value: object) -> str:
+    """What an upstream value is, for an error message: its type, never its content."""
+    return "null" if value is None else type(value).__name__

@@ -19,6 +19,7 @@ State (JSON, stored by the server)::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -141,6 +142,10 @@ class _NoSyncCollection(Exception):
     pass
 
 
+class _BadHref(Exception):
+    """The server named a resource with an href that is no URL (``http://[``)."""
+
+
 class CaldavAdapter:
     """Keeps the calendars of one CalDAV account in sync."""
 
@@ -195,6 +200,9 @@ class CaldavAdapter:
                                   source=self.name) from exc
             except dav_error.RateLimitError as exc:
                 raise UpstreamUnavailable(_rate_limited(exc), source=self.name) from exc
+            except _BadHref as exc:
+                raise BadUpstreamData(f"the server answered an href that is not a URL: {exc}",
+                                      source=self.name) from exc
             except (dav_error.DAVError, OSError, etree.XMLSyntaxError) as exc:
                 raise UpstreamUnavailable(f"{type(exc).__name__}: {exc}",
                                           source=self.name) from exc
@@ -243,11 +251,11 @@ class CaldavAdapter:
                 return url, True
             home = props.find("c:calendar-home-set/d:href", NS)
             if home is not None and home.text:
-                return urljoin(url, home.text.strip()), False
+                return _join(url, home.text.strip()), False
             principal = props.find("d:current-user-principal/d:href", NS)
             if principal is None or not principal.text:
                 break
-            next_url = urljoin(url, principal.text.strip())
+            next_url = _join(url, principal.text.strip())
             if next_url == url:
                 break
             url = next_url
@@ -273,7 +281,7 @@ class CaldavAdapter:
                 continue
             components = [c.get("name", "").upper() for c in
                           props.findall("c:supported-calendar-component-set/c:comp", NS)]
-            url = _collection_url(urljoin(home, href))
+            url = _collection_url(_join(home, href))
             found.append(RemoteCalendar(
                 url=url, name=(props.findtext("d:displayname", "", NS) or "").strip(),
                 token=(props.findtext("d:sync-token", "", NS) or "").strip() or None,
@@ -313,7 +321,9 @@ class CaldavAdapter:
                 work, calendar, old if isinstance(old, dict) else None)
         for gone in set(previous) - set(new_calendars):
             log.info("source %s: calendar %s is gone upstream", self.name, gone)
-            work.full_scopes.append(_member_key(gone, gone))
+            # A key that is no URL was never stored by us (a hand-edited state): skip it.
+            with contextlib.suppress(_BadHref):
+                work.full_scopes.append(_member_key(gone, gone))
         new_state = {"home": home, "single": single, "calendars": new_calendars,
                      "version_prop": _version_prop(calendars)}
         changed = bool(work.upserted or work.deleted or work.full_scopes)
@@ -352,6 +362,8 @@ class CaldavAdapter:
                          token: str | None) -> str | None:
         """RFC 6578: changed hrefs since ``token`` (all when None); returns the new token."""
         changed: dict[str, str | None] = {}
+        truncated = False
+        first_token = token
         for _ in range(MAX_SYNC_PAGES):
             try:
                 response = self._request(work, calendar.url, "REPORT",
@@ -359,11 +371,11 @@ class CaldavAdapter:
             except dav_error.AuthorizationError as exc:
                 # The library raises 403 itself; with this precondition it means "resync".
                 if any("valid-sync-token" in p for p in exc.preconditions):
-                    raise _InvalidToken() from exc
+                    raise self._refused_token(calendar, first_token) from exc
                 raise
             if token is not None and response.status in (400, 403, 404, 409, 410, 412):
                 # 403 + DAV:valid-sync-token is the RFC; Xandikos answers 412.
-                raise _InvalidToken()
+                raise self._refused_token(calendar, first_token)
             if response.status in (400, 403, 405, 415, 501) or response.tree is None:
                 raise _NoSyncCollection()
             truncated = False
@@ -378,11 +390,29 @@ class CaldavAdapter:
                     changed[path] = None
                 else:
                     changed[path] = _ok_text(node, "d:getetag")
-            token = response.tree.findtext("d:sync-token", None, NS) or token
+            next_token = response.tree.findtext("d:sync-token", None, NS) or token
             if not truncated:
+                token = next_token
                 break
+            if next_token == token:
+                # Asking again with the same token would get the same truncated answer.
+                raise BadUpstreamData(f"sync-collection of {calendar.url} was truncated (507) "
+                                      "without a new sync-token to continue from",
+                                      source=self.name)
+            token = next_token
+        if truncated:
+            raise BadUpstreamData(f"sync-collection of {calendar.url} was still truncated after "
+                                  f"{MAX_SYNC_PAGES} pages", source=self.name)
         self._apply_changes(work, calendar, changed)
         return token
+
+    def _refused_token(self, calendar: RemoteCalendar, first_token: str | None) -> Exception:
+        """A refused sync token: the stored one resyncs in full, but refusing the token of
+        its own truncated answer in a full listing (first_token None) would do so forever."""
+        if first_token is not None:
+            return _InvalidToken()
+        return BadUpstreamData(f"sync-collection of {calendar.url} refused the sync-token of "
+                               "its own truncated answer", source=self.name)
 
     def _sync_by_etags(self, work: _Round, calendar: RemoteCalendar,
                        known: Mapping[str, str] | None) -> dict[str, str]:
@@ -537,8 +567,19 @@ def _ok_text(node: Any, path: str) -> str | None:
 
 def _member_key(base: str, href: str) -> str:
     """One spelling per resource: the path, percent-encoded the same way every time."""
-    path = urlsplit(urljoin(base, href)).path
+    try:
+        path = urlsplit(urljoin(base, href)).path
+    except ValueError as exc:  # "http://[": a broken IPv6 literal
+        raise _BadHref(f"{href[:120]!r}: {exc}") from exc
     return quote(unquote(path), safe="/@:+~!$&'()*,;=")
+
+
+def _join(base: str, href: str) -> str:
+    """``href`` resolved against ``base``; _BadHref when it is not a URL."""
+    try:
+        return urljoin(base, href)
+    except ValueError as exc:  # "http://[": a broken IPv6 literal
+        raise _BadHref(f"{href[:120]!r}: {exc}") from exc
 
 
 def _collection_url(url: str) -> str:

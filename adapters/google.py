@@ -48,6 +48,7 @@ from adapters.base import (
     SkippedItem,
     SyncState,
     UpstreamUnavailable,
+    kind_of,
 )
 from adapters.secrets_file import write_private
 
@@ -57,6 +58,9 @@ WRITE_SCOPE = "https://www.googleapis.com/auth/calendar.events"
 # recognised when it comes back through sync.
 BOOKING_PROPERTY = "fbproxyBooking"
 PAGE_SIZE = 250
+# The most events.list pages one calendar may take in one round (250,000 events at
+# PAGE_SIZE): an upstream that never ends its pages fails the round instead.
+MAX_PAGES = 1000
 RETRIES = 3  # retries of one request for 5xx, 429 and dropped connections
 # The first wait between retries (doubling) when the answer names no Retry-After.
 RETRY_BASE = 0.25
@@ -208,6 +212,13 @@ class GoogleAdapter:
             raise UpstreamUnavailable(f"Google's answer was cut short or garbled: "
                                       f"{type(exc).__name__}: {exc!r}",
                                       source=self.name) from exc
+        except (UnicodeDecodeError, RecursionError) as exc:
+            # The library decodes the body as UTF-8 JSON itself; a body that is not
+            # UTF-8, or JSON nested deeper than Python recurses, fails there.
+            what = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else \
+                "JSON nested too deeply"
+            raise BadUpstreamData(f"Google answered a body that cannot be read: {what}",
+                                  source=self.name) from exc
 
     # -- sync -----------------------------------------------------------------------
 
@@ -227,13 +238,18 @@ class GoogleAdapter:
         for calendar_id in self.settings.calendar_ids:
             known = tokens.get(calendar_id)
             token = known.get("sync_token") if isinstance(known, Mapping) else None
+            if not isinstance(token, str) or not token:
+                token = None  # a state that is not ours (hand-edited, older): sync in full
             try:
                 pages, requests_made = self._list(api, calendar_id, token)
             except HttpError as exc:
                 if int(exc.resp.status) != 410 or token is None:
                     raise self._unexpected(exc, calendar_id) from exc
                 # The token expired upstream: this calendar syncs again in full.
-                pages, requests_made = self._list(api, calendar_id, None)
+                try:
+                    pages, requests_made = self._list(api, calendar_id, None)
+                except HttpError as again:
+                    raise self._unexpected(again, calendar_id) from again
                 token = None
             requests += requests_made
             if token is None:
@@ -264,9 +280,13 @@ class GoogleAdapter:
     def _list(self, api: Any, calendar_id: str, token: str | None) -> tuple[_Pages, int]:
         items: list[Mapping[str, Any]] = []
         page_token: str | None = None
+        seen_page_tokens: set[str] = set()
         requests = 0
         time_zone = "UTC"
         while True:
+            if requests >= MAX_PAGES:
+                raise BadUpstreamData(f"events.list of calendar {calendar_id!r} went on for "
+                                      f"more than {MAX_PAGES} pages", source=self.name)
             params: dict[str, Any] = {"calendarId": calendar_id, "singleEvents": True,
                                       "showDeleted": token is not None, "maxResults": PAGE_SIZE}
             if token is not None:
@@ -277,15 +297,32 @@ class GoogleAdapter:
             requests += 1
             if not isinstance(response, Mapping):
                 raise BadUpstreamData("events.list did not answer an object", source=self.name)
-            items += [e for e in response.get("items", []) if isinstance(e, Mapping)]
-            time_zone = str(response.get("timeZone") or time_zone)
-            page_token = response.get("nextPageToken")
-            if not page_token:
+            page_items = response.get("items")
+            if page_items is None:
+                page_items = []  # a page without events may leave "items" out
+            if not isinstance(page_items, list):
+                raise BadUpstreamData(f"events.list answered items that are not a list but "
+                                      f"{kind_of(page_items)}", source=self.name)
+            items += [e for e in page_items if isinstance(e, Mapping)]
+            zone_name = response.get("timeZone")
+            if isinstance(zone_name, str) and zone_name:
+                time_zone = zone_name
+            next_page = response.get("nextPageToken")
+            if next_page is None or next_page == "":
                 next_token = response.get("nextSyncToken")
                 if not isinstance(next_token, str):
                     raise BadUpstreamData("the last events.list page had no nextSyncToken",
                                           source=self.name)
                 return _Pages(items, next_token, time_zone), requests
+            if not isinstance(next_page, str):
+                raise BadUpstreamData(f"events.list answered a nextPageToken that is not a "
+                                      f"string but {kind_of(next_page)}", source=self.name)
+            if next_page in seen_page_tokens:
+                raise BadUpstreamData(f"events.list of calendar {calendar_id!r} answered a "
+                                      "nextPageToken it had answered before: its pages would "
+                                      "never end", source=self.name)
+            seen_page_tokens.add(next_page)
+            page_token = next_page
 
     def _unexpected(self, exc: HttpError, calendar_id: str) -> AdapterError:
         status = int(exc.resp.status)
@@ -449,7 +486,8 @@ def _prefix(calendar_id: str) -> str:
 def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # OSError: a name that is a directory of the tz database ("America").
         return ZoneInfo("UTC")
 
 

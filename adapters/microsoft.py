@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from time import monotonic
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
@@ -45,6 +45,7 @@ from adapters.base import (
     SkippedItem,
     SyncState,
     UpstreamUnavailable,
+    kind_of,
 )
 from adapters.secrets_file import write_private
 
@@ -52,6 +53,9 @@ READ_SCOPES = ["Calendars.Read"]
 WRITE_SCOPES = ["Calendars.ReadWrite"]
 APP_SCOPES = ["https://graph.microsoft.com/.default"]
 PAGE_SIZE = 100
+# The most delta pages one calendar may take in one round (250,000 events at
+# PAGE_SIZE): an upstream that never ends its pages fails the round instead.
+MAX_PAGES = 2500
 THROTTLE_RETRIES = 2  # honour Retry-After this often per request, then give up for the round
 MAX_RETRY_AFTER = 30.0
 # Holds carry this prefix in transactionId, so they are known when they sync back.
@@ -222,8 +226,12 @@ class MicrosoftAdapter:
                         timeout=aiohttp.ClientTimeout(total=self.settings.timeout_seconds),
                         ) as response:
                     status = response.status
-                    text = await response.text()
                     retry_after = response.headers.get("Retry-After", "")
+                    unreadable = ""  # why a body could not be read at all
+                    try:
+                        text = await response.text()
+                    except UnicodeDecodeError:
+                        text, unreadable = "", "a body that is not text in its charset"
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise UpstreamUnavailable(f"cannot reach Microsoft Graph: {exc}",
                                           source=self.name) from exc
@@ -233,6 +241,8 @@ class MicrosoftAdapter:
                     payload = json.loads(text)
                 except ValueError:
                     payload = None
+                except RecursionError:
+                    unreadable = "JSON nested too deeply"
             if status == 401:
                 self._token = None
                 if not refused:
@@ -248,6 +258,9 @@ class MicrosoftAdapter:
                 after = f" (Retry-After: {retry_after})" if retry_after else ""
                 raise UpstreamUnavailable(f"Graph answered {status}: {_error(payload)}{after}",
                                           source=self.name)
+            if unreadable:
+                raise BadUpstreamData(f"Graph answered {status} with {unreadable}",
+                                      source=self.name)
             return status, payload
         raise UpstreamUnavailable("Graph kept refusing the token", source=self.name)
 
@@ -270,6 +283,8 @@ class MicrosoftAdapter:
             if isinstance(stored, Mapping) and stored.get("window_start") == window[0] \
                     and stored.get("resource") == self.settings.resource:
                 link = stored.get("delta_link")
+                if not _is_link(link, self.settings.graph_url):
+                    link = None  # a state that is not ours (hand-edited, older): list again
             scope = _prefix(calendar_id)
             result = await self._delta(calendar_id, window, link)
             if result is None:  # the delta state expired upstream: list the window again
@@ -316,7 +331,12 @@ class MicrosoftAdapter:
         params = None if link else {"startDateTime": window[0], "endDateTime": window[1]}
         items: list[Mapping[str, Any]] = []
         made = 0
+        seen_links = {url}
         while True:
+            if made >= MAX_PAGES:
+                raise BadUpstreamData(f"calendarView/delta of calendar "
+                                      f"{calendar_id or 'default'!r} went on for more than "
+                                      f"{MAX_PAGES} pages", source=self.name)
             status, payload = await self._graph("GET", url, params=params)
             made += 1
             if status == 410 or (status in (400, 404) and _code(payload) in _RESYNC_CODES):
@@ -334,15 +354,32 @@ class MicrosoftAdapter:
             if status != 200 or not isinstance(payload, Mapping):
                 raise BadUpstreamData(f"calendarView/delta answered {status}: "
                                       f"{_error(payload)}", source=self.name)
-            items += [e for e in payload.get("value", []) if isinstance(e, Mapping)]
+            value = payload.get("value")
+            if value is None:
+                value = []  # a page without events may leave "value" out
+            if not isinstance(value, list):
+                raise BadUpstreamData(f"a calendarView/delta page's value is not a list but "
+                                      f"{kind_of(value)}", source=self.name)
+            items += [e for e in value if isinstance(e, Mapping)]
             params = None
             next_page = payload.get("@odata.nextLink")
-            if isinstance(next_page, str):
+            if next_page is not None:
+                if not _is_link(next_page, self.settings.graph_url):
+                    raise BadUpstreamData(f"a calendarView/delta page's @odata.nextLink is not "
+                                          f"a URL on {self.settings.graph_url}: "
+                                          f"{_shown(next_page)}",
+                                          source=self.name)
+                if next_page in seen_links:
+                    raise BadUpstreamData("calendarView/delta answered an @odata.nextLink it "
+                                          "had answered before: its pages would never end",
+                                          source=self.name)
+                seen_links.add(next_page)
                 url = next_page
                 continue
             delta = payload.get("@odata.deltaLink")
-            if not isinstance(delta, str):
-                raise BadUpstreamData("a delta round ended without @odata.deltaLink",
+            if not _is_link(delta, self.settings.graph_url):
+                raise BadUpstreamData(f"a delta round ended without a usable @odata.deltaLink "
+                                      f"(a URL on {self.settings.graph_url}): {_shown(delta)}",
                                       source=self.name)
             return items, delta, made
 
@@ -475,6 +512,27 @@ def _seconds(retry_after: str) -> float:
         return max(0.0, float(retry_after))
     except ValueError:
         return 5.0
+
+
+def _is_link(value: object, graph_url: str) -> TypeGuard[str]:
+    """A link Graph hands out (nextLink, deltaLink): an http(s) URL on Graph's own origin.
+
+    The bearer token goes with every request to it, so a link to any other
+    host would hand the token to whoever the answer names.
+    """
+    if not isinstance(value, str):
+        return False
+    try:
+        link, graph = urlsplit(value), urlsplit(graph_url)
+    except ValueError:  # "http://[": a broken IPv6 literal
+        return False
+    return link.scheme in ("https", "http") and bool(link.netloc) and \
+        (link.scheme, link.netloc.lower()) == (graph.scheme, graph.netloc.lower())
+
+
+def _shown(value: object) -> str:
+    """An upstream link in a message: its length and type, never its text."""
+    return f"a string of {len(value)} characters" if isinstance(value, str) else kind_of(value)
 
 
 def _code(payload: Any) -> str:
