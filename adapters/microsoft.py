@@ -232,7 +232,11 @@ class MicrosoftAdapter:
                         text = await response.text()
                     except UnicodeDecodeError:
                         text, unreadable = "", "a body that is not text in its charset"
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except TimeoutError as exc:  # its message is empty
+                raise UpstreamUnavailable(
+                    f"cannot reach Microsoft Graph: timed out after "
+                    f"{self.settings.timeout_seconds:g} s", source=self.name) from exc
+            except aiohttp.ClientError as exc:
                 raise UpstreamUnavailable(f"cannot reach Microsoft Graph: {exc}",
                                           source=self.name) from exc
             payload: Any = None

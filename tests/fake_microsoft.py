@@ -882,7 +882,9 @@ class FakeMicrosoft:
             "value": [item if "@removed" in item else
                       {"@odata.type": "#microsoft.graph.event", **self._render(item, request)}
                       for item in page]}
-        link = f"{self.base_url}{request.path}"
+        # From the Host the client sent, as a server behind a transparent proxy
+        # answers: through tests/faultproxy.py the links lead back through it.
+        link = f"{request.scheme}://{request.host}{request.path}"
         if rest:
             token = self._issue_delta(DeltaState(calendar.id, low, high, seq, known, rest))
             body["@odata.nextLink"] = f"{link}?$skiptoken={token}"

@@ -485,6 +485,41 @@ async def test_a_hanging_source_does_not_slow_a_healthy_one(
         pass
 
 
+# -- Microsoft Graph: the fake behind the proxy ----------------------------------------
+
+@pytest.mark.parametrize(("mode", "words"), [
+    ("latency", ("timed out after 1 s",)),
+    ("reset", ("reset", "connection", "payload")),
+    ("truncate", ("connection", "payload", "closed", "not completed", "transfer")),
+])
+async def test_microsoft_fault_keeps_last_good_data(fake_microsoft, tmp_path, proxies,
+                                                    make_config, serve, mode: str,
+                                                    words: tuple[str, ...]) -> None:
+    fake_microsoft.put_event(ms_event("a", "2026-11-26T09:00:00", "2026-11-26T10:00:00"))
+    await ms_sign_in(fake_microsoft, tmp_path, microsoft.READ_SCOPES)
+    proxy = await proxies(fake_microsoft.base_url)
+    client, runtime = await serve(make_config([ms_source(
+        fake_microsoft, tmp_path, timeout=f"{TIMEOUT:g}s",
+        graph_url=via(proxy, fake_microsoft.graph_url))]))
+    first, _ = await timed_round(runtime)
+    assert first.ok, first.error
+    good = await busy(client)
+    assert good
+    fake_microsoft.put_event(ms_event("b", "2026-11-27T09:00:00", "2026-11-27T10:00:00"))
+    proxy.set(mode, after_bytes=20)
+    outcome, seconds = await timed_round(runtime)
+    print(f"microsoft {mode}: gave up after {seconds:.2f}s: {outcome.error}")
+    assert not outcome.ok and (outcome.error or "").startswith("o: "), \
+        "an adapter error, not an exception escaping it"
+    assert outcome.error and any(w in outcome.error.lower() for w in words), outcome.error
+    assert seconds < TIMEOUT + SLACK
+    assert await busy(client) == good
+    proxy.set("pass")
+    healed, _ = await timed_round(runtime)
+    assert healed.ok, healed.error
+    assert len(await busy(client)) == 2
+
+
 # -- Microsoft Graph: throttling must not outlast the timeout --------------------------
 
 async def test_microsoft_long_retry_after_is_not_waited_out(fake_microsoft, tmp_path,
