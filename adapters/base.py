@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 # Sync state is whatever an adapter needs to resume (a token, validators,
 # per-href etags). It is stored as JSON, so it must stay JSON-shaped.
@@ -163,3 +163,17 @@ class SourceAdapter(Protocol):
 def kind_of(value: object) -> str:
     """What an upstream value is, for an error message: its type, never its content."""
     return "null" if value is None else type(value).__name__
+
+
+def page_entries(page: Mapping[str, Any], key: str, what: str,
+                 source: str) -> list[Mapping[str, Any]]:
+    """The objects under ``key`` of one page of an API listing (Google ``items``, Graph
+    ``value``): absent or null is none; anything but a list is bad data; entries that are
+    not objects are left out."""
+    entries = page.get(key)
+    if entries is None:
+        return []  # a page without events may leave the key out
+    if not isinstance(entries, list):
+        raise BadUpstreamData(f"{what} answered {key} that is not a list but "
+                              f"{kind_of(entries)}", source=source)
+    return [entry for entry in entries if isinstance(entry, Mapping)]

@@ -49,6 +49,7 @@ from adapters.base import (
     SyncState,
     UpstreamUnavailable,
     kind_of,
+    page_entries,
 )
 from adapters.secrets_file import write_private
 
@@ -297,13 +298,7 @@ class GoogleAdapter:
             requests += 1
             if not isinstance(response, Mapping):
                 raise BadUpstreamData("events.list did not answer an object", source=self.name)
-            page_items = response.get("items")
-            if page_items is None:
-                page_items = []  # a page without events may leave "items" out
-            if not isinstance(page_items, list):
-                raise BadUpstreamData(f"events.list answered items that are not a list but "
-                                      f"{kind_of(page_items)}", source=self.name)
-            items += [e for e in page_items if isinstance(e, Mapping)]
+            items += page_entries(response, "items", "events.list", self.name)
             zone_name = response.get("timeZone")
             if isinstance(zone_name, str) and zone_name:
                 time_zone = zone_name

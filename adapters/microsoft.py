@@ -46,6 +46,7 @@ from adapters.base import (
     SyncState,
     UpstreamUnavailable,
     kind_of,
+    page_entries,
 )
 from adapters.secrets_file import write_private
 
@@ -358,13 +359,7 @@ class MicrosoftAdapter:
             if status != 200 or not isinstance(payload, Mapping):
                 raise BadUpstreamData(f"calendarView/delta answered {status}: "
                                       f"{_error(payload)}", source=self.name)
-            value = payload.get("value")
-            if value is None:
-                value = []  # a page without events may leave "value" out
-            if not isinstance(value, list):
-                raise BadUpstreamData(f"a calendarView/delta page's value is not a list but "
-                                      f"{kind_of(value)}", source=self.name)
-            items += [e for e in value if isinstance(e, Mapping)]
+            items += page_entries(payload, "value", "calendarView/delta", self.name)
             params = None
             next_page = payload.get("@odata.nextLink")
             if next_page is not None:

@@ -329,6 +329,24 @@ async def test_caldav_untrusted_certificate_is_a_clear_error(
         assert await busy(client) == []
 
 
+async def fails_then_heals(runtime: Any, client: Any, proxy: FaultProxy, good: list[Any],
+                           mode: str, words: tuple[str, ...], *, source: str) -> None:
+    """With the fault on, the round fails within the timeout with an adapter error naming
+    it and the last good data serves; with it off, the next round brings both events."""
+    proxy.set(mode, after_bytes=20)
+    outcome, seconds = await timed_round(runtime)
+    print(f"{source} {mode}: gave up after {seconds:.2f}s: {outcome.error}")
+    assert not outcome.ok and (outcome.error or "").startswith(f"{source}: "), \
+        "an adapter error, not an exception escaping it"
+    assert outcome.error and any(w in outcome.error.lower() for w in words), outcome.error
+    assert seconds < TIMEOUT + SLACK
+    assert await busy(client) == good
+    proxy.set("pass")
+    healed, _ = await timed_round(runtime)
+    assert healed.ok, healed.error
+    assert len(await busy(client)) == 2
+
+
 # -- Google: the fake behind the proxy ---------------------------------------------
 
 @pytest.fixture
@@ -368,18 +386,7 @@ async def test_google_fault_keeps_last_good_data(google, tmp_path, proxies, make
                                                  mode: str, words: tuple[str, ...]) -> None:
     client, runtime, proxy, good = await google_world(google, tmp_path, proxies, make_config,
                                                       serve)
-    proxy.set(mode, after_bytes=20)
-    outcome, seconds = await timed_round(runtime)
-    print(f"google {mode}: gave up after {seconds:.2f}s: {outcome.error}")
-    assert not outcome.ok and (outcome.error or "").startswith("g: "), \
-        "an adapter error, not an exception escaping it"
-    assert outcome.error and any(w in outcome.error.lower() for w in words), outcome.error
-    assert seconds < TIMEOUT + SLACK
-    assert await busy(client) == good
-    proxy.set("pass")
-    healed, _ = await timed_round(runtime)
-    assert healed.ok, healed.error
-    assert len(await busy(client)) == 2
+    await fails_then_heals(runtime, client, proxy, good, mode, words, source="g")
 
 
 @pytest.mark.parametrize(("status", "retry_after"), [(503, "120"), (429, "120"), (503, "0")])
@@ -506,18 +513,7 @@ async def test_microsoft_fault_keeps_last_good_data(fake_microsoft, tmp_path, pr
     good = await busy(client)
     assert good
     fake_microsoft.put_event(ms_event("b", "2026-11-27T09:00:00", "2026-11-27T10:00:00"))
-    proxy.set(mode, after_bytes=20)
-    outcome, seconds = await timed_round(runtime)
-    print(f"microsoft {mode}: gave up after {seconds:.2f}s: {outcome.error}")
-    assert not outcome.ok and (outcome.error or "").startswith("o: "), \
-        "an adapter error, not an exception escaping it"
-    assert outcome.error and any(w in outcome.error.lower() for w in words), outcome.error
-    assert seconds < TIMEOUT + SLACK
-    assert await busy(client) == good
-    proxy.set("pass")
-    healed, _ = await timed_round(runtime)
-    assert healed.ok, healed.error
-    assert len(await busy(client)) == 2
+    await fails_then_heals(runtime, client, proxy, good, mode, words, source="o")
 
 
 # -- Microsoft Graph: throttling must not outlast the timeout --------------------------
