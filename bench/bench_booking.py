@@ -58,7 +58,7 @@ from bench.bench_core import (  # noqa: E402
     peak_rss_mib,
     percentile,
 )
-from bench.common import code_version, progress  # noqa: E402
+from bench.common import code_version, progress, serving  # noqa: E402
 from bench.workload import Stats, Workload, generate, write_calendar_file  # noqa: E402
 
 PAGE_ZONE = "Europe/Berlin"
@@ -367,8 +367,6 @@ async def timed(samples: list[float], awaitable: Any) -> Any:
 
 async def run(args: argparse.Namespace, folder: Path, files: list[Stats],
               reserved: list[date], pool: ProcessPoolExecutor, res: Results) -> None:
-    from aiohttp import web
-
     from server.app import create_app
     from server.booking import page_rules
     from server.busy import merged_busy
@@ -394,13 +392,7 @@ async def run(args: argparse.Namespace, folder: Path, files: list[Stats],
     reserved_slots = [c for c in candidates if _hits((c.start, c.end), reserved_windows)]
 
     app = create_app(config, clock=clock, start_sync=False)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        host_addr, port = runner.addresses[0][:2]
-        base = f"http://{host_addr}:{port}"
+    async with serving(app) as base:
         runtime = app[RUNTIME]
         calendars = {name: config.calendar(name) for name in pages["collective"].hosts}
         progress(f"app on {base}; initial sync of {len(files)} sources "
@@ -571,8 +563,6 @@ async def run(args: argparse.Namespace, folder: Path, files: list[Stats],
         # -- 3. booking ------------------------------------------------------------------
         await booking_phases(args, base, runtime, pages, rules, candidates, reserved,
                              http_slots, in_pool, res)
-    finally:
-        await runner.cleanup()
     res.add("peak RSS of the fbproxy process (ru_maxrss)", f"{peak_rss_mib():.0f}", "MiB")
 
 

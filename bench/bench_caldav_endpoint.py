@@ -53,7 +53,7 @@ if str(REPO) not in sys.path:
 from icalendar import Calendar  # noqa: E402
 
 from bench.bench_core import NOW, ZONES, calendar_zone, percentile  # noqa: E402
-from bench.common import code_version, progress  # noqa: E402
+from bench.common import code_version, progress, serving  # noqa: E402
 from bench.workload import Stats, generate, write_calendar_file, write_object_files  # noqa: E402
 from tests.peers import PeerServer, RadicaleServer  # noqa: E402
 
@@ -535,8 +535,6 @@ class Bench:
                  f"{fmt_ms(percentile(run['latencies'], 50))} ms")
 
     async def run(self, radicale: Radicale, xandikos: Xandikos) -> None:
-        from aiohttp import web
-
         from server.app import create_app
         from server.clock import FixedClock
         from server.runtime import RUNTIME
@@ -559,13 +557,7 @@ class Bench:
 
         config = build_config(self.folder, self.data.ics_path)
         app = create_app(config, clock=FixedClock(NOW), start_sync=False)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        try:
-            host, port = runner.addresses[0][:2]
-            base = f"http://{host}:{port}"
+        async with serving(app) as base:
             runtime = app[RUNTIME]
             progress(f"fbproxy on {base}: syncing the ICS source once ...")
             t0 = time.perf_counter()
@@ -611,8 +603,6 @@ class Bench:
                                    lambda n, o, url=url, auth=server.auth:
                                    self.report_jobs(url, auth, n, o),
                                    "freebusy", slow_peer=True, compare=True)
-        finally:
-            await runner.cleanup()
 
     async def profile_report(self, collection: str, auth: str) -> str:
         """cProfile of the server process's main thread while it answers REPORTs.

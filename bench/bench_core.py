@@ -51,7 +51,7 @@ if str(REPO) not in sys.path:
 
 from icalendar import Calendar  # noqa: E402
 
-from bench.common import code_version, progress  # noqa: E402
+from bench.common import code_version, progress, serving  # noqa: E402
 from bench.workload import (  # noqa: E402
     FUTURE_DAYS,
     Stats,
@@ -408,21 +408,13 @@ async def fbproxy_phases(args: argparse.Namespace, folder: Path, files: list[Sta
 
 async def serve_phases(args: argparse.Namespace, config: Any, pool: ProcessPoolExecutor,
                        res: Results) -> None:
-    from aiohttp import web
-
     from server.app import create_app
     from server.clock import FixedClock
     from server.runtime import RUNTIME
 
     loop = asyncio.get_running_loop()
     app = create_app(config, clock=FixedClock(NOW), start_sync=False)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        host, port = runner.addresses[0][:2]
-        base = f"http://{host}:{port}"
+    async with serving(app) as base:
         runtime = app[RUNTIME]
         progress(f"app listening on {base}; syncing once through the app's runtime ...")
         t0 = time.perf_counter()
@@ -468,8 +460,6 @@ async def serve_phases(args: argparse.Namespace, config: Any, pool: ProcessPoolE
         bumped = await runtime.store.busy_generation() != generation
         after = await load([feed_url], {"If-None-Match": etag}, 1)
         after_status = next(iter(after["statuses"]))
-    finally:
-        await runner.cleanup()
 
     res.add("feed", "sync through the app's runtime (DB already synced)", fmt_ms(app_sync), "ms")
     res.add("feed", f"busy.ics body, merged calendar ({cold['vevents']:,} blocks)",

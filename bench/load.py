@@ -52,7 +52,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.bench_core import NOW, ZONES, calendar_zone, fmt_ms, percentile  # noqa: E402
-from bench.common import code_version, progress  # noqa: E402
+from bench.common import code_version, progress, serving  # noqa: E402
 from bench.workload import generate, move_event, write_calendar_file  # noqa: E402
 
 PAGE_ZONE = "Europe/Berlin"
@@ -208,8 +208,6 @@ def serve(config_path: str, conn: Any, profile: bool = False,
 
 
 async def _serve(config_path: str, conn: Any, trace_memory: bool) -> None:
-    from aiohttp import web
-
     from server.app import create_app
     from server.clock import FixedClock
     from server.config import load_config
@@ -223,22 +221,16 @@ async def _serve(config_path: str, conn: Any, trace_memory: bool) -> None:
     if trace_memory:
         tracemalloc.start(12)
     app = create_app(config, clock=FixedClock(NOW), start_sync=True)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
+    async with serving(app) as base:
         # The loop's first round runs already; this waits for it (per-source lock).
         outcomes = await app[RUNTIME].sync.run_all_once()
         synced = tracemalloc.take_snapshot() if trace_memory else None
-        conn.send({"port": runner.addresses[0][1],
+        conn.send({"port": int(base.rsplit(":", 1)[1]),
                    "failed": [f"{o.source}: {o.error}" for o in outcomes if not o.ok]})
         await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # "stop"
         if synced is not None:
             print_memory_growth(synced)
         during = tally.count
-    finally:
-        await runner.cleanup()
     conn.send({"log_count": during, "log_shutdown": tally.count - during,
                "log_first": tally.first})
 
