@@ -53,6 +53,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.local_server import LocalServer
+
 API = "/calendar/v3"
 SCOPE_PREFIX = "https://www.googleapis.com/auth/"
 EVENT_ID = re.compile(r"[a-v0-9]{5,1024}")
@@ -189,7 +191,7 @@ class Page:
     seq: int  # the change number the listing was taken at
 
 
-class FakeGoogle:
+class FakeGoogle(LocalServer):
     """The fake's state, its test controls and its aiohttp application."""
 
     client_id = "fake-client-id"
@@ -217,19 +219,11 @@ class FakeGoogle:
         self._grants: dict[str, Grant] = {}
         self._access: dict[str, AccessToken] = {}
         self._failures: list[int] = []
-        self._runner: web.AppRunner | None = None
-        self._port = 0
         preset = Grant(self.refresh_token, ALL_SCOPES)
         self._grants[preset.refresh_token] = preset
         self._access[self.access_token] = AccessToken(preset, frozenset(ALL_SCOPES))
 
     # -- lifecycle ------------------------------------------------------------
-
-    @property
-    def base_url(self) -> str:
-        if not self._port:
-            raise RuntimeError("FakeGoogle is not started")
-        return f"http://127.0.0.1:{self._port}"
 
     @property
     def api_endpoint(self) -> str:
@@ -271,18 +265,6 @@ class FakeGoogle:
             web.post("/revoke", self._revoke),
         ])
         return app
-
-    async def start(self) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self._port = int(self._runner.addresses[0][1])
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     # -- test controls --------------------------------------------------------
 

@@ -60,6 +60,8 @@ import pytest
 import requests
 from aiohttp import web
 
+from tests.local_server import LocalServer
+
 GRAPH = "/v1.0"
 LOGIN_HOST = "login.microsoftonline.com"
 GRAPH_RESOURCE = "https://graph.microsoft.com/"
@@ -289,7 +291,7 @@ class LoginSession(requests.Session):
         return super().request(method, url, *args, **kwargs)
 
 
-class FakeMicrosoft:
+class FakeMicrosoft(LocalServer):
     """The fake's state, its test controls and its aiohttp application."""
 
     tenant = "fake-tenant-id"
@@ -322,8 +324,6 @@ class FakeMicrosoft:
         self._delta: dict[str, DeltaState] = {}
         self._expired_tokens: set[str] = set()
         self._throttles: list[tuple[int, int]] = []
-        self._runner: web.AppRunner | None = None
-        self._port = 0
         preset = Grant(("https://graph.microsoft.com/Calendars.ReadWrite",
                         "https://graph.microsoft.com/User.Read"))
         self._access[self.access_token] = Access(
@@ -331,12 +331,6 @@ class FakeMicrosoft:
         self.add_calendar("cal-default", "Calendar", default=True)
 
     # -- lifecycle ------------------------------------------------------------
-
-    @property
-    def base_url(self) -> str:
-        if not self._port:
-            raise RuntimeError("FakeMicrosoft is not started")
-        return f"http://127.0.0.1:{self._port}"
 
     @property
     def graph_url(self) -> str:
@@ -379,18 +373,6 @@ class FakeMicrosoft:
             web.delete(f"{GRAPH}/subscriptions/{{id}}", self._subscription_delete),
         ])
         return app
-
-    async def start(self) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self._port = int(self._runner.addresses[0][1])
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     # -- test controls --------------------------------------------------------
 
