@@ -18,7 +18,7 @@ from server.reload import reload_from_disk
 from server.runtime import RUNTIME, open_runtime
 from server.single_flight import SingleFlight
 from server.store import Store
-from server.web import FEED_BODIES, FEED_CACHE, FEED_RENDERS, error_middleware, setup_routes
+from server.web import FEED_RENDERS, FEEDS, error_middleware, setup_routes
 
 CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
 
@@ -33,9 +33,8 @@ def create_app(config: Config, *, store: Store | None = None,
     """
     app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024)
     app[CONFIG] = config
-    app[FEED_CACHE] = {}
+    app[FEEDS] = {}
     app[FEED_RENDERS] = SingleFlight()
-    app[FEED_BODIES] = {}
     app[RATE_LIMITERS] = rate_limiters(config)
     chosen_clock = clock or SystemClock()
 

@@ -35,9 +35,8 @@ async def reload_from_disk(app: web.Application) -> list[str]:
     limiters = app[RATE_LIMITERS]
     limiters.clear()
     limiters.update(rate_limiters(new))
-    from server.web import FEED_BODIES, FEED_CACHE  # web imports this module
-    app[FEED_CACHE].clear()
-    app[FEED_BODIES].clear()
+    from server.web import FEEDS  # web imports this module
+    app[FEEDS].clear()
     log.info("config reloaded from %s%s", path, "".join(f"; {n}" for n in notes))
     return notes
 

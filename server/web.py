@@ -12,7 +12,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from email.utils import formatdate
 from time import perf_counter
@@ -40,13 +40,11 @@ from server.status import authorize_admin, setup_status, state_metrics
 
 log = logging.getLogger("fbproxy.web")
 
-FEED_CACHE: web.AppKey[dict[tuple[object, ...], CachedFeed]] = web.AppKey("feed_cache", dict)
-# Renders in flight (single flight), and each feed's last body with what it was made of.
+# Per feed (calendar, kind, detail): its last render (see RenderedFeed).
+FEEDS: web.AppKey[dict[tuple[str, str, str], RenderedFeed]] = web.AppKey("feeds", dict)
+# Renders in flight: requests missing the same feed at once share one.
 FEED_RENDERS: web.AppKey[SingleFlight[tuple[object, ...], CachedFeed]] = web.AppKey(
     "feed_renders", SingleFlight)
-# The VEVENTs of each busy feed's last render are reused by its next one.
-FEED_BODIES: web.AppKey[dict[tuple[str, str, str], tuple[object, CachedFeed, EventBytes]]] = \
-    web.AppKey("feed_bodies", dict)
 MAX_QUERY_SPAN = timedelta(days=366)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -56,6 +54,18 @@ class CachedFeed:
     body: bytes
     etag: str
     last_modified: int
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedFeed:
+    """A feed's last render: served while ``key`` (busy generation, window) holds; when it
+    moves, the body is made again only if ``content`` (what went into it) changed, and
+    then from ``events``, its VEVENTs as written."""
+
+    key: tuple[object, ...]
+    content: object
+    feed: CachedFeed
+    events: EventBytes
 
 
 def setup_routes(app: web.Application) -> None:
@@ -245,9 +255,11 @@ async def _feed(request: web.Request, kind: str) -> web.StreamResponse:
     calendar = viewer.calendar
     window = served_window(runtime)
     refresh = _refresh_interval(runtime, calendar)
-    key = (calendar.name, kind, viewer.detail, await runtime.store.busy_generation(), window)
-    cached = request.app[FEED_CACHE].get(key)
-    if cached is None:
+    key = (await runtime.store.busy_generation(), window)
+    last = request.app[FEEDS].get((calendar.name, kind, viewer.detail))
+    if last is not None and last.key == key:
+        cached = last.feed
+    else:
         cached = await _single_render(request.app, runtime, viewer, kind, window, refresh, key)
     response = _conditional(request, cached, refresh)
     # How fresh the answer is: the oldest last success among the calendar's sources.
@@ -267,19 +279,14 @@ async def _single_render(app: web.Application, runtime: Runtime, viewer: Viewer,
     Any busy change anywhere moves the key; the body is rendered again only
     when this calendar's own blocks changed, and then off the event loop.
     """
-    async def render() -> CachedFeed:
-        cached = await _render(app, runtime, viewer, kind, window, refresh)
-        cache = app[FEED_CACHE]
-        for old in [k for k in cache if k[:3] == key[:3]]:  # only the newest counts
-            del cache[old]
-        cache[key] = cached
-        return cached
-
-    return await app[FEED_RENDERS].run(key, render)
+    slot = (viewer.calendar.name, kind, viewer.detail)
+    return await app[FEED_RENDERS].run(
+        (*slot, *key), lambda: _render(app, runtime, viewer, kind, window, refresh, key))
 
 
 async def _render(app: web.Application, runtime: Runtime, viewer: Viewer, kind: str,
-                  window: tuple[int, int], refresh: timedelta) -> CachedFeed:
+                  window: tuple[int, int], refresh: timedelta,
+                  key: tuple[object, ...]) -> CachedFeed:
     calendar = viewer.calendar
     changed = await last_change(runtime, calendar)
     blocks = tuple(at_detail(await merged_busy(runtime, calendar, *window), viewer.detail))
@@ -287,22 +294,23 @@ async def _render(app: web.Application, runtime: Runtime, viewer: Viewer, kind: 
         if kind == "busy" and viewer.detail == "holds" else ()
     content = (blocks, holds, changed, window, refresh)
     slot = (calendar.name, kind, viewer.detail)
-    previous = app[FEED_BODIES].get(slot)
-    if previous is not None and previous[0] == content:
-        return previous[1]
+    previous = app[FEEDS].get(slot)
+    if previous is not None and previous.content == content:
+        app[FEEDS][slot] = replace(previous, key=key)
+        return previous.feed
     stamp = datetime.fromtimestamp(changed or window[0], UTC)
     render: Callable[[], tuple[bytes, EventBytes]]
     if kind == "busy":
         render = functools.partial(render_busy_feed_reusing, calendar.name, blocks, stamp=stamp,
                                    refresh=refresh, holds=holds,
-                                   previous=previous[2] if previous else {})
+                                   previous=previous.events if previous else {})
     else:
         def render() -> tuple[bytes, EventBytes]:
             return render_freebusy(calendar.name, blocks, window_start=window[0],
                                    window_end=window[1], stamp=stamp, refresh=refresh), {}
     body, events = await asyncio.get_running_loop().run_in_executor(runtime.executor, render)
     cached = CachedFeed(body, f'"{hashlib.sha256(body).hexdigest()[:32]}"', changed)
-    app[FEED_BODIES][slot] = (content, cached, events)
+    app[FEEDS][slot] = RenderedFeed(key, content, cached, events)
     return cached
 
 
