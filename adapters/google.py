@@ -413,7 +413,6 @@ class GoogleAdapter:
             if int(exc.resp.status) not in (404, 410):  # already gone
                 raise self._unexpected(exc, calendar_id) from exc
 
-
     # -- push -----------------------------------------------------------------------
 
     max_channel = timedelta(days=7)  # Google's longest watch on events

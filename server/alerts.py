@@ -55,7 +55,6 @@ class Alerts(BackgroundLoop):
         self._session = session
         self._rng = rng or random.Random()
 
-
     async def _run_forever(self) -> None:
         while True:
             try:

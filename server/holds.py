@@ -87,7 +87,6 @@ class HoldWorker(BackgroundLoop):
     def trigger(self) -> None:
         self._wake.set()
 
-
     async def _run_forever(self) -> None:
         while True:
             await self.run_once()
