@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from server.availability import BUSY, BusyInterval, merge_rows, overlapping
 from server.clock import iso
 from server.config import CalendarConfig
-from server.runtime import Runtime
+from server.runtime import Runtime, Timeline
 from server.store import SourceRecord
 
 SERVED_PAST = timedelta(days=1)
@@ -71,33 +71,35 @@ def served_window(runtime: Runtime) -> tuple[int, int]:
 
 async def _timeline(runtime: Runtime, calendar: CalendarConfig, window: tuple[int, int],
                     ) -> tuple[list[BusyInterval], list[BusyInterval]]:
-    """The merged instances and the merged bookings of the window, each cached apart.
-
-    Each is read once per change however many requests miss it together.
-    """
+    """The merged instances and the merged bookings of the window, each cached apart."""
     ids = runtime.ids_of(calendar.sources)
-    instances_key = (await runtime.store.instance_generation(), window)
-    cached = runtime.timelines.get(calendar.name)
-    if cached is None or cached[0] != instances_key:
-        async def load_instances() -> tuple[tuple[object, ...], list[BusyInterval]]:
-            loaded = (instances_key, merge_rows(await runtime.store.busy_rows(ids, *window)))
-            runtime.timelines[calendar.name] = loaded
-            return loaded
+    instances = await _cached_timeline(
+        runtime, runtime.timelines, "instances", calendar.name,
+        (await runtime.store.instance_generation(), window),
+        lambda: runtime.store.busy_rows(ids, *window))
+    bookings = await _cached_timeline(
+        runtime, runtime.booking_timelines, "bookings", calendar.name,
+        (await runtime.store.booking_generation(), window),
+        lambda: runtime.store.busy_rows((), *window, calendars=(calendar.name,)))
+    return instances, bookings
 
-        cached = await runtime.timeline_loads.run(("instances", calendar.name, instances_key),
-                                                  load_instances)
-    bookings_key = (await runtime.store.booking_generation(), window)
-    booked = runtime.booking_timelines.get(calendar.name)
-    if booked is None or booked[0] != bookings_key:
-        async def load_bookings() -> tuple[tuple[object, ...], list[BusyInterval]]:
-            rows = await runtime.store.busy_rows((), *window, calendars=(calendar.name,))
-            loaded = (bookings_key, merge_rows(rows))
-            runtime.booking_timelines[calendar.name] = loaded
-            return loaded
 
-        booked = await runtime.timeline_loads.run(("bookings", calendar.name, bookings_key),
-                                                  load_bookings)
-    return cached[1], booked[1]
+async def _cached_timeline(runtime: Runtime, cache: dict[str, Timeline], what: str, name: str,
+                           key: tuple[object, ...],
+                           read: Callable[[], Awaitable[list[tuple[int, int, str]]]],
+                           ) -> list[BusyInterval]:
+    """``read``'s rows merged, kept in ``cache`` while ``key`` holds; read once per key
+    however many requests miss it together."""
+    cached = cache.get(name)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+
+    async def load() -> list[BusyInterval]:
+        merged = merge_rows(await read())
+        cache[name] = (key, merged)
+        return merged
+
+    return await runtime.timeline_loads.run((what, name, key), load)
 
 
 async def freshness(runtime: Runtime, calendar: CalendarConfig, *,

@@ -52,6 +52,10 @@ def subscriber_key(calendar: str, subscriber: str) -> str:
     return f"{calendar}/{subscriber}"
 
 
+# A cached busy timeline: (what it was read for, e.g. (generation, window), merged blocks).
+Timeline = tuple[tuple[object, ...], list[BusyInterval]]
+
+
 @dataclass
 class Runtime:
     config: Config
@@ -69,14 +73,11 @@ class Runtime:
     # (calendar, subscriber or "") -> when its secret was last used; since the start.
     last_access: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
     # Per calendar: ((instance generation, window), merged synced busy blocks) ...
-    timelines: dict[str, tuple[tuple[object, ...], list[BusyInterval]]] = field(
-        default_factory=dict, repr=False)
+    timelines: dict[str, Timeline] = field(default_factory=dict, repr=False)
     # ... and ((booking generation, window), its merged bookings), cached apart.
-    booking_timelines: dict[str, tuple[tuple[object, ...], list[BusyInterval]]] = field(
-        default_factory=dict, repr=False)
+    booking_timelines: dict[str, Timeline] = field(default_factory=dict, repr=False)
     # Timeline reads in flight: requests missing the same one share it.
-    timeline_loads: SingleFlight[tuple[object, ...],
-                                 tuple[tuple[object, ...], list[BusyInterval]]] = field(
+    timeline_loads: SingleFlight[tuple[object, ...], list[BusyInterval]] = field(
         default_factory=SingleFlight, repr=False)
 
     def viewer_for_secret(self, secret: str) -> Viewer | None:
