@@ -19,9 +19,9 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from server.availability import BusyInterval
-from server.busy import known_until, unknown_busy
+from server.busy import hosts_busy, known_until
 from server.clock import iso
-from server.config import BookingPageConfig
+from server.config import BookingPageConfig, CalendarConfig
 from server.config_pages import MADE_UPSTREAM
 from server.durations import format_duration, parse_duration
 from server.errors import RequestError
@@ -190,10 +190,11 @@ async def _book(runtime: Runtime, page: BookingPageConfig,
     span = (slot.start - int(page.buffer_before.total_seconds()),
             slot.end + int(page.buffer_after.total_seconds()))
     async with runtime.store.booking_transaction() as tx:
-        busy = {name: await _busy(runtime, tx, name, span, known)
-                for name in (*page.hosts, *page.resources)}
-        shared = [b for name in page.resources for b in busy[name]]
-        busy_by_host = {host: [*busy[host], *shared] for host in page.hosts}
+        async def read(calendar: CalendarConfig) -> list[BusyInterval]:
+            rows = await tx.busy_rows(runtime.ids_of(calendar.sources), [calendar.name], *span)
+            return [BusyInterval(start, end, status) for start, end, status in rows]
+
+        busy_by_host = await hosts_busy(runtime, page, span, known, read)
         counts = {host: await _bookings_per_day(tx, rules, host, slot) for host in page.hosts}
         host = await _assign(page, rules, tx, slot, busy_by_host, counts, now)
         takers = (*page.hosts, *page.resources) if page.mode == "collective" else \
@@ -262,17 +263,6 @@ async def _assign(page: BookingPageConfig, rules: Rules, tx: BookingTransaction,
     return choose_host(offered[0][1], {
         host: HostStats(bookings_in_period=count, last_booked=last)
         for host, (count, last) in stats.items()})
-
-
-async def _busy(runtime: Runtime, tx: BookingTransaction, name: str, span: tuple[int, int],
-                known: dict[str, int]) -> list[BusyInterval]:
-    """Busy time read inside the transaction; busy throughout past what is known."""
-    calendar = runtime.config.calendar(name)
-    unknown = unknown_busy(known[name], span)
-    if calendar is None or (unknown and unknown[0].start <= span[0]):
-        return unknown
-    rows = await tx.busy_rows(runtime.ids_of(calendar.sources), [name], *span)
-    return [*(BusyInterval(start, end, status) for start, end, status in rows), *unknown]
 
 
 async def _bookings_per_day(tx: BookingTransaction, rules: Rules, host: str,

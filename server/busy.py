@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from server.availability import BUSY, BusyInterval, merge_rows, overlapping
 from server.clock import iso
-from server.config import CalendarConfig
+from server.config import BookingPageConfig, CalendarConfig
 from server.runtime import Runtime, Timeline
 from server.store import SourceRecord
 
@@ -141,6 +141,26 @@ def unknown_busy(known: int, span: tuple[int, int]) -> list[BusyInterval]:
     """The part of ``span`` past ``known``, as one busy block (or nothing)."""
     start = max(known, span[0])
     return [BusyInterval(start, span[1], BUSY)] if start < span[1] else []
+
+
+async def hosts_busy(runtime: Runtime, page: BookingPageConfig, span: tuple[int, int],
+                     known: dict[str, int],
+                     read: Callable[[CalendarConfig], Awaitable[list[BusyInterval]]],
+                     ) -> dict[str, list[BusyInterval]]:
+    """Each host's busy time in ``span`` with the page's resources' added, busy throughout
+    past what is known of a calendar; ``read`` gives a calendar's busy time in ``span``
+    (the cached timelines for offering slots, the booking transaction for booking)."""
+    async def calendar_busy(name: str) -> list[BusyInterval]:
+        calendar = runtime.config.calendar(name)
+        unknown = unknown_busy(known[name], span)
+        if calendar is None or (unknown and unknown[0].start <= span[0]):
+            return unknown
+        return [*await read(calendar), *unknown]
+
+    shared: list[BusyInterval] = []
+    for resource in page.resources:
+        shared += await calendar_busy(resource)
+    return {host: [*await calendar_busy(host), *shared] for host in page.hosts}
 
 
 def source_freshness(runtime: Runtime, record: SourceRecord | None, name: str,

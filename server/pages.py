@@ -13,7 +13,6 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from server.availability import BusyInterval
 from server.booking import (
     book,
     booking_json,
@@ -23,7 +22,7 @@ from server.booking import (
     page_rules,
     parse_booking_request,
 )
-from server.busy import known_until, merged_busy, unknown_busy
+from server.busy import hosts_busy, known_until, merged_busy
 from server.clock import iso
 from server.config import BookingPageConfig
 from server.durations import format_duration, parse_duration
@@ -37,16 +36,6 @@ MAX_SLOTS_SPAN = timedelta(days=62)
 DEFAULT_SLOTS_SPAN = timedelta(days=7)
 
 
-async def calendar_busy(runtime: Runtime, name: str, span: tuple[int, int],
-                        known: dict[str, int]) -> list[BusyInterval]:
-    """A calendar's busy time in ``span``; busy throughout past what is known of it."""
-    calendar = runtime.config.calendar(name)
-    unknown = unknown_busy(known[name], span)
-    if calendar is None or (unknown and unknown[0].start <= span[0]):
-        return unknown
-    return [*await merged_busy(runtime, calendar, *span), *unknown]
-
-
 async def offered_slots(runtime: Runtime, page: BookingPageConfig, duration: timedelta,
                         start: datetime, end: datetime) -> list[Slot]:
     """The slots of [start, end) free after every busy calendar, booking and rule."""
@@ -57,11 +46,8 @@ async def offered_slots(runtime: Runtime, page: BookingPageConfig, duration: tim
     span = (candidates[0].start - int(page.buffer_before.total_seconds()),
             candidates[-1].end + int(page.buffer_after.total_seconds()))
     known = await known_until(runtime, (*page.hosts, *page.resources))
-    shared: list[BusyInterval] = []
-    for resource in page.resources:
-        shared += await calendar_busy(runtime, resource, span, known)
-    busy_by_host = {host: [*await calendar_busy(runtime, host, span, known), *shared]
-                    for host in page.hosts}
+    busy_by_host = await hosts_busy(runtime, page, span, known,
+                                    lambda calendar: merged_busy(runtime, calendar, *span))
     counts = {}
     if rules.daily_limit is not None:
         # A day's margin either side: local days do not line up with the span.
