@@ -567,10 +567,7 @@ def _ok_text(node: Any, path: str) -> str | None:
 
 def _member_key(base: str, href: str) -> str:
     """One spelling per resource: the path, percent-encoded the same way every time."""
-    try:
-        path = urlsplit(urljoin(base, href)).path
-    except ValueError as exc:  # "http://[": a broken IPv6 literal
-        raise _BadHref(f"{href[:120]!r}: {exc}") from exc
+    path = urlsplit(_join(base, href)).path  # split once already: cannot fail again
     return quote(unquote(path), safe="/@:+~!$&'()*,;=")
 
 
