@@ -322,7 +322,10 @@ class SyncManager:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        return self.syncers.pop(name, None)
+        syncer = self.syncers.pop(name, None)
+        if syncer is not None:
+            await syncer.cancel_rounds()  # a booking's re-check must not outlive its source
+        return syncer
 
     def add(self, syncer: SourceSyncer) -> None:
         """Take on a new syncer; its loop starts at once if the others run."""
