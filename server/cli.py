@@ -79,7 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_logging(args.log_level)
     try:
-        config = load_config(args.config)
+        # check-config also checks the files only needed while running (an ICS
+        # file, the database's folder); serve starts without them and reports them.
+        config = load_config(args.config, check_files=args.command == "check-config")
         if args.command == "check-config":
             return _check_config(config)
         if args.command == "serve":

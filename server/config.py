@@ -162,7 +162,7 @@ class Config:
         return next((p for p in self.booking_pages if p.slug == slug), None)
 
 
-def _check_source_url(kind: str, url: str, reader: Reader, path: str) -> str:
+def _check_source_url(kind: str, url: str, reader: Reader, path: str, *, enabled: bool) -> str:
     scheme = urlsplit(url).scheme.lower()
     if kind == "caldav" and scheme not in ("http", "https"):
         reader.fail(path, f"{url!r}: a CalDAV source needs an http(s):// URL (the server, "
@@ -172,13 +172,13 @@ def _check_source_url(kind: str, url: str, reader: Reader, path: str) -> str:
         if not urlsplit(url).hostname:
             reader.fail(path, f"{url!r} has no host")
         return url
-    if scheme == "file":
-        return str(reader.path(urlsplit(url).path))
-    if scheme and len(scheme) > 1:
+    if scheme and scheme != "file" and len(scheme) > 1:
         reader.fail(path, f"{url!r}: scheme {scheme!r} is not supported; use a path, "
                           "file://, http(s):// or webcal://")
         return url
-    return str(reader.path(url))
+    local = urlsplit(url).path if scheme == "file" else url
+    # A disabled source is not read, so its file may be gone.
+    return str(reader.readable_file(local, path) if enabled else reader.path(local))
 
 
 _SERVER_KEYS = {"listen", "base_url", "database", "timezone", "horizon_days",
@@ -227,7 +227,8 @@ def _read_server(raw: Mapping[str, Any], reader: Reader) -> ServerConfig:
         horizon = 120
     return ServerConfig(
         listen_host=host, listen_port=port, base_url=base_url.rstrip("/"),
-        database=reader.path(database), timezone=reader.zone(raw, "server.timezone", "UTC"),
+        database=reader.writable_file(database, "server.database"),
+        timezone=reader.zone(raw, "server.timezone", "UTC"),
         horizon_days=horizon,
         rate_limit_bookings=reader.converted(raw, "rate_limit_bookings",
                                              "server.rate_limit_bookings",
@@ -273,10 +274,11 @@ def _read_source(raw: Mapping[str, Any], path: str, reader: Reader, server: Serv
         reader.fail(f"{path}.kind", f"{kind!r} is not a source kind; use one of {SOURCE_KINDS}")
     # An unknown kind is one error, not one more per key it might have had.
     reader.table(raw, path, _COMMON_SOURCE_KEYS | _KIND_KEYS.get(kind, _SOURCE_KEYS))
+    enabled = bool(reader.typed(raw, "enabled", f"{path}.enabled", bool, True))
     url = reader.typed(raw, "url", f"{path}.url", str, "",
                        required=kind in _URL_KINDS) or ""
     if url:
-        url = _check_source_url(kind, url, reader, f"{path}.url")
+        url = _check_source_url(kind, url, reader, f"{path}.url", enabled=enabled)
     poll = reader.converted(raw, "poll_interval", f"{path}.poll_interval",
                             _DEFAULT_POLL.get(kind, timedelta(minutes=5)), parse_duration_value)
     if poll < MIN_POLL_INTERVAL:
@@ -300,7 +302,7 @@ def _read_source(raw: Mapping[str, Any], path: str, reader: Reader, server: Serv
         name=name, kind=kind, url=url, poll_interval=poll, stale_after=stale,
         on_stale=read_choice(raw, "on_stale", path, reader, ("busy", "last_known")),
         timezone=reader.zone(raw, f"{path}.timezone", server.timezone),
-        enabled=bool(reader.typed(raw, "enabled", f"{path}.enabled", bool, True)),
+        enabled=enabled,
         owner_emails=tuple(e.lower() for e in emails or ()),
         timeout=reader.converted(raw, "timeout", f"{path}.timeout", timedelta(seconds=30),
                                  parse_duration_value),
@@ -364,9 +366,14 @@ def _read_calendar(raw: Mapping[str, Any], path: str, reader: Reader, source_nam
                           subscribers=tuple(subscribers))
 
 
-def parse_config(raw: Mapping[str, Any], *, base_dir: Path, path: Path | None = None) -> Config:
-    """Validate a parsed TOML document; raise ConfigError listing every problem."""
-    reader = Reader(base_dir)
+def parse_config(raw: Mapping[str, Any], *, base_dir: Path, path: Path | None = None,
+                 check_files: bool = False) -> Config:
+    """Validate a parsed TOML document; raise ConfigError listing every problem.
+
+    ``check_files`` also checks the local files only needed while running (see
+    ``Reader``): what `fbproxy check-config` does.
+    """
+    reader = Reader(base_dir, check_files=check_files)
     reader.table(raw, "", {"server", "sources", "calendars", "booking_pages", "alerts"})
     server_raw = raw.get("server", {})
     if not isinstance(server_raw, dict):
@@ -408,8 +415,8 @@ def reauth_fix(config: Config, source: SourceConfig) -> str:
     return f"check this source's credentials in {path}"
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate the config file at ``path``."""
+def load_config(path: str | Path, *, check_files: bool = False) -> Config:
+    """Read and validate the config file at ``path`` (``check_files``: see parse_config)."""
     config_path = Path(path).resolve()
     try:
         raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
@@ -417,4 +424,5 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError([f"cannot read the file: {exc.strerror}"], path=str(path)) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"not valid TOML: {exc}"], path=str(path)) from exc
-    return parse_config(raw, base_dir=config_path.parent, path=config_path)
+    return parse_config(raw, base_dir=config_path.parent, path=config_path,
+                        check_files=check_files)

@@ -7,6 +7,7 @@ durations, sizes, listen addresses, bounded numbers and plain text.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import os
@@ -42,10 +43,17 @@ class Secret(str):
 
 
 class Reader:
-    """Collects problems while reading a TOML table, each with its key path."""
+    """Collects problems while reading a TOML table, each with its key path.
 
-    def __init__(self, base_dir: Path) -> None:
+    ``check_files`` also checks the local files fbproxy reads or writes only
+    while running (an ICS file, the database's folder, token files): `check-config`
+    asks for it; `serve` does not, since a missing ICS file is a sync error the
+    status page shows, not a reason to refuse to start.
+    """
+
+    def __init__(self, base_dir: Path, *, check_files: bool = False) -> None:
         self.base_dir = base_dir
+        self.check_files = check_files
         self.problems: list[str] = []
 
     def fail(self, key: str, message: str) -> None:
@@ -54,7 +62,7 @@ class Reader:
     def table(self, raw: Mapping[str, Any], key: str, allowed: set[str]) -> Mapping[str, Any]:
         for unknown in sorted(set(raw) - allowed):
             path = f"{key}.{unknown}" if key else unknown
-            self.fail(path, f"unknown key; valid keys here are {', '.join(sorted(allowed))}")
+            self.fail(path, unknown_key(unknown, allowed))
         return raw
 
     def typed(self, raw: Mapping[str, Any], key: str, path: str, kind: type[T],
@@ -122,6 +130,34 @@ class Reader:
         expanded = Path(os.path.expanduser(value))
         return expanded if expanded.is_absolute() else (self.base_dir / expanded)
 
+    def readable_file(self, value: str, where: str) -> Path:
+        """``value`` as a path; with ``check_files``, a problem unless it can be read now."""
+        file_path = self.path(value)
+        if self.check_files:
+            try:
+                with file_path.open("rb"):
+                    pass
+            except OSError as exc:
+                self.fail(where, f"cannot read {file_path}: {exc.strerror}"
+                          f"{self._relative_note(value)}")
+        return file_path
+
+    def writable_file(self, value: str, where: str) -> Path:
+        """``value`` as a path; with ``check_files``, a problem unless fbproxy could
+        write it: the file, or the folder it would be created in (missing folders
+        are created, so the nearest one that exists must take new entries)."""
+        file_path = self.path(value)
+        if self.check_files:
+            problem = _not_writable(file_path)
+            if problem:
+                self.fail(where, f"{problem}{self._relative_note(value)}")
+        return file_path
+
+    def _relative_note(self, value: str) -> str:
+        if Path(os.path.expanduser(value)).is_absolute():
+            return ""
+        return f" (a relative path is read from the config file's folder, {self.base_dir})"
+
     def zone(self, raw: Mapping[str, Any], path: str, default: str) -> str:
         name = self.typed(raw, "timezone", path, str, default)
         assert name is not None
@@ -131,6 +167,31 @@ class Reader:
             self.fail(path, f"{name!r} is not an IANA time zone; use e.g. \"Europe/Berlin\"")
             return default
         return name
+
+
+def unknown_key(key: str, allowed: set[str]) -> str:
+    """The message for an unknown key: the likely typo's fix, else every valid key."""
+    close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.75)
+    if close:
+        return f"unknown key; did you mean {shown(close[0])}?"
+    return f"unknown key; valid keys here are {', '.join(sorted(allowed))}"
+
+
+def _not_writable(file_path: Path) -> str | None:
+    """Why fbproxy could not write ``file_path`` (None: it could)."""
+    if file_path.is_dir():
+        return f"{file_path} is a folder; name a file in it"
+    # SQLite also writes its journal next to the database: the folder must take new files.
+    folder = file_path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"cannot create {file_path}: {folder} is not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot write {file_path}: the folder {folder} is not writable"
+    if file_path.exists() and not os.access(file_path, os.R_OK | os.W_OK):
+        return f"cannot write {file_path}: permission denied"
+    return None
 
 
 def _in_credentials_directory(path: Path) -> bool:
@@ -319,7 +380,7 @@ def read_push(raw: Mapping[str, Any], path: str, reader: Reader, *, base_url: st
 def read_state_file(raw: Mapping[str, Any], key: str, path: str, reader: Reader,
                     default: Path) -> Path:
     """A file fbproxy writes tokens to; by default next to the database (systemd's
-    state folder)."""
+    state folder, checked as server.database)."""
     name = reader.typed(raw, key, f"{path}.{key}", str)
-    return reader.path(name) if name else default
+    return reader.writable_file(name, f"{path}.{key}") if name else default
 

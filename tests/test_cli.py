@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import socket
@@ -20,9 +21,15 @@ REPO = Path(__file__).resolve().parents[1]
 FBPROXY = str(Path(sys.executable).with_name("fbproxy"))
 
 
+# The console script runs this checkout's code, also when the venv was installed from
+# another checkout (an editable install of a sibling worktree).
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+
+
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([FBPROXY, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120, check=False)
+                          timeout=120, check=False, env=ENV)
 
 
 @pytest.fixture
@@ -47,6 +54,29 @@ def test_check_config(example: Path) -> None:
     bad = run("check-config", "--config", "bad.toml", cwd=example)
     assert bad.returncode == 2
     assert "sources[0].poll_interval: '5 minutes' is not a duration" in bad.stderr
+
+
+def test_check_config_names_every_problem_at_once(example: Path) -> None:
+    """A typo'd key and a missing calendar file: both named, with the fix for each."""
+    config = (example / "config.toml").read_text()
+    config = config.replace('listen = "127.0.0.1:8080"', 'lisen = "127.0.0.1:8080"', 1)
+    assert "lisen" in config
+    (example / "config.toml").write_text(config)
+    (example / "examples" / "personal.ics").unlink()
+    result = run("check-config", "--config", "config.toml", cwd=example)
+    assert result.returncode == 2, result
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"config {example}/config.toml has 2 problem(s):",
+        '  - server.lisen: unknown key; did you mean "listen"?',
+        f"  - sources[1].url: cannot read {example}/examples/personal.ics: No such file or "
+        f"directory (a relative path is read from the config file's folder, {example})"]
+    (example / "config.toml").write_text(config.replace("lisen", "listen", 1))
+    result = run("check-config", "--config", "config.toml", cwd=example)
+    assert result.returncode == 2 and "1 problem(s)" in result.stderr
+    # Running, the missing file is the source's sync error (shown on the status page).
+    synced = run("sync", "--config", "config.toml", cwd=example)
+    assert synced.returncode == 1 and "personal: FAILED: " in synced.stderr
 
 
 def test_sync_status_and_urls(example: Path) -> None:
@@ -80,7 +110,7 @@ def server(example: Path) -> Iterator[tuple[str, Path]]:
     port = free_port()
     process = subprocess.Popen(
         [FBPROXY, "serve", "--config", "config.toml", "--listen", f"127.0.0.1:{port}"],
-        cwd=example, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cwd=example, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(200):  # bounded wait for the port to open

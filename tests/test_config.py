@@ -26,9 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 SOURCE = {"name": "work", "kind": "ics", "url": "work.ics"}
 
 
-def problems(raw: dict[str, Any], tmp_path: Path) -> list[str]:
+def problems(raw: dict[str, Any], tmp_path: Path, *, check_files: bool = False) -> list[str]:
     with pytest.raises(ConfigError) as caught:
-        parse_config(raw, base_dir=tmp_path)
+        parse_config(raw, base_dir=tmp_path, check_files=check_files)
     return caught.value.problems
 
 
@@ -101,6 +101,12 @@ def test_defaults(tmp_path: Path) -> None:
 def test_errors_name_the_key(tmp_path: Path, raw: dict[str, Any], expected: str) -> None:
     found = problems(raw, tmp_path)
     assert any(expected in p for p in found), found
+
+
+BASE_FOR_KEYS: dict[str, Any] = {"sources": [SOURCE], "calendars": [
+    {"name": "alex", "sources": ["work"]}]}
+PAGE_FOR_KEYS: dict[str, Any] = {"slug": "intro", "title": "Intro", "hosts": ["alex"],
+                                 "duration": "30m"}
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
@@ -224,6 +230,96 @@ def test_env_var_not_leaked_in_errors(tmp_path: Path) -> None:
     finally:
         del os.environ["FBPROXY_TEST_SHORT"]
     assert found and not any("tiny" in p for p in found)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ({"server": {"lisen": "127.0.0.1:8080"}}, 'server.lisen: unknown key; did you mean "listen"?'),
+    ({"sorces": []}, 'sorces: unknown key; did you mean "sources"?'),
+    ({"sources": [{**SOURCE, "pollinterval": "5m"}]},
+     'sources[0].pollinterval: unknown key; did you mean "poll_interval"?'),
+    ({"sources": [SOURCE], "calendars": [{"name": "me", "sources": ["work"], "secrett": "x"}]},
+     'calendars[0].secrett: unknown key; did you mean "secret"?'),
+    ({"sources": [SOURCE], "calendars": [
+        {"name": "me", "sources": ["work"], "subscribers": [{"name": "a", "detial": "busy"}]}]},
+     'calendars[0].subscribers[0].detial: unknown key; did you mean "detail"?'),
+    ({**BASE_FOR_KEYS, "booking_pages": [{**PAGE_FOR_KEYS, "max_day_ahead": 3}]},
+     'booking_pages[0].max_day_ahead: unknown key; did you mean "max_days_ahead"?'),
+    ({"alerts": [{"name": "a", "kind": "webhook", "url": "https://example.org", "secrt": "x"}]},
+     'alerts[0].secrt: unknown key; did you mean "secret"?'),
+])
+def test_unknown_keys_suggest_the_close_one(tmp_path: Path, raw: dict[str, Any],
+                                            expected: str) -> None:
+    assert expected in problems(raw, tmp_path)
+
+
+def test_unknown_keys_list_the_valid_ones_when_none_is_close(tmp_path: Path) -> None:
+    found = problems({"sources": [SOURCE], "calendars": [
+        {"name": "me", "sources": ["work"], "colour": "red"}]}, tmp_path)
+    assert found == ["calendars[0].colour: unknown key; valid keys here are name, secret, "
+                     "secret_env, secret_file, sources, subscribers"]
+
+
+def test_local_files_are_checked_only_when_asked(tmp_path: Path) -> None:
+    raw = {"sources": [{**SOURCE, "url": "calendars/work.ics"}]}
+    config = parse_config(raw, base_dir=tmp_path)  # serve: a sync error, not a refusal
+    assert config.sources[0].url == str(tmp_path / "calendars" / "work.ics")
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, base_dir=tmp_path, check_files=True)
+    assert caught.value.problems == [
+        f"sources[0].url: cannot read {tmp_path}/calendars/work.ics: No such file or directory "
+        f"(a relative path is read from the config file's folder, {tmp_path})"]
+    (tmp_path / "calendars").mkdir()
+    (tmp_path / "calendars" / "work.ics").write_text("BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n")
+    assert parse_config(raw, base_dir=tmp_path, check_files=True).sources
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    # An absolute path needs no word on where relative ones are read from.
+    ({"url": "file:///nowhere/work.ics"},
+     "sources[0].url: cannot read /nowhere/work.ics: No such file or directory"),
+    ({"url": "/nowhere/work.ics"},
+     "sources[0].url: cannot read /nowhere/work.ics: No such file or directory"),
+    ({"url": "gone.ics", "enabled": False}, None),  # not read, so not checked
+    ({"url": "https://example.org/work.ics"}, None),
+])
+def test_which_source_files_are_checked(tmp_path: Path, source: dict[str, Any],
+                                        expected: str | None) -> None:
+    raw = {"sources": [{**SOURCE, **source}]}
+    if expected is None:
+        parse_config(raw, base_dir=tmp_path, check_files=True)
+        return
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, base_dir=tmp_path, check_files=True)
+    assert caught.value.problems == [expected]
+
+
+def test_a_folder_is_not_a_calendar_file(tmp_path: Path) -> None:
+    (tmp_path / "calendars").mkdir()
+    (found,) = problems({"sources": [{**SOURCE, "url": "calendars"}]}, tmp_path,
+                        check_files=True)
+    assert found.startswith(f"sources[0].url: cannot read {tmp_path}/calendars: Is a directory")
+
+
+def test_the_database_and_token_files_must_be_writable(tmp_path: Path) -> None:
+    (tmp_path / "work.ics").write_text("BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n")
+    (tmp_path / "plain-file").write_text("")
+    microsoft = {"name": "m365", "kind": "microsoft", "client_id": "app",
+                 "token_cache_file": "/dev/null/tokens.json"}
+    raw = {"server": {"database": "plain-file/db/fbproxy.sqlite3"},
+           "sources": [SOURCE, microsoft]}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, base_dir=tmp_path, check_files=True)
+    assert caught.value.problems == [
+        f"server.database: cannot create {tmp_path}/plain-file/db/fbproxy.sqlite3: "
+        f"{tmp_path}/plain-file is not a folder (a relative path is read from the config "
+        f"file's folder, {tmp_path})",
+        "sources[1].token_cache_file: cannot create /dev/null/tokens.json: /dev/null is not a "
+        "folder"]
+    # Missing folders are fine: fbproxy creates them.
+    raw["server"] = {"database": "var/state/fbproxy.sqlite3"}
+    del microsoft["token_cache_file"]
+    assert parse_config(raw, base_dir=tmp_path, check_files=True).server.database == \
+        tmp_path / "var" / "state" / "fbproxy.sqlite3"
 
 
 # -- booking pages ---------------------------------------------------------------------------
@@ -476,8 +572,7 @@ BAD_PAGES: list[tuple[dict[str, Any], str]] = [
      "booking_pages[0].hold_target.alex: must be a table like { source = "),
     ({"hold_target": {"alex": {}}}, "booking_pages[0].hold_target.alex.source: is required"),
     ({"hold_target": {"alex": {"source": "nextcloud", "calender": "x"}}},
-     "booking_pages[0].hold_target.alex.calender: unknown key; valid keys here are calendar, "
-     "source"),
+     "booking_pages[0].hold_target.alex.calender: unknown key; did you mean \"calendar\"?"),
     ({"hold_target": {"alex": {"source": "nextclod"}}},
      'booking_pages[0].hold_target.alex.source: "nextclod" is not the name of a source; '
      "known sources: nextcloud, rooms, work"),
