@@ -196,8 +196,8 @@ def write_config(folder: Path, files: Sequence[Stats], *, horizon_days: int) -> 
     # One client address sends every request here; a per-address limit would
     # answer most of them 429 (when this version of fbproxy has such limits).
     known = {f.name for f in dataclasses.fields(ServerConfig)}
-    lines += [f'{key} = "off"' for key in ("rate_limit_bookings", "rate_limit_pages")
-              if key in known]
+    lines += [f'{key} = "off"' for key in ("rate_limit_bookings", "rate_limit_failed_bookings",
+                                           "rate_limit_pages") if key in known]
     for host, stats in zip(hosts, files, strict=True):
         lines += ["", "[[sources]]", f'name = "{host}-ics"', 'kind = "ics"',
                   f"url = {_toml(Path(stats.path).name)}", f"timezone = {_toml(stats.zone)}",

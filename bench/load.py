@@ -141,7 +141,8 @@ def write_config(folder: Path, files: Sequence[SourceFile]) -> Setup:
     lines = ["[server]", 'listen = "127.0.0.1:8080"', 'database = "fbproxy.sqlite3"',
              f"timezone = {q(PAGE_ZONE)}", f"horizon_days = {HORIZON_DAYS}",
              # every client is 127.0.0.1: per-address limits would answer 429
-             'rate_limit_bookings = "off"', 'rate_limit_pages = "off"',
+             'rate_limit_bookings = "off"', 'rate_limit_failed_bookings = "off"',
+             'rate_limit_pages = "off"',
              "metrics_public = true"]
     for name, stats in zip(names, files, strict=True):
         lines += ["", "[[sources]]", f"name = {q(name)}", 'kind = "ics"',

@@ -68,6 +68,10 @@ SOURCE_KINDS = ("ics", "caldav", "google", "microsoft")
 SECRET_PATTERN = re.compile(r"^[A-Za-z0-9_~.-]{16,256}$")
 MIN_POLL_INTERVAL = timedelta(seconds=10)
 DEFAULT_BOOKING_RATE: Rate | None = Rate(10, timedelta(hours=1))
+# Three times the bookings: a guest fixing typos or losing a slot to someone
+# quicker needs a few; past 30 an hour it is a script, and each failed attempt
+# still costs a validation and often a write transaction.
+DEFAULT_FAILED_BOOKING_RATE: Rate | None = Rate(30, timedelta(hours=1))
 DEFAULT_PAGE_RATE: Rate | None = Rate(120, timedelta(minutes=1))
 DEFAULT_SECRET_RATE: Rate | None = Rate(30, timedelta(minutes=10))
 
@@ -81,7 +85,8 @@ class ServerConfig:
     timezone: str = "UTC"
     horizon_days: int = 120
     # Per client address; None turns a limit off (e.g. when a proxy in front limits).
-    rate_limit_bookings: Rate | None = DEFAULT_BOOKING_RATE
+    rate_limit_bookings: Rate | None = DEFAULT_BOOKING_RATE  # those that succeed
+    rate_limit_failed_bookings: Rate | None = DEFAULT_FAILED_BOOKING_RATE  # 4xx and errors
     rate_limit_pages: Rate | None = DEFAULT_PAGE_RATE
     rate_limit_secrets: Rate | None = DEFAULT_SECRET_RATE  # wrong secrets per client
     # Proxies whose X-Forwarded-For names the real client (for rate limits and logs).
@@ -182,7 +187,8 @@ def _check_source_url(kind: str, url: str, reader: Reader, path: str, *, enabled
 
 
 _SERVER_KEYS = {"listen", "base_url", "database", "timezone", "horizon_days",
-                "rate_limit_bookings", "rate_limit_pages", "rate_limit_secrets",
+                "rate_limit_bookings", "rate_limit_failed_bookings", "rate_limit_pages",
+                "rate_limit_secrets",
                 "trusted_proxies",
                 "caldav_token_retention", "admin_secret", "admin_secret_env",
                 "admin_secret_file", "metrics_public"}
@@ -233,6 +239,9 @@ def _read_server(raw: Mapping[str, Any], reader: Reader) -> ServerConfig:
         rate_limit_bookings=reader.converted(raw, "rate_limit_bookings",
                                              "server.rate_limit_bookings",
                                              DEFAULT_BOOKING_RATE, parse_rate),
+        rate_limit_failed_bookings=reader.converted(raw, "rate_limit_failed_bookings",
+                                                    "server.rate_limit_failed_bookings",
+                                                    DEFAULT_FAILED_BOOKING_RATE, parse_rate),
         rate_limit_pages=reader.converted(raw, "rate_limit_pages", "server.rate_limit_pages",
                                           DEFAULT_PAGE_RATE, parse_rate),
         rate_limit_secrets=reader.converted(raw, "rate_limit_secrets",

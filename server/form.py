@@ -47,7 +47,14 @@ from server.config_pages import MADE_UPSTREAM
 from server.durations import format_duration, parse_duration
 from server.errors import RequestError
 from server.feeds import render_guest_invite
-from server.guard import CSRF_FIELD, check_csrf, check_rate, csrf_token, set_csrf_cookie
+from server.guard import (
+    CSRF_FIELD,
+    booking_attempt,
+    check_csrf,
+    check_rate,
+    csrf_token,
+    set_csrf_cookie,
+)
 from server.pages import booking_page_of, offered_slots
 from server.runtime import RUNTIME, Runtime
 from server.store import BookingRecord
@@ -165,15 +172,16 @@ async def submit_booking(request: web.Request) -> web.Response:
     page = booking_page_of(request, runtime)
     form = await request.post()
     check_csrf(request, _text(form, CSRF_FIELD))
-    check_rate(request, "bookings")
     notices: list[str] = []
     choices = _choices(page, form, notices)
     fields = {"name": form.get("name", ""), "email": form.get("email", ""),
               "answers": {q.name: form.get(f"answer.{q.name}", "") for q in page.questions}}
     try:
-        booking = await book(runtime, page, parse_booking_request({
-            "start": choices.start, "duration": int(choices.duration.total_seconds() // 60),
-            "timezone": choices.zone.key, **fields}, page))
+        # Its 429 is a RequestError too, re-raised below (the "please wait" page).
+        with booking_attempt(request):
+            booking = await book(runtime, page, parse_booking_request({
+                "start": choices.start, "duration": int(choices.duration.total_seconds() // 60),
+                "timezone": choices.zone.key, **fields}, page))
     except RequestError as exc:
         if exc.status not in (400, 409, 422):
             raise
@@ -315,10 +323,10 @@ async def cancel_booking(request: web.Request) -> web.Response:
     """POST /booking/{id}/cancel (secret in the form): frees the slot at once."""
     form = await request.post()
     check_csrf(request, _text(form, CSRF_FIELD))
-    check_rate(request, "bookings")
-    booking = await _booking_from(request, _text(form, "secret"))
-    await cancel(request.app[RUNTIME], booking)
-    raise web.HTTPSeeOther(manage_path(booking))
+    with booking_attempt(request):
+        booking = await _booking_from(request, _text(form, "secret"))
+        await cancel(request.app[RUNTIME], booking)
+    raise web.HTTPSeeOther(manage_path(booking))  # outside: a redirect is no failure
 
 
 async def booking_invite(request: web.Request) -> web.Response:

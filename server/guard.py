@@ -11,6 +11,8 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -29,6 +31,7 @@ _TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 def rate_limiters(config: Config) -> dict[str, RateLimiter]:
     """One limiter per kind of guest request that the config limits."""
     rates = {"bookings": config.server.rate_limit_bookings,
+             "failed_bookings": config.server.rate_limit_failed_bookings,
              "pages": config.server.rate_limit_pages,
              "secrets": config.server.rate_limit_secrets}
     return {kind: RateLimiter(rate) for kind, rate in rates.items() if rate is not None}
@@ -64,10 +67,60 @@ def check_rate(request: web.Request, kind: str) -> None:
     now = request.app[RUNTIME].clock.now().timestamp()
     wait = limiter.take(client_key(client_address(request)), now)
     if wait > 0:
-        seconds = max(1, round(wait))
-        what = {"bookings": "bookings", "secrets": "wrong secrets"}.get(kind, "requests")
-        raise RequestError(429, f"too many {what} from your address ({limiter.rate}); "
-                           f"try again in {seconds} s", headers={"Retry-After": str(seconds)})
+        raise _too_many(kind, limiter, wait)
+
+
+def _too_many(kind: str, limiter: RateLimiter, wait: float) -> RequestError:
+    seconds = max(1, round(wait))
+    what = {"bookings": "bookings", "failed_bookings": "failed booking attempts",
+            "secrets": "wrong secrets"}.get(kind, "requests")
+    return RequestError(429, f"too many {what} from your address ({limiter.rate}); "
+                        f"try again in {seconds} s", headers={"Retry-After": str(seconds)})
+
+
+# Which budget an attempt that ends well, or badly, counts against.
+_SUCCEEDED, _FAILED = "bookings", "failed_bookings"
+
+
+@contextmanager
+def booking_attempt(request: web.Request) -> Iterator[None]:
+    """Count one booking or cancellation (form or API) against the client's limits.
+
+    A successful one counts against ``rate_limit_bookings``; one that fails
+    (a typo's 422, a slot just taken, any error) against the more generous
+    ``rate_limit_failed_bookings``, so mistakes do not use up a guest's bookings.
+    Whether it succeeds is known only after the work, but the limit must hold
+    before it (and for concurrent requests from one client): so a token of both
+    budgets is taken first, 429 if either is spent, and the one the outcome
+    does not count against is given back when the block ends.
+    """
+    limiters = request.app[RATE_LIMITERS]
+    clock = request.app[RUNTIME].clock
+    client = client_key(client_address(request))
+    now = clock.now().timestamp()
+    # The limiters themselves, not their names: a reload may replace them meanwhile.
+    taken: dict[str, RateLimiter] = {}
+    for kind in (_SUCCEEDED, _FAILED):
+        limiter = limiters.get(kind)
+        if limiter is None:
+            continue
+        wait = limiter.take(client, now)
+        if wait > 0:
+            for other in taken.values():
+                other.refund(client, now)
+            raise _too_many(kind, limiter, wait)
+        taken[kind] = limiter
+    try:
+        yield
+    except BaseException:
+        _refund(taken.get(_SUCCEEDED), client, clock.now().timestamp())
+        raise
+    _refund(taken.get(_FAILED), client, clock.now().timestamp())
+
+
+def _refund(limiter: RateLimiter | None, client: str, now: float) -> None:
+    if limiter is not None:
+        limiter.refund(client, now)
 
 
 def wrong_secret(request: web.Request, error: RequestError) -> RequestError:

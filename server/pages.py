@@ -27,7 +27,7 @@ from server.clock import iso
 from server.config import BookingPageConfig
 from server.durations import format_duration, parse_duration
 from server.errors import RequestError
-from server.guard import check_rate
+from server.guard import booking_attempt, check_rate
 from server.runtime import RUNTIME, Runtime
 from server.slots import Slot, candidate_slots, collective_slots, round_robin_slots
 from server.zones import available_zones
@@ -135,15 +135,15 @@ async def api_create_booking(request: web.Request) -> web.Response:
     """POST /api/v1/pages/{slug}/bookings: 201 with the booking, or 409 if just taken."""
     runtime = request.app[RUNTIME]
     page = booking_page_of(request, runtime)
-    check_rate(request, "bookings")
-    if request.content_type != "application/json":
-        # Also keeps other sites' plain HTML forms from posting here.
-        raise RequestError(415, "send the booking as Content-Type: application/json")
-    try:
-        body = json.loads(await request.text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RequestError(400, "the body is not JSON") from exc
-    booking = await book(runtime, page, parse_booking_request(body, page))
+    with booking_attempt(request):
+        if request.content_type != "application/json":
+            # Also keeps other sites' plain HTML forms from posting here.
+            raise RequestError(415, "send the booking as Content-Type: application/json")
+        try:
+            body = json.loads(await request.text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RequestError(400, "the body is not JSON") from exc
+        booking = await book(runtime, page, parse_booking_request(body, page))
     return web.json_response(booking_json(booking, runtime.config.server.base_url),
                              status=201, headers={"Cache-Control": "no-store"})
 
@@ -151,9 +151,9 @@ async def api_create_booking(request: web.Request) -> web.Response:
 async def api_cancel_booking(request: web.Request) -> web.Response:
     """POST /api/v1/bookings/{id}/cancel?secret=…: frees the slot at once."""
     runtime = request.app[RUNTIME]
-    check_rate(request, "bookings")
-    booking = await find_booking(runtime, request.match_info["booking_id"],
-                                 request.query.get("secret", ""))
-    cancelled = await cancel(runtime, booking)
+    with booking_attempt(request):
+        booking = await find_booking(runtime, request.match_info["booking_id"],
+                                     request.query.get("secret", ""))
+        cancelled = await cancel(runtime, booking)
     return web.json_response(booking_json(cancelled, runtime.config.server.base_url),
                              headers={"Cache-Control": "no-store"})

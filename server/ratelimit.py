@@ -2,7 +2,8 @@
 
 Pure bookkeeping with the time passed in, so tests drive it with a fixed clock.
 Clients are keyed by address; an IPv6 client owns its whole /64, so it counts
-as one.
+as one. ``take`` before the work and ``refund`` after it let a request count
+only when its outcome says so (see ``guard.booking_attempt``).
 """
 
 from __future__ import annotations
@@ -69,14 +70,26 @@ class RateLimiter:
 
     def take(self, client: str, now: float) -> float:
         """Spend one token of ``client``'s bucket; else the seconds until one is back."""
-        tokens, then = self._buckets.pop(client, (float(self.rate.count), now))
-        tokens = min(float(self.rate.count), tokens + max(0.0, now - then) * self._per_second)
+        tokens = self._tokens(client, now)
         if tokens >= 1:
             tokens -= 1
             wait = 0.0
         else:
             wait = (1 - tokens) / self._per_second
-        self._buckets[client] = (tokens, now)
+        self._keep(client, tokens, now)
+        return wait
+
+    def refund(self, client: str, now: float) -> None:
+        """Give back the token a ``take`` spent on a request that, in the end, does not
+        count against this rate (a booking attempt that failed, say)."""
+        self._keep(client, min(float(self.rate.count), self._tokens(client, now) + 1), now)
+
+    def _tokens(self, client: str, now: float) -> float:
+        """The client's tokens at ``now``: what was left, refilled for the time since."""
+        tokens, then = self._buckets.pop(client, (float(self.rate.count), now))
+        return min(float(self.rate.count), tokens + max(0.0, now - then) * self._per_second)
+
+    def _keep(self, client: str, tokens: float, now: float) -> None:
+        self._buckets[client] = (tokens, now)  # last in the order: the most recently seen
         while len(self._buckets) > self._max_clients:
             self._buckets.popitem(last=False)
-        return wait

@@ -97,8 +97,8 @@ def make_config(tmp_path: Path) -> Callable[..., Config]:
     def build(sources: list[dict[str, Any]], calendars: list[dict[str, Any]] | None = None,
               *, booking_pages: list[dict[str, Any]] | None = None, **server: Any) -> Config:
         # Tests send many requests from 127.0.0.1; the limits get tests of their own.
-        limits = {"rate_limit_bookings": "off", "rate_limit_pages": "off",
-                  "rate_limit_secrets": "off"}
+        limits = {"rate_limit_bookings": "off", "rate_limit_failed_bookings": "off",
+                  "rate_limit_pages": "off", "rate_limit_secrets": "off"}
         raw = {
             "server": {"database": "db/fbproxy.sqlite3", "timezone": "UTC", **limits, **server},
             "sources": sources,

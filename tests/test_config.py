@@ -232,6 +232,20 @@ def test_env_var_not_leaked_in_errors(tmp_path: Path) -> None:
     assert found and not any("tiny" in p for p in found)
 
 
+def test_failed_booking_attempts_have_their_own_rate(tmp_path: Path) -> None:
+    from server.ratelimit import Rate
+
+    server = parse_config({}, base_dir=tmp_path).server
+    assert server.rate_limit_bookings == Rate(10, timedelta(hours=1))
+    assert server.rate_limit_failed_bookings == Rate(30, timedelta(hours=1))
+    server = parse_config({"server": {"rate_limit_failed_bookings": "off"}},
+                          base_dir=tmp_path).server
+    assert server.rate_limit_failed_bookings is None
+    assert problems({"server": {"rate_limit_failed_bookings": "lots"}}, tmp_path) == [
+        "server.rate_limit_failed_bookings: 'lots' is not a rate; use e.g. \"10/1h\" (10 per "
+        "hour) or \"off\""]
+
+
 @pytest.mark.parametrize(("raw", "expected"), [
     ({"server": {"lisen": "127.0.0.1:8080"}}, 'server.lisen: unknown key; did you mean "listen"?'),
     ({"sorces": []}, 'sorces: unknown key; did you mean "sources"?'),

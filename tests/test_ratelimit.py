@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -29,6 +30,16 @@ def test_a_burst_then_an_even_refill() -> None:
     assert limiter.take("b", 0) == 0, "clients are counted apart"
     assert limiter.take("a", 59) > 0
     assert limiter.take("a", 121) == 0  # one token back per minute
+
+
+def test_a_refund_gives_back_one_token_up_to_the_burst() -> None:
+    limiter = RateLimiter(Rate(2, timedelta(minutes=2)))
+    assert [limiter.take("a", 0), limiter.take("a", 0)] == [0, 0]
+    limiter.refund("a", 0)
+    assert limiter.take("a", 0) == 0 and limiter.take("a", 0) > 0
+    limiter.refund("a", 600)
+    limiter.refund("a", 600)  # already full again: nothing past the burst
+    assert [limiter.take("a", 600) for _ in range(3)][2] == pytest.approx(60)
 
 
 def test_client_keys_group_an_ipv6_slash_64() -> None:
@@ -125,3 +136,111 @@ async def test_forwarded_for_counts_only_behind_a_trusted_proxy(sources, make_co
     # A client's own "X-Forwarded-For: <victim>" is to the left of its real address.
     assert await status("192.0.2.9, 192.0.2.1") == 429
     assert await status("192.0.2.1, 192.0.2.3") == 200
+
+
+# -- bookings: successes and failures count apart --------------------------------------------
+
+FIRST_SLOT = datetime(2026, 11, 26, 10, tzinfo=UTC)
+OPEN_ALL_DAY = {day: ["00:00-24:00"] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+
+
+async def booking_server(make_config: Any, sources: Any, serve: Any, *, bookings: str = "10/1h",
+                         failed: str = "30/1h") -> Any:
+    """The intro page, open around the clock, behind the given booking limits."""
+    config = build(make_config, sources, hours=OPEN_ALL_DAY, duration="30m",
+                   server={"rate_limit_bookings": bookings,
+                           "rate_limit_failed_bookings": failed})
+    client, runtime = await serve(config)
+    await runtime.sync.run_all_once()
+    return client
+
+
+def slot(n: int) -> str:
+    """The n-th free half hour from Thursday 10:00 UTC (alex is busy 09:00-09:30)."""
+    return (FIRST_SLOT + n * timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def book_api(client: Any, **fields: Any) -> Any:
+    return await client.post("/api/v1/pages/intro/bookings", json=guest(**fields))
+
+
+async def test_failed_attempts_do_not_use_up_bookings(sources, make_config, serve) -> None:
+    client = await booking_server(make_config, sources, serve)
+    typos = [(await book_api(client, start=slot(0), email="sam@example")).status
+             for _ in range(20)]
+    assert typos == [422] * 20
+    assert (await book_api(client, start=slot(0))).status == 201
+    taken = await book_api(client, start=slot(0))
+    assert taken.status == 409, "a slot taken is a failed attempt, not a booking"
+    # Through the form: 20 mistakes, then the guest's booking goes through.
+    await client.get("/book/intro")
+    csrf = client.session.cookie_jar.filter_cookies(client.make_url("/"))["fbproxy_csrf"].value
+    form = {"csrf": csrf, "start": slot(1), "duration": "30m", "tz": "UTC", "name": "Sam",
+            "email": "sam@"}
+    statuses = [(await client.post("/book/intro", data=form, allow_redirects=False)).status
+                for _ in range(8)]
+    assert statuses == [422] * 8, "29 failed attempts in all: under the 30 allowed"
+    done = await client.post("/book/intro", data={**form, "email": "sam@example.org"},
+                             allow_redirects=False)
+    assert done.status == 303, await done.text()
+
+
+async def test_the_eleventh_booking_in_an_hour_gets_429(sources, make_config, serve) -> None:
+    client = await booking_server(make_config, sources, serve)
+    assert [(await book_api(client, start=slot(n))).status for n in range(10)] == [201] * 10
+    limited = await book_api(client, start=slot(10))
+    assert limited.status == 429 and limited.headers["Retry-After"] == "360"
+    assert "too many bookings from your address (10/1h)" in (await limited.json())["error"]
+    assert (await book_api(client, start=slot(10), email="x")).status == 429, \
+        "over the limit nothing is tried, not even a failing attempt"
+
+
+async def test_failed_attempts_have_their_own_limit(sources, make_config, serve) -> None:
+    client = await booking_server(make_config, sources, serve)
+    statuses = [(await book_api(client, start=slot(0), name="")).status for _ in range(31)]
+    assert statuses == [422] * 30 + [429]
+    limited = await book_api(client, start=slot(0))
+    assert limited.status == 429 and limited.headers["Retry-After"] == "120", \
+        "past it even a valid booking waits: the limit is checked before the work"
+    assert "too many failed booking attempts" in (await limited.json())["error"]
+
+
+async def test_wrong_cancellations_count_as_failed_attempts(sources, make_config, serve) -> None:
+    client = await booking_server(make_config, sources, serve, bookings="2/1h", failed="3/1h")
+    made = await (await book_api(client, start=slot(0))).json()
+    cancel = f"/api/v1/bookings/{made['id']}/cancel"
+    wrong = [(await client.post(f"{cancel}?secret=wrong")).status for _ in range(3)]
+    assert wrong == [404] * 3
+    limited = await client.post(f"{cancel}?secret=wrong")
+    assert limited.status == 429, "3 failed: no more"
+    assert "too many failed booking attempts" in (await limited.json())["error"]
+
+
+async def test_a_cancellation_counts_as_a_booking(sources, make_config, serve) -> None:
+    client = await booking_server(make_config, sources, serve, bookings="2/1h", failed="3/1h")
+    made = await (await book_api(client, start=slot(0))).json()
+    cancel_url = made["cancel_url"].removeprefix("http://127.0.0.1:8080")
+    assert (await client.post(cancel_url)).status == 200
+    assert (await book_api(client, start=slot(1))).status == 429, \
+        "a booking and a cancellation: the 2 allowed"
+
+
+async def test_a_burst_of_concurrent_bookings_is_held_to_the_limit(sources, make_config,
+                                                                   serve) -> None:
+    client = await booking_server(make_config, sources, serve)
+    valid = await asyncio.gather(*(book_api(client, start=slot(n)) for n in range(20)))
+    assert sorted(r.status for r in valid) == [201] * 10 + [429] * 10
+
+
+async def test_a_burst_of_concurrent_failures_is_held_to_their_limit(sources, make_config,
+                                                                     serve) -> None:
+    """40 at once for one slot: one books it; the others fail only after the database
+    said so, so each must have been counted before it began."""
+    client = await booking_server(make_config, sources, serve)
+    burst = await asyncio.gather(*(book_api(client, start=slot(0)) for _ in range(40)))
+    statuses = [r.status for r in burst]
+    assert statuses.count(201) == 1 and set(statuses) <= {201, 409, 429}
+    assert statuses.count(409) <= 30 and statuses.count(429) >= 10
+    # Each failure gave back its booking token: nine bookings are left.
+    assert [(await book_api(client, start=slot(n))).status for n in range(1, 11)] == \
+        [201] * 9 + [429]
