@@ -8,13 +8,14 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from aiohttp import web
 
 from adapters.base import FbproxyError
 from server.app import create_app
 from server.clock import SystemClock, iso
-from server.config import Config, load_config
+from server.config import Config, SourceConfig, load_config, reauth_fix
 from server.config_reader import parse_listen
 from server.errors import ConfigError
 from server.runtime import Runtime, open_runtime, subscriber_key
@@ -101,7 +102,23 @@ def _check_config(config: Config) -> int:
     enabled = sum(1 for s in config.sources if s.enabled)
     print(f"{config.path}: ok ({len(config.sources)} sources, {enabled} enabled, "
           f"{len(config.calendars)} calendars)")
+    # Not a config problem (the config is right, the step after it is missing), but
+    # the first sync would fail on it: say so now, with the command that fixes it.
+    for index, source in enumerate(config.sources):
+        token = _token_file(source)
+        if source.enabled and token is not None and not token.exists():
+            print(f"note: sources[{index}] ({source.name}) is not authorized yet (no token in "
+                  f"{token}); run: {reauth_fix(config, source)}")
     return EXIT_OK
+
+
+def _token_file(source: SourceConfig) -> Path | None:
+    """Where the source's OAuth token is kept, if it needs one someone grants."""
+    if source.google is not None:
+        return source.google.token_file
+    if source.microsoft is not None and source.microsoft.client_secret is None:
+        return source.microsoft.token_cache_file  # app-only access signs in by itself
+    return None
 
 
 def _auth(config: Config, args: argparse.Namespace) -> int:

@@ -44,6 +44,7 @@ from server.config_reader import (
     IPNetwork,
     Reader,
     Secret,
+    kinds_taking,
     list_of_tables,
     parse_duration_value,
     parse_listen,
@@ -206,6 +207,7 @@ _KIND_KEYS: dict[str, set[str]] = {
     "microsoft": {"calendars", "hold_calendar"} | MICROSOFT_KEYS,
 }
 _SOURCE_KEYS = _COMMON_SOURCE_KEYS.union(*_KIND_KEYS.values())
+_KEY_KINDS = kinds_taking(_KIND_KEYS, "sources")
 _DEFAULT_POLL = {"ics": timedelta(minutes=5), "caldav": timedelta(minutes=1),
                  "google": timedelta(minutes=2), "microsoft": timedelta(minutes=2)}
 # Kinds found by a URL; the others (google) know where their API is.
@@ -282,7 +284,8 @@ def _read_source(raw: Mapping[str, Any], path: str, reader: Reader, server: Serv
     if kind not in SOURCE_KINDS:
         reader.fail(f"{path}.kind", f"{kind!r} is not a source kind; use one of {SOURCE_KINDS}")
     # An unknown kind is one error, not one more per key it might have had.
-    reader.table(raw, path, _COMMON_SOURCE_KEYS | _KIND_KEYS.get(kind, _SOURCE_KEYS))
+    reader.table(raw, path, _COMMON_SOURCE_KEYS | _KIND_KEYS.get(kind, _SOURCE_KEYS),
+                 elsewhere=_KEY_KINDS)
     enabled = bool(reader.typed(raw, "enabled", f"{path}.enabled", bool, True))
     url = reader.typed(raw, "url", f"{path}.url", str, "",
                        required=kind in _URL_KINDS) or ""

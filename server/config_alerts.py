@@ -12,6 +12,7 @@ from server.config_reader import (
     Reader,
     Secret,
     is_loopback,
+    kinds_taking,
     list_of_tables,
     read_choice,
     read_duration,
@@ -28,6 +29,7 @@ _KIND_KEYS = {
               "password_file", "from", "to"},
 }
 ALERT_KEYS = _COMMON.union(*_KIND_KEYS.values())
+_KEY_KINDS = kinds_taking(_KIND_KEYS, "alerts")
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ def _read_alert(raw: Mapping[str, Any], path: str, reader: Reader,
                 names: set[str]) -> AlertConfig:
     name = read_name(raw, path, reader, names)
     kind = read_choice(raw, "kind", path, reader, ALERT_KINDS)
-    reader.table(raw, path, _COMMON | _KIND_KEYS[kind])
+    reader.table(raw, path, _COMMON | _KIND_KEYS[kind], elsewhere=_KEY_KINDS)
     events = reader.typed(raw, "events", f"{path}.events", list, list(EVENTS)) or []
     unknown = [e for e in events if e not in EVENTS]
     if unknown:

@@ -59,10 +59,14 @@ class Reader:
     def fail(self, key: str, message: str) -> None:
         self.problems.append(f"{key}: {message}")
 
-    def table(self, raw: Mapping[str, Any], key: str, allowed: set[str]) -> Mapping[str, Any]:
+    def table(self, raw: Mapping[str, Any], key: str, allowed: set[str], *,
+              elsewhere: Mapping[str, str] | None = None) -> Mapping[str, Any]:
+        """Report keys not in ``allowed``; ``elsewhere`` says where a key that is
+        valid in another kind of table belongs (``max_bytes`` on a CalDAV source)."""
         for unknown in sorted(set(raw) - allowed):
             path = f"{key}.{unknown}" if key else unknown
-            self.fail(path, unknown_key(unknown, allowed))
+            hint = (elsewhere or {}).get(unknown)
+            self.fail(path, f"unknown key here; {hint}" if hint else unknown_key(unknown, allowed))
         return raw
 
     def typed(self, raw: Mapping[str, Any], key: str, path: str, kind: type[T],
@@ -175,6 +179,20 @@ def unknown_key(key: str, allowed: set[str]) -> str:
     if close:
         return f"unknown key; did you mean {shown(close[0])}?"
     return f"unknown key; valid keys here are {', '.join(sorted(allowed))}"
+
+
+def kinds_taking(kind_keys: Mapping[str, set[str]], noun: str) -> dict[str, str]:
+    """For ``Reader.table``'s ``elsewhere``: each kind-specific key -> which kinds take it."""
+    kinds: dict[str, list[str]] = {}
+    for kind, keys in kind_keys.items():
+        for key in keys:
+            kinds.setdefault(key, []).append(kind)
+    return {key: f"only {_either(names)} {noun} take it" for key, names in kinds.items()}
+
+
+def _either(names: list[str]) -> str:
+    quoted = [shown(name) for name in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
 
 
 def _not_writable(file_path: Path) -> str | None:

@@ -79,6 +79,17 @@ def test_check_config_names_every_problem_at_once(example: Path) -> None:
     assert synced.returncode == 1 and "personal: FAILED: " in synced.stderr
 
 
+def test_check_config_notes_a_source_not_authorized_yet(example: Path) -> None:
+    with (example / "config.toml").open("a") as config:
+        config.write('\n[[sources]]\nname = "gcal"\nkind = "google"\nclient_id = "app"\n'
+                     'client_secret = "not-a-real-secret"\n')
+    result = run("check-config", "--config", "config.toml", cwd=example)
+    assert result.returncode == 0, result.stderr
+    assert f"note: sources[2] (gcal) is not authorized yet (no token in {example}/var/" \
+        f"google-gcal.token.json); run: fbproxy auth google --config {example}/config.toml " \
+        "--source gcal" in result.stdout
+
+
 def test_sync_status_and_urls(example: Path) -> None:
     synced = run("sync", "--config", "config.toml", cwd=example)
     assert synced.returncode == 0, synced.stderr

@@ -266,6 +266,19 @@ def test_unknown_keys_suggest_the_close_one(tmp_path: Path, raw: dict[str, Any],
     assert expected in problems(raw, tmp_path)
 
 
+def test_a_key_of_another_kind_says_which_kinds_take_it(tmp_path: Path) -> None:
+    found = problems({"sources": [
+        {**SOURCE, "calendars": ["Work"]},
+        {"name": "dav", "kind": "caldav", "url": "https://dav.example.org/", "max_bytes": 1}],
+        "alerts": [{"name": "a", "kind": "webhook", "url": "https://example.org", "to": []}]},
+        tmp_path)
+    assert found == [
+        'sources[0].calendars: unknown key here; only "caldav", "google" or "microsoft" '
+        "sources take it",
+        'sources[1].max_bytes: unknown key here; only "ics" sources take it',
+        'alerts[0].to: unknown key here; only "email" alerts take it']
+
+
 def test_unknown_keys_list_the_valid_ones_when_none_is_close(tmp_path: Path) -> None:
     found = problems({"sources": [SOURCE], "calendars": [
         {"name": "me", "sources": ["work"], "colour": "red"}]}, tmp_path)
