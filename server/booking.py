@@ -31,6 +31,7 @@ from server.slots import (
     HostStats,
     Rules,
     Slot,
+    buffered_span,
     candidate_slots,
     choose_host,
     collective_slots,
@@ -187,8 +188,7 @@ async def _book(runtime: Runtime, page: BookingPageConfig,
                            "off the grid, too soon or too far ahead)")
     await _recheck(runtime, page)
     known = await known_until(runtime, (*page.hosts, *page.resources))
-    span = (slot.start - int(page.buffer_before.total_seconds()),
-            slot.end + int(page.buffer_after.total_seconds()))
+    span = buffered_span(rules, slot.start, slot.end)
     async with runtime.store.booking_transaction() as tx:
         async def read(calendar: CalendarConfig) -> list[BusyInterval]:
             rows = await tx.busy_rows(runtime.ids_of(calendar.sources), [calendar.name], *span)

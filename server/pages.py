@@ -29,7 +29,7 @@ from server.durations import format_duration, parse_duration
 from server.errors import RequestError
 from server.guard import check_rate
 from server.runtime import RUNTIME, Runtime
-from server.slots import Slot, candidate_slots, collective_slots, round_robin_slots
+from server.slots import Slot, buffered_span, candidate_slots, collective_slots, round_robin_slots
 from server.zones import available_zones
 
 MAX_SLOTS_SPAN = timedelta(days=62)
@@ -43,8 +43,7 @@ async def offered_slots(runtime: Runtime, page: BookingPageConfig, duration: tim
     candidates = candidate_slots(rules, runtime.clock.now(), start, end)
     if not candidates:
         return []
-    span = (candidates[0].start - int(page.buffer_before.total_seconds()),
-            candidates[-1].end + int(page.buffer_after.total_seconds()))
+    span = buffered_span(rules, candidates[0].start, candidates[-1].end)
     known = await known_until(runtime, (*page.hosts, *page.resources))
     busy_by_host = await hosts_busy(runtime, page, span, known,
                                     lambda calendar: merged_busy(runtime, calendar, *span))
