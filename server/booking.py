@@ -44,7 +44,7 @@ from server.zones import available_zones
 MAX_NAME = 200
 MAX_EMAIL = 254
 # Deliberately plain: one @, no spaces, quotes, brackets or separators, a dot in the domain.
-_EMAIL = re.compile(r"^[^@\s<>()\[\]\\,;:\"]+@[^@\s<>()\[\]\\,;:\"]+\.[^@\s<>()\[\]\\,;:\"]+$")
+_EMAIL = re.compile(r"[^@\s<>()\[\]\\,;:\"]+@[^@\s<>()\[\]\\,;:\"]+\.[^@\s<>()\[\]\\,;:\"]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
 FAIRNESS_PERIOD = timedelta(days=30)
@@ -126,7 +126,7 @@ def _name(value: object) -> str:
 
 
 def _email(value: object) -> str:
-    if not isinstance(value, str) or len(value) > MAX_EMAIL or not _EMAIL.match(value):
+    if not isinstance(value, str) or len(value) > MAX_EMAIL or not _EMAIL.fullmatch(value):
         raise RequestError(422, "email must be an e-mail address like sam@example.org")
     return value
 

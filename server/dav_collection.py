@@ -36,7 +36,7 @@ from server.runtime import Runtime
 from server.store import DavCollection, DavMember
 
 TOKEN_PREFIX = "urn:x-fbproxy:sync:"
-_TOKEN = re.compile(r"^urn:x-fbproxy:sync:([A-Za-z0-9_-]{1,64}):(\d{1,18})$")
+_TOKEN = re.compile(r"urn:x-fbproxy:sync:([A-Za-z0-9_-]{1,64}):(\d{1,18})")
 
 
 @dataclass
@@ -83,7 +83,7 @@ def sync_token(collection: DavCollection, seq: int | None = None) -> str:
 
 def token_position(collection: DavCollection, token: str) -> int | None:
     """The log position a client's token names; None when it is not (or no longer) valid."""
-    match = _TOKEN.match(token.strip())
+    match = _TOKEN.fullmatch(token.strip())
     if match is None or match.group(1) != collection.lineage:
         return None
     seq = int(match.group(2))
@@ -122,7 +122,7 @@ class Component:
 
 _VALUE = r'(?:"[^"]*"|[^";:,]*)'
 _PARAM = re.compile(rf";([A-Za-z0-9-]+)=({_VALUE}(?:,{_VALUE})*)")
-_LINE = re.compile(rf"^([A-Za-z0-9-]+)((?:;[A-Za-z0-9-]+={_VALUE}(?:,{_VALUE})*)*):(.*)$")
+_LINE = re.compile(rf"([A-Za-z0-9-]+)((?:;[A-Za-z0-9-]+={_VALUE}(?:,{_VALUE})*)*):(.*)")
 _FOLD = re.compile(r"\r?\n[ \t]")
 
 
@@ -130,7 +130,7 @@ def parse_component(body: bytes) -> Component:
     """An iCalendar object as a tree; lines that are not content lines are skipped."""
     stack: list[tuple[str, list[Property], list[Component]]] = [("", [], [])]
     for line in _FOLD.sub("", body.decode("utf-8", "replace")).splitlines():
-        match = _LINE.match(line)
+        match = _LINE.fullmatch(line)
         if match is None:
             continue
         name, params, value = match.group(1).upper(), match.group(2), match.group(3)
@@ -162,7 +162,7 @@ COLLATIONS = ("i;ascii-casemap", "i;octet", "i;unicode-casemap")
 _MATCH_TYPES = ("contains", "equals", "starts-with", "ends-with")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _ESCAPED = re.compile(r"\\([\\;,nN])")
-_DURATION = re.compile(r"^([+-])?P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
+_DURATION = re.compile(r"([+-])?P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,7 +371,7 @@ def _instant(value: str) -> tuple[int, bool] | None:
 
 
 def _seconds(duration: str) -> int | None:
-    match = _DURATION.match(duration.strip())
+    match = _DURATION.fullmatch(duration.strip())
     if match is None:
         return None
     weeks, days, hours, minutes, seconds = (int(g or 0) for g in match.groups()[1:])

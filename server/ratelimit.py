@@ -16,7 +16,7 @@ from datetime import timedelta
 from server.durations import format_duration, parse_duration
 
 MAX_CLIENTS = 20_000  # buckets kept; the least recently seen go first
-_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\S+)\s*$")
+_RATE = re.compile(r"\s*(\d+)\s*/\s*(\S+)\s*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +34,7 @@ def parse_rate(value: object) -> Rate | None:
     """``"10/1h"`` → Rate(10, 1h); ``"off"`` → None (no limit)."""
     if value == "off":
         return None
-    match = _RATE.match(value) if isinstance(value, str) else None
+    match = _RATE.fullmatch(value) if isinstance(value, str) else None
     if match is None:
         raise ValueError(f"{value!r} is not a rate; use e.g. \"10/1h\" (10 per hour) or \"off\"")
     count = int(match.group(1))

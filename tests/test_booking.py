@@ -86,6 +86,7 @@ async def test_cancelling_frees_the_slot(sources, make_config, serve) -> None:
     (guest(name=""), 422, "name is required"),
     (guest(email="not-an-address"), 422, "e-mail"),
     (guest(email="a@b.c\r\nBcc: x@y.z"), 422, "e-mail"),
+    (guest(email="x@example.org\n"), 422, "e-mail"),  # a pattern's $ matches before \n
     (guest(start="tomorrow"), 400, "ISO 8601"),
     (guest(start="2026-11-26T10:00:00"), 400, "time zone"),
     (guest(start="2026-11-26T10:10:00Z"), 422, "not one of this page's slots"),
