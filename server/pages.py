@@ -25,7 +25,7 @@ from server.booking import (
 from server.busy import hosts_busy, known_until, merged_busy
 from server.clock import iso
 from server.config import BookingPageConfig
-from server.durations import format_duration, parse_duration
+from server.durations import echo, format_duration, parse_day, parse_duration
 from server.errors import RequestError
 from server.guard import check_rate
 from server.runtime import RUNTIME, Runtime
@@ -83,7 +83,8 @@ def _duration(request: web.Request, page: BookingPageConfig) -> timedelta:
         raise RequestError(400, str(exc)) from exc
     if duration not in page.durations:
         offered = ", ".join(format_duration(d) for d in page.durations)
-        raise RequestError(400, f"duration={text!r} is not offered here; choose one of {offered}")
+        raise RequestError(400, f"duration={echo(text)} is not offered here; choose one of "
+                           f"{offered}")
     return duration
 
 
@@ -91,10 +92,9 @@ def _day(request: web.Request, name: str, default: date) -> date:
     if name not in request.query:
         return default
     try:
-        return date.fromisoformat(request.query[name])
+        return parse_day(request.query[name], name)
     except ValueError as exc:
-        raise RequestError(400, f"{name}={request.query[name]!r} is not a date like "
-                           "2026-12-01") from exc
+        raise RequestError(400, str(exc)) from exc
 
 
 async def api_page_slots(request: web.Request) -> web.Response:

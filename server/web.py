@@ -13,13 +13,14 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from email.utils import formatdate
 from time import perf_counter
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from server import durations
 from server.availability import BUSY, BusyInterval, merge_rows
 from server.busy import freshness, last_change, merged_busy, served_window
 from server.caldav_endpoint import setup_caldav
@@ -355,19 +356,10 @@ def _api_viewer(request: web.Request) -> Viewer:
 
 def parse_instant(value: str, param: str, zone: tzinfo) -> datetime:
     """An ISO 8601 date-time with an offset, or a date (midnight in ``zone``)."""
-    text = value.strip()
     try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            return datetime.combine(day, time(), zone)
-        parsed = datetime.fromisoformat(text)
+        return durations.parse_instant(value, param, zone)
     except ValueError as exc:
-        raise RequestError(400, f"{param}={value!r} is not an ISO 8601 date or date-time; "
-                           "use e.g. 2026-12-01 or 2026-12-01T09:00:00Z") from exc
-    if parsed.tzinfo is None:
-        raise RequestError(400, f"{param}={value!r} has no time zone; add Z or an offset "
-                           "such as +01:00")
-    return parsed
+        raise RequestError(400, str(exc)) from exc
 
 
 async def api_freebusy(request: web.Request) -> web.Response:
