@@ -30,6 +30,7 @@ from server.availability import BusyInterval
 from server.busy import merged_busy, served_window
 from server.config import CalendarConfig
 from server.davxml import CALDAV, Precondition, tag
+from server.durations import EARLIEST, LATEST, echo
 from server.errors import RequestError
 from server.feeds import block_uid, render_block
 from server.runtime import Runtime
@@ -266,11 +267,20 @@ class CompFilter:
         return None, None
 
 
+MAX_FILTERS = 50
+_FILTER_TAGS = frozenset(tag(CALDAV, name) for name in ("comp-filter", "prop-filter",
+                                                        "param-filter"))
+
+
 def parse_query_filter(root: ET.Element) -> CompFilter:
     """calendar-query's <filter>: 400 when missing, 403 valid-filter when not valid."""
     node = root.find(f"{tag(CALDAV, 'filter')}/{tag(CALDAV, 'comp-filter')}")
     if node is None or node.get("name", "").upper() != "VCALENDAR":
         raise RequestError(400, "calendar-query needs <filter><comp-filter name=\"VCALENDAR\">")
+    # Every filter is tried against every member, on the event loop.
+    filters = sum(1 for n in node.iter() if n.tag in _FILTER_TAGS)
+    if filters > MAX_FILTERS:
+        raise RequestError(400, f"calendar-query has {filters} filters; at most {MAX_FILTERS}")
     return _comp_filter(node)
 
 
@@ -335,9 +345,11 @@ def _parse_utc(value: str | None, what: str) -> int | None:
     try:
         moment = datetime.strptime(value.strip(), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     except ValueError as exc:
-        raise RequestError(400, f"time-range {what}={value[:40]!r} is not a UTC date-time "
+        raise RequestError(400, f"time-range {what}={echo(value)} is not a UTC date-time "
                            "like 20261201T000000Z") from exc
-    return int(moment.timestamp())
+    # Clients write open ranges as far-off years (00010101T000000Z): no data lies
+    # outside the bounds, so clamping changes no answer and keeps arithmetic in range.
+    return int(min(max(moment, EARLIEST), LATEST).timestamp())
 
 
 def _fold(text: str, collation: str) -> str:

@@ -22,7 +22,7 @@ from aiohttp.abc import AbstractAccessLogger
 
 from server import durations
 from server.availability import BUSY, BusyInterval, merge_rows
-from server.busy import freshness, last_change, merged_busy, served_window
+from server.busy import MAX_QUERY_SPAN, freshness, last_change, merged_busy, served_window
 from server.caldav_endpoint import setup_caldav
 from server.clock import iso
 from server.config import CalendarConfig
@@ -46,7 +46,6 @@ FEEDS: web.AppKey[dict[tuple[str, str, str], RenderedFeed]] = web.AppKey("feeds"
 # Renders in flight: requests missing the same feed at once share one.
 FEED_RENDERS: web.AppKey[SingleFlight[tuple[object, ...], CachedFeed]] = web.AppKey(
     "feed_renders", SingleFlight)
-MAX_QUERY_SPAN = timedelta(days=366)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
