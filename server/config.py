@@ -77,6 +77,7 @@ class ServerConfig:
     listen_host: str = "127.0.0.1"
     listen_port: int = 8080
     base_url: str = "http://127.0.0.1:8080"
+    base_url_configured: bool = False  # False: base_url was derived from listen
     database: Path = Path("fbproxy.sqlite3")
     timezone: str = "UTC"
     horizon_days: int = 120
@@ -227,6 +228,7 @@ def _read_server(raw: Mapping[str, Any], reader: Reader) -> ServerConfig:
         horizon = 120
     return ServerConfig(
         listen_host=host, listen_port=port, base_url=base_url.rstrip("/"),
+        base_url_configured="base_url" in raw,
         database=reader.path(database), timezone=reader.zone(raw, "server.timezone", "UTC"),
         horizon_days=horizon,
         rate_limit_bookings=reader.converted(raw, "rate_limit_bookings",

@@ -80,3 +80,12 @@ class RateLimiter:
         while len(self._buckets) > self._max_clients:
             self._buckets.popitem(last=False)
         return wait
+
+    def with_rate(self, rate: Rate) -> RateLimiter:
+        """A limiter at ``rate`` that remembers what each client has used here (a config
+        reload must not hand every client a fresh allowance)."""
+        limiter = RateLimiter(rate, max_clients=self._max_clients)
+        limiter._buckets = OrderedDict(
+            (client, (min(tokens, float(rate.count)), then))
+            for client, (tokens, then) in self._buckets.items())
+        return limiter
