@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from server.bodies import whole_body
 from server.busy import MAX_QUERY_SPAN, merged_busy
 from server.config import CalendarConfig
 from server.dav_collection import (
@@ -192,12 +193,7 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
 async def _body(request: web.Request) -> ET.Element | None:
     """The whole body, however many pieces it arrives in, up to the app's size limit (also
     when it is chunked and has no Content-Length)."""
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise RequestError(413, "request bodies are limited to "
-                           f"{request.client_max_size // 1024} KiB") from exc
-    return parse_body(raw)
+    return parse_body(await whole_body(request))
 
 
 def _new_calendar_location(path: str, calendar: CalendarConfig) -> bool:

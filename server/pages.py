@@ -7,12 +7,12 @@ calendar has a stale source fails closed: none of its time is offered.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from server.bodies import json_body
 from server.booking import (
     book,
     booking_json,
@@ -138,10 +138,7 @@ async def api_create_booking(request: web.Request) -> web.Response:
     if request.content_type != "application/json":
         # Also keeps other sites' plain HTML forms from posting here.
         raise RequestError(415, "send the booking as Content-Type: application/json")
-    try:
-        body = json.loads(await request.text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RequestError(400, "the body is not JSON") from exc
+    body = await json_body(request)
     booking = await book(runtime, page, parse_booking_request(body, page))
     return web.json_response(booking_json(booking, runtime.config.server.base_url),
                              status=201, headers={"Cache-Control": "no-store"})

@@ -22,6 +22,7 @@ from aiohttp.abc import AbstractAccessLogger
 
 from server import durations
 from server.availability import BUSY, BusyInterval, merge_rows
+from server.bodies import json_body
 from server.busy import MAX_QUERY_SPAN, freshness, last_change, merged_busy, served_window
 from server.caldav_endpoint import setup_caldav
 from server.clock import iso
@@ -183,12 +184,11 @@ async def microsoft_hook(request: web.Request) -> web.Response:
             raise RequestError(400, "validationToken must be 1-1024 characters")
         return web.Response(text=token, content_type="text/plain")
     push = request.app[RUNTIME].push
-    try:
-        body = await request.json()
-        notifications = body["value"]
-        assert isinstance(notifications, list)
-    except (ValueError, KeyError, TypeError, AssertionError) as exc:
-        raise RequestError(400, "expected Graph's change notification JSON") from exc
+    expected = "expected Graph's change notification JSON"
+    body = await json_body(request, expected)
+    notifications = body.get("value") if isinstance(body, dict) else None
+    if not isinstance(notifications, list):
+        raise RequestError(400, expected)
     known = 0
     for notification in notifications[:100]:
         if not isinstance(notification, dict) or push is None:

@@ -279,3 +279,12 @@ def test_the_fuzzed_page_still_books(server: RunningServer) -> None:
     response = requests.post(f"{server.base}/api/v1/pages/intro/bookings",
                              json=guest(start=start), timeout=30)
     assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize("path", ["/api/v1/pages/intro/bookings", "/hooks/microsoft"])
+async def test_json_nested_too_deep_is_a_400(sources, make_config, serve, path: str) -> None:
+    client, _ = await started(make_config, sources, serve)
+    response = await client.post(path, data="[" * 60000,
+                                 headers={"Content-Type": "application/json"})
+    assert response.status == 400, await response.text()
+    assert "not JSON" in await response.text()
