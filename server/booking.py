@@ -15,7 +15,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from server.availability import BusyInterval
@@ -23,7 +23,13 @@ from server.busy import hosts_busy, known_until
 from server.clock import iso
 from server.config import BookingPageConfig, CalendarConfig
 from server.config_pages import MADE_UPSTREAM
-from server.durations import format_duration, parse_duration
+from server.durations import (
+    duration_from_minutes,
+    echo,
+    format_duration,
+    parse_duration,
+    parse_instant,
+)
 from server.errors import RequestError
 from server.holds import hold_fields
 from server.runtime import Runtime
@@ -31,6 +37,7 @@ from server.slots import (
     HostStats,
     Rules,
     Slot,
+    buffered_span,
     candidate_slots,
     choose_host,
     collective_slots,
@@ -43,7 +50,7 @@ from server.zones import available_zones
 MAX_NAME = 200
 MAX_EMAIL = 254
 # Deliberately plain: one @, no spaces, quotes, brackets or separators, a dot in the domain.
-_EMAIL = re.compile(r"^[^@\s<>()\[\]\\,;:\"]+@[^@\s<>()\[\]\\,;:\"]+\.[^@\s<>()\[\]\\,;:\"]+$")
+_EMAIL = re.compile(r"[^@\s<>()\[\]\\,;:\"]+@[^@\s<>()\[\]\\,;:\"]+\.[^@\s<>()\[\]\\,;:\"]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
 FAIRNESS_PERIOD = timedelta(days=30)
@@ -88,31 +95,33 @@ def parse_booking_request(body: object, page: BookingPageConfig) -> BookingReque
 def _start(value: object) -> datetime:
     if not isinstance(value, str):
         raise RequestError(400, "start must be an ISO 8601 date-time string")
+    if len(value.strip()) == 10:
+        raise RequestError(400, f"start={echo(value)} is a date; send a date-time with a time "
+                           "zone, e.g. 2026-12-01T09:00:00Z")
     try:
-        start = datetime.fromisoformat(value)
+        return parse_instant(value, "start", UTC)
     except ValueError as exc:
-        raise RequestError(400, f"start={value[:40]!r} is not an ISO 8601 date-time") from exc
-    if start.tzinfo is None:
-        raise RequestError(400, "start needs a time zone: add Z or an offset such as +01:00")
-    return start
+        raise RequestError(400, str(exc)) from exc
 
 
 def _duration(value: object, page: BookingPageConfig) -> timedelta:
     """Minutes (30) or a duration like the slots API's ("30m", "1h")."""
     if value is None:
         return page.durations[0]
-    if isinstance(value, int) and not isinstance(value, bool):
-        duration = timedelta(minutes=value)
-    elif isinstance(value, str) and len(value) <= 20:
-        try:
+    wrong = RequestError(400, "duration must be minutes (30) or like \"30m\"")
+    try:
+        if isinstance(value, int) and not isinstance(value, bool):
+            duration = duration_from_minutes(value)
+        elif isinstance(value, str) and len(value) <= 20:
             duration = parse_duration(value)
-        except ValueError as exc:
-            raise RequestError(400, "duration must be minutes (30) or like \"30m\"") from exc
-    else:
-        raise RequestError(400, "duration must be minutes (30) or like \"30m\"")
+        else:
+            raise wrong
+    except ValueError as exc:
+        raise RequestError(400, f"{wrong.reason}: {exc}") from exc
     if duration not in page.durations:
         offered = ", ".join(format_duration(d) for d in page.durations)
-        raise RequestError(422, f"duration {value} is not offered; choose one of {offered}")
+        raise RequestError(422, f"duration {echo(value)} is not offered; choose one of "
+                           f"{offered}")
     return duration
 
 
@@ -125,7 +134,7 @@ def _name(value: object) -> str:
 
 
 def _email(value: object) -> str:
-    if not isinstance(value, str) or len(value) > MAX_EMAIL or not _EMAIL.match(value):
+    if not isinstance(value, str) or len(value) > MAX_EMAIL or not _EMAIL.fullmatch(value):
         raise RequestError(422, "email must be an e-mail address like sam@example.org")
     return value
 
@@ -187,8 +196,7 @@ async def _book(runtime: Runtime, page: BookingPageConfig,
                            "off the grid, too soon or too far ahead)")
     await _recheck(runtime, page)
     known = await known_until(runtime, (*page.hosts, *page.resources))
-    span = (slot.start - int(page.buffer_before.total_seconds()),
-            slot.end + int(page.buffer_after.total_seconds()))
+    span = buffered_span(rules, slot.start, slot.end)
     async with runtime.store.booking_transaction() as tx:
         async def read(calendar: CalendarConfig) -> list[BusyInterval]:
             rows = await tx.busy_rows(runtime.ids_of(calendar.sources), [calendar.name], *span)

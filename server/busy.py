@@ -12,6 +12,10 @@ from server.config import BookingPageConfig, CalendarConfig
 from server.runtime import Runtime, Timeline
 from server.store import SourceRecord
 
+# The longest window one free/busy question may ask (JSON API, CalDAV free-busy-query):
+# the answer is computed on the event loop.
+MAX_QUERY_SPAN = timedelta(days=366)
+
 SERVED_PAST = timedelta(days=1)
 
 

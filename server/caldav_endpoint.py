@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from server.busy import merged_busy
+from server.bodies import whole_body
+from server.busy import MAX_QUERY_SPAN, merged_busy
 from server.config import CalendarConfig
 from server.dav_collection import (
     DAV_COLLECTIONS,
@@ -45,7 +46,6 @@ from server.davxml import (
     CALDAV,
     CALSERVER,
     DAV,
-    MAX_BODY,
     Precondition,
     PropResult,
     document,
@@ -71,6 +71,7 @@ ALLOWED = "OPTIONS, GET, HEAD, PROPFIND, REPORT"
 WRITE_METHODS = {"PUT", "DELETE", "MKCOL", "MKCALENDAR", "PROPPATCH", "MOVE", "COPY", "POST",
                  "ACL"}
 SYNC_PAGE = 1000  # members per sync-collection answer at most; the rest on the next call
+MAX_MULTIGET = 1000  # hrefs per calendar-multiget, like SYNC_PAGE members per answer
 _XML = "application/xml"
 _CHALLENGE = {"WWW-Authenticate": 'Basic realm="fbproxy", charset="UTF-8"'}
 _REPORTS = (tag(CALDAV, "calendar-query"), tag(CALDAV, "calendar-multiget"),
@@ -190,12 +191,9 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
 
 
 async def _body(request: web.Request) -> ET.Element | None:
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise RequestError(413, f"request bodies are limited to {MAX_BODY // 1024} KiB")
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise RequestError(413, f"request bodies are limited to {MAX_BODY // 1024} KiB")
-    return parse_body(raw)
+    """The whole body, however many pieces it arrives in, up to the app's size limit (also
+    when it is chunked and has no Content-Length)."""
+    return parse_body(await whole_body(request))
 
 
 def _new_calendar_location(path: str, calendar: CalendarConfig) -> bool:
@@ -425,10 +423,18 @@ async def _report(runtime: Runtime, state: DavCollections, calendar: CalendarCon
     if root.tag == tag(DAV, "sync-collection"):
         return await _sync_collection(runtime, calendar, collection, resource, root, wanted)
     if root.tag == tag(CALDAV, "calendar-multiget"):
-        names = {}
-        for href in hrefs(root):
+        requested = hrefs(root)
+        if len(requested) > MAX_MULTIGET:
+            raise RequestError(400, f"calendar-multiget names {len(requested)} hrefs; ask for "
+                               f"at most {MAX_MULTIGET} at a time")
+        # One answer per member, however many spellings of its href repeat it.
+        names: dict[str, str] = {}
+        seen: set[str] = set()
+        for href in requested:
             uid = href.rstrip("/").rsplit("/", 1)[-1].removesuffix(".ics")
-            names[href] = uid
+            if uid not in seen:
+                seen.add(uid)
+                names[href] = uid
         found = {m.uid: m for m in await runtime.store.dav_members(
             calendar.name, uids=list(names.values()))}
         results = [_member_props(calendar, collection, found[uid], wanted, href)
@@ -455,6 +461,8 @@ async def _free_busy(runtime: Runtime, calendar: CalendarConfig,
     start, end = (None, None) if window is None else (window.start, window.end)
     if start is None or end is None:
         raise RequestError(400, "free-busy-query needs a time-range with start and end")
+    if end - start > MAX_QUERY_SPAN.total_seconds():
+        raise RequestError(400, f"the time-range is longer than {MAX_QUERY_SPAN.days} days")
     blocks = clip(await merged_busy(runtime, calendar, start, end), start, end)
     body = render_freebusy(calendar.name, blocks, window_start=start, window_end=end,
                            stamp=runtime.clock.now(), refresh=None)

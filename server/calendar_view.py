@@ -10,9 +10,10 @@ from __future__ import annotations
 import calendar
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from server.durations import check_instant, echo
 from server.slots import Slot
 
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
@@ -40,8 +41,11 @@ def parse_month(text: str) -> date:
     """``"2026-12"`` → 2026-12-01; ValueError otherwise."""
     year, sep, month = text.partition("-")
     if not sep or len(year) != 4 or len(month) != 2 or not (year + month).isdigit():
-        raise ValueError(f"{text!r} is not a month like 2026-12")
-    return date(int(year), int(month), 1)
+        raise ValueError(f"{echo(text)} is not a month like 2026-12")
+    first = date(int(year), int(month), 1)
+    # Months around it are shown too: the bound keeps them inside datetime's range.
+    check_instant(datetime.combine(first, time(), UTC), "month")
+    return first
 
 
 def month_of(day: date) -> date:

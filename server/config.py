@@ -66,7 +66,7 @@ __all__ = [
 ]
 
 SOURCE_KINDS = ("ics", "caldav", "google", "microsoft")
-SECRET_PATTERN = re.compile(r"^[A-Za-z0-9_~.-]{16,256}$")
+SECRET_PATTERN = re.compile(r"[A-Za-z0-9_~.-]{16,256}")
 MIN_POLL_INTERVAL = timedelta(seconds=10)
 DEFAULT_BOOKING_RATE: Rate | None = Rate(10, timedelta(hours=1))
 # Three times the bookings: a guest fixing typos or losing a slot to someone
@@ -82,6 +82,7 @@ class ServerConfig:
     listen_host: str = "127.0.0.1"
     listen_port: int = 8080
     base_url: str = "http://127.0.0.1:8080"
+    base_url_configured: bool = False  # False: base_url was derived from listen
     database: Path = Path("fbproxy.sqlite3")
     timezone: str = "UTC"
     horizon_days: int = 120
@@ -235,6 +236,7 @@ def _read_server(raw: Mapping[str, Any], reader: Reader) -> ServerConfig:
         horizon = 120
     return ServerConfig(
         listen_host=host, listen_port=port, base_url=base_url.rstrip("/"),
+        base_url_configured="base_url" in raw,
         database=reader.writable_file(database, "server.database"),
         timezone=reader.zone(raw, "server.timezone", "UTC"),
         horizon_days=horizon,
@@ -260,7 +262,7 @@ def _read_server(raw: Mapping[str, Any], reader: Reader) -> ServerConfig:
 
 def _admin_secret(raw: Mapping[str, Any], reader: Reader) -> Secret | None:
     secret = reader.secret(raw, "admin_secret", "server.admin_secret")
-    if secret is not None and not SECRET_PATTERN.match(secret):
+    if secret is not None and not SECRET_PATTERN.fullmatch(secret):
         reader.fail("server.admin_secret", "must be 16-256 URL-safe characters "
                     "(A-Z a-z 0-9 _ - . ~)")
         return None
@@ -358,7 +360,7 @@ def _read_calendar(raw: Mapping[str, Any], path: str, reader: Reader, source_nam
             reader.fail(f"{path}.sources[{index}]", f"{source!r} is not the name of a source; "
                         f"known sources: {', '.join(sorted(source_names)) or 'none'}")
     secret = reader.secret(raw, "secret", f"{path}.secret")
-    if secret is not None and not SECRET_PATTERN.match(secret):
+    if secret is not None and not SECRET_PATTERN.fullmatch(secret):
         reader.fail(f"{path}.secret", "must be 16-256 URL-safe characters (A-Z a-z 0-9 _ - . ~); "
                     "generate one with: "
                     "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'")
@@ -369,7 +371,7 @@ def _read_calendar(raw: Mapping[str, Any], path: str, reader: Reader, source_nam
         where = f"{path}.subscribers[{index}]"
         reader.table(table, where, _SUBSCRIBER_KEYS)
         sub_secret = reader.secret(table, "secret", f"{where}.secret")
-        if sub_secret is not None and not SECRET_PATTERN.match(sub_secret):
+        if sub_secret is not None and not SECRET_PATTERN.fullmatch(sub_secret):
             reader.fail(f"{where}.secret", "must be 16-256 URL-safe characters")
         subscribers.append(SubscriberConfig(
             name=read_name(table, where, reader, subscriber_names), secret=sub_secret,

@@ -16,7 +16,7 @@ MICROSOFT_KEYS = {"tenant", "client_id", "client_secret", "client_secret_env",
 GRAPH_URL = "https://graph.microsoft.com/v1.0"
 LOGIN_URL = "https://login.microsoftonline.com"
 # A GUID, a domain, or common/organizations/consumers; it goes into URL paths.
-_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,99}$")
+_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,99}")
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class MicrosoftConfig:
 def read_microsoft(raw: Mapping[str, Any], path: str, reader: Reader, *, name: str,
                    database: Path, base_url: str) -> MicrosoftConfig:
     tenant = reader.typed(raw, "tenant", f"{path}.tenant", str, "common") or "common"
-    if not _TENANT.match(tenant):
+    if not _TENANT.fullmatch(tenant):
         reader.fail(f"{path}.tenant", f"{tenant!r} is not a tenant: use its id (a GUID), its "
                     "domain, or common / organizations / consumers")
     client_id = reader.typed(raw, "client_id", f"{path}.client_id", str, "", required=True) or ""

@@ -31,8 +31,8 @@ from server.config_reader import (
     shown_duration,
 )
 
-SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
-QUESTION_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+QUESTION_NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,31}")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # index 0 = Monday, as date.weekday()
 BOOKING_MODES = ("collective", "round_robin")
 HOLD_STATUSES = ("tentative", "confirmed")
@@ -43,8 +43,8 @@ HOLD_SOURCE_KINDS = ("caldav", "google", "microsoft")  # kinds whose adapter wri
 MADE_UPSTREAM = {"google-meet": "google", "teams": "microsoft"}
 HOLD_TITLE_FIELDS = ("title", "guest_name", "guest_email", "host")
 VIDEO_LINK_FIELDS = ("random", "booking_id")
-_RANGE = re.compile(r"^(\d\d):(\d\d)\s*-\s*(\d\d):(\d\d)$")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_RANGE = re.compile(r"(\d\d):(\d\d)\s*-\s*(\d\d):(\d\d)")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 # An opening [start, end) on one day; an end of time(0) is midnight at the day's end ("24:00").
 TimeRange = tuple[time, time]
@@ -221,7 +221,7 @@ def _read_slug(raw: Mapping[str, Any], path: str, reader: Reader, seen: set[str]
     slug = reader.typed(raw, "slug", f"{path}.slug", str, required=True)
     if slug is None:
         return ""
-    if not SLUG_PATTERN.match(slug):
+    if not SLUG_PATTERN.fullmatch(slug):
         reader.fail(f"{path}.slug", f"{shown(slug)} must be 1-64 lowercase letters, digits and "
                     "'-', starting with a letter or digit (it is part of the page's URL)")
     elif slug in seen:
@@ -288,7 +288,7 @@ def _read_calendar_refs(raw: Mapping[str, Any], key: str, path: str, reader: Rea
 
 def _parse_range(value: object) -> tuple[int, int]:
     """ "09:00-12:30" as minutes of the day (540, 750); an end of "24:00" is 1440."""
-    match = _RANGE.match(value.strip()) if isinstance(value, str) else None
+    match = _RANGE.fullmatch(value.strip()) if isinstance(value, str) else None
     if match is None or not isinstance(value, str):
         raise ValueError(f'{shown(value)} is not a range; use "09:00-12:00"')
     start_h, start_m, end_h, end_m = (int(g) for g in match.groups())
@@ -351,7 +351,7 @@ def _read_hours(raw: Mapping[str, Any], path: str, reader: Reader
 
 
 def _parse_date(value: str) -> date | None:
-    if not _DATE.match(value):
+    if not _DATE.fullmatch(value):
         return None
     try:
         return date.fromisoformat(value)
@@ -501,7 +501,7 @@ def _read_question(raw: Mapping[str, Any], path: str, reader: Reader,
                    seen: set[str]) -> QuestionConfig:
     reader.table(raw, path, _QUESTION_KEYS)
     name = reader.typed(raw, "name", f"{path}.name", str, required=True)
-    if name is not None and not QUESTION_NAME_PATTERN.match(name):
+    if name is not None and not QUESTION_NAME_PATTERN.fullmatch(name):
         reader.fail(f"{path}.name", f"{shown(name)} must be 1-32 lowercase letters, digits and "
                     "'_', starting with a letter")
     elif name is not None and name in seen:

@@ -22,8 +22,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from server.durations import format_duration, parse_duration
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_SIZE = re.compile(r"^(\d+)\s*(b|kb|kib|mb|mib|gb|gib)?$", re.IGNORECASE)
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_SIZE = re.compile(r"(\d+)\s*(b|kb|kib|mb|mib|gb|gib)?", re.IGNORECASE)
 _SIZE_FACTOR = {
     "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2, "gb": 1000**3, "gib": 1024**3,
 }
@@ -231,7 +231,7 @@ def parse_listen(value: object) -> tuple[str, int]:
 def parse_size(value: object) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
-    match = _SIZE.match(value.strip()) if isinstance(value, str) else None
+    match = _SIZE.fullmatch(value.strip()) if isinstance(value, str) else None
     if not match:
         raise ValueError(f"{value!r} is not a size; use bytes or e.g. \"20MiB\", \"500KB\"")
     return int(match.group(1)) * _SIZE_FACTOR[(match.group(2) or "b").lower()]
@@ -264,7 +264,7 @@ def read_name(raw: Mapping[str, Any], path: str, reader: Reader, seen: set[str])
     name = reader.typed(raw, "name", f"{path}.name", str, required=True)
     if name is None:
         return ""
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         reader.fail(f"{path}.name", f"{name!r} must be 1-64 letters, digits, '_', '.', '-'")
     elif name in seen:
         reader.fail(f"{path}.name", f"{name!r} is used twice; names must be unique")

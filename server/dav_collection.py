@@ -30,13 +30,14 @@ from server.availability import BusyInterval
 from server.busy import merged_busy, served_window
 from server.config import CalendarConfig
 from server.davxml import CALDAV, Precondition, tag
+from server.durations import EARLIEST, LATEST, echo
 from server.errors import RequestError
 from server.feeds import block_uid, render_block
 from server.runtime import Runtime
 from server.store import DavCollection, DavMember
 
 TOKEN_PREFIX = "urn:x-fbproxy:sync:"
-_TOKEN = re.compile(r"^urn:x-fbproxy:sync:([A-Za-z0-9_-]{1,64}):(\d{1,18})$")
+_TOKEN = re.compile(r"urn:x-fbproxy:sync:([A-Za-z0-9_-]{1,64}):(\d{1,18})")
 
 
 @dataclass
@@ -83,7 +84,7 @@ def sync_token(collection: DavCollection, seq: int | None = None) -> str:
 
 def token_position(collection: DavCollection, token: str) -> int | None:
     """The log position a client's token names; None when it is not (or no longer) valid."""
-    match = _TOKEN.match(token.strip())
+    match = _TOKEN.fullmatch(token.strip())
     if match is None or match.group(1) != collection.lineage:
         return None
     seq = int(match.group(2))
@@ -122,7 +123,7 @@ class Component:
 
 _VALUE = r'(?:"[^"]*"|[^";:,]*)'
 _PARAM = re.compile(rf";([A-Za-z0-9-]+)=({_VALUE}(?:,{_VALUE})*)")
-_LINE = re.compile(rf"^([A-Za-z0-9-]+)((?:;[A-Za-z0-9-]+={_VALUE}(?:,{_VALUE})*)*):(.*)$")
+_LINE = re.compile(rf"([A-Za-z0-9-]+)((?:;[A-Za-z0-9-]+={_VALUE}(?:,{_VALUE})*)*):(.*)")
 _FOLD = re.compile(r"\r?\n[ \t]")
 
 
@@ -130,7 +131,7 @@ def parse_component(body: bytes) -> Component:
     """An iCalendar object as a tree; lines that are not content lines are skipped."""
     stack: list[tuple[str, list[Property], list[Component]]] = [("", [], [])]
     for line in _FOLD.sub("", body.decode("utf-8", "replace")).splitlines():
-        match = _LINE.match(line)
+        match = _LINE.fullmatch(line)
         if match is None:
             continue
         name, params, value = match.group(1).upper(), match.group(2), match.group(3)
@@ -162,7 +163,7 @@ COLLATIONS = ("i;ascii-casemap", "i;octet", "i;unicode-casemap")
 _MATCH_TYPES = ("contains", "equals", "starts-with", "ends-with")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _ESCAPED = re.compile(r"\\([\\;,nN])")
-_DURATION = re.compile(r"^([+-])?P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
+_DURATION = re.compile(r"([+-])?P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,11 +267,20 @@ class CompFilter:
         return None, None
 
 
+MAX_FILTERS = 50
+_FILTER_TAGS = frozenset(tag(CALDAV, name) for name in ("comp-filter", "prop-filter",
+                                                        "param-filter"))
+
+
 def parse_query_filter(root: ET.Element) -> CompFilter:
     """calendar-query's <filter>: 400 when missing, 403 valid-filter when not valid."""
     node = root.find(f"{tag(CALDAV, 'filter')}/{tag(CALDAV, 'comp-filter')}")
     if node is None or node.get("name", "").upper() != "VCALENDAR":
         raise RequestError(400, "calendar-query needs <filter><comp-filter name=\"VCALENDAR\">")
+    # Every filter is tried against every member, on the event loop.
+    filters = sum(1 for n in node.iter() if n.tag in _FILTER_TAGS)
+    if filters > MAX_FILTERS:
+        raise RequestError(400, f"calendar-query has {filters} filters; at most {MAX_FILTERS}")
     return _comp_filter(node)
 
 
@@ -335,9 +345,11 @@ def _parse_utc(value: str | None, what: str) -> int | None:
     try:
         moment = datetime.strptime(value.strip(), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     except ValueError as exc:
-        raise RequestError(400, f"time-range {what}={value[:40]!r} is not a UTC date-time "
+        raise RequestError(400, f"time-range {what}={echo(value)} is not a UTC date-time "
                            "like 20261201T000000Z") from exc
-    return int(moment.timestamp())
+    # Clients write open ranges as far-off years (00010101T000000Z): no data lies
+    # outside the bounds, so clamping changes no answer and keeps arithmetic in range.
+    return int(min(max(moment, EARLIEST), LATEST).timestamp())
 
 
 def _fold(text: str, collation: str) -> str:
@@ -371,7 +383,7 @@ def _instant(value: str) -> tuple[int, bool] | None:
 
 
 def _seconds(duration: str) -> int | None:
-    match = _DURATION.match(duration.strip())
+    match = _DURATION.fullmatch(duration.strip())
     if match is None:
         return None
     weeks, days, hours, minutes, seconds = (int(g or 0) for g in match.groups()[1:])

@@ -2,8 +2,8 @@
 
 Bodies are parsed with defusedxml, so a DTD, an entity (billion laughs) or an
 external reference is refused before anything is expanded; size is bounded by
-the caller. Answers are built as ElementTree elements, never by string
-concatenation, so no text can add XML.
+the app (64 KiB), nesting and element count here. Answers are built as
+ElementTree elements, never by string concatenation, so no text can add XML.
 """
 
 from __future__ import annotations
@@ -21,7 +21,11 @@ from server.errors import RequestError
 DAV = "DAV:"
 CALDAV = "urn:ietf:params:xml:ns:caldav"
 CALSERVER = "http://calendarserver.org/ns/"
-MAX_BODY = 256 * 1024  # no legitimate read-only request comes near this
+# A calendar-query's deepest real filter (VCALENDAR > VEVENT > VALARM > prop-filter >
+# param-filter > text-match) is under ten elements deep; filters are read recursively.
+MAX_DEPTH = 24
+# A 64 KiB body of short hrefs has about 2,000 elements.
+MAX_ELEMENTS = 4000
 
 _PREFIXES = {DAV: "D", CALDAV: "C", CALSERVER: "CS"}
 for _uri, _prefix in _PREFIXES.items():
@@ -53,7 +57,23 @@ def parse_body(body: bytes) -> ET.Element | None:
         raise RequestError(400, "DTDs and entities are not accepted in request bodies") from exc
     except ET.ParseError as exc:
         raise RequestError(400, f"the body is not well-formed XML ({exc})") from exc
+    _check_shape(root)
     return root
+
+
+def _check_shape(root: ET.Element) -> None:
+    """400 for a body nested deeper or with more elements than any client sends: the
+    readers of filters recurse, and every element costs work later."""
+    count = 0
+    pending = [(root, 1)]
+    while pending:
+        node, depth = pending.pop()
+        count += 1
+        if depth > MAX_DEPTH:
+            raise RequestError(400, f"the body nests elements more than {MAX_DEPTH} deep")
+        if count > MAX_ELEMENTS:
+            raise RequestError(400, f"the body has more than {MAX_ELEMENTS} elements")
+        pending.extend((child, depth + 1) for child in node)
 
 
 def require_root(root: ET.Element | None, namespace: str, name: str) -> ET.Element:

@@ -44,7 +44,7 @@ from server.calendar_view import (
 )
 from server.config import BookingPageConfig
 from server.config_pages import MADE_UPSTREAM
-from server.durations import format_duration, parse_duration
+from server.durations import format_duration, parse_day, parse_duration
 from server.errors import RequestError
 from server.feeds import render_guest_invite
 from server.guard import (
@@ -144,7 +144,7 @@ def _choices(page: BookingPageConfig, values: MultiDictProxy[Any] | Any,
     month = day = None
     try:
         month = parse_month(_text(values, "month")) if _text(values, "month") else None
-        day = date.fromisoformat(_text(values, "day")) if _text(values, "day") else None
+        day = parse_day(_text(values, "day"), "day") if _text(values, "day") else None
     except ValueError:
         notices.append("That date is not one we understand; showing the first open day.")
     return Choices(zone=zone, duration=duration, month=month, day=day,

@@ -162,10 +162,31 @@ def check_csrf(request: web.Request, submitted: str) -> None:
                            "(cookies must be allowed for this site) and send it again")
 
 
+def check_not_cross_site(request: web.Request) -> None:
+    """403 for an admin API call that another site's page could have sent.
+
+    A browser that has the admin secret as HTTP Basic credentials (from the
+    status page) sends them with any form post, also from another site. Such a
+    post can carry neither an ``Authorization: Bearer`` header nor a JSON
+    content type, and says where it comes from in ``Origin``.
+    """
+    origin = request.headers.get("Origin")
+    if origin is not None and not _same_origin(request, origin):
+        raise RequestError(403, "this request was sent from another site")
+    scheme = request.headers.get("Authorization", "").partition(" ")[0].lower()
+    if scheme != "bearer" and request.content_type != "application/json":
+        raise RequestError(403, "send the admin secret as 'Authorization: Bearer …', or the "
+                           "request as application/json")
+
+
 def _same_origin(request: web.Request, origin: str) -> bool:
-    ours = urlsplit(request.app[RUNTIME].config.server.base_url)
+    server = request.app[RUNTIME].config.server
+    ours = urlsplit(server.base_url)
     theirs = urlsplit(origin)
     if (theirs.scheme, theirs.netloc) == (ours.scheme, ours.netloc):
         return True
-    # Reached directly (not through base_url), e.g. on the LAN address.
-    return (theirs.scheme, theirs.netloc) == (request.scheme, request.host)
+    # Without a configured base_url, the server may be reached on any of its addresses
+    # (the LAN address, a name): its own Host is then ours. With one, the Host header
+    # is the client's to choose and proves nothing.
+    return not server.base_url_configured and \
+        (theirs.scheme, theirs.netloc) == (request.scheme, request.host)

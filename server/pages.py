@@ -7,12 +7,12 @@ calendar has a stale source fails closed: none of its time is offered.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from server.bodies import json_body
 from server.booking import (
     book,
     booking_json,
@@ -25,11 +25,11 @@ from server.booking import (
 from server.busy import hosts_busy, known_until, merged_busy
 from server.clock import iso
 from server.config import BookingPageConfig
-from server.durations import format_duration, parse_duration
+from server.durations import echo, format_duration, parse_day, parse_duration
 from server.errors import RequestError
 from server.guard import booking_attempt, check_rate
 from server.runtime import RUNTIME, Runtime
-from server.slots import Slot, candidate_slots, collective_slots, round_robin_slots
+from server.slots import Slot, buffered_span, candidate_slots, collective_slots, round_robin_slots
 from server.zones import available_zones
 
 MAX_SLOTS_SPAN = timedelta(days=62)
@@ -43,8 +43,7 @@ async def offered_slots(runtime: Runtime, page: BookingPageConfig, duration: tim
     candidates = candidate_slots(rules, runtime.clock.now(), start, end)
     if not candidates:
         return []
-    span = (candidates[0].start - int(page.buffer_before.total_seconds()),
-            candidates[-1].end + int(page.buffer_after.total_seconds()))
+    span = buffered_span(rules, candidates[0].start, candidates[-1].end)
     known = await known_until(runtime, (*page.hosts, *page.resources))
     busy_by_host = await hosts_busy(runtime, page, span, known,
                                     lambda calendar: merged_busy(runtime, calendar, *span))
@@ -84,7 +83,8 @@ def _duration(request: web.Request, page: BookingPageConfig) -> timedelta:
         raise RequestError(400, str(exc)) from exc
     if duration not in page.durations:
         offered = ", ".join(format_duration(d) for d in page.durations)
-        raise RequestError(400, f"duration={text!r} is not offered here; choose one of {offered}")
+        raise RequestError(400, f"duration={echo(text)} is not offered here; choose one of "
+                           f"{offered}")
     return duration
 
 
@@ -92,10 +92,9 @@ def _day(request: web.Request, name: str, default: date) -> date:
     if name not in request.query:
         return default
     try:
-        return date.fromisoformat(request.query[name])
+        return parse_day(request.query[name], name)
     except ValueError as exc:
-        raise RequestError(400, f"{name}={request.query[name]!r} is not a date like "
-                           "2026-12-01") from exc
+        raise RequestError(400, str(exc)) from exc
 
 
 async def api_page_slots(request: web.Request) -> web.Response:
@@ -139,10 +138,7 @@ async def api_create_booking(request: web.Request) -> web.Response:
         if request.content_type != "application/json":
             # Also keeps other sites' plain HTML forms from posting here.
             raise RequestError(415, "send the booking as Content-Type: application/json")
-        try:
-            body = json.loads(await request.text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RequestError(400, "the body is not JSON") from exc
+        body = await json_body(request)
         booking = await book(runtime, page, parse_booking_request(body, page))
     return web.json_response(booking_json(booking, runtime.config.server.base_url),
                              status=201, headers={"Cache-Control": "no-store"})

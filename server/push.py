@@ -23,6 +23,7 @@ from typing import Protocol
 from adapters.base import AdapterError
 from server.background import BackgroundLoop
 from server.clock import Clock
+from server.ratelimit import Rate, RateLimiter
 from server.store import PushChannel, Store
 from server.sync import SyncManager
 
@@ -30,6 +31,11 @@ log = logging.getLogger("fbproxy.push")
 
 HOOK_PATHS = {"google": "/hooks/google", "microsoft": "/hooks/microsoft"}
 CHECK_EVERY = timedelta(hours=1)
+# Anyone can post a notification for a made-up channel, and each unknown one asks
+# every account to stop it: bounded, so the hook cannot be used to make fbproxy
+# call Google (or use up its quota) at the sender's pace. Old runs' channels are
+# few and expire by themselves within a week.
+UNKNOWN_STOPS = Rate(10, timedelta(hours=1))
 
 
 class Watcher(Protocol):
@@ -61,9 +67,13 @@ class PushChannels(BackgroundLoop):
         self._addresses = addresses  # source name -> the URL its upstream notifies
         self._calendars = calendars  # source name -> calendar ids to watch
         self._watchers = watchers
+        self._unknown_stops = RateLimiter(UNKNOWN_STOPS)
+        self._stopped_unknown = RateLimiter(Rate(1, timedelta(days=7)), max_clients=1000)
 
     async def stop(self) -> None:
         await super().stop()
+        # Stops of unknown channels still under way finish first: they are bounded.
+        await asyncio.gather(*self._background, return_exceptions=True)
         for channel in await self._store.channels():
             await self._retire(channel)
 
@@ -120,7 +130,7 @@ class PushChannels(BackgroundLoop):
         """Handle one notification; False when the channel or its token is unknown."""
         channel = await self._store.channel(channel_id) if 0 < len(channel_id) <= 200 else None
         if channel is None or not hmac.compare_digest(channel.token.encode(), token.encode()):
-            if channel is None and channel_id and resource_id:
+            if channel is None and channel_id and resource_id and self._may_stop(channel_id):
                 # Stopped in the background: Google wants its answer quickly.
                 task = asyncio.create_task(self._stop_unknown(channel_id, resource_id))
                 self._background.add(task)
@@ -131,6 +141,12 @@ class PushChannels(BackgroundLoop):
             if syncer is not None:
                 syncer.trigger()
         return True
+
+    def _may_stop(self, channel_id: str) -> bool:
+        """Each unknown channel once a week, and at most UNKNOWN_STOPS of them."""
+        now = self._clock.now().timestamp()
+        return self._stopped_unknown.take(channel_id, now) == 0 and \
+            self._unknown_stops.take("any", now) == 0
 
     async def _stop_unknown(self, channel_id: str, resource_id: str) -> None:
         """A channel nobody here knows (an old run's): ask each account to stop it."""

@@ -17,7 +17,7 @@ from datetime import timedelta
 from server.durations import format_duration, parse_duration
 
 MAX_CLIENTS = 20_000  # buckets kept; the least recently seen go first
-_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\S+)\s*$")
+_RATE = re.compile(r"\s*(\d+)\s*/\s*(\S+)\s*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +35,7 @@ def parse_rate(value: object) -> Rate | None:
     """``"10/1h"`` → Rate(10, 1h); ``"off"`` → None (no limit)."""
     if value == "off":
         return None
-    match = _RATE.match(value) if isinstance(value, str) else None
+    match = _RATE.fullmatch(value) if isinstance(value, str) else None
     if match is None:
         raise ValueError(f"{value!r} is not a rate; use e.g. \"10/1h\" (10 per hour) or \"off\"")
     count = int(match.group(1))
@@ -93,3 +93,12 @@ class RateLimiter:
         self._buckets[client] = (tokens, now)  # last in the order: the most recently seen
         while len(self._buckets) > self._max_clients:
             self._buckets.popitem(last=False)
+
+    def with_rate(self, rate: Rate) -> RateLimiter:
+        """A limiter at ``rate`` that remembers what each client has used here (a config
+        reload must not hand every client a fresh allowance)."""
+        limiter = RateLimiter(rate, max_clients=self._max_clients)
+        limiter._buckets = OrderedDict(
+            (client, (min(tokens, float(rate.count)), then))
+            for client, (tokens, then) in self._buckets.items())
+        return limiter

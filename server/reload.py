@@ -13,7 +13,7 @@ from aiohttp import web
 
 from server.config import load_config
 from server.errors import ConfigError, RequestError
-from server.guard import RATE_LIMITERS, rate_limiters
+from server.guard import RATE_LIMITERS, check_not_cross_site, rate_limiters
 from server.runtime import RUNTIME
 from server.status import authorize_admin
 
@@ -33,8 +33,12 @@ async def reload_from_disk(app: web.Application) -> list[str]:
         log.error("config reload refused, the running config stays:\n%s", exc.report())
         raise
     limiters = app[RATE_LIMITERS]
+    fresh = rate_limiters(new)
+    for kind, limiter in fresh.items():
+        if kind in limiters:  # what each client used before the reload still counts
+            fresh[kind] = limiters[kind].with_rate(limiter.rate)
     limiters.clear()
-    limiters.update(rate_limiters(new))
+    limiters.update(fresh)
     from server.web import FEEDS  # web imports this module
     app[FEEDS].clear()
     log.info("config reloaded from %s%s", path, "".join(f"; {n}" for n in notes))
@@ -43,6 +47,7 @@ async def reload_from_disk(app: web.Application) -> list[str]:
 
 async def api_reload(request: web.Request) -> web.Response:
     """POST /api/v1/reload (admin secret): what `fbproxy reload` calls."""
+    check_not_cross_site(request)
     await authorize_admin(request)
     try:
         notes = await reload_from_disk(request.app)

@@ -87,6 +87,17 @@ class Rules:
         object.__setattr__(self, "weekly_hours", MappingProxyType(weekly))
         object.__setattr__(self, "date_overrides", MappingProxyType(overrides))
 
+    @property
+    def gap(self) -> timedelta:
+        """The free time kept on each side of a booking.
+
+        A new booking keeps ``buffer_before`` before it and ``buffer_after``
+        after it, and so does every booking and busy block around it: the busy
+        block before a new slot keeps its ``buffer_after`` as well as the slot
+        its ``buffer_before``.  Both hold exactly when the larger one does.
+        """
+        return max(self.buffer_before, self.buffer_after)
+
     def hours_on(self, day: date) -> DayHours:
         """The open ranges of a local date: its override, else its weekday's hours."""
         if day in self.date_overrides:
@@ -291,22 +302,29 @@ def free_slots(
 ) -> list[Slot]:
     """The candidates one host can take, in their given order.
 
-    A slot is free when [start − buffer_before, end + buffer_after) overlaps no
-    blocking interval and its local date has fewer than ``daily_limit``
-    bookings.  Existing bookings must be among ``busy`` as well: the count only
-    enforces the cap.  Tentative time blocks when ``rules.tentative_blocks``;
-    any other status always does, so an unknown status fails closed.  The busy
-    time is merged once and each slot bisected into it: O((n + m) log m).
+    A slot is free when [start − gap, end + gap) overlaps no blocking interval
+    (``Rules.gap``: a buffer is kept after busy time as well as after the slot)
+    and its local date has fewer than ``daily_limit`` bookings.  Existing
+    bookings must be among ``busy`` as well: the count only enforces the cap.
+    Tentative time blocks when ``rules.tentative_blocks``; any other status
+    always does, so an unknown status fails closed.  The busy time is merged
+    once and each slot bisected into it: O((n + m) log m).
     """
     spans = union((b.start, b.end) for b in busy if rules.tentative_blocks or b.status != TENTATIVE)
     ends = [span_end for _, span_end in spans]
-    before, after = _seconds(rules.buffer_before), _seconds(rules.buffer_after)
     return [
         slot
         for slot in candidates
-        if _clear(spans, ends, slot.start - before, slot.end + after)
+        if _clear(spans, ends, *buffered_span(rules, slot.start, slot.end))
         and _under_limit(rules, slot, bookings_per_day)
     ]
+
+
+def buffered_span(rules: Rules, start: int, end: int) -> tuple[int, int]:
+    """[start, end) widened by the gap: all the busy time that can keep a slot in it from
+    being free."""
+    gap = _seconds(rules.gap)
+    return start - gap, end + gap
 
 
 def _clear(spans: list[tuple[int, int]], ends: list[int], start: int, end: int) -> bool:

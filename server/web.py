@@ -13,15 +13,17 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from email.utils import formatdate
 from time import perf_counter
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from server import durations
 from server.availability import BUSY, BusyInterval, merge_rows
-from server.busy import freshness, last_change, merged_busy, served_window
+from server.bodies import json_body
+from server.busy import MAX_QUERY_SPAN, freshness, last_change, merged_busy, served_window
 from server.caldav_endpoint import setup_caldav
 from server.clock import iso
 from server.config import CalendarConfig
@@ -45,7 +47,6 @@ FEEDS: web.AppKey[dict[tuple[str, str, str], RenderedFeed]] = web.AppKey("feeds"
 # Renders in flight: requests missing the same feed at once share one.
 FEED_RENDERS: web.AppKey[SingleFlight[tuple[object, ...], CachedFeed]] = web.AppKey(
     "feed_renders", SingleFlight)
-MAX_QUERY_SPAN = timedelta(days=366)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -183,12 +184,11 @@ async def microsoft_hook(request: web.Request) -> web.Response:
             raise RequestError(400, "validationToken must be 1-1024 characters")
         return web.Response(text=token, content_type="text/plain")
     push = request.app[RUNTIME].push
-    try:
-        body = await request.json()
-        notifications = body["value"]
-        assert isinstance(notifications, list)
-    except (ValueError, KeyError, TypeError, AssertionError) as exc:
-        raise RequestError(400, "expected Graph's change notification JSON") from exc
+    expected = "expected Graph's change notification JSON"
+    body = await json_body(request, expected)
+    notifications = body.get("value") if isinstance(body, dict) else None
+    if not isinstance(notifications, list):
+        raise RequestError(400, expected)
     known = 0
     for notification in notifications[:100]:
         if not isinstance(notification, dict) or push is None:
@@ -355,19 +355,10 @@ def _api_viewer(request: web.Request) -> Viewer:
 
 def parse_instant(value: str, param: str, zone: tzinfo) -> datetime:
     """An ISO 8601 date-time with an offset, or a date (midnight in ``zone``)."""
-    text = value.strip()
     try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            return datetime.combine(day, time(), zone)
-        parsed = datetime.fromisoformat(text)
+        return durations.parse_instant(value, param, zone)
     except ValueError as exc:
-        raise RequestError(400, f"{param}={value!r} is not an ISO 8601 date or date-time; "
-                           "use e.g. 2026-12-01 or 2026-12-01T09:00:00Z") from exc
-    if parsed.tzinfo is None:
-        raise RequestError(400, f"{param}={value!r} has no time zone; add Z or an offset "
-                           "such as +01:00")
-    return parsed
+        raise RequestError(400, str(exc)) from exc
 
 
 async def api_freebusy(request: web.Request) -> web.Response:

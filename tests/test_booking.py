@@ -86,6 +86,7 @@ async def test_cancelling_frees_the_slot(sources, make_config, serve) -> None:
     (guest(name=""), 422, "name is required"),
     (guest(email="not-an-address"), 422, "e-mail"),
     (guest(email="a@b.c\r\nBcc: x@y.z"), 422, "e-mail"),
+    (guest(email="x@example.org\n"), 422, "e-mail"),  # a pattern's $ matches before \n
     (guest(start="tomorrow"), 400, "ISO 8601"),
     (guest(start="2026-11-26T10:00:00"), 400, "time zone"),
     (guest(start="2026-11-26T10:10:00Z"), 422, "not one of this page's slots"),
@@ -160,3 +161,23 @@ async def test_a_booking_leaves_the_synced_timelines_warm(sources, make_config, 
     assert (await client.post(cancel)).status == 200
     assert await runtime.store.booking_generation() != other
     assert "2026-11-26T11:00:00Z" in await offered(client)
+
+
+
+@pytest.mark.parametrize("buffer", ["buffer_before", "buffer_after"])
+async def test_a_buffer_is_kept_on_both_sides_of_every_booking(sources, make_config, serve,
+                                                               buffer: str) -> None:
+    """With either buffer, the slot touching an existing booking is hidden and refused,
+    on whichever side of it the new slot lies: the booking keeps its buffer as well
+    as the new slot."""
+    client, _ = await started(make_config, sources, serve, **{buffer: "10m"})
+    first = await client.post("/api/v1/pages/intro/bookings",
+                              json=guest(start="2026-11-26T10:30:00Z"))
+    assert first.status == 201, await first.text()
+    for touching in ("2026-11-26T10:00:00Z", "2026-11-26T11:00:00Z"):
+        assert touching not in await offered(client)
+        response = await client.post("/api/v1/pages/intro/bookings", json=guest(start=touching))
+        assert response.status == 409, await response.text()
+    later = await client.post("/api/v1/pages/intro/bookings",
+                              json=guest(start="2026-11-26T11:30:00Z"))
+    assert later.status == 201, await later.text()

@@ -95,6 +95,7 @@ def test_defaults(tmp_path: Path) -> None:
     ({"sources": [{**SOURCE, "ca_file": "nope.pem"}]}, "sources[0].ca_file: cannot use"),
     ({"sources": [{**SOURCE, "calendars": ["Work"]}]}, "sources[0].calendars: unknown key"),
     ({"sources": [{**SOURCE, "name": ""}]}, "sources[0].name: '' must be"),
+    ({"sources": [{**SOURCE, "name": "work\n"}]}, "sources[0].name: 'work\\n' must be"),
     ({"sources": [SOURCE], "calendars": [{"name": "me", "sources": [{"x": 1}]}]},
      "calendars[0].sources[0]: {'x': 1} is not the name of a source"),
 ])
@@ -518,6 +519,7 @@ BAD_PAGES: list[tuple[dict[str, Any], str]] = [
     ({"slug": "-intro"}, 'booking_pages[0].slug: "-intro" must be'),
     ({"slug": "a" * 65}, f'booking_pages[0].slug: "{"a" * 65}" must be'),
     ({"slug": ""}, 'booking_pages[0].slug: "" must be'),
+    ({"slug": "intro\n"}, 'booking_pages[0].slug: "intro\\n" must be'),  # $ matched before \n
     ({"slug": None}, "booking_pages[0].slug: is required"),
     ({"title": None}, "booking_pages[0].title: is required"),
     ({"title": " "}, "booking_pages[0].title: is empty"),

@@ -287,15 +287,20 @@ def test_busy_time_and_buffers() -> None:
     busy = [blocked(MONDAY, "12:00", "13:00")]
     free = free_slots(every, busy, BASE_RULES)
     assert sorted(set(clocks(every)) - set(clocks(free))) == ["12:00", "12:30"]
+    # A buffer is kept on both sides: after the busy block as well as before the
+    # slot (13:00 needs 15 minutes free before it), and before the busy block as
+    # well as after the slot (11:30 ends at 12:00 when the block begins).
+    around = ["11:30", "12:00", "12:30", "13:00"]
     before = replace(BASE_RULES, buffer_before=minutes(15))
-    free = free_slots(every, busy, before)
-    assert sorted(set(clocks(every)) - set(clocks(free))) == ["12:00", "12:30", "13:00"]
+    assert sorted(set(clocks(every)) - set(clocks(free_slots(every, busy, before)))) == around
     after = replace(BASE_RULES, buffer_after=minutes(15))
-    free = free_slots(every, busy, after)
-    assert sorted(set(clocks(every)) - set(clocks(free))) == ["11:30", "12:00", "12:30"]
+    assert sorted(set(clocks(every)) - set(clocks(free_slots(every, busy, after)))) == around
     exact = replace(BASE_RULES, buffer_before=minutes(30), buffer_after=minutes(30))
     free = free_slots(every, busy, exact)  # half-open: touching a buffer is fine
-    assert sorted(set(clocks(every)) - set(clocks(free))) == ["11:30", "12:00", "12:30", "13:00"]
+    assert sorted(set(clocks(every)) - set(clocks(free))) == around
+    wider = replace(BASE_RULES, buffer_after=minutes(31))
+    free = free_slots(every, busy, wider)
+    assert sorted(set(clocks(every)) - set(clocks(free))) == ["11:00", *around, "13:30"]
 
 
 def test_busy_given_in_any_order_and_overlapping() -> None:
@@ -519,9 +524,13 @@ def blocks(interval: BusyInterval, slot: Slot, rules: Rules) -> bool:
         return False
     if interval.status == TENTATIVE and not rules.tentative_blocks:
         return False
+    # Both buffers hold on both sides: the slot keeps buffer_before before it and
+    # buffer_after after it, and so does the busy block on the other side.
     before = rules.buffer_before // timedelta(seconds=1)
     after = rules.buffer_after // timedelta(seconds=1)
-    return interval.start < slot.end + after and slot.start - before < interval.end
+    slot_keeps = interval.start < slot.end + after and slot.start - before < interval.end
+    block_keeps = interval.start < slot.end + before and slot.start - after < interval.end
+    return slot_keeps or block_keeps
 
 
 def oracle_free(
