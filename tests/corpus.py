@@ -133,8 +133,18 @@ def as_utc(value: date | datetime, zone: ZoneInfo) -> datetime:
     return value.astimezone(UTC)
 
 
-def first_start(calendar: Calendar, zone: ZoneInfo) -> datetime | None:
-    """The earliest DTSTART of a VEVENT, or of a published VFREEBUSY period."""
+def anchors(calendar: Calendar, zone: ZoneInfo, span: timedelta) -> list[datetime]:
+    """Where to place the clock: the earliest start of a VEVENT or a published VFREEBUSY
+    period, and the latest one too when a window of ``span`` from the first misses it."""
+    starts = event_starts(calendar, zone)
+    if not starts:
+        return []
+    first, last = min(starts), max(starts)
+    return [first, last] if last >= first + span else [first]
+
+
+def event_starts(calendar: Calendar, zone: ZoneInfo) -> list[datetime]:
+    """The DTSTART of every VEVENT that has a readable one, and every VFREEBUSY period's."""
     starts: list[datetime] = []
     for event in calendar.walk("VEVENT"):
         try:
@@ -143,7 +153,7 @@ def first_start(calendar: Calendar, zone: ZoneInfo) -> datetime | None:
             continue
     with contextlib.suppress(ReferenceError_):  # then between() reports it
         starts += [start for start, _, _ in _freebusy(calendar, zone)]
-    return min(starts, default=None)
+    return starts
 
 
 @dataclass(frozen=True)
