@@ -282,3 +282,25 @@ def test_lost_vevent_check_sees_a_dropped_vevent() -> None:
     assert _lost_vevents(body, ()) == ""
     assert _lost_vevents(body, (), split=drop_lost) == "1 VEVENT(s) lost: ['lost']"
     assert _lost_vevents(body, (SkippedItem("lost", "why"),), split=drop_lost) == ""
+
+
+@pytest.mark.xfail(strict=True, reason="moving the window on drops the skips of the "
+                   "recurring items it cannot expand again (SourceSyncer._roll_window)")
+async def test_window_move_reports_a_series_it_can_no_longer_expand(
+        tmp_path: Path, make_config: Callable[..., Any], serve: Callable[..., Any],
+        clock: FixedClock) -> None:
+    """The invariant once the window moves on: an hourly series from 2000 is read in
+    2026 (about 236,000 steps) but refused in 2030 (over MAX_RULE_STEPS). It must then
+    be busy or be named in a skipped list, not go quiet."""
+    (tmp_path / "hourly.ics").write_text(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\nUID:hourly\r\n"
+        "DTSTAMP:20000101T000000Z\r\nDTSTART:20000101T000000Z\r\nDURATION:PT30M\r\n"
+        "RRULE:FREQ=HOURLY\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+    client, runtime = await serve(make_config(
+        [{"name": "f", "kind": "ics", "url": "hourly.ics"}], horizon_days=HORIZON_DAYS))
+    [first] = await runtime.sync.run_all_once()
+    assert first.ok and not first.skipped
+    clock.set(datetime(2030, 1, 1, tzinfo=UTC))
+    [moved] = await runtime.sync.run_all_once()
+    busy = await _api_busy(client, clock.now(), clock.now() + timedelta(days=1))
+    assert busy or [s.key for s in moved.skipped] == ["hourly"]
