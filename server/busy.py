@@ -10,6 +10,7 @@ from datetime import timedelta
 from server.availability import BUSY, BusyInterval, merge_rows, overlapping
 from server.clock import iso
 from server.config import BookingPageConfig, CalendarConfig, SourceConfig
+from server.durations import format_duration
 from server.errors import RequestError
 from server.runtime import Runtime, Timeline
 from server.store import SourceRecord
@@ -122,8 +123,9 @@ async def served_freshness(runtime: Runtime, calendar: CalendarConfig, *,
     """The calendar's sources' freshness, or a 503 when its busy time must not be shown.
 
     A source that never synced would make its share of the calendar look free,
-    so the calendar is not served at all (invariant 7). Call it only after the
-    caller's secret was checked: the reason names sources.
+    so the calendar is not served at all (invariant 7); with ``stale_policy =
+    "fail"`` neither is it once a source is past its ``stale_after``. Call it
+    only after the caller's secret was checked: the reason names sources.
     ``max_age`` is as for ``freshness``.
     """
     sources = await freshness(runtime, calendar, max_age=max_age)
@@ -150,14 +152,19 @@ async def served_freshness(runtime: Runtime, calendar: CalendarConfig, *,
 
 def _blocking(calendar: CalendarConfig, sources: list[SourceFreshness]) -> list[SourceFreshness]:
     """The sources that keep the calendar from being served."""
-    return [s for s in sources if s.last_success is None]
+    return [s for s in sources
+            if s.last_success is None or (calendar.stale_policy == "fail" and s.stale)]
 
 
 def _why(source: SourceConfig, fresh: SourceFreshness, record: SourceRecord | None) -> str:
     failures = record.consecutive_failures if record else 0
     failing = f" ({failures} failed attempt(s) in a row)" if failures else ""
-    idle = "" if source.enabled else " (it is disabled)"
-    return f"source {source.name!r} has never synced{idle}{failing}"
+    if fresh.last_success is None:
+        idle = "" if source.enabled else " (it is disabled)"
+        return f"source {source.name!r} has never synced{idle}{failing}"
+    age = format_duration(timedelta(seconds=fresh.age_seconds or 0))
+    return (f"source {source.name!r} last synced {age} ago, past its stale_after of "
+            f"{format_duration(source.stale_after)}{failing}")
 
 
 class _LongestJitter(random.Random):

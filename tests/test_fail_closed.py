@@ -1,6 +1,6 @@
-"""Outputs fail closed (invariant 7): a calendar with a source that never synced answers
-503 with Retry-After on every output that shows its busy time, after the secret was
-checked; never an empty calendar."""
+"""Outputs fail closed (invariant 7): a calendar with a source that never synced, or with
+``stale_policy = "fail"`` a stale one, answers 503 with Retry-After on every output that
+shows its busy time, after the secret was checked; never an empty calendar."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ import pytest
 from caldav.lib import error as dav_error
 
 from server.clock import FixedClock
+from server.config import parse_config
+from server.errors import ConfigError
 from tests.conftest import NOW, event, ics
 
 SECRET = "s3cret-s3cret-s3cret-0001"
@@ -229,6 +231,50 @@ async def test_a_wrong_secret_is_still_404_or_401(make_config, serve) -> None:
             assert "never synced" not in await response.text()
 
 
+async def test_stale_policy_fail_refuses_a_stale_calendar_and_serve_flags_it(
+        work_file, make_config, serve, clock: FixedClock) -> None:
+    client, runtime = await serve(make_config(
+        [{"name": "work", "kind": "ics", "url": "work.ics"}],
+        [{"name": "me", "sources": ["work"], "secret": SECRET, "stale_policy": "fail",
+          "subscribers": [{"name": "partner", "secret": SUBSCRIBER}]},
+         {"name": "lenient", "sources": ["work"], "secret": "owner-owner-owner-0001"}]))
+    assert all(o.ok for o in await runtime.sync.run_all_once())
+    fresh = await client.get(f"/feeds/{SECRET}/busy.ics")
+    assert fresh.status == 200 and fresh.headers["X-Fbproxy-Stale"] == "0"
+    etag = fresh.headers["ETag"]
+    token = await _sync_token(client)
+
+    # stale_after defaults to 15 minutes (3 x the 5 minute poll).
+    clock.set(NOW + timedelta(minutes=16))
+    why = "source 'work' last synced 16m ago, past its stale_after of 15m"
+    await assert_unserved(requester(client), retry_after="10", why=why)
+    # Not even a 304 for the copy the client already has: that would also say "still true".
+    cached = await client.get(f"/feeds/{SECRET}/busy.ics", headers={"If-None-Match": etag})
+    assert cached.status == 503
+
+    lenient = await client.get("/feeds/owner-owner-owner-0001/busy.ics")
+    assert lenient.status == 200 and lenient.headers["X-Fbproxy-Stale"] == "1"
+    assert lenient.headers["X-Fbproxy-Synced"] == "2026-11-25T12:00:00Z"
+    api = await client.get("/api/v1/freebusy?calendar=lenient",
+                           headers={"Authorization": "Bearer owner-owner-owner-0001"})
+    assert api.status == 200 and (await api.json())["stale"] is True
+
+    # It syncs again: served, and a CalDAV client's token from before still works.
+    assert all(o.ok for o in await runtime.sync.run_all_once())
+    await assert_served(requester(client))
+    again = await client.request("REPORT", COLLECTION, headers={**basic(), "Depth": "0"},
+                                 data=SYNC.replace("<D:sync-token/>",
+                                                   f"<D:sync-token>{token}</D:sync-token>"))
+    assert again.status == 207
+
+
+async def _sync_token(client: Any) -> str:
+    response = await client.request("PROPFIND", COLLECTION, data=propfind("D:sync-token"),
+                                    headers={**basic(), "Depth": "0"})
+    assert response.status == 207
+    return (await response.text()).split("sync-token>")[1].split("<")[0]
+
+
 async def test_the_caldav_library_gets_an_error_not_an_empty_calendar(
         work_file, make_config, serve) -> None:
     client, runtime = await serve(one_calendar(make_config))
@@ -263,3 +309,16 @@ async def test_a_disabled_source_that_never_synced_waits_for_the_config(
     response = await client.get(f"/feeds/{SECRET}/busy.ics")
     assert response.status == 503 and response.headers["Retry-After"] == "3600"
     assert "'work' has never synced (it is disabled)" in await response.text()
+
+
+def test_stale_policy_is_validated_naming_its_key(tmp_path: Path) -> None:
+    raw = {"sources": [{"name": "work", "kind": "ics", "url": "work.ics"}],
+           "calendars": [{"name": "me", "sources": ["work"], "stale_policy": "never"}]}
+    with pytest.raises(ConfigError) as raised:
+        parse_config(raw, base_dir=tmp_path)
+    assert raised.value.problems == [
+        'calendars[0].stale_policy: "never" is not valid; use "serve" or "fail"']
+    raw["calendars"][0]["stale_policy"] = "fail"
+    assert parse_config(raw, base_dir=tmp_path).calendars[0].stale_policy == "fail"
+    del raw["calendars"][0]["stale_policy"]
+    assert parse_config(raw, base_dir=tmp_path).calendars[0].stale_policy == "serve"
