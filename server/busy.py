@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from server.availability import BUSY, BusyInterval, merge_rows, overlapping
 from server.clock import iso
-from server.config import BookingPageConfig, CalendarConfig
+from server.config import BookingPageConfig, CalendarConfig, SourceConfig
+from server.durations import format_duration
+from server.errors import RequestError
 from server.runtime import Runtime, Timeline
 from server.store import SourceRecord
+from server.sync import retry_delay
 
 # The longest window one free/busy question may ask (JSON API, CalDAV free-busy-query):
 # the answer is computed on the event loop.
 MAX_QUERY_SPAN = timedelta(days=366)
 
 SERVED_PAST = timedelta(days=1)
+# Bounds of Retry-After on a calendar that is not served: sooner is pointless (no
+# poll is shorter), and later than an hour would outlast a fix made by hand.
+RETRY_AFTER_MIN = 10
+RETRY_AFTER_MAX = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +120,72 @@ async def freshness(runtime: Runtime, calendar: CalendarConfig, *,
     now = int(runtime.clock.now().timestamp())
     records = {r.name: r for r in await runtime.store.sources(max_age=max_age)}
     return [source_freshness(runtime, records.get(name), name, now) for name in calendar.sources]
+
+
+async def served_freshness(runtime: Runtime, calendar: CalendarConfig, *,
+                           max_age: float = 1.0) -> list[SourceFreshness]:
+    """The calendar's sources' freshness, or a 503 when its busy time must not be shown.
+
+    A source that never synced would make its share of the calendar look free,
+    so the calendar is not served at all (invariant 7); with ``stale_policy =
+    "fail"`` neither is it once a source is past its ``stale_after``. Call it
+    only after the caller's secret was checked: the reason names sources.
+    ``max_age`` is as for ``freshness``.
+    """
+    sources = await freshness(runtime, calendar, max_age=max_age)
+    if not _blocking(calendar, sources):
+        return sources
+    # Records only move forward, so a cached read can only be too pessimistic:
+    # confirm with a fresh one before refusing (a round may just have finished).
+    now = int(runtime.clock.now().timestamp())
+    records = {r.name: r for r in await runtime.store.sources()}
+    sources = [source_freshness(runtime, records.get(name), name, now)
+               for name in calendar.sources]
+    blocking = _blocking(calendar, sources)
+    if not blocking:
+        return sources
+    wait = max(_next_round_in(runtime.config.source(s.name), records.get(s.name), now)
+               for s in blocking)
+    retry = min(max(round(wait), RETRY_AFTER_MIN), RETRY_AFTER_MAX)
+    reasons = "; ".join(_why(runtime.config.source(s.name), s, records.get(s.name))
+                        for s in blocking)
+    raise RequestError(503, f"calendar {calendar.name!r} is not served until its sources "
+                       f"have synced: {reasons}; retry in {retry} s",
+                       headers={"Retry-After": str(retry)})
+
+
+def _blocking(calendar: CalendarConfig, sources: list[SourceFreshness]) -> list[SourceFreshness]:
+    """The sources that keep the calendar from being served."""
+    return [s for s in sources
+            if s.last_success is None or (calendar.stale_policy == "fail" and s.stale)]
+
+
+def _why(source: SourceConfig, fresh: SourceFreshness, record: SourceRecord | None) -> str:
+    failures = record.consecutive_failures if record else 0
+    failing = f" ({failures} failed attempt(s) in a row)" if failures else ""
+    if fresh.last_success is None:
+        idle = "" if source.enabled else " (it is disabled)"
+        return f"source {source.name!r} has never synced{idle}{failing}"
+    age = format_duration(timedelta(seconds=fresh.age_seconds or 0))
+    return (f"source {source.name!r} last synced {age} ago, past its stale_after of "
+            f"{format_duration(source.stale_after)}{failing}")
+
+
+class _LongestJitter(random.Random):
+    """retry_delay's latest moment: a client told to retry then finds the round done."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return max(a, b)
+
+
+def _next_round_in(source: SourceConfig, record: SourceRecord | None, now: int) -> float:
+    """Seconds until ``source``'s next sync round is due (0: now or already running)."""
+    if not source.enabled:
+        return float(RETRY_AFTER_MAX)  # nothing changes until the config does
+    if record is None or record.last_attempt is None:
+        return 0.0  # the first round is under way
+    delay = retry_delay(record.consecutive_failures, source.poll_interval, _LongestJitter())
+    return record.last_attempt + delay - now
 
 
 async def known_until(runtime: Runtime, names: Iterable[str]) -> dict[str, int]:

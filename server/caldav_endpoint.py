@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from server.bodies import whole_body
-from server.busy import MAX_QUERY_SPAN, merged_busy
+from server.busy import MAX_QUERY_SPAN, merged_busy, served_freshness
 from server.config import CalendarConfig
 from server.dav_collection import (
     DAV_COLLECTIONS,
@@ -80,6 +80,9 @@ _REPORTS = (tag(CALDAV, "calendar-query"), tag(CALDAV, "calendar-multiget"),
 _PRINCIPAL_REPORTS = (tag(DAV, "principal-property-search"),
                       tag(DAV, "principal-search-property-set"))
 _PRINCIPAL_KINDS = ("root", "principals", "principal")
+# The collection's version: what clients compare to decide whether to fetch again.
+# Like the members, it is busy data, so it is refused while the calendar is not served.
+_VERSION_PROPS = {tag(DAV, "sync-token"), tag(CALSERVER, "getctag"), tag(DAV, "getetag")}
 
 
 def setup_caldav(app: web.Application) -> None:
@@ -222,6 +225,7 @@ async def _get(request: web.Request, runtime: Runtime, state: DavCollections,
                calendar: CalendarConfig, resource: Resource) -> web.StreamResponse:
     if resource.kind != "member":
         raise RequestError(405, "only calendar objects can be fetched; use PROPFIND or REPORT")
+    await served_freshness(runtime, calendar)
     collection = await current(runtime, state, calendar)
     members = await runtime.store.dav_members(calendar.name, uids=[resource.member_uid])
     if not members:
@@ -250,24 +254,25 @@ async def _propfind(request: web.Request, runtime: Runtime, state: DavCollection
         return web.Response(status=403, body=body, content_type=_XML, charset="utf-8")
     names_only = root is not None and root.find(tag(DAV, "propname")) is not None
     wanted = None if names_only else requested_props(root)
-    targets = [resource]
+    targets = [resource, *(_children(resource, calendar) if depth == "1" else [])]
+    lists_members = resource.kind == "member" or (resource.kind == "collection" and depth == "1")
+    # allprop (wanted None) includes getctag and getetag; propname names them.
+    shows_version = any(t.kind == "collection" for t in targets) and (
+        wanted is None or not _VERSION_PROPS.isdisjoint(wanted))
     collection = None
     members: dict[str, DavMember] = {}
-    if resource.kind == "member":
+    if lists_members or shows_version:
+        # Discovery (resourcetype, displayname, privileges ...) is answered either way.
+        await served_freshness(runtime, calendar)
         collection = await current(runtime, state, calendar)
+    if resource.kind == "member":
         members = {m.uid: m for m in await runtime.store.dav_members(
             calendar.name, uids=[resource.member_uid])}
         if resource.member_uid not in members:
             raise RequestError(404, "no such busy block (it may have changed; sync again)")
-    elif resource.kind == "collection":
-        collection = await current(runtime, state, calendar)
-        if depth == "1":
-            members = {m.uid: m for m in await runtime.store.dav_members(calendar.name)}
-            targets += [_member_resource(calendar, uid) for uid in members]
-    elif depth == "1":
-        targets += _children(resource, calendar)
-        if resource.kind == "home":
-            collection = await current(runtime, state, calendar)
+    elif lists_members:
+        members = {m.uid: m for m in await runtime.store.dav_members(calendar.name)}
+        targets += [_member_resource(calendar, uid) for uid in members]
     results = [_select(target.href, _properties(target, calendar, collection,
                                                 members.get(target.member_uid)),
                        wanted, names_only) for target in targets]
@@ -343,6 +348,9 @@ def _properties(resource: Resource, calendar: CalendarConfig,
             tag(DAV, "sync-token"): text_prop(DAV, "sync-token", token),
             tag(CALSERVER, "getctag"): text_prop(CALSERVER, "getctag", token),
             tag(DAV, "getetag"): text_prop(DAV, "getetag", f'"{collection.last_seq}"'),
+        })
+    if resource.kind == "collection":
+        props.update({
             tag(CALDAV, "calendar-description"): text_prop(
                 CALDAV, "calendar-description",
                 f"When {calendar.name} is busy (read-only, merged by fbproxy)"),
@@ -416,6 +424,7 @@ async def _report(runtime: Runtime, state: DavCollections, calendar: CalendarCon
     if root.tag not in _REPORTS or resource.kind != "collection":
         # caldav and others send every calendar REPORT to the collection (RFC 3253 §3.6).
         raise Precondition(DAV, "supported-report", "this report is not supported here")
+    await served_freshness(runtime, calendar)
     collection = await current(runtime, state, calendar)
     if root.tag == tag(CALDAV, "free-busy-query"):
         return await _free_busy(runtime, calendar, root)

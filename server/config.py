@@ -148,6 +148,9 @@ class CalendarConfig:
     # None: generated on first start and kept in the database.
     secret: Secret | None = field(default=None, repr=False)
     subscribers: tuple[SubscriberConfig, ...] = ()
+    # Feeds, the API and CalDAV answer 503 while a source never synced; past a source's
+    # stale_after, "serve" keeps serving (flagged stale) and "fail" answers 503 too.
+    stale_policy: str = "serve"
 
 
 @dataclass(frozen=True)
@@ -213,7 +216,9 @@ _DEFAULT_POLL = {"ics": timedelta(minutes=5), "caldav": timedelta(minutes=1),
                  "google": timedelta(minutes=2), "microsoft": timedelta(minutes=2)}
 # Kinds found by a URL; the others (google) know where their API is.
 _URL_KINDS = ("ics", "caldav")
-_CALENDAR_KEYS = {"name", "sources", "secret", "secret_env", "secret_file", "subscribers"}
+_CALENDAR_KEYS = {"name", "sources", "secret", "secret_env", "secret_file", "subscribers",
+                  "stale_policy"}
+STALE_POLICIES = ("serve", "fail")
 _SUBSCRIBER_KEYS = {"name", "secret", "secret_env", "secret_file", "detail"}
 DETAILS = ("busy_tentative", "busy", "holds")
 
@@ -377,7 +382,9 @@ def _read_calendar(raw: Mapping[str, Any], path: str, reader: Reader, source_nam
             name=read_name(table, where, reader, subscriber_names), secret=sub_secret,
             detail=read_choice(table, "detail", where, reader, DETAILS)))
     return CalendarConfig(name=name, sources=tuple(str(s) for s in sources), secret=secret,
-                          subscribers=tuple(subscribers))
+                          subscribers=tuple(subscribers),
+                          stale_policy=read_choice(raw, "stale_policy", path, reader,
+                                                   STALE_POLICIES))
 
 
 def parse_config(raw: Mapping[str, Any], *, base_dir: Path, path: Path | None = None,

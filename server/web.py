@@ -23,7 +23,7 @@ from aiohttp.abc import AbstractAccessLogger
 from server import durations
 from server.availability import BUSY, BusyInterval, merge_rows
 from server.bodies import json_body
-from server.busy import MAX_QUERY_SPAN, freshness, last_change, merged_busy, served_window
+from server.busy import MAX_QUERY_SPAN, last_change, merged_busy, served_freshness, served_window
 from server.caldav_endpoint import setup_caldav
 from server.clock import iso
 from server.config import CalendarConfig
@@ -253,6 +253,8 @@ async def _feed(request: web.Request, kind: str) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
     viewer = _feed_viewer(request)
     calendar = viewer.calendar
+    # Before any cached body: a 304 or an old copy would also pass for checked free time.
+    sources = await served_freshness(runtime, calendar)
     window = served_window(runtime)
     refresh = _refresh_interval(runtime, calendar)
     key = (await runtime.store.busy_generation(), window)
@@ -262,11 +264,10 @@ async def _feed(request: web.Request, kind: str) -> web.StreamResponse:
     else:
         cached = await _single_render(request.app, runtime, viewer, kind, window, refresh, key)
     response = _conditional(request, cached, refresh)
-    # How fresh the answer is: the oldest last success among the calendar's sources.
-    sources = await freshness(runtime, calendar, max_age=1.0)
-    successes = [s.last_success for s in sources if s.last_success is not None]
-    oldest = min(successes) if successes and len(successes) == len(sources) else None
-    response.headers["X-Fbproxy-Synced"] = iso(oldest) if oldest else "never"
+    # How fresh the answer is: the oldest last success among the calendar's sources
+    # (every one has synced, or served_freshness would have refused).
+    oldest = min(s.last_success or 0 for s in sources)
+    response.headers["X-Fbproxy-Synced"] = iso(oldest)
     response.headers["X-Fbproxy-Stale"] = "1" if any(s.stale for s in sources) else "0"
     return response
 
@@ -376,9 +377,9 @@ async def api_freebusy(request: web.Request) -> web.Response:
     if end - start > MAX_QUERY_SPAN:
         raise RequestError(400, f"the window is longer than {MAX_QUERY_SPAN.days} days")
     start_ts, end_ts = int(start.timestamp()), int(end.timestamp())
+    sources = await served_freshness(runtime, calendar, max_age=0.0)
     blocks = clip(at_detail(await merged_busy(runtime, calendar, start_ts, end_ts),
                             viewer.detail), start_ts, end_ts)
-    sources = await freshness(runtime, calendar)
     return web.json_response({
         "calendar": calendar.name,
         "start": iso(start_ts),

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -146,8 +147,14 @@ def test_readme_run_command_serves_the_example(server: tuple[str, Path]) -> None
     assert len(feed_urls) == 2 and secret
     for path in feed_urls:
         for _ in range(100):  # the first sync runs at start; wait until it has landed
-            with urllib.request.urlopen(base + path, timeout=5) as response:
-                body = response.read()
+            try:
+                with urllib.request.urlopen(base + path, timeout=5) as response:
+                    body = response.read()
+            except urllib.error.HTTPError as exc:
+                # Until then the calendar is not served (invariant 7), never empty.
+                assert exc.code == 503 and exc.headers["Retry-After"] == "10", exc
+                time.sleep(0.05)
+                continue
             calendar = Calendar.from_ical(body)
             freebusy = calendar.walk("VFREEBUSY")
             if calendar.walk("VEVENT") or (freebusy and freebusy[0].get("FREEBUSY")):

@@ -10,6 +10,7 @@ Run with ``-s`` to see the time and memory figures (docs/reliability.md).
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -178,12 +179,19 @@ async def _sync_hostile(name: str, body: bytes, expect: tuple[str, str, str], tm
                         make_config: Callable[..., Any], serve: Callable[..., Any]) -> None:
     what, key, reason = expect
     hostile, good = tmp_path / "hostile.ics", tmp_path / "good.ics"
-    hostile.write_bytes(body)
+    # The source synced once before it turned hostile: a calendar with a source that
+    # never synced is not served at all (test_fail_closed), so only after a first
+    # good round can its hostile rounds be seen (not) reaching the outputs.
+    hostile.write_text(ics(), newline="")
     good.write_text(GOOD_SOURCE, newline="")
     client, runtime = await serve(make_config([
         {"name": "hostile", "kind": "ics", "url": str(hostile)},
         {"name": "good", "kind": "ics", "url": str(good)},
     ]))
+    assert all(o.ok for o in await runtime.sync.run_all_once())
+    primed = hostile.stat().st_mtime_ns
+    hostile.write_bytes(body)
+    os.utime(hostile, ns=(primed, primed + 1_000_000_000))  # seen as changed, whatever size
     started = time.perf_counter()
     with peak_rss() as memory:
         outcomes = {o.source: o for o in

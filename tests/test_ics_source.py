@@ -192,14 +192,21 @@ async def test_unreachable_source_does_not_stop_the_others(tmp_path, make_config
     config = make_config([
         {"name": "down", "kind": "ics", "url": "http://127.0.0.1:9/never.ics", "timeout": "2s"},
         {"name": "good", "kind": "ics", "url": str(good_file)},
-    ])
+    ], [{"name": "me", "sources": ["good"], "secret": "s3cret-s3cret-s3cret-0001"},
+        {"name": "both", "sources": ["down", "good"], "secret": "owner-owner-owner-0001"}],
+        admin_secret="admin-admin-admin-0001")
     client, runtime = await serve(config)
     outcomes = {o.source: o for o in await runtime.sync.run_all_once()}
     assert not outcomes["down"].ok and outcomes["good"].ok
     assert len(await _busy(client)) == 2
-    response = await client.get("/api/v1/freebusy?calendar=me",
-                                headers={"Authorization": "Bearer s3cret-s3cret-s3cret-0001"})
-    sources = {s["name"]: s for s in (await response.json())["sources"]}
+    # A calendar that merges the source that never synced is refused, not shown as free.
+    response = await client.get("/api/v1/freebusy?calendar=both",
+                                headers={"Authorization": "Bearer owner-owner-owner-0001"})
+    assert response.status == 503 and response.headers["Retry-After"].isdigit()
+    assert "'down' has never synced" in (await response.json())["error"]
+    status = await client.get("/api/v1/status",
+                              headers={"Authorization": "Bearer admin-admin-admin-0001"})
+    sources = {s["name"]: s for s in (await status.json())["sources"]}
     assert sources["down"]["stale"] is True and sources["down"]["last_success"] is None
     assert sources["good"]["stale"] is False
 
