@@ -11,12 +11,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import email.utils
-import functools
 import hashlib
-import re
+import logging
 import ssl
-import zoneinfo
-from collections.abc import Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,22 +28,24 @@ from adapters.base import (
     BadUpstreamData,
     Capabilities,
     ChangeSet,
-    Item,
-    SkippedItem,
     SyncState,
     UpstreamUnavailable,
 )
+from adapters.ics_feed import (
+    MAX_LINE_CHARS,
+    FeedContents,
+    read_feed,
+    split_feed,
+    unaccounted_vevents,
+)
+
+# The splitter lives in adapters.ics_feed (pure text work); these names stay here too.
+__all__ = ["MAX_LINE_CHARS", "FeedContents", "IcsAdapter", "IcsSettings", "http_url",
+           "read_feed", "retry_after_seconds", "split_feed", "unaccounted_vevents"]
+
+log = logging.getLogger("fbproxy.ics")
 
 USER_AGENT = "fbproxy/0.1 (+https://github.com/fbproxy/fbproxy)"
-MAX_KEY_LENGTH = 200
-# Bounds for hostile feeds, far beyond anything a calendar app writes: parsing
-# past them costs seconds of CPU and hundreds of MiB (the item is skipped).
-MAX_NESTING = 8  # VCALENDAR > VEVENT > VALARM is 3
-MAX_COMPONENTS_PER_ITEM = 2000  # a master and its RECURRENCE-ID overrides
-MAX_ZONE_LINES = 2000  # a real VTIMEZONE has tens
-# A longer content line (a giant DESCRIPTION or inline ATTACH) is dropped: busy
-# time never needs it, and parsing it cost seconds and ~150 MiB at 20 MB.
-MAX_LINE_CHARS = 256 * 1024
 _CHUNK = 64 * 1024
 
 
@@ -100,12 +99,22 @@ class IcsAdapter:
             return ChangeSet(state=new_state, unchanged=True, bytes_received=len(body))
         loop = asyncio.get_running_loop()
         try:
-            items, skipped = await loop.run_in_executor(self._executor, split_feed, body)
+            contents = await loop.run_in_executor(self._executor, read_feed, body)
         except BadUpstreamData as exc:
             exc.source = self.name
             raise
-        return ChangeSet(state=new_state, upserted=tuple(items), full=True,
-                         skipped=tuple(skipped), bytes_received=len(body))
+        self._report(contents)
+        return ChangeSet(state=new_state, upserted=tuple(contents.items), full=True,
+                         skipped=tuple(contents.skipped), bytes_received=len(body))
+
+    def _report(self, contents: FeedContents) -> None:
+        """What the feed held besides events, once per changed feed (skipped items
+        are logged by the sync round with the rest)."""
+        for warning in contents.warnings:
+            log.warning("source %s: %s", self.name, warning)
+        if contents.ignored:
+            kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(contents.ignored.items()))
+            log.info("source %s: ignored %s (not busy time)", self.name, kinds)
 
     async def close(self) -> None:
         """The HTTP session is shared and owned by the app."""
@@ -214,185 +223,6 @@ def _read_bounded(path: Path, limit: int) -> bytes | None:
     with path.open("rb") as handle:
         body = handle.read(limit + 1)
     return None if len(body) > limit else body
-
-
-def split_feed(body: bytes) -> tuple[list[Item], list[SkippedItem]]:
-    """Split a feed into one item per UID; raise BadUpstreamData if it is no calendar.
-
-    This works on content lines, not on parsed objects: parsing is the costly
-    part, and only items whose text changed are ever parsed (by expansion).
-    Each item keeps its upstream lines verbatim, wrapped in a VCALENDAR with the
-    feed's X-WR-TIMEZONE and the VTIMEZONEs it needs.
-
-    A body that is not iCalendar at all (an HTML login page, an empty answer) or
-    that was cut short must fail: reading it as "a calendar with fewer events"
-    would erase busy blocks.
-    """
-    text = _decode(body).lstrip("\ufeff \t\r\n")
-    if not text[:15].upper().startswith("BEGIN:VCALENDAR"):
-        raise BadUpstreamData(f"not an iCalendar feed ({_describe(text)})")
-    feed = _FeedParts()
-    for component in _top_level_components(_unfold(text), feed):
-        kind = component[0][6:].strip().upper()
-        if kind == "VTIMEZONE":
-            feed.zones[_property(component, "TZID") or ""] = component
-        elif kind in ("VEVENT", "VFREEBUSY"):
-            feed.groups.setdefault(_component_key(component), []).append(component)
-    items: list[Item] = []
-    for key, members in feed.groups.items():
-        problem = feed.problem(members)
-        if problem:
-            feed.skipped.append(SkippedItem(key, problem))
-        else:
-            items.append(feed.item(key, members))
-    return items, feed.skipped
-
-
-def _safe(text: str, limit: int = 40) -> str:
-    """Upstream text for an error message (it reaches the API and status page):
-    letters, digits and spaces only, so it can carry no markup or content line."""
-    return "'" + re.sub(r"[^A-Za-z0-9 ]", ".", text[:limit]) + "'"
-
-
-def _describe(text: str) -> str:
-    if not text:
-        return "the body is empty"
-    if text[:200].lower().lstrip().startswith(("<!doctype html", "<html")):
-        return "an HTML page"
-    return f"starts with {_safe(text)}"
-
-
-def _decode(body: bytes) -> str:
-    """UTF-8 (RFC 5545); a UTF-16 export (some Windows tools) is read by its BOM."""
-    if body[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        return body.decode("utf-16", errors="replace")
-    return body.decode("utf-8", errors="replace")
-
-
-@dataclass
-class _FeedParts:
-    zones: dict[str, list[str]] = field(default_factory=dict)
-    groups: dict[str, list[list[str]]] = field(default_factory=dict)
-    header: list[str] = field(default_factory=list)
-    skipped: list[SkippedItem] = field(default_factory=list)
-
-    def problem(self, members: list[list[str]]) -> str | None:
-        """Why an item is too costly to read, or None."""
-        if len(members) > MAX_COMPONENTS_PER_ITEM:
-            return (f"{len(members)} components share this UID "
-                    f"(more than {MAX_COMPONENTS_PER_ITEM})")
-        for tzid in sorted({tz for member in members for tz in _tzids(member)}):
-            zone = self.zones.get(tzid, ())
-            if len(zone) > MAX_ZONE_LINES and tzid not in _iana_zones():
-                return f"its VTIMEZONE {tzid[:60]!r} has {len(zone)} lines " \
-                       f"(more than {MAX_ZONE_LINES})"
-        return None
-
-    def item(self, key: str, members: list[list[str]]) -> Item:
-        lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//fbproxy//item//EN", *self.header]
-        for tzid in sorted({tz for member in members for tz in _tzids(member)}):
-            # A zone Python knows by name needs no definition: parsing one is
-            # the slowest part of reading an item, and the IANA rules win anyway.
-            if tzid in self.zones and tzid not in _iana_zones():
-                lines += self.zones[tzid]
-        for member in members:
-            lines += member
-        lines.append("END:VCALENDAR")
-        return Item(key=key, ical="\r\n".join(lines) + "\r\n")
-
-
-def _unfold(text: str) -> list[str]:
-    """RFC 5545 §3.1: a line starting with a space or tab continues the previous one."""
-    # Continuations are joined once per line: appending each to a growing
-    # string was quadratic (a 20 MB folded DESCRIPTION never finished).
-    lines: list[list[str]] = []
-    for raw in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
-        if raw[:1] in (" ", "\t") and lines:
-            lines[-1].append(raw[1:])
-        elif raw:
-            lines.append([raw])
-    return ["".join(parts) for parts in lines]
-
-
-def _top_level_components(lines: list[str], feed: _FeedParts) -> Iterable[list[str]]:
-    """The lines of each component directly inside a VCALENDAR, nesting checked."""
-    stack: list[str] = []
-    current: list[str] = []
-    too_deep = False
-    for line in lines:
-        if len(line) > MAX_LINE_CHARS:
-            continue
-        upper = line[:20].upper()
-        if upper.startswith("BEGIN:"):
-            stack.append(line[6:].strip().upper())
-            if len(stack) == 1 and stack[0] != "VCALENDAR":
-                raise BadUpstreamData(f"{_safe(line)} outside a VCALENDAR")
-            if len(stack) > MAX_NESTING:
-                # Nesting is still checked, but the component is not kept:
-                # the parser's cost grows with the depth.
-                too_deep = True
-                continue
-        elif upper.startswith("END:"):
-            name = line[4:].strip().upper()
-            if not stack or stack[-1] != name:
-                open_name = stack[-1] if stack else "nothing"
-                raise BadUpstreamData(f"END:{_safe(name)} does not close {_safe(open_name)}")
-            stack.pop()
-            if stack and len(stack) < MAX_NESTING:
-                current.append(line)
-            if len(stack) == 1:
-                if too_deep:
-                    feed.skipped.append(SkippedItem(
-                        _component_key(current),
-                        f"components nested more than {MAX_NESTING} deep"))
-                else:
-                    yield current
-                current, too_deep = [], False
-            continue
-        if len(stack) > MAX_NESTING:
-            continue
-        if len(stack) >= 2:
-            current.append(line)
-        elif len(stack) == 1 and upper.startswith("X-WR-TIMEZONE"):
-            feed.header = [line]
-        elif not stack:
-            raise BadUpstreamData(f"content after END:VCALENDAR: {_safe(line)}")
-    if stack:
-        raise BadUpstreamData(f"the feed is cut short: {_safe(stack[-1])} is never closed")
-
-
-def _property(component: list[str], name: str) -> str | None:
-    """The value of a property of the component itself (not of a nested VALARM)."""
-    depth = 0
-    for line in component[1:-1]:
-        upper = line[:len(name) + 1].upper()
-        if line[:6].upper() == "BEGIN:":
-            depth += 1
-        elif line[:4].upper() == "END:":
-            depth -= 1
-        elif depth == 0 and upper in (f"{name}:", f"{name};"):
-            return line.partition(":")[2].strip()
-    return None
-
-
-def _component_key(component: list[str]) -> str:
-    uid = _property(component, "UID")
-    if uid and len(uid) <= MAX_KEY_LENGTH:
-        return uid
-    material = uid if uid else "\n".join(component)
-    return "sha256-" + hashlib.sha256(material.encode()).hexdigest()
-
-
-_TZID = re.compile(r';TZID=(?:"([^"]*)"|([^;:]*))', re.IGNORECASE)
-
-
-def _tzids(component: list[str]) -> set[str]:
-    return {quoted or plain for line in component for quoted, plain in _TZID.findall(line)}
-
-
-@functools.cache
-def _iana_zones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
 
 
 def retry_after_seconds(value: str) -> float | None:

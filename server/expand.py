@@ -6,6 +6,7 @@ executor, once per changed item, and store the result.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -36,8 +37,15 @@ _PERIOD_DAYS = {"HOURLY": 1 / 24, "DAILY": 1, "WEEKLY": 7, "MONTHLY": 31, "YEARL
 # Properties whose unreadable value would silently drop or misplace busy time.
 _TIME_PROPERTIES = frozenset({"DTSTART", "DTEND", "DURATION", "RRULE", "RDATE", "EXDATE",
                               "RECURRENCE-ID"})
+# Copies of one UID without RECURRENCE-ID are expanded one by one (each with every
+# override); past these bounds the rest are left out and reported. A hostile item of
+# 1,000 copies and 1,000 overrides took 22 s.
+MAX_SEPARATE_COPIES = 100
+MAX_COPY_WORK = 20_000  # copies × (overrides + 1)
+# An item's reasons for what was left out, listed one by one up to this many.
+MAX_REASONS = 10
 # Bump when expansion logic changes, so stored items are expanded again.
-EXPANSION_VERSION = 3
+EXPANSION_VERSION = 4
 # Floating times are compared by the library before we place them in a zone.
 _PAD = timedelta(days=2)
 
@@ -53,6 +61,9 @@ class Expansion:
     truncated: bool = False
     # The booking id when this item is a hold fbproxy wrote (see HOLD_MARKER).
     hold_booking: str | None = None
+    # Why parts of the item were left out (an unreadable copy of a VEVENT sharing its
+    # UID with readable ones): the rest was read, and each is reported like a skip.
+    skipped: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,21 +87,82 @@ def is_recurring(calendar: Calendar) -> bool:
     return any("RRULE" in c or "RDATE" in c for c in calendar.walk("VEVENT"))
 
 
-def check_readable(calendar: Calendar, window_end: datetime | None = None) -> None:
-    """Refuse items whose times cannot be read, instead of dropping them silently."""
-    for event in calendar.walk("VEVENT"):
-        for name, problem in getattr(event, "errors", ()):
-            if str(name).upper() in _TIME_PROPERTIES:
-                raise BadItem(f"{name}: {problem}")
-        if "DTSTART" not in event:
-            raise BadItem("a VEVENT has no DTSTART")
-        for rule in _as_list(event.get("RRULE")):
-            check_rule(rule, event, window_end)
+def drop_unreadable(calendar: Calendar, window_end: datetime | None = None) -> list[str]:
+    """Refuse VEVENTs whose times cannot be read, instead of dropping them silently.
+
+    Components sharing a UID are checked one by one (merged exports and dumps of
+    scheduling messages repeat a UID without RECURRENCE-ID): an unreadable one is
+    taken out of ``calendar`` and named in the returned reasons, the others are
+    read. BadItem when no VEVENT is left to read.
+    """
+    events = calendar.walk("VEVENT")
+    budget = float(MAX_RULE_STEPS)  # for all the rules of the item together
+    problems: list[tuple[int, Component, str]] = []
+    for position, event in enumerate(events, 1):
+        try:
+            budget -= check_event(event, window_end, budget)
+        except BadItem as exc:
+            problems.append((position, event, str(exc)))
+        except Exception as exc:  # the parser raises many kinds on hostile input
+            problems.append((position, event, f"cannot read: {exc or type(exc).__name__}"))
+    if not problems:
+        return []
+    if len(problems) == len(events):
+        more = f" (and {len(events) - 1} more VEVENTs with this UID)" if len(events) > 1 else ""
+        raise BadItem(problems[0][2] + more)
+    doomed = {id(event) for _, event, _ in problems}
+    for component in calendar.walk():
+        component.subcomponents = [c for c in component.subcomponents if id(c) not in doomed]
+    reasons = [f"{_describe(event, position, len(events))} is left out, the rest of this "
+               f"UID is read: {problem}" for position, event, problem in problems]
+    if len(reasons) > MAX_REASONS:
+        reasons[MAX_REASONS:] = [f"{len(reasons) - MAX_REASONS} more VEVENTs with this UID "
+                                 "are left out for such reasons"]
+    return reasons
 
 
-def check_rule(rule: Any, event: Component, window_end: datetime | None) -> None:
-    """Refuse rules whose expansion would be unbounded in practice."""
+def check_event(event: Component, window_end: datetime | None,
+                budget: float = MAX_RULE_STEPS) -> float:
+    """Raise BadItem if the event's times cannot be read; else the steps its rules cost."""
+    for name, problem in getattr(event, "errors", ()):
+        if str(name).upper() in _TIME_PROPERTIES:
+            raise BadItem(f"{name}: {problem}")
+    if "DTSTART" not in event:
+        raise BadItem("a VEVENT has no DTSTART")
+    rules = _as_list(event.get("RRULE"))
+    if rules and not any(rules):
+        # An empty "RRULE:" (seen in a holiday feed) repeats nothing: the event is
+        # its single instance, as recurring-ical-events reads it.
+        del event["RRULE"]
+    steps = 0.0
+    for rule in rules:
+        steps += check_rule(rule, event, window_end, budget - steps)
+    return steps
+
+
+def _describe(event: Component, position: int, count: int) -> str:
+    """Which VEVENT of an item, for a reason a person reads: its place and what
+    tells copies apart (upstream text, reduced to characters that carry no markup)."""
+    parts = [f"{name} {_shown(event[name])}" for name in ("RECURRENCE-ID", "SEQUENCE",
+                                                         "DTSTART") if name in event]
+    return f"VEVENT {position} of {count}" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def _shown(value: Any) -> str:
+    text = value.to_ical() if hasattr(value, "to_ical") else value
+    text = text.decode(errors="replace") if isinstance(text, bytes) else str(text)
+    return re.sub(r"[^A-Za-z0-9:+-]", ".", text[:40])
+
+
+def check_rule(rule: Any, event: Component, window_end: datetime | None,
+               budget: float = MAX_RULE_STEPS) -> float:
+    """Refuse rules whose expansion would be unbounded in practice; else their estimated
+    steps up to ``window_end`` (0 when that cannot be told)."""
+    if not rule:
+        return 0.0
     frequencies = {str(f).upper() for f in _as_list(rule.get("FREQ"))}
+    if not frequencies:
+        raise BadItem("RRULE has no FREQ")
     if frequencies & REFUSED_FREQUENCIES:
         raise BadItem(f"FREQ={'/'.join(sorted(frequencies))} recurrence is refused "
                       "(more than one occurrence an hour)")
@@ -106,7 +178,7 @@ def check_rule(rule: Any, event: Component, window_end: datetime | None) -> None
         raise BadItem(f"RRULE makes {per_time} occurrences a day from BYHOUR/BYMINUTE/BYSECOND "
                       "(more than one occurrence an hour)")
     if window_end is None or not frequencies <= set(_PERIOD_DAYS):
-        return
+        return 0.0
     start = _value(event, "DTSTART")
     until = [u for u in _as_list(rule.get("UNTIL")) if isinstance(u, date)]
     end = to_utc(min(until), _UTC_ZONE) if until else window_end
@@ -121,9 +193,12 @@ def check_rule(rule: Any, event: Component, window_end: datetime | None) -> None
     counts = [int(c) for c in _as_list(rule.get("COUNT"))]
     if counts:
         steps = min(steps, max(counts))
-    if steps > MAX_RULE_STEPS:
+    if steps > budget:
+        shared = "" if budget >= MAX_RULE_STEPS else \
+            f"; with the other rules of this UID, more than {MAX_RULE_STEPS:,} in all"
         raise BadItem(f"RRULE would step through about {int(steps):,} occurrences from "
-                      f"DTSTART {start} (more than {MAX_RULE_STEPS:,})")
+                      f"DTSTART {start} (more than {max(0, int(budget)):,}{shared})")
+    return max(0.0, steps)
 
 
 def _count(rule: Any, name: str) -> int:
@@ -133,17 +208,14 @@ def _count(rule: Any, name: str) -> int:
 def expand_item(ical: str, context: ExpandContext) -> Expansion:
     """The busy instances of one item; raises BadItem when it cannot be read."""
     calendar = parse_item(ical)
-    try:
-        check_readable(calendar, context.window_end)
-    except BadItem:
-        raise
-    except Exception as exc:
-        raise BadItem(f"cannot read: {exc or type(exc).__name__}") from exc
+    skipped = drop_unreadable(calendar, context.window_end)
     recurring = is_recurring(calendar)
     limit = context.window_end if recurring else context.window_start + SINGLE_EVENT_LIMIT
     truncated = False
     try:
-        rows = sorted(_event_rows(calendar, context, limit), key=lambda r: (r.start, r.end))
+        # A set: copies of one event (merged exports) block the same time once.
+        rows = sorted(set(_event_rows(calendar, context, limit, skipped)),
+                      key=lambda r: (r.start, r.end, r.status))
         if len(rows) > MAX_INSTANCES_PER_ITEM:
             rows, truncated = rows[:MAX_INSTANCES_PER_ITEM], True
         rows.extend(_freebusy_rows(calendar, context))
@@ -153,13 +225,14 @@ def expand_item(ical: str, context: ExpandContext) -> Expansion:
         raise BadItem(f"cannot expand: {exc or type(exc).__name__}") from exc
     marks = [str(e[HOLD_MARKER]) for e in calendar.walk("VEVENT") if HOLD_MARKER in e]
     return Expansion(instances=tuple(rows), recurring=recurring, truncated=truncated,
-                     hold_booking=marks[0] if marks else None)
+                     hold_booking=marks[0] if marks else None, skipped=tuple(skipped))
 
 
-def _event_rows(calendar: Calendar, context: ExpandContext, limit: datetime) -> Iterator[BusyRow]:
+def _event_rows(calendar: Calendar, context: ExpandContext, limit: datetime,
+                skipped: list[str]) -> Iterator[BusyRow]:
     window_start = int(context.window_start.timestamp())
     window_limit = int(limit.timestamp())
-    for event, start, end in _occurrences(calendar, context, limit):
+    for event, start, end in _occurrences(calendar, context, limit, skipped):
         status = busy_status(event, context.owner_emails)
         if status is None:
             continue
@@ -178,27 +251,96 @@ def _event_rows(calendar: Calendar, context: ExpandContext, limit: datetime) -> 
 Occurrence = tuple[Component, date | datetime, date | datetime]
 
 
-def _occurrences(calendar: Calendar, context: ExpandContext,
-                 limit: datetime) -> Iterable[Occurrence]:
+def _occurrences(calendar: Calendar, context: ExpandContext, limit: datetime,
+                 skipped: list[str]) -> Iterable[Occurrence]:
+    wr_zone = _wr_zone(calendar)
     events = calendar.walk("VEVENT")
-    if not any("RRULE" in e or "RDATE" in e or "RECURRENCE-ID" in e for e in events):
+    if not any("RRULE" in e or "RDATE" in e or "RECURRENCE-ID" in e or "EXDATE" in e
+               for e in events):
         # Most items are one plain event: reading it directly skips the
         # library's per-occurrence copy, which was a third of expansion time.
-        return [_single(event, context.zone) for event in events]
+        # (An EXDATE goes to the library: equal to DTSTART, it removes the event.)
+        return [_single(event, context.zone, wr_zone) for event in events]
+    if sum("RECURRENCE-ID" not in e for e in events) <= 1:
+        return _expanded(calendar, context, limit)
+    return _copies(calendar, events, context, limit, skipped)
+
+
+def _copies(calendar: Calendar, events: list[Component], context: ExpandContext,
+            limit: datetime, skipped: list[str]) -> list[Occurrence]:
+    """Copies of a UID without RECURRENCE-ID (merged exports, dumps of scheduling
+    messages): the library would keep only the last one. Each is expanded with the
+    overrides, and what any copy makes blocks time; within bounds, as each copy
+    costs a whole expansion."""
+    masters = [e for e in events if "RECURRENCE-ID" not in e]
+    overrides = [e for e in events if "RECURRENCE-ID" in e]
+    others = [c for c in calendar.subcomponents if c.name != "VEVENT"]
+    found: list[Occurrence] = []
+    distinct: set[tuple[date | datetime, date | datetime]] = set()  # overrides recur per copy
+    for done, master in enumerate(masters):
+        why = _too_costly(done, len(overrides), len(distinct))
+        if why:
+            first = next(i for i, e in enumerate(events, 1) if e is master)
+            skipped.append(f"{len(masters) - done} more VEVENTs with this UID and no "
+                           f"RECURRENCE-ID, from VEVENT {first} of {len(events)}, are left "
+                           f"out: {why}")
+            break
+        part = Calendar()
+        part.update(calendar)  # the calendar's properties (X-WR-TIMEZONE)
+        part.subcomponents = [*others, master, *overrides]
+        occurrences = _expanded(part, context, limit)
+        found += occurrences
+        distinct.update((start, end) for _, start, end in occurrences)
+    return found
+
+
+def _too_costly(done: int, overrides: int, found: int) -> str | None:
+    """Why no further copy of a UID is expanded, or None (the first always is)."""
+    if done >= MAX_SEPARATE_COPIES:
+        return f"more than {MAX_SEPARATE_COPIES} copies to expand one by one"
+    if (done + 1) * (overrides + 1) > MAX_COPY_WORK:
+        return f"each copy is expanded with the {overrides} overrides, and more would cost " \
+               f"more than {MAX_COPY_WORK:,} readings of them"
+    if found > MAX_INSTANCES_PER_ITEM:
+        return f"the copies before make more than {MAX_INSTANCES_PER_ITEM:,} occurrences"
+    return None
+
+
+def _expanded(calendar: Calendar, context: ExpandContext,
+              limit: datetime) -> list[Occurrence]:
     # between() is linear in the occurrences; after() re-walks the rule for
     # every page and turned a dense series quadratic (35 s for an hourly one).
     query = recurring_ical_events.of(calendar, skip_bad_series=True)
     return [(o, o.start, o.end) for o in query.between(context.window_start - _PAD, limit + _PAD)]
 
 
-def _single(event: Component, zone: ZoneInfo) -> Occurrence:
+def _wr_zone(calendar: Calendar) -> ZoneInfo | None:
+    """The zone X-WR-TIMEZONE gives floating times (Google and Apple exports), as
+    recurring-ical-events applies it; an unknown one is removed, so that no path
+    reads it and floating times stay in the source's zone."""
+    value = calendar.get("X-WR-TIMEZONE")
+    if value is None:
+        return None
+    try:
+        return ZoneInfo(str(value))
+    except (KeyError, ValueError, OSError):  # ZoneInfoNotFoundError is a KeyError
+        del calendar["X-WR-TIMEZONE"]
+        return None
+
+
+def _single(event: Component, zone: ZoneInfo, wr_zone: ZoneInfo | None) -> Occurrence:
     """Start and end of a non-recurring event, with the library's rules for a missing end."""
-    start: Any = _value(event, "DTSTART")
+    start: Any = _placed(_value(event, "DTSTART"), wr_zone)
     end: Any
     if "DTEND" in event:
-        end = _value(event, "DTEND")
+        end = _placed(_value(event, "DTEND"), wr_zone)
     elif "DURATION" in event:
-        end = start + _value(event, "DURATION")
+        duration = _value(event, "DURATION")
+        if not isinstance(start, datetime) and (duration.seconds or duration.microseconds):
+            # A date plus hours: date arithmetic would drop the hours (and the event
+            # with them); like recurring-ical-events, it starts at midnight, floating.
+            start = datetime.combine(start, time())
+        end = start + duration
     else:
         # RFC 5545 §3.6.1: a date lasts one day; a date-time, no time at all.
         end = start if isinstance(start, datetime) else start + timedelta(days=1)
@@ -208,6 +350,13 @@ def _single(event: Component, zone: ZoneInfo) -> Occurrence:
     if to_utc(end, zone) < to_utc(start, zone):
         start, end = end, start
     return event, start, end
+
+
+def _placed(value: Any, wr_zone: ZoneInfo | None) -> Any:
+    """A floating date-time in the X-WR-TIMEZONE zone, if the calendar names one."""
+    if wr_zone is not None and isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=wr_zone)
+    return value
 
 
 def _value(component: Component, name: str) -> Any:

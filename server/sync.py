@@ -92,6 +92,7 @@ def expand_items(items: Sequence[Item], context: ExpandContext,
         except BadItem as exc:
             skipped.append(SkippedItem(item.key, str(exc)))
             continue
+        skipped += [SkippedItem(item.key, reason) for reason in expansion.skipped]
         if expansion.truncated:
             skipped.append(SkippedItem(item.key, "too many occurrences; kept the first ones"))
         stored.append(StoredItem(

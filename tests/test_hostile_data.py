@@ -53,7 +53,8 @@ EXPECT: dict[str, tuple[str, str, str]] = {
     "only_begin_vcalendar.ics": ("feed", "", "cut short"),
     "cut_short.ics": ("feed", "", "cut short"),
     "mismatched_end.ics": ("feed", "", "does not close"),
-    "content_after_end.ics": ("feed", "", "content after END:VCALENDAR"),
+    # A balanced calendar followed by text is no truncation: the stray VEVENT is named.
+    "content_after_end.ics": ("skipped", "bad-after", "a 'VEVENT' outside any VCALENDAR"),
     "missing_dtstart.ics": ("skipped", "bad-no-dtstart", "no DTSTART"),
     "rrule_secondly_unbounded.ics": ("skipped", "bad-secondly", "FREQ=SECONDLY"),
     "rrule_minutely_unbounded.ics": ("skipped", "bad-minutely", "FREQ=MINUTELY"),
@@ -346,7 +347,7 @@ def test_utf16_feed_is_read_by_its_bom() -> None:
 
 def test_feed_errors_never_echo_markup_or_content_lines() -> None:
     for body in (b"<html><script>alert(1)</script>X-EVIL:1",
-                 b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\nX-EVIL:<script>\r\n",
+                 b"BEGIN:VCALENDAR\r\nEND:X-EVIL<script>\r\n",
                  b"BEGIN:VCALENDAR\r\nBEGIN:X-EVIL<script>\r\nEND:VCALENDAR\r\n",
                  b"<script>X-EVIL:1"):
         with pytest.raises(AdapterError) as caught:
