@@ -36,12 +36,11 @@ from adapters.ics_feed import (
     FeedContents,
     read_feed,
     split_feed,
-    unaccounted_vevents,
 )
 
 # The splitter lives in adapters.ics_feed (pure text work); these names stay here too.
 __all__ = ["MAX_LINE_CHARS", "FeedContents", "IcsAdapter", "IcsSettings", "http_url",
-           "read_feed", "retry_after_seconds", "split_feed", "unaccounted_vevents"]
+           "read_feed", "retry_after_seconds", "split_feed"]
 
 log = logging.getLogger("fbproxy.ics")
 

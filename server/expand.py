@@ -22,9 +22,10 @@ from server.store import STATUS_BUSY, STATUS_TENTATIVE, BusyRow
 # An item cannot make more busy rows than this in one window; a FREQ=SECONDLY
 # rule from a hostile feed would otherwise fill the disk.
 MAX_INSTANCES_PER_ITEM = 5000
-# Non-recurring events are stored whatever their date (one row each); this only
-# bounds the search.
-SINGLE_EVENT_LIMIT = timedelta(days=365 * 30)
+# Non-recurring events are stored whatever their date (one row each), as the
+# window moving on re-expands only recurring items: an event decades ahead must be
+# stored when its item is read, or never. This only bounds the search.
+SINGLE_EVENT_END = datetime(9000, 1, 1, tzinfo=UTC)
 # Rules this fine-grained are never real meetings, and expanding them costs
 # minutes of CPU before any cap applies: such items are refused.
 REFUSED_FREQUENCIES = frozenset({"SECONDLY", "MINUTELY"})
@@ -210,7 +211,7 @@ def expand_item(ical: str, context: ExpandContext) -> Expansion:
     calendar = parse_item(ical)
     skipped = drop_unreadable(calendar, context.window_end)
     recurring = is_recurring(calendar)
-    limit = context.window_end if recurring else context.window_start + SINGLE_EVENT_LIMIT
+    limit = context.window_end if recurring else SINGLE_EVENT_END
     truncated = False
     try:
         # A set: copies of one event (merged exports) block the same time once.
@@ -254,7 +255,7 @@ Occurrence = tuple[Component, date | datetime, date | datetime]
 def _occurrences(calendar: Calendar, context: ExpandContext, limit: datetime,
                  skipped: list[str]) -> Iterable[Occurrence]:
     wr_zone = _wr_zone(calendar)
-    events = calendar.walk("VEVENT")
+    events = _latest_revision(calendar.walk("VEVENT"))
     if not any("RRULE" in e or "RDATE" in e or "RECURRENCE-ID" in e or "EXDATE" in e
                for e in events):
         # Most items are one plain event: reading it directly skips the
@@ -266,12 +267,35 @@ def _occurrences(calendar: Calendar, context: ExpandContext, limit: datetime,
     return _copies(calendar, events, context, limit, skipped)
 
 
+def _latest_revision(events: list[Component]) -> list[Component]:
+    """The VEVENTs that count when a UID has several without RECURRENCE-ID.
+
+    A higher SEQUENCE is a later revision of the event (RFC 5545 §3.8.7.4; an
+    edited copy kept beside the original, a REQUEST that moved a meeting): it
+    replaces the earlier ones, as calendar apps and recurring-ical-events read
+    them. Copies of the same revision (merged exports) all count.
+    """
+    masters = [e for e in events if "RECURRENCE-ID" not in e]
+    if len(masters) <= 1:
+        return events
+    latest = max(_sequence(e) for e in masters)
+    return [e for e in events if "RECURRENCE-ID" in e or _sequence(e) == latest]
+
+
+def _sequence(event: Component) -> int:
+    """SEQUENCE, 0 when absent (RFC 5545) or unreadable."""
+    try:
+        return int(str(event.get("SEQUENCE", 0)))
+    except ValueError:
+        return 0
+
+
 def _copies(calendar: Calendar, events: list[Component], context: ExpandContext,
             limit: datetime, skipped: list[str]) -> list[Occurrence]:
-    """Copies of a UID without RECURRENCE-ID (merged exports, dumps of scheduling
-    messages): the library would keep only the last one. Each is expanded with the
-    overrides, and what any copy makes blocks time; within bounds, as each copy
-    costs a whole expansion."""
+    """Copies of a UID without RECURRENCE-ID, of one revision (merged exports): the
+    library would keep only the last one. Each is expanded with the overrides, and
+    what any copy makes blocks time; within bounds, as each copy costs a whole
+    expansion."""
     masters = [e for e in events if "RECURRENCE-ID" not in e]
     overrides = [e for e in events if "RECURRENCE-ID" in e]
     others = [c for c in calendar.subcomponents if c.name != "VEVENT"]

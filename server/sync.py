@@ -126,6 +126,9 @@ class SourceSyncer:
         # Every re-check round not yet finished: a newer one may have replaced
         # the latest while an older one still waits for the lock.
         self._rounds: set[asyncio.Task[SyncOutcome]] = set()
+        # Whether the stored items were checked against this run's expansion (its
+        # version, the source's zone and owners) since this syncer started.
+        self._expansions_checked = False
 
     def context(self) -> ExpandContext:
         now = self._clock.now()
@@ -202,11 +205,15 @@ class SourceSyncer:
             log.exception("source %s: unexpected error while syncing", self.source.name)
             return await self._failed(exc)
         now = int(self._clock.now().timestamp())
+        if not self._expansions_checked:
+            await self._expand_outdated(record, context)
+            self._expansions_checked = True
         if changes.unchanged:
             await self._store.record_unchanged(self.source_id, state=dict(changes.state), now=now)
-            await self._roll_window(record, context)
+            skipped = await self._roll_window(record, context)
             return SyncOutcome(self.source.name, ok=True, unchanged=True,
-                               items=record.item_count, bytes_received=changes.bytes_received,
+                               items=record.item_count, skipped=tuple(skipped),
+                               bytes_received=changes.bytes_received,
                                requests=changes.requests)
         return await self._apply(record, changes, context, now)
 
@@ -223,16 +230,7 @@ class SourceSyncer:
         known = await self._store.item_hashes(self.source_id)
         fingerprints = {item.key: item_fingerprint(item, context) for item in changes.upserted}
         changed = [i for i in changes.upserted if known.get(i.key) != fingerprints[i.key]]
-        loop = asyncio.get_running_loop()
-        stored, skipped = await loop.run_in_executor(
-            self._executor, expand_items, changed, context, fingerprints)
-        # A hold we wrote comes back through sync: its booking already holds the
-        # time (and stops holding it the moment it is cancelled), so the copy
-        # upstream must not count a second time.
-        ours = await self._store.known_bookings(
-            {item.hold_booking for item in stored if item.hold_booking})
-        stored = [replace(item, instances=()) if item.hold_booking in ours else item
-                  for item in stored]
+        stored, skipped = await self._expand(changed, context, fingerprints)
         deletes = set(changes.deleted)
         scopes = ("",) if changes.full else changes.full_scopes
         if scopes:
@@ -243,14 +241,14 @@ class SourceSyncer:
         await self._store.apply_changes(
             self.source_id, upserts=stored, deletes=sorted(deletes), state=dict(changes.state),
             now=now, window_end=int(context.window_end.timestamp()) if fresh_window else None)
-        all_skipped = (*changes.skipped, *skipped)
-        for item in all_skipped:
+        for item in (*changes.skipped, *skipped):
             log.warning("source %s: skipped item %s: %s", self.source.name, item.key, item.reason)
         if stored or deletes:
             log.info("source %s: %d item(s) updated, %d deleted", self.source.name,
                      len(stored), len(deletes))
         if not fresh_window:
-            await self._roll_window(record, context)
+            skipped += await self._roll_window(record, context)
+        all_skipped = (*changes.skipped, *skipped)
         return SyncOutcome(
             self.source.name, ok=True, full=changes.full,
             items=len((set(known) - deletes) | {item.key for item in stored}),
@@ -258,23 +256,64 @@ class SourceSyncer:
             bytes_received=changes.bytes_received, requests=changes.requests,
             fetched=changes.fetched)
 
-    async def _roll_window(self, record: SourceRecord, context: ExpandContext) -> None:
-        """Extend recurring series as time moves on (at most about once a day)."""
-        target = int(context.window_end.timestamp())
-        if record.window_end is not None and \
-                record.window_end >= target - int(WINDOW_SLACK.total_seconds()):
-            return
-        recurring = await self._store.recurring_items(self.source_id)
-        items = [Item(key=key, ical=ical) for key, ical in recurring]
-        fingerprints = {item.key: item_fingerprint(item, context) for item in items}
+    async def _expand(self, items: Sequence[Item], context: ExpandContext,
+                      fingerprints: dict[str, str]) -> tuple[list[StoredItem], list[SkippedItem]]:
+        """Expand items off the event loop; unreadable ones come back as skipped."""
         loop = asyncio.get_running_loop()
         stored, skipped = await loop.run_in_executor(
             self._executor, expand_items, items, context, fingerprints)
+        # A hold we wrote comes back through sync: its booking already holds the
+        # time (and stops holding it the moment it is cancelled), so the copy
+        # upstream must not count a second time.
+        ours = await self._store.known_bookings(
+            {item.hold_booking for item in stored if item.hold_booking})
+        stored = [replace(item, instances=()) if item.hold_booking in ours else item
+                  for item in stored]
+        return stored, skipped
+
+    async def _roll_window(self, record: SourceRecord,
+                           context: ExpandContext) -> list[SkippedItem]:
+        """Extend recurring series as time moves on (at most about once a day).
+
+        A series that can no longer be expanded (a rule that has stepped past the
+        bounds since it was first read) is reported as skipped, never left quiet.
+        """
+        target = int(context.window_end.timestamp())
+        if record.window_end is not None and \
+                record.window_end >= target - int(WINDOW_SLACK.total_seconds()):
+            return []
+        recurring = await self._store.recurring_items(self.source_id)
+        items = [Item(key=key, ical=ical) for key, ical in recurring]
+        fingerprints = {item.key: item_fingerprint(item, context) for item in items}
+        stored, skipped = await self._expand(items, context, fingerprints)
         await self._store.replace_instances(self.source_id, stored, target)
         await self._store.prune_instances(
             self.source_id, before=int(context.window_start.timestamp()))
+        for item in skipped:
+            log.warning("source %s: skipped item %s: %s", self.source.name, item.key, item.reason)
         log.info("source %s: window moved on; re-expanded %d recurring item(s)",
                  self.source.name, len(stored))
+        return skipped
+
+    async def _expand_outdated(self, record: SourceRecord, context: ExpandContext) -> None:
+        """Expand again the stored items whose expansion is of another version, zone or
+        owners than this run's (an upgrade, a changed config): a feed that does not
+        change would otherwise keep serving the old reading."""
+        if record.window_end is None:
+            return  # nothing stored yet
+        stored = await self._store.items(self.source_id)
+        fingerprints = {key: item_fingerprint(Item(key=key, ical=ical), context)
+                        for key, ical, _ in stored}
+        outdated = [Item(key=key, ical=ical) for key, ical, digest in stored
+                    if digest != fingerprints[key]]
+        if not outdated:
+            return
+        expanded, skipped = await self._expand(outdated, context, fingerprints)
+        await self._store.replace_instances(self.source_id, expanded, record.window_end)
+        for item in skipped:
+            log.warning("source %s: skipped item %s: %s", self.source.name, item.key, item.reason)
+        log.info("source %s: expanded %d stored item(s) again for this version or config",
+                 self.source.name, len(expanded))
 
     async def _failed(self, exc: Exception, *, needs_reauth: bool = False) -> SyncOutcome:
         message = str(exc) or type(exc).__name__

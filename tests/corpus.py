@@ -16,7 +16,8 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -26,7 +27,8 @@ from zoneinfo import ZoneInfo
 import recurring_ical_events
 from icalendar import Calendar, Component, vPeriod
 
-from adapters.ics import _component_key, _decode, _unfold  # the product's key rules
+from adapters.ics import BadUpstreamData, split_feed
+from adapters.ics_feed import _component_key, _decode, _unfold  # the product's key rules
 from server.availability import BUSY, TENTATIVE, BusyInterval, merge_rows
 
 REPO = Path(__file__).resolve().parents[1]
@@ -247,6 +249,22 @@ def vevent_keys(body: bytes) -> list[str]:
             if upper == "END:VEVENT":
                 keys.append(_component_key(open_events.pop()))
     return keys
+
+
+def lost_vevents(body: bytes, round_skipped: Iterable[Any] = (),
+                 split: Callable[[bytes], tuple[list[Any], list[Any]]] = split_feed) -> str:
+    """The VEVENTs in the bytes that are in no stored item and in no skipped entry
+    (a round's list holds both the feed's and expansion's skips); "" when none."""
+    try:
+        items, feed_skipped = split(body)
+    except BadUpstreamData:
+        return ""
+    in_items = Counter({item.key: count_vevents(item.ical) for item in items})
+    skipped = {s.key for s in (*feed_skipped, *round_skipped)}
+    in_bytes = Counter(vevent_keys(body))
+    lost = {key: count - in_items[key] for key, count in in_bytes.items()
+            if key not in skipped and in_items[key] < count}
+    return "" if not lost else f"{sum(lost.values())} VEVENT(s) lost: {sorted(lost)[:5]}"
 
 
 def count_vevents(ical: str) -> int:

@@ -303,3 +303,25 @@ async def test_every_recheck_round_is_stopped_at_shutdown(make_config, serve) ->
     for waiter in (first, second):
         with pytest.raises(asyncio.CancelledError):
             await waiter
+
+
+async def test_an_unchanged_feed_is_read_again_when_its_zone_changes(
+        tmp_path: Path, make_config, serve) -> None:
+    """Stored items expanded under another zone (or expansion version) are expanded again
+    on the next round, also when the upstream has nothing new: an upgrade or a config
+    change must not leave the old reading in place."""
+    floating = ics(event("f", "20261126T090000", "20261126T100000"))
+    (tmp_path / "f.ics").write_text(floating)
+    source = {"name": "f", "kind": "ics", "url": "f.ics"}
+    _, runtime = await serve(make_config([{**source, "timezone": "UTC"}]))
+    await runtime.sync.run_all_once()
+    source_id = runtime.source_ids["f"]
+    assert [r[:2] for r in await runtime.store.busy_rows([source_id], 0, 2**40)] == \
+        [(1795683600, 1795687200)]  # 09:00-10:00 UTC
+    await runtime.store.close()
+
+    _, runtime = await serve(make_config([{**source, "timezone": "Europe/Berlin"}]))
+    [outcome] = await runtime.sync.run_all_once()
+    assert outcome.unchanged, "the feed itself did not change"
+    assert [r[:2] for r in await runtime.store.busy_rows([runtime.source_ids["f"]], 0, 2**40)] \
+        == [(1795680000, 1795683600)]  # 09:00-10:00 in Berlin is 08:00-09:00 UTC

@@ -61,6 +61,12 @@ class SourceQueries(StoreBase):
             "SELECT item_key, content_hash FROM items WHERE source_id = ?", (source_id,))
         return {key: digest for key, digest in await cursor.fetchall()}
 
+    async def items(self, source_id: int) -> list[tuple[str, str, str]]:
+        """Every stored item: (key, iCalendar text, content hash)."""
+        cursor = await self._reader.execute(
+            "SELECT item_key, ical, content_hash FROM items WHERE source_id = ?", (source_id,))
+        return [(key, ical, digest) for key, ical, digest in await cursor.fetchall()]
+
     async def recurring_items(self, source_id: int) -> list[tuple[str, str]]:
         cursor = await self._reader.execute(
             "SELECT item_key, ical FROM items WHERE source_id = ? AND recurring = 1", (source_id,))
