@@ -284,7 +284,7 @@ def test_unknown_keys_list_the_valid_ones_when_none_is_close(tmp_path: Path) -> 
     found = problems({"sources": [SOURCE], "calendars": [
         {"name": "me", "sources": ["work"], "colour": "red"}]}, tmp_path)
     assert found == ["calendars[0].colour: unknown key; valid keys here are name, secret, "
-                     "secret_env, secret_file, sources, subscribers"]
+                     "secret_env, secret_file, sources, stale_policy, subscribers"]
 
 
 def test_local_files_are_checked_only_when_asked(tmp_path: Path) -> None:
