@@ -181,20 +181,25 @@ async def test_hostile_xml_gets_a_clear_4xx(feeds, make_config, serve, method: s
     assert still.status == 207, "the server keeps serving"
 
 
-async def vdirsyncer(config: Path, *args: str, stdin: bytes = b"") -> str:
+async def run_vdirsyncer(config: Path, *args: str, stdin: bytes = b"") -> tuple[int, str]:
+    """vdirsyncer's exit code and output."""
     process = await asyncio.create_subprocess_exec(
         str(Path(sys.executable).with_name("vdirsyncer")), "-c", str(config), *args,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT)
     output, _ = await asyncio.wait_for(process.communicate(stdin), 120)
-    text = output.decode()
-    assert process.returncode == 0, text
+    return process.returncode or 0, output.decode()
+
+
+async def vdirsyncer(config: Path, *args: str, stdin: bytes = b"") -> str:
+    code, text = await run_vdirsyncer(config, *args, stdin=stdin)
+    assert code == 0, text
     return text
 
 
-async def test_vdirsyncer_syncs_the_merged_calendar_and_then_exactly_a_change(
-        feeds, make_config, serve, tmp_path: Path) -> None:
-    client, runtime = await started(make_config, serve)
+def vdirsyncer_config(tmp_path: Path, client: Any) -> tuple[Path, Path]:
+    """A vdirsyncer config that reads the merged calendar into a local folder:
+    (the config file, the local folder)."""
     local = tmp_path / "local"
     local.mkdir()
     config = tmp_path / "vdirsyncer.conf"
@@ -218,6 +223,13 @@ type = "filesystem"
 path = "{local}/"
 fileext = ".ics"
 """)
+    return config, local
+
+
+async def test_vdirsyncer_syncs_the_merged_calendar_and_then_exactly_a_change(
+        feeds, make_config, serve, tmp_path: Path) -> None:
+    client, runtime = await started(make_config, serve)
+    config, local = vdirsyncer_config(tmp_path, client)
     discovered = await vdirsyncer(config, "discover", stdin=b"y\n")
     assert '"busy" ("me (busy)")' in discovered
     first = await vdirsyncer(config, "sync")

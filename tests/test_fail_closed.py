@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -20,6 +19,7 @@ from server.clock import FixedClock
 from server.config import parse_config
 from server.errors import ConfigError
 from tests.conftest import NOW, event, ics
+from tests.test_caldav_endpoint import run_vdirsyncer, vdirsyncer_config
 
 SECRET = "s3cret-s3cret-s3cret-0001"
 SUBSCRIBER = "subscriber-busy-only-0001"
@@ -325,50 +325,19 @@ def test_stale_policy_is_validated_naming_its_key(tmp_path: Path) -> None:
     assert parse_config(raw, base_dir=tmp_path).calendars[0].stale_policy == "serve"
 
 
-async def _vdirsyncer(config: Path, *args: str) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).with_name("vdirsyncer")), "-c", str(config), *args,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT)
-    output, _ = await asyncio.wait_for(process.communicate(b"y\n"), 120)
-    return process.returncode or 0, output.decode()
-
-
 async def test_vdirsyncer_keeps_its_copy_while_the_calendar_is_refused(
         work_file, make_config, serve, clock: FixedClock, tmp_path: Path) -> None:
     """An empty answer would delete every local item; a 503 must change nothing."""
     client, runtime = await serve(one_calendar(make_config, stale_policy="fail"))
     assert all(o.ok for o in await runtime.sync.run_all_once())
-    local = tmp_path / "local"
-    local.mkdir()
-    config = tmp_path / "vdirsyncer.conf"
-    config.write_text(f"""[general]
-status_path = "{tmp_path / 'status'}/"
-
-[pair busy]
-a = "fbproxy"
-b = "local"
-collections = ["from a"]
-
-[storage fbproxy]
-type = "caldav"
-url = "{client.make_url('/')}"
-username = "me"
-password = "{SECRET}"
-read_only = true
-
-[storage local]
-type = "filesystem"
-path = "{local}/"
-fileext = ".ics"
-""")
-    assert (await _vdirsyncer(config, "discover"))[0] == 0
-    code, output = await _vdirsyncer(config, "sync")
+    config, local = vdirsyncer_config(tmp_path, client)
+    assert (await run_vdirsyncer(config, "discover", stdin=b"y\n"))[0] == 0
+    code, output = await run_vdirsyncer(config, "sync")
     assert code == 0 and output.count("Copying (uploading) item") == 2, output
     before = {f.name: f.read_bytes() for f in (local / "busy").glob("*.ics")}
 
     clock.set(NOW + timedelta(hours=1))  # past the 15 minute stale_after
-    code, output = await _vdirsyncer(config, "sync")
+    code, output = await run_vdirsyncer(config, "sync")
     assert code != 0 and "503" in output, output
     assert "Deleting" not in output
     assert {f.name: f.read_bytes() for f in (local / "busy").glob("*.ics")} == before
