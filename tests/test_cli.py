@@ -19,6 +19,8 @@ import pytest
 from icalendar import Calendar
 
 REPO = Path(__file__).resolve().parents[1]
+# The console script syncs and serves the examples on the wall clock.
+pytestmark = pytest.mark.clock_sensitive
 FBPROXY = str(Path(sys.executable).with_name("fbproxy"))
 
 

@@ -23,9 +23,12 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.peers import free_port
 
+# The console script runs on the wall clock; every date here comes from the real now.
+pytestmark = pytest.mark.clock_sensitive
 FBPROXY = str(Path(sys.executable).with_name("fbproxy"))
 SEED = 20261125
 EVENTS = 5000
