@@ -30,6 +30,10 @@ from tests.peers import free_port
 # The console script runs on the wall clock; every date here comes from the real now.
 pytestmark = pytest.mark.clock_sensitive
 FBPROXY = str(Path(sys.executable).with_name("fbproxy"))
+# The console script runs this checkout's code, also when the venv was installed from
+# another checkout (as in tests/test_cli.py).
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")]))}
 SEED = 20261125
 EVENTS = 5000
 
@@ -81,7 +85,7 @@ async def start_server(config: Path, folder: Path, url: str,
                        session: aiohttp.ClientSession) -> asyncio.subprocess.Process:
     """`fbproxy serve` as its own process, once /healthz answers."""
     server = await asyncio.create_subprocess_exec(
-        FBPROXY, "serve", "--config", str(config), cwd=folder,
+        FBPROXY, "serve", "--config", str(config), cwd=folder, env=ENV,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     for _ in range(400):
         try:
@@ -127,7 +131,7 @@ def check_database(db: Path) -> tuple[int, int, list[tuple[str, int]]]:
 
 
 def sync_and_kill(folder: Path, config: Path, delay: float) -> None:
-    process = subprocess.Popen([FBPROXY, "sync", "--config", str(config)], cwd=folder,
+    process = subprocess.Popen([FBPROXY, "sync", "--config", str(config)], cwd=folder, env=ENV,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(delay)
     process.send_signal(signal.SIGKILL)
@@ -136,7 +140,7 @@ def sync_and_kill(folder: Path, config: Path, delay: float) -> None:
 
 def full_sync(folder: Path, config: Path) -> float:
     started = time.perf_counter()
-    assert subprocess.run([FBPROXY, "sync", "--config", str(config)], cwd=folder,
+    assert subprocess.run([FBPROXY, "sync", "--config", str(config)], cwd=folder, env=ENV,
                           capture_output=True, timeout=300).returncode == 0
     return time.perf_counter() - started
 
@@ -207,7 +211,7 @@ async def test_bookings_killed_mid_burst_are_whole_or_absent(tmp_path) -> None:
     config = write_config(tmp_path, port)
     (tmp_path / "big.ics").write_text(calendar(50))
     db = tmp_path / "db" / "fbproxy.sqlite3"
-    first = await asyncio.create_subprocess_exec(FBPROXY, "sync", "--config", str(config),
+    first = await asyncio.create_subprocess_exec(FBPROXY, "sync", "--config", str(config), env=ENV,
                                                  cwd=tmp_path)
     assert await first.wait() == 0
     url = f"http://127.0.0.1:{port}"
