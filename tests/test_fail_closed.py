@@ -334,6 +334,7 @@ async def _vdirsyncer(config: Path, *args: str) -> tuple[int, str]:
     return process.returncode or 0, output.decode()
 
 
+@pytest.mark.clock_sensitive  # vdirsyncer runs on the wall clock
 async def test_vdirsyncer_keeps_its_copy_while_the_calendar_is_refused(
         work_file, make_config, serve, clock: FixedClock, tmp_path: Path) -> None:
     """An empty answer would delete every local item; a 503 must change nothing."""
