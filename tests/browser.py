@@ -25,12 +25,25 @@ def artifacts() -> Path:
     return folder
 
 
+def browser_env() -> dict[str, str | float | bool]:
+    """Chromium's environment: ours, without libfaketime in a faketime run.
+
+    Chromium aborts under libfaketime ("clock_gettime(CLOCK_REALTIME) failed"), and
+    it need not share the faked date: the booking pages are rendered by the server
+    on the test's clock, and their script never reads the time.
+    """
+    env: dict[str, str | float | bool] = dict(os.environ)
+    if "FAKETIME" in env:
+        env.pop("LD_PRELOAD", None)
+    return env
+
+
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     assert CHROMIUM is not None, "install Debian's chromium (scripts/test does)"
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
-            executable_path=CHROMIUM,
+            executable_path=CHROMIUM, env=browser_env(),
             args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
         yield launched
         await launched.close()

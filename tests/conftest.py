@@ -90,6 +90,19 @@ def clock() -> FixedClock:
     return FixedClock(NOW)
 
 
+# Fixtures whose upstream keeps part of its time on the wall clock (the fakes' tokens,
+# which msal and google-auth time themselves; the real CalDAV peers): a test using
+# one is clock_sensitive. Tests that run the console script or a client on the wall
+# clock carry the marker themselves.
+WALL_CLOCK_FIXTURES = frozenset({"fake_google", "fake_microsoft", "peer_pool"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if WALL_CLOCK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.clock_sensitive)
+
+
 @pytest.fixture
 def make_config(tmp_path: Path) -> Callable[..., Config]:
     """A Config from a dict, with the database and relative paths in tmp_path."""

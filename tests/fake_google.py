@@ -53,6 +53,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from server.clock import Clock, SystemClock
 from tests.local_server import LocalServer
 
 API = "/calendar/v3"
@@ -199,7 +200,12 @@ class FakeGoogle(LocalServer):
     access_token = "fake-access-token"  # preset, valid without the token endpoint
     refresh_token = "fake-refresh-token"  # preset, grants every calendar scope
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock | None = None) -> None:
+        # Google's time: event stamps and channel expiry. Tests pass the clock the
+        # app under test reads, so "a day before a channel expires" is the same day
+        # for both. Tokens carry only expires_in, which google-auth reads against
+        # the wall clock itself.
+        self.clock: Clock = clock or SystemClock()
         self.max_results = 2
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.token_requests: list[dict[str, str]] = []
@@ -274,7 +280,7 @@ class FakeGoogle(LocalServer):
             raise ValueError(f"unknown access role {access_role!r}")
         self._calendars[calendar_id] = Calendar(
             calendar_id, summary or calendar_id, primary, access_role, time_zone,
-            updated=rfc3339(datetime.now(UTC)))
+            updated=rfc3339(self.clock.now()))
 
     def put_event(self, calendar_id: str, event: dict[str, Any]) -> dict[str, Any]:
         """Insert or replace an event by its id (one is made up if missing)."""
@@ -282,7 +288,7 @@ class FakeGoogle(LocalServer):
         stored = copy.deepcopy(event)
         event_id = str(stored.get("id") or random_id())
         old = calendar.events.get(event_id)
-        now = rfc3339(datetime.now(UTC))
+        now = rfc3339(self.clock.now())
         stored.update(kind="calendar#event", id=event_id, updated=now,
                       etag=self._touch(calendar, event_id))
         stored.setdefault("status", "confirmed")
@@ -302,7 +308,7 @@ class FakeGoogle(LocalServer):
     def cancel_event(self, calendar_id: str, event_id: str) -> None:
         calendar = self._calendars[calendar_id]
         stored = calendar.events[event_id]
-        stored.update(status="cancelled", updated=rfc3339(datetime.now(UTC)),
+        stored.update(status="cancelled", updated=rfc3339(self.clock.now()),
                       etag=self._touch(calendar, event_id))
 
     def events(self, calendar_id: str) -> list[dict[str, Any]]:
@@ -339,7 +345,7 @@ class FakeGoogle(LocalServer):
         Returns each delivery's HTTP status (0 when the address did not answer).
         """
         calendar = self._calendar(calendar_id)
-        now = datetime.now(UTC)
+        now = self.clock.now()
         statuses: list[int] = []
         async with aiohttp.ClientSession(trust_env=False) as session:
             for channel in list(self.channels.values()):
@@ -386,7 +392,7 @@ class FakeGoogle(LocalServer):
         """Record a change to an event; return its new etag."""
         self._seq += 1
         calendar.changed[event_id] = self._seq
-        calendar.updated = rfc3339(datetime.now(UTC))
+        calendar.updated = rfc3339(self.clock.now())
         return f'"3{self._seq:015d}"'
 
     def _ical_uid(self, calendar: Calendar, event: dict[str, Any]) -> str:
@@ -647,7 +653,7 @@ class FakeGoogle(LocalServer):
                                   "push.webhookUrlNotHttps", "global")
             self.insecure_addresses.append(address)
         ttl = int((body.get("params") or {}).get("ttl", DEFAULT_TTL))
-        expiration = int((datetime.now(UTC) + timedelta(seconds=ttl)).timestamp() * 1000)
+        expiration = int((self.clock.now() + timedelta(seconds=ttl)).timestamp() * 1000)
         response: dict[str, Any] = {
             "kind": "api#channel", "id": channel_id,
             "resourceId": hashlib.sha1(calendar.id.encode()).hexdigest()[:27],
@@ -811,9 +817,9 @@ METHOD_IDS = {
 
 
 @pytest.fixture
-async def fake_google() -> AsyncIterator[FakeGoogle]:
-    """A started FakeGoogle on 127.0.0.1, stopped after the test."""
-    fake = FakeGoogle()
+async def fake_google(clock: Clock) -> AsyncIterator[FakeGoogle]:
+    """A started FakeGoogle on 127.0.0.1 on the test's clock, stopped after the test."""
+    fake = FakeGoogle(clock)
     await fake.start()
     try:
         yield fake

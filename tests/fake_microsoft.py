@@ -60,6 +60,7 @@ import pytest
 import requests
 from aiohttp import web
 
+from server.clock import Clock, SystemClock
 from tests.local_server import LocalServer
 
 GRAPH = "/v1.0"
@@ -105,9 +106,9 @@ class GraphError(Exception):
         self.status, self.code, self.message = status, code, message
         self.headers = headers or {}
 
-    def response(self) -> web.Response:
+    def response(self, now: datetime) -> web.Response:
         request_id = str(uuid.uuid4())
-        inner = {"date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+        inner = {"date": now.strftime("%Y-%m-%dT%H:%M:%S"),
                  "request-id": request_id, "client-request-id": request_id}
         body = {"error": {"code": self.code, "message": self.message, "innerError": inner}}
         headers = {"request-id": request_id, "client-request-id": request_id, **self.headers}
@@ -302,11 +303,16 @@ class FakeMicrosoft(LocalServer):
     display_name = "Alex Example"
     access_token = "fake-access-token"  # preset: delegated, Calendars.ReadWrite + User.Read
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock | None = None) -> None:
+        # Graph's time: event stamps and subscription expiry. Tests pass the clock the
+        # app under test reads, so both agree on when a subscription expires. The
+        # identity platform's tokens and device codes stay on the wall clock, which
+        # is what msal reads (time.time) when it caches and polls them.
+        self.clock: Clock = clock or SystemClock()
+        self.now: Callable[[], datetime] = self.clock.now
         self.page_size = DEFAULT_PAGE_SIZE
         self.device_code_interval = 1  # seconds msal waits between polls
         self.validation_timeout = 10.0
-        self.now: Callable[[], datetime] = lambda: datetime.now(UTC)  # for subscription expiry
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.token_requests: list[dict[str, str]] = []
         self.requested_scopes: list[list[str]] = []  # per devicecode/token request with a scope
@@ -396,7 +402,7 @@ class FakeMicrosoft(LocalServer):
         end, end_zone = parse_event_time(stored.get("end"))
         if end < start:
             raise ValueError("event ends before it starts")
-        now = graph_stamp(datetime.now(UTC))
+        now = graph_stamp(self.now())
         change_key = b64url(secrets.token_bytes(15))
         stored.update({
             "id": event_id, "changeKey": change_key, "@odata.etag": f'W/"{change_key}"',
@@ -742,7 +748,7 @@ class FakeMicrosoft(LocalServer):
             self._authorize(request)
             return await handler(request)
         except GraphError as error:
-            return error.response()
+            return error.response(self.now())
 
     def _authorize(self, request: web.Request) -> None:
         header = request.headers.get("Authorization", "")
@@ -1122,9 +1128,9 @@ SERVER_OWNED = frozenset({"id", "changeKey", "createdDateTime", "lastModifiedDat
 
 
 @pytest.fixture
-async def fake_microsoft() -> AsyncIterator[FakeMicrosoft]:
-    """A started FakeMicrosoft on 127.0.0.1, stopped after the test."""
-    fake = FakeMicrosoft()
+async def fake_microsoft(clock: Clock) -> AsyncIterator[FakeMicrosoft]:
+    """A started FakeMicrosoft on 127.0.0.1 on the test's clock, stopped after the test."""
+    fake = FakeMicrosoft(clock)
     await fake.start()
     try:
         yield fake

@@ -214,6 +214,10 @@ class RadicaleServer(PeerServer):
             "type = owner_only",
             "[storage]",
             f"filesystem_folder = {self.storage}",
+            # Radicale drops sync history older than this, judged by file mtimes
+            # against time.time(). Under libfaketime (scripts/test) the clock is
+            # moved years but file times are not, so all history would look stale.
+            "max_sync_token_age = 315360000",
             "[web]",
             "type = none",
             "[logging]",

@@ -226,6 +226,7 @@ fileext = ".ics"
     return config, local
 
 
+@pytest.mark.clock_sensitive  # vdirsyncer runs on the wall clock
 async def test_vdirsyncer_syncs_the_merged_calendar_and_then_exactly_a_change(
         feeds, make_config, serve, tmp_path: Path) -> None:
     client, runtime = await started(make_config, serve)
@@ -474,6 +475,7 @@ def loopback_alias() -> str:
     return "127.1" if resolved == {"127.0.0.1"} else "127.0.0.1"
 
 
+@pytest.mark.clock_sensitive  # the tester runs on the wall clock
 async def test_caldav_server_tester_read_side_checks_pass(feeds, make_config, serve) -> None:
     client, _ = await started(make_config, serve)
     host = loopback_alias()

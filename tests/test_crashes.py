@@ -19,31 +19,53 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.peers import free_port
 
+# The console script runs on the wall clock; every date here comes from the real now.
+pytestmark = pytest.mark.clock_sensitive
 FBPROXY = str(Path(sys.executable).with_name("fbproxy"))
+# The console script runs this checkout's code, also when the venv was installed from
+# another checkout (as in tests/test_cli.py).
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")]))}
 SEED = 20261125
 EVENTS = 5000
 
 
+def weekend_days() -> list[date]:
+    """Three weekends (Saturday, Sunday) from the first Saturday at least two days ahead.
+
+    The servers here are the real console script on the real clock, so every date
+    in these tests comes from the real "now" (the page's zone is UTC).
+    """
+    first = datetime.now(UTC).date() + timedelta(days=2)
+    saturday = first + timedelta(days=(5 - first.weekday()) % 7)
+    return [saturday + timedelta(days=week * 7 + d) for week in range(3) for d in (0, 1)]
+
+
 def calendar(events: int, shift_hours: int = 0) -> str:
+    """Events on the next 28 days (inside the synced window), 20 a day."""
+    first = datetime.now(UTC).date() + timedelta(days=1)
     lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//crash test//EN"]
     for i in range(events):
         day, slot = divmod(i, 20)
         hour = 6 + (slot + shift_hours) % 14
+        ymd = (first + timedelta(days=day % 28)).strftime("%Y%m%d")
         lines += ["BEGIN:VEVENT", f"UID:e{i}@test", "DTSTAMP:20260101T000000Z",
-                  f"DTSTART:202612{1 + day % 28:02d}T{hour:02d}{(i % 2) * 30:02d}00Z",
-                  f"DTEND:202612{1 + day % 28:02d}T{hour:02d}{(i % 2) * 30 + 20:02d}00Z",
+                  f"DTSTART:{ymd}T{hour:02d}{(i % 2) * 30:02d}00Z",
+                  f"DTEND:{ymd}T{hour:02d}{(i % 2) * 30 + 20:02d}00Z",
                   f"SUMMARY:Event {i}", "END:VEVENT"]
     lines.append("END:VCALENDAR")
     return "\r\n".join(lines) + "\r\n"
 
 
-# Weekend days open all day, so December's Saturdays and Sundays are bookable.
+# Weekend days open all day, so the weekend_days() are bookable.
 PAGE = """[[booking_pages]]
 slug = "intro"
 title = "Intro"
@@ -63,7 +85,7 @@ async def start_server(config: Path, folder: Path, url: str,
                        session: aiohttp.ClientSession) -> asyncio.subprocess.Process:
     """`fbproxy serve` as its own process, once /healthz answers."""
     server = await asyncio.create_subprocess_exec(
-        FBPROXY, "serve", "--config", str(config), cwd=folder,
+        FBPROXY, "serve", "--config", str(config), cwd=folder, env=ENV,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     for _ in range(400):
         try:
@@ -109,7 +131,7 @@ def check_database(db: Path) -> tuple[int, int, list[tuple[str, int]]]:
 
 
 def sync_and_kill(folder: Path, config: Path, delay: float) -> None:
-    process = subprocess.Popen([FBPROXY, "sync", "--config", str(config)], cwd=folder,
+    process = subprocess.Popen([FBPROXY, "sync", "--config", str(config)], cwd=folder, env=ENV,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(delay)
     process.send_signal(signal.SIGKILL)
@@ -118,7 +140,7 @@ def sync_and_kill(folder: Path, config: Path, delay: float) -> None:
 
 def full_sync(folder: Path, config: Path) -> float:
     started = time.perf_counter()
-    assert subprocess.run([FBPROXY, "sync", "--config", str(config)], cwd=folder,
+    assert subprocess.run([FBPROXY, "sync", "--config", str(config)], cwd=folder, env=ENV,
                           capture_output=True, timeout=300).returncode == 0
     return time.perf_counter() - started
 
@@ -189,11 +211,11 @@ async def test_bookings_killed_mid_burst_are_whole_or_absent(tmp_path) -> None:
     config = write_config(tmp_path, port)
     (tmp_path / "big.ics").write_text(calendar(50))
     db = tmp_path / "db" / "fbproxy.sqlite3"
-    first = await asyncio.create_subprocess_exec(FBPROXY, "sync", "--config", str(config),
+    first = await asyncio.create_subprocess_exec(FBPROXY, "sync", "--config", str(config), env=ENV,
                                                  cwd=tmp_path)
     assert await first.wait() == 0
     url = f"http://127.0.0.1:{port}"
-    slots = [f"2026-12-{d:02d}T{h:02d}:{m:02d}:00Z" for d in (5, 6, 12, 13, 19, 20)
+    slots = [f"{d}T{h:02d}:{m:02d}:00Z" for d in weekend_days()
              for h in range(0, 6) for m in (0, 30)]
     confirmed: set[str] = set()
     for run in range(6):
@@ -257,6 +279,7 @@ me = {{ source = "dav", calendar = "Work" }}
 """)
     url = f"http://127.0.0.1:{port}"
     booked: set[str] = set()
+    days = weekend_days()
 
     async def serve_until(killed_after: float | None) -> None:
         async with aiohttp.ClientSession() as session:
@@ -264,13 +287,13 @@ me = {{ source = "dav", calendar = "Work" }}
             if not booked:  # the first run books; the worker starts delivering at once
                 for _ in range(400):  # after the first sync (never synced: nothing free)
                     async with session.get(f"{url}/api/v1/pages/intro/slots?start="
-                                           "2026-12-05&end=2026-12-06") as slots:
+                                           f"{days[0]}&end={days[1]}") as slots:
                         if (await slots.json())["slots"]:
                             break
                     await asyncio.sleep(0.05)
-                for day in (5, 6, 12, 13):
+                for day in days[:4]:
                     for hour in range(0, 6):
-                        body = {"start": f"2026-12-{day:02d}T{hour:02d}:00:00Z",
+                        body = {"start": f"{day}T{hour:02d}:00:00Z",
                                 "name": "Guest", "email": "g@example.org"}
                         async with session.post(f"{url}/api/v1/pages/intro/bookings",
                                                 json=body) as response:

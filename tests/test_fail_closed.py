@@ -325,6 +325,7 @@ def test_stale_policy_is_validated_naming_its_key(tmp_path: Path) -> None:
     assert parse_config(raw, base_dir=tmp_path).calendars[0].stale_policy == "serve"
 
 
+@pytest.mark.clock_sensitive  # vdirsyncer runs on the wall clock
 async def test_vdirsyncer_keeps_its_copy_while_the_calendar_is_refused(
         work_file, make_config, serve, clock: FixedClock, tmp_path: Path) -> None:
     """An empty answer would delete every local item; a 503 must change nothing."""

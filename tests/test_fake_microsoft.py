@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import aiohttp
@@ -16,6 +16,7 @@ import msal
 import pytest
 from aiohttp import web
 
+from tests.conftest import NOW
 from tests.fake_microsoft import FakeMicrosoft
 
 T = TypeVar("T")
@@ -434,7 +435,8 @@ async def receiver(aiohttp_server: Any) -> tuple[Receiver, str]:
 
 
 def subscription(url: str, minutes: int = 60, **extra: Any) -> dict[str, Any]:
-    expiry = (datetime.now(UTC) + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # The fake's clock is the `clock` fixture, which stands at NOW.
+    expiry = (NOW + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {"changeType": "created,updated,deleted", "notificationUrl": url,
             "resource": "me/events", "expirationDateTime": expiry,
             "clientState": "s3cret", **extra}
