@@ -20,7 +20,7 @@ import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from time import monotonic
 from typing import Any, TypeGuard
@@ -462,7 +462,14 @@ def _item(key: str, event: Mapping[str, Any]) -> Item | None:
         return None
     if event.get("type") == "seriesMaster":
         return None  # its occurrences come one by one
-    start, end = _instant(event["start"]), _instant(event["end"])
+    start: date | datetime
+    end: date | datetime
+    if event.get("isAllDay"):
+        # Floating dates: the server reads them in the source's time zone, as it
+        # does for ICS and CalDAV all-day events.
+        start, end = _all_day(event["start"]), _all_day(event["end"], closing=True)
+    else:
+        start, end = _instant(event["start"]), _instant(event["end"])
     if end <= start:
         return None
     calendar = Calendar()
@@ -492,6 +499,21 @@ def _instant(value: Mapping[str, Any]) -> datetime:
             raise ValueError(f"time zone {zone!r}: asked for UTC (outlook.timezone)")
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
+
+
+def _all_day(value: Mapping[str, Any], *, closing: bool = False) -> date:
+    """The day of an all-day event's start or (exclusive) end.
+
+    Graph does not convert all-day events to ``outlook.timezone``: it answers their
+    midnights as wall time, whatever zone the value is labelled with (see
+    tests/fake_microsoft.py), so only the date part means anything. A closing time
+    past midnight (never seen; all-day events are midnight to midnight) counts as
+    the whole of its day.
+    """
+    text = str(value["dateTime"])
+    moment = datetime.fromisoformat(text.partition(".")[0])
+    day = moment.date()
+    return day + timedelta(days=1) if closing and moment.time() != time() else day
 
 
 def _graph_time(moment: datetime) -> str:

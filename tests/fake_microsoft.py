@@ -805,7 +805,14 @@ class FakeMicrosoft(LocalServer):
         out = copy.deepcopy(event)
         for key in ("start", "end"):
             moment, _ = parse_event_time(event[key])
-            if not event.get("isAllDay"):  # all-day events keep their wall time
+            # All-day events are floating dates: Graph answers their midnights as wall
+            # time, labelled with the zone asked for, and does not convert them
+            # (https://learn.microsoft.com/en-us/graph/api/resources/event, isAllDay:
+            # "start and end time must be set to midnight and be in the same time zone";
+            # seen answered under outlook.timezone: https://learn.microsoft.com/en-us/
+            # answers/questions/970878/graph-api-events-with-property-isallday and
+            # .../questions/1382503/all-day-events-are-not-obeying-prefer-outlook-time).
+            if not event.get("isAllDay"):
                 moment = moment.astimezone(target)
             out[key] = {"dateTime": graph_datetime(moment), "timeZone": name}
         if "singlevalueextendedproperties" not in request.query.get("$expand", "").lower():
