@@ -51,6 +51,7 @@ from adapters.base import (
 from adapters.secrets_file import write_private
 
 READ_SCOPES = ["Calendars.Read"]
+READ, WRITE = "Calendars.Read", "Calendars.ReadWrite"  # what a request needs
 WRITE_SCOPES = ["Calendars.ReadWrite"]
 APP_SCOPES = ["https://graph.microsoft.com/.default"]
 PAGE_SIZE = 100
@@ -155,6 +156,9 @@ class MicrosoftAdapter:
         self._now = clock
         self._token: tuple[str, float] | None = None  # (access token, expires at)
         self._token_lock = threading.Lock()
+        # The delegated scopes the signed-in account consented to (None: not known, or
+        # app-only), to name the missing one when Graph answers 403.
+        self._granted: frozenset[str] | None = None
 
     async def close(self) -> None:
         self._token = None
@@ -190,6 +194,7 @@ class MicrosoftAdapter:
                         raise self._reauth("not signed in yet")
                     result = app.acquire_token_silent(_cached_scopes(cache), account=accounts[0],
                                                       force_refresh=force)
+                    self._granted = _granted_scopes(cache)
             except (requests.RequestException, OSError) as exc:
                 raise UpstreamUnavailable(f"cannot reach Microsoft's sign-in: {exc}",
                                           source=self.name) from exc
@@ -202,6 +207,30 @@ class MicrosoftAdapter:
             answer: Mapping[str, Any] = result
             return answer
 
+    def _forbidden(self, payload: Any, need: str, what: str) -> AdapterError:
+        """Graph's 403: the token is valid (an expired one is 401), but it may not do this.
+
+        Signing in again with the same scopes would not help, so this is no
+        AuthExpired: the message says which permission is missing, or that the
+        account has it and the calendar itself is not open to it.
+        """
+        why = f"Graph refused access to {what} (403 {_error(payload)})"
+        if self.settings.client_secret:
+            return AdapterError(
+                f"{why}: the app needs the application permission {need} with admin consent "
+                "in Entra ID, and an application access policy must not exclude "
+                f"{self.settings.user or 'the user'}", source=self.name)
+        granted = self._granted
+        if granted is not None and not _covers(granted, need):
+            have = ", ".join(sorted(granted)) or "none"
+            return AdapterError(
+                f"{why}: the sign-in lacks the {need} permission (it has: {have}); sign in "
+                f"again with `fbproxy auth microsoft --source {self.name}`, which asks for "
+                f"{WRITE} when a booking page puts holds on this source", source=self.name)
+        return AdapterError(
+            f"{why}: the account has the {need} permission, so the calendar is not its own "
+            "or not shared with it (with write access for holds)", source=self.name)
+
     def _reauth(self, why: str) -> AuthExpired:
         self._token = None
         return AuthExpired(f"{why}; run `fbproxy auth microsoft --source {self.name}`",
@@ -210,8 +239,10 @@ class MicrosoftAdapter:
     # -- Graph ----------------------------------------------------------------------
 
     async def _graph(self, method: str, url: str, *, params: Mapping[str, str] | None = None,
-                     body: Mapping[str, Any] | None = None) -> tuple[int, Any]:
-        """One Graph request; 429/503 wait for Retry-After a few times; 401 -> re-auth."""
+                     body: Mapping[str, Any] | None = None, need: str = READ,
+                     what: str = "the calendar") -> tuple[int, Any]:
+        """One Graph request; 429/503 wait for Retry-After a few times; 401 -> re-auth;
+        403 -> a permission problem on ``what``, which needs the ``need`` scope."""
         if not url.startswith(("http://", "https://")):
             url = f"{self.settings.graph_url}/{url}"
         refused = False
@@ -254,6 +285,8 @@ class MicrosoftAdapter:
                     refused = True
                     continue  # one freshly refreshed token, then it is the account's problem
                 raise self._reauth(f"Graph refused the token: {_error(payload)}")
+            if status == 403:
+                raise self._forbidden(payload, need, what)
             if status in (429, 503) and attempt < THROTTLE_RETRIES:
                 wait = min(_seconds(retry_after), MAX_RETRY_AFTER)
                 if monotonic() + wait < deadline:
@@ -342,7 +375,8 @@ class MicrosoftAdapter:
                 raise BadUpstreamData(f"calendarView/delta of calendar "
                                       f"{calendar_id or 'default'!r} went on for more than "
                                       f"{MAX_PAGES} pages", source=self.name)
-            status, payload = await self._graph("GET", url, params=params)
+            status, payload = await self._graph("GET", url, params=params,
+                                                what=f"calendar {calendar_id or 'default'!r}")
             made += 1
             if status == 410 or (status in (400, 404) and _code(payload) in _RESYNC_CODES):
                 if link is None:
@@ -352,10 +386,6 @@ class MicrosoftAdapter:
             if status == 404:
                 raise BadUpstreamData(f"calendar {calendar_id or 'default'!r} does not exist "
                                       "or is not shared with this account", source=self.name)
-            if status == 403:
-                raise AuthExpired(f"no access to the calendar ({_error(payload)}); run "
-                                  f"`fbproxy auth microsoft --source {self.name}`",
-                                  source=self.name)
             if status != 200 or not isinstance(payload, Mapping):
                 raise BadUpstreamData(f"calendarView/delta answered {status}: "
                                       f"{_error(payload)}", source=self.name)
@@ -430,7 +460,8 @@ class MicrosoftAdapter:
             body.update(isOnlineMeeting=True, onlineMeetingProvider="teamsForBusiness")
         elif hold.location:
             body["location"] = {"displayName": hold.location}
-        status, payload = await self._graph("POST", url, body=body)
+        status, payload = await self._graph("POST", url, body=body, need=WRITE,
+                                            what=f"calendar {calendar_id or 'default'!r}")
         if status not in (200, 201) or not isinstance(payload, Mapping) or "id" not in payload:
             raise AdapterError(f"creating the hold answered {status}: {_error(payload)}",
                                source=self.name)
@@ -439,7 +470,7 @@ class MicrosoftAdapter:
                        video_link=join if str(join).startswith("https://") else "")
 
     async def delete_hold(self, ref: HoldRef) -> None:
-        status, payload = await self._graph("DELETE", ref.ref)
+        status, payload = await self._graph("DELETE", ref.ref, need=WRITE, what="the hold")
         if status not in (200, 204, 404):  # 404: already gone
             raise AdapterError(f"deleting the hold answered {status}: {_error(payload)}",
                                source=self.name)
@@ -452,6 +483,23 @@ def _cached_scopes(cache: msal.SerializableTokenCache) -> list[str]:
         if "calendars.readwrite" in target.lower():
             return list(WRITE_SCOPES)
     return list(READ_SCOPES)
+
+
+def _granted_scopes(cache: msal.SerializableTokenCache) -> frozenset[str]:
+    """The Graph permissions in the cached access tokens' targets (short names)."""
+    found: set[str] = set()
+    for token in cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN):
+        for scope in str(token.get("target", "")).split():
+            name = scope.rsplit("/", 1)[-1]
+            if name.lower() not in ("openid", "profile", "offline_access", "email"):
+                found.add(name)
+    return frozenset(found)
+
+
+def _covers(granted: frozenset[str], need: str) -> bool:
+    """Whether the granted scopes include ``need`` (ReadWrite includes Read)."""
+    lowered = {scope.lower() for scope in granted}
+    return need.lower() in lowered or (need == READ and WRITE.lower() in lowered)
 
 
 def _item(key: str, event: Mapping[str, Any]) -> Item | None:

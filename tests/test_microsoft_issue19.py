@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import aiohttp
 import pytest
 
 from adapters import microsoft
+from adapters.base import AdapterError, AuthExpired, Hold
 from tests.conftest import NOW
 from tests.fake_microsoft import FakeMicrosoft
 from tests.test_microsoft_source import AUTH, raw_source, sign_in
@@ -28,6 +30,11 @@ def utc(day: Any, zone: ZoneInfo) -> str:
     """Midnight of ``day`` in ``zone``, as the JSON API writes it (UTC)."""
     moment = datetime.combine(day, time(), zone).astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def hold(booking_id: str) -> Hold:
+    start = datetime.combine(DAY, time(10), UTC)
+    return Hold(booking_id, start, start + timedelta(minutes=30), "Intro call", NOW)
 
 
 async def busy_blocks(client: Any) -> list[tuple[str, str, str]]:
@@ -71,3 +78,63 @@ async def test_an_all_day_event_blocks_the_whole_local_day(fake_microsoft, outlo
     assert await busy_blocks(client) == [
         (utc(DAY, BERLIN), utc(next_day, BERLIN), "busy"),
         (f"{next_day}T09:00:00Z", f"{next_day}T10:00:00Z", "busy")]
+
+
+@pytest.fixture
+async def direct(fake_microsoft: FakeMicrosoft, tmp_path: Path, clock: Any) -> Any:
+    """The adapter itself, signed in with the given scopes (no server around it)."""
+    sessions: list[aiohttp.ClientSession] = []
+
+    async def build(scopes: list[str], **extra: Any) -> microsoft.MicrosoftAdapter:
+        await sign_in(fake_microsoft, tmp_path, scopes)
+        session = aiohttp.ClientSession(trust_env=False)
+        sessions.append(session)
+        settings = microsoft.MicrosoftSettings(
+            tenant=fake_microsoft.tenant, client_id=fake_microsoft.client_id,
+            token_cache_file=tmp_path / "o.tokens.json", graph_url=fake_microsoft.graph_url,
+            login_url=fake_microsoft.login_url, **extra)
+        return microsoft.MicrosoftAdapter("o", settings, session=session, executor=None,
+                                          clock=clock.now)
+    yield build
+    for session in sessions:
+        await session.close()
+
+
+# -- item 6: 403 is a permission problem, 401 an expired sign-in -------------------------
+
+
+async def test_a_403_names_the_missing_scope_and_asks_for_no_sign_in(
+        fake_microsoft, direct) -> None:
+    writer = await direct(microsoft.READ_SCOPES)
+    fake_microsoft.throttle_next(1, status=403)  # Graph refuses the calendar itself
+    with pytest.raises(AdapterError) as caught:
+        await writer.sync({})
+    assert not isinstance(caught.value, AuthExpired), "a 403 is not an expired sign-in"
+    assert "403" in str(caught.value) and "calendar 'default'" in str(caught.value)
+    assert "has the Calendars.Read permission" in str(caught.value)
+
+    await writer.sync({})  # reading works with Calendars.Read
+    with pytest.raises(AdapterError) as caught:
+        await writer.write_hold(hold("b-1"))
+    assert not isinstance(caught.value, AuthExpired)
+    assert "lacks the Calendars.ReadWrite permission (it has: Calendars.Read" in \
+        str(caught.value)
+    assert fake_microsoft.events() == []
+
+
+async def test_a_403_with_the_scope_granted_blames_the_calendar(fake_microsoft, direct) -> None:
+    fake_microsoft.add_calendar("cal-shared", "Boss", can_edit=False)
+    writer = await direct(microsoft.WRITE_SCOPES, hold_calendar="cal-shared")
+    with pytest.raises(AdapterError) as caught:
+        await writer.write_hold(hold("b-1"))
+    assert not isinstance(caught.value, AuthExpired)
+    assert "'cal-shared'" in str(caught.value) and "not shared with it" in str(caught.value)
+
+
+async def test_an_expired_sign_in_is_still_auth_expired(fake_microsoft, direct) -> None:
+    adapter = await direct(microsoft.READ_SCOPES)
+    await adapter.sync({})
+    fake_microsoft.revoke_refresh_tokens()
+    fake_microsoft.expire_access_tokens()
+    with pytest.raises(AuthExpired, match="fbproxy auth microsoft --source o"):
+        await adapter.sync({})
