@@ -62,6 +62,10 @@ THROTTLE_RETRIES = 2  # honour Retry-After this often per request, then give up 
 MAX_RETRY_AFTER = 30.0
 # Holds carry this prefix in transactionId, so they are known when they sync back.
 TRANSACTION_PREFIX = "fbproxy-"
+# ... and the booking id in this single-value extended property of our own, which a retry
+# looks up before it creates anything (Graph does not document what a create retried
+# with the same transactionId answers).
+BOOKING_PROPERTY = "String {5b0e8f4c-2d1a-4c7e-9f36-8a4d2e71c0b9} Name fbproxyBooking"
 TEAMS = "teams"  # a hold location asking Graph for a Teams meeting
 _NOT_BUSY = {"free", "workingElsewhere"}
 _RESYNC_CODES = {"syncStateNotFound", "resyncRequired", "syncStateInvalid"}
@@ -445,6 +449,11 @@ class MicrosoftAdapter:
     async def write_hold(self, hold: Hold) -> HoldRef:
         calendar_id = hold.calendar or self.settings.hold_calendar
         resource = self.settings.resource
+        # A write can reach Graph and lose its answer; this adapter cannot tell a first
+        # try from that retry, so it always looks first (one GET per booking).
+        existing = await self._find_hold(hold.booking_id)
+        if existing is not None:
+            return self._hold_ref(hold.booking_id, existing)
         url = f"{resource}/calendars/{quote(calendar_id, safe='')}/events" if calendar_id \
             else f"{resource}/events"
         body: dict[str, Any] = {
@@ -453,8 +462,11 @@ class MicrosoftAdapter:
             "start": {"dateTime": _graph_time(hold.start), "timeZone": "UTC"},
             "end": {"dateTime": _graph_time(hold.end), "timeZone": "UTC"},
             "showAs": "tentative" if hold.status == "TENTATIVE" else "busy",
-            # Graph answers a retried create with the event it already made.
+            # Documented only as letting Graph avoid redundant POSTs; the marker a hold
+            # is known by when it syncs back (delta answers no extended properties).
             "transactionId": TRANSACTION_PREFIX + hold.booking_id,
+            "singleValueExtendedProperties": [{"id": BOOKING_PROPERTY,
+                                               "value": hold.booking_id}],
         }
         if hold.location == TEAMS:
             body.update(isOnlineMeeting=True, onlineMeetingProvider="teamsForBusiness")
@@ -465,9 +477,37 @@ class MicrosoftAdapter:
         if status not in (200, 201) or not isinstance(payload, Mapping) or "id" not in payload:
             raise AdapterError(f"creating the hold answered {status}: {_error(payload)}",
                                source=self.name)
-        join = ((payload.get("onlineMeeting") or {}).get("joinUrl") or "")
-        return HoldRef(hold.booking_id, f"{resource}/events/{payload['id']}",
+        return self._hold_ref(hold.booking_id, payload)
+
+    def _hold_ref(self, booking_id: str, event: Mapping[str, Any]) -> HoldRef:
+        join = ((event.get("onlineMeeting") or {}).get("joinUrl") or "")
+        return HoldRef(booking_id, f"{self.settings.resource}/events/{event['id']}",
                        video_link=join if str(join).startswith("https://") else "")
+
+    async def _find_hold(self, booking_id: str) -> Mapping[str, Any] | None:
+        """The event an earlier try wrote for this booking, found by our extended property.
+
+        /events with this $filter searches every calendar of the mailbox; the $expand
+        brings the property back so its value can be compared exactly (the filter
+        compares values case-insensitively).
+        """
+        quoted = booking_id.replace("'", "''")
+        params = {
+            "$filter": f"singleValueExtendedProperties/Any(ep: ep/id eq '{BOOKING_PROPERTY}' "
+                       f"and ep/value eq '{quoted}')",
+            "$expand": f"singleValueExtendedProperties($filter=id eq '{BOOKING_PROPERTY}')"}
+        status, payload = await self._graph("GET", f"{self.settings.resource}/events",
+                                            params=params, what="the hold's calendar")
+        if status != 200 or not isinstance(payload, Mapping):
+            raise AdapterError(f"looking for an earlier copy of the hold answered {status}: "
+                               f"{_error(payload)}", source=self.name)
+        for event in page_entries(payload, "value", "the hold lookup", self.name):
+            properties = event.get("singleValueExtendedProperties") or []
+            if "id" in event and isinstance(properties, list) and any(
+                    isinstance(p, Mapping) and str(p.get("id")).lower() == BOOKING_PROPERTY.lower()
+                    and p.get("value") == booking_id for p in properties):
+                return event
+        return None
 
     async def delete_hold(self, ref: HoldRef) -> None:
         status, payload = await self._graph("DELETE", ref.ref, need=WRITE, what="the hold")

@@ -30,8 +30,13 @@ change-notifications, throttling, errors) and on msal 1.39's requests:
   window, and deleted events that were in the window.
 - An expired delta or skip token is 410 ``syncStateNotFound`` (the code
   Microsoft documents; see delta-query-overview "Synchronization reset").
-- A create whose ``transactionId`` matches a live event answers 201 with that
-  event (the documentation says only that the server avoids the duplicate).
+- A create whose ``transactionId`` matches a live event makes a second event
+  unless ``dedupe_transactions`` is set (then it answers 201 with the first):
+  the documentation says only that the id lets the server avoid redundant POSTs,
+  not what a retry gets back. Events carry ``singleValueExtendedProperties``
+  (never answered unless ``$expand``-ed) and ``/events`` filters on them.
+- ``drop_next_responses`` commits a request and then drops its answer (the
+  connection closes): a create that reached Graph but whose answer was lost.
 - Subscriptions are validated only on creation (``?validationToken=``, 200
   ``text/plain`` echo within ``validation_timeout`` seconds), and only to
   loopback addresses: an ``http`` one is allowed and recorded in
@@ -199,6 +204,49 @@ def is_loopback(address: str) -> bool:
     return urlsplit(address).hostname in ("127.0.0.1", "localhost", "::1")
 
 
+# singleValueExtendedProperties/Any(ep: ep/id eq '{id}' and ep/value eq '{value}'), the
+# string-property filter of singlevaluelegacyextendedproperty-get (lambda name and case
+# of Any as clients write them).
+EXTENDED_FILTER = re.compile(
+    r"singleValueExtendedProperties/any\((?P<v>\w+):\s*(?P=v)/id eq '(?P<id>(?:[^']|'')*)'"
+    r"\s+and\s+(?P=v)/value eq '(?P<value>(?:[^']|'')*)'\)", re.IGNORECASE)
+# A named string property's id: "String {GUID} Name {name}" (or a proptag "String 0x...")
+# (https://learn.microsoft.com/en-us/graph/api/resources/extended-properties-overview).
+PROPERTY_ID = re.compile(r"String (\{[0-9a-fA-F-]{36}\} Name \S.*|0x[0-9a-fA-F]{4})")
+
+
+def unquote_odata(text: str) -> str:
+    return text.replace("''", "'")
+
+
+def expanded_properties(expand: str) -> set[str] | None:
+    """The property ids an $expand asks for: None when it does not expand them, an empty
+    set when it expands all, else those its $filter=id eq '...' names."""
+    match = re.search(r"singleValueExtendedProperties(\(\$filter=id eq '((?:[^']|'')*)'\))?",
+                      expand, re.IGNORECASE)
+    if match is None:
+        return None
+    return {unquote_odata(match.group(2))} if match.group(2) is not None else set()
+
+
+def check_extended_properties(value: Any) -> list[dict[str, str]]:
+    """A create body's singleValueExtendedProperties: a list of {id, value} strings
+    (https://learn.microsoft.com/en-us/graph/api/
+    singlevaluelegacyextendedproperty-post-singlevalueextendedproperties)."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(
+            isinstance(p, dict) and isinstance(p.get("id"), str)
+            and isinstance(p.get("value"), str) for p in value):
+        raise bad_request("singleValueExtendedProperties must be a list of {id, value} "
+                          "strings.", "RequestBodyRead")
+    for prop in value:
+        if not PROPERTY_ID.fullmatch(prop["id"]):
+            raise bad_request(f"The property id '{prop['id']}' is not valid.",
+                              "ErrorInvalidExtendedPropertyValue")
+    return [{"id": p["id"], "value": p["value"]} for p in value]
+
+
 def graph_id(prefix: str = "AAMkAGI2") -> str:
     """An opaque id shaped like Exchange's (base64url, long)."""
     return prefix + b64url(secrets.token_bytes(48)) + "AAA="
@@ -330,6 +378,10 @@ class FakeMicrosoft(LocalServer):
         self._delta: dict[str, DeltaState] = {}
         self._expired_tokens: set[str] = set()
         self._throttles: list[tuple[int, int]] = []
+        # Off by default: Graph's documentation does not promise it (see _event_create).
+        self.dedupe_transactions = False
+        self._drops: list[str] = []  # methods whose next answers are lost after committing
+        self.dropped: list[tuple[str, str]] = []  # (method, path) of the answers dropped
         preset = Grant(("https://graph.microsoft.com/Calendars.ReadWrite",
                         "https://graph.microsoft.com/User.Read"))
         self._access[self.access_token] = Access(
@@ -369,6 +421,7 @@ class FakeMicrosoft(LocalServer):
             web.post(f"{owner}/events", self._event_create),
             web.post(f"{owner}/calendar/events", self._event_create),
             web.post(f"{calendar}/events", self._event_create),
+            web.get(f"{owner}/events", self._event_list),
             web.get(f"{owner}/events/{{eventId}}", self._event_get),
             web.get(f"{calendar}/events/{{eventId}}", self._event_get),
             web.delete(f"{owner}/events/{{eventId}}", self._event_delete),
@@ -457,6 +510,11 @@ class FakeMicrosoft(LocalServer):
 
     def throttle_next(self, count: int, *, status: int = 429, retry_after: int = 1) -> None:
         self._throttles.extend([(status, retry_after)] * count)
+
+    def drop_next_responses(self, count: int = 1, method: str = "POST") -> None:
+        """The next ``count`` Graph requests with ``method`` are carried out (an event is
+        created) but their answers never arrive: the connection closes instead."""
+        self._drops.extend([method.upper()] * count)
 
     async def notify(self, event_id: str | None = None,
                      change_type: str = "updated") -> list[int]:
@@ -746,9 +804,16 @@ class FakeMicrosoft(LocalServer):
                 code, message = THROTTLED.get(status, ("UnknownError", "Error."))
                 raise GraphError(status, code, message, {"Retry-After": str(retry_after)})
             self._authorize(request)
-            return await handler(request)
+            response = await handler(request)
         except GraphError as error:
             return error.response(self.now())
+        if request.method in self._drops:
+            # The change is committed; its answer is lost on the way back.
+            self._drops.remove(request.method)
+            self.dropped.append((request.method, request.path))
+            if request.transport is not None:
+                request.transport.abort()
+        return response
 
     def _authorize(self, request: web.Request) -> None:
         header = request.headers.get("Authorization", "")
@@ -815,8 +880,15 @@ class FakeMicrosoft(LocalServer):
             if not event.get("isAllDay"):
                 moment = moment.astimezone(target)
             out[key] = {"dateTime": graph_datetime(moment), "timeZone": name}
-        if "singlevalueextendedproperties" not in request.query.get("$expand", "").lower():
-            out.pop("singleValueExtendedProperties", None)
+        # Extended properties come back only when $expand-ed, and then only those the
+        # $expand's own $filter names (https://learn.microsoft.com/en-us/graph/api/
+        # singlevaluelegacyextendedproperty-get, "GET a resource instance expanded with
+        # an extended property that matches a filter").
+        wanted_ids = expanded_properties(request.query.get("$expand", ""))
+        properties = out.pop("singleValueExtendedProperties", None) or []
+        if wanted_ids is not None:
+            out["singleValueExtendedProperties"] = [
+                p for p in properties if not wanted_ids or p["id"] in wanted_ids]
         return out
 
     @staticmethod
@@ -943,6 +1015,28 @@ class FakeMicrosoft(LocalServer):
             raise not_found()
         return item
 
+    async def _event_list(self, request: web.Request) -> web.Response:
+        """GET /me/events: every live event of the mailbox, or those a $filter on a
+        string extended property picks (https://learn.microsoft.com/en-us/graph/api/
+        singlevaluelegacyextendedproperty-get: "The filter is applied to all instances
+        of the resource in the signed-in user's mailbox"; the Name in the id is
+        case-sensitive, the value is not). Other $filter expressions are refused."""
+        text = request.query.get("$filter")
+        chosen = [i for i in self._items.values() if not i.deleted]
+        if text is not None:
+            match = EXTENDED_FILTER.fullmatch(text.strip())
+            if match is None:
+                raise bad_request(f"Invalid filter clause: {text}", "BadRequest")
+            prop, value = unquote_odata(match["id"]), unquote_odata(match["value"])
+            chosen = [i for i in chosen if any(
+                p["id"] == prop and p["value"].lower() == value.lower()
+                for p in i.event.get("singleValueExtendedProperties") or [])]
+        chosen.sort(key=lambda i: i.seq)
+        return web.json_response({
+            "@odata.context": f"{self.graph_url}/$metadata#users('{self.user_id}')/events",
+            "value": [self._render(i.event, request) for i in chosen]},
+            headers=self._preference_applied(request))
+
     async def _event_get(self, request: web.Request) -> web.Response:
         item = self._live_event(request)
         body = {"@odata.context": f"{self.graph_url}/$metadata#users('{self.user_id}')/events"
@@ -967,8 +1061,15 @@ class FakeMicrosoft(LocalServer):
             if key.startswith("@odata.") or key in SERVER_OWNED:
                 del body[key]
         self._check_event(body)
+        body["singleValueExtendedProperties"] = check_extended_properties(
+            body.get("singleValueExtendedProperties"))
+        # transactionId: "A custom identifier specified by a client app for the server to
+        # avoid redundant POST operations in case of client retries to create the same
+        # event" (https://learn.microsoft.com/en-us/graph/api/resources/event). What a
+        # retry gets back is not documented, so answering with the first event is a
+        # choice tests make (dedupe_transactions), not the default.
         transaction = body.get("transactionId")
-        if transaction:
+        if transaction and self.dedupe_transactions:
             for item in self._items.values():
                 if not item.deleted and item.event.get("transactionId") == transaction:
                     return self._created(item.event, request)

@@ -353,8 +353,16 @@ async def test_expired_delta_token_is_gone(fake_microsoft: FakeMicrosoft, graph:
 # -- Graph: events ------------------------------------------------------------
 
 
-async def test_create_dedupes_by_transaction_id(fake_microsoft: FakeMicrosoft,
-                                                graph: Graph) -> None:
+async def test_create_dedupes_by_transaction_id_only_when_asked(fake_microsoft: FakeMicrosoft,
+                                                                 graph: Graph) -> None:
+    again = timed("t", "2026-11-26T07:00:00", "2026-11-26T08:00:00", transactionId="tx-0")
+    del again["id"]
+    for _ in range(2):  # by default, as documented: nothing promised, two events
+        assert (await graph.call("POST", "/me/events", json=again))[0] == 201
+    assert len(fake_microsoft.events()) == 2
+    for event in fake_microsoft.events():
+        fake_microsoft.delete_event(event["id"])
+    fake_microsoft.dedupe_transactions = True
     hold = timed("ignored", "2026-11-26T09:00:00", "2026-11-26T10:00:00",
                  transactionId="fbproxy-hold-1", isOnlineMeeting=True,
                  onlineMeetingProvider="teamsForBusiness")
@@ -373,6 +381,46 @@ async def test_create_dedupes_by_transaction_id(fake_microsoft: FakeMicrosoft,
     assert status == 201 and other["id"] != "x" and other["onlineMeeting"] is None
     status, got, _ = await graph.call("GET", f"/me/events/{first['id']}")
     assert status == 200 and got["changeKey"] == first["changeKey"]
+
+
+async def test_extended_properties_filter_and_expand(fake_microsoft: FakeMicrosoft,
+                                                     graph: Graph) -> None:
+    prop = "String {66f5a359-4659-4830-9070-00047ec6ac6e} Name Color"
+    fake_microsoft.add_calendar("cal-other", "Other")
+    for name, color in (("a", "Green"), ("b", "Blue")):
+        body = timed(name, "2026-11-26T09:00:00", "2026-11-26T10:00:00",
+                     singleValueExtendedProperties=[{"id": prop, "value": color}])
+        del body["id"]
+        status, created, _ = await graph.call("POST", "/me/calendars/cal-other/events"
+                                              if name == "b" else "/me/events", json=body)
+        assert status == 201 and "singleValueExtendedProperties" not in created
+    query = {"$filter": f"singleValueExtendedProperties/Any(ep: ep/id eq '{prop}' and "
+                        "ep/value eq 'blue')"}
+    status, body, _ = await graph.call("GET", "/me/events", params=query)
+    [found] = body["value"]  # the value compares case-insensitively, across calendars
+    assert status == 200 and found["subject"] == "Event b"
+    assert "singleValueExtendedProperties" not in found
+    query["$expand"] = f"singleValueExtendedProperties($filter=id eq '{prop}')"
+    status, body, _ = await graph.call("GET", "/me/events", params=query)
+    assert body["value"][0]["singleValueExtendedProperties"] == [{"id": prop, "value": "Blue"}]
+    other = query["$filter"].replace("Name Color", "Name color")  # the name is case-sensitive
+    status, body, _ = await graph.call("GET", "/me/events", params={"$filter": other})
+    assert status == 200 and body["value"] == []
+    status, body, _ = await graph.call("GET", "/me/events", params={"$filter": "subject eq 'x'"})
+    assert status == 400
+    bad = timed("c", "2026-11-26T09:00:00", "2026-11-26T10:00:00",
+                singleValueExtendedProperties=[{"id": "Color", "value": "x"}])
+    assert (await graph.call("POST", "/me/events", json=bad))[0] == 400
+
+
+async def test_a_dropped_answer_still_commits(fake_microsoft: FakeMicrosoft,
+                                              graph: Graph) -> None:
+    body = timed("d", "2026-11-26T09:00:00", "2026-11-26T10:00:00")
+    fake_microsoft.drop_next_responses(1, "POST")
+    with pytest.raises(aiohttp.ClientError):
+        await graph.call("POST", "/me/events", json=body)
+    assert len(fake_microsoft.events()) == 1 and fake_microsoft.dropped[0][0] == "POST"
+    assert (await graph.call("POST", "/me/events", json=body))[0] == 201  # one drop only
 
 
 async def test_create_checks_the_body(graph: Graph) -> None:

@@ -13,10 +13,10 @@ import aiohttp
 import pytest
 
 from adapters import microsoft
-from adapters.base import AdapterError, AuthExpired, Hold
+from adapters.base import AdapterError, AuthExpired, Hold, UpstreamUnavailable
 from tests.conftest import NOW
 from tests.fake_microsoft import FakeMicrosoft
-from tests.test_microsoft_source import AUTH, raw_source, sign_in
+from tests.test_microsoft_source import AUTH, raw_source, sign_in, teams_page
 
 BERLIN = ZoneInfo("Europe/Berlin")
 DAY = (NOW + timedelta(days=2)).date()  # a day inside the synced window
@@ -138,3 +138,63 @@ async def test_an_expired_sign_in_is_still_auth_expired(fake_microsoft, direct) 
     fake_microsoft.expire_access_tokens()
     with pytest.raises(AuthExpired, match="fbproxy auth microsoft --source o"):
         await adapter.sync({})
+
+
+# -- item 4: a hold is written once, by our own lookup -----------------------------------
+
+
+async def test_a_hold_retried_after_a_lost_answer_leaves_one_event(fake_microsoft,
+                                                                   direct) -> None:
+    assert not fake_microsoft.dedupe_transactions, "Graph does not promise to dedupe"
+    adapter = await direct(microsoft.WRITE_SCOPES)
+    fake_microsoft.drop_next_responses(1, "POST")
+    with pytest.raises(UpstreamUnavailable):
+        await adapter.write_hold(hold("b-1"))
+    [(method, _path)] = fake_microsoft.dropped
+    assert method == "POST" and len(fake_microsoft.events()) == 1, "the create went through"
+    ref = await adapter.write_hold(hold("b-1"))  # the retry
+    [event] = fake_microsoft.events()
+    assert ref.ref.endswith("/events/" + event["id"])
+    assert event["singleValueExtendedProperties"] == [
+        {"id": microsoft.BOOKING_PROPERTY, "value": "b-1"}]
+    assert event["transactionId"] == "fbproxy-b-1"
+    # A booking whose id differs only in case is another booking.
+    await adapter.write_hold(hold("B-1"))
+    assert len(fake_microsoft.events()) == 2
+    await adapter.write_hold(hold("B-1"))
+    assert len(fake_microsoft.events()) == 2
+
+
+async def test_the_lookup_spans_calendars_and_a_deleted_hold_is_written_again(
+        fake_microsoft, direct) -> None:
+    fake_microsoft.add_calendar("cal-holds", "Holds")
+    adapter = await direct(microsoft.WRITE_SCOPES, hold_calendar="cal-holds")
+    first = await adapter.write_hold(hold("b-2"))
+    assert await adapter.write_hold(hold("b-2")) == first
+    assert [e["id"] for e in fake_microsoft.events("cal-holds")] == \
+        [first.ref.rsplit("/", 1)[1]]
+    await adapter.delete_hold(first)
+    again = await adapter.write_hold(hold("b-2"))  # a new booking cycle: a new event
+    assert again != first and len(fake_microsoft.events()) == 1
+
+
+async def test_the_outbox_retry_after_a_lost_answer_lands_one_hold(
+        fake_microsoft, outlook, clock) -> None:
+    client, runtime = await outlook(scopes=microsoft.WRITE_SCOPES, pages=[teams_page()])
+    await runtime.sync.run_all_once()
+    start = datetime.combine(DAY, time(10), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    response = await client.post("/api/v1/pages/intro/bookings", json={
+        "start": start, "name": "Sam", "email": "sam@example.org"})
+    assert response.status == 201, await response.text()
+    booking = await response.json()
+    fake_microsoft.drop_next_responses(1, "POST")
+    assert await runtime.holds.run_once() == 0, "the answer was lost: not delivered"
+    assert len(fake_microsoft.events()) == 1
+    clock.set(NOW + timedelta(hours=1))  # past the retry's backoff
+    assert await runtime.holds.run_once() == 1
+    [event] = fake_microsoft.events()
+    stored = await runtime.store.booking(booking["id"])
+    assert stored is not None and stored.video_link == event["onlineMeeting"]["joinUrl"]
+    await runtime.sync.run_all_once()
+    assert [(s, e) for s, e, _ in await busy_blocks(client)] == [
+        (start, start.replace("T10:00", "T10:30"))]

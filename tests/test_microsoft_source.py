@@ -183,7 +183,7 @@ async def test_a_hold_lands_once_with_a_teams_link(fake_microsoft, outlook) -> N
     await runtime.store._writer.execute(  # noqa: SLF001 - simulating the crash window
         "UPDATE hold_outbox SET state = 'pending' WHERE booking_id = ?", (booking["id"],))
     assert await runtime.holds.run_once() == 1
-    assert len(fake.events()) == 1, "transactionId made the retry a no-op"
+    assert len(fake.events()) == 1, "the lookup by our extended property found the first"
     await runtime.sync.run_all_once()
     assert await busy(client) == [("26T10:00", "10:30", "busy")]
 

@@ -265,7 +265,7 @@ class FakeGraph:
         self.urls: list[str] = []
 
     async def __call__(self, method: str, url: str, *, params: Any = None,
-                       body: Any = None) -> tuple[int, Any]:
+                       body: Any = None, need: str = "", what: str = "") -> tuple[int, Any]:
         self.urls.append(url)
         n = len(self.urls) - 1
         if n >= self.limit:
