@@ -4,7 +4,9 @@ Each calendar is synced with ``calendarView/delta`` over a window of one day
 back to the horizon: the first round lists the window page by page, the
 deltaLink it ends with is stored verbatim and fetched next round for just the
 changes. The window moves forward once a day, which starts a new delta round
-over the new window (its items replace the calendar's).
+over the new window (its items replace the calendar's). A calendar other than
+the default one whose delta Graph refuses (the v1.0 reference documents delta
+only on the default calendar's view) is listed in full each round instead.
 
 Tokens: signed in with `fbproxy auth microsoft` (device code), msal keeps its
 cache in ``token_cache_file`` (0600) and refreshes silently; with a client
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
@@ -50,6 +53,8 @@ from adapters.base import (
 )
 from adapters.secrets_file import write_private
 
+log = logging.getLogger("fbproxy.microsoft")
+
 READ_SCOPES = ["Calendars.Read"]
 READ, WRITE = "Calendars.Read", "Calendars.ReadWrite"  # what a request needs
 WRITE_SCOPES = ["Calendars.ReadWrite"]
@@ -70,6 +75,15 @@ TEAMS = "teams"  # a hold location asking Graph for a Teams meeting
 _NOT_BUSY = {"free", "workingElsewhere"}
 _RESYNC_CODES = {"syncStateNotFound", "resyncRequired", "syncStateInvalid"}
 _sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # tests swap it to not wait
+# What Graph may answer a path it does not serve (a function not bound there).
+_NO_SUCH_PATH = (400, 404, 405, 501)
+
+
+class _DeltaRefused(Exception):
+    """Graph refused calendarView/delta on a calendar other than the default one."""
+
+    def __init__(self, status: int, payload: Any) -> None:
+        super().__init__(f"{status} {_error(payload)}")
 
 
 @dataclass(frozen=True)
@@ -328,14 +342,13 @@ class MicrosoftAdapter:
                 if not _is_link(link, self.settings.graph_url):
                     link = None  # a state that is not ours (hand-edited, older): list again
             scope = _prefix(calendar_id)
-            result = await self._delta(calendar_id, window, link)
-            if result is None:  # the delta state expired upstream: list the window again
-                result = await self._delta(calendar_id, window, None)
-                assert result is not None
-                link = None
-            items, next_link, made = result
+            listing = isinstance(stored, Mapping) and stored.get("listing") is True \
+                and stored.get("window_start") == window[0] \
+                and stored.get("resource") == self.settings.resource
+            items, next_link, made, full = await self._changes(calendar_id, window, link,
+                                                                listing)
             requests_made += made
-            if link is None:
+            if full:
                 full_scopes.append(scope)
             for event in items:
                 key = scope + str(event.get("id", ""))
@@ -349,8 +362,8 @@ class MicrosoftAdapter:
                     continue
                 (upserted.append(item) if item is not None else deleted.append(key))
             calendars[calendar_id or "default"] = {
-                "delta_link": next_link, "window_start": window[0],
-                "resource": self.settings.resource}
+                "delta_link": next_link, "listing": next_link is None,
+                "window_start": window[0], "resource": self.settings.resource}
         unchanged = not upserted and not deleted and not full_scopes
         return ChangeSet(state={"calendars": calendars}, upserted=tuple(upserted),
                          deleted=tuple(deleted), skipped=tuple(skipped),
@@ -363,6 +376,69 @@ class MicrosoftAdapter:
         start = today - timedelta(days=1)
         end = today + timedelta(days=self.settings.horizon_days + 1)
         return _iso(start), _iso(end)
+
+    async def _changes(self, calendar_id: str, window: tuple[str, str], link: str | None,
+                       listing: bool) -> tuple[list[Mapping[str, Any]], str | None, int, bool]:
+        """One calendar's round: its items, the deltaLink for the next one (None when
+        listed in full instead), the requests made, and whether the items are all of it."""
+        if listing:  # delta was refused on this calendar earlier in this window
+            items, made = await self._listing(calendar_id, window)
+            return items, None, made, True
+        try:
+            result = await self._delta(calendar_id, window, link)
+            if result is None:  # the delta state expired upstream: list the window again
+                link = None
+                result = await self._delta(calendar_id, window, None)
+                assert result is not None
+            return (*result, link is None)
+        except _DeltaRefused as refused:
+            # Documented for the default calendar only (v1.0 event: delta reference): a
+            # full listing each round is slower but never misses a change.
+            log.warning("source %s: Graph refused calendarView/delta on calendar %r (%s); "
+                        "listing its window in full each round instead", self.name,
+                        calendar_id, refused)
+            items, made = await self._listing(calendar_id, window)
+            return items, None, made + 1, True
+
+    async def _listing(self, calendar_id: str, window: tuple[str, str],
+                       ) -> tuple[list[Mapping[str, Any]], int]:
+        """Every page of the calendar's calendarView over the window (no delta)."""
+        url = f"{self.settings.resource}/calendars/{quote(calendar_id, safe='')}/calendarView"
+        params: dict[str, str] | None = {"startDateTime": window[0], "endDateTime": window[1]}
+        items: list[Mapping[str, Any]] = []
+        seen_links = {url}
+        for made in range(1, MAX_PAGES + 1):
+            status, payload = await self._graph("GET", url, params=params,
+                                                what=f"calendar {calendar_id!r}")
+            if status == 404:
+                raise BadUpstreamData(f"calendar {calendar_id!r} does not exist or is not "
+                                      "shared with this account", source=self.name)
+            if status != 200 or not isinstance(payload, Mapping):
+                raise BadUpstreamData(f"calendarView of calendar {calendar_id!r} answered "
+                                      f"{status}: {_error(payload)}", source=self.name)
+            items += page_entries(payload, "value", "calendarView", self.name)
+            params = None
+            next_page = self._next_link(payload, seen_links, "calendarView")
+            if next_page is None:
+                return items, made
+            url = next_page
+        raise BadUpstreamData(f"calendarView of calendar {calendar_id!r} went on for more "
+                              f"than {MAX_PAGES} pages", source=self.name)
+
+    def _next_link(self, payload: Mapping[str, Any], seen: set[str], what: str) -> str | None:
+        """A page's @odata.nextLink, if any, once it is known to lead somewhere new on Graph."""
+        next_page = payload.get("@odata.nextLink")
+        if next_page is None:
+            return None
+        if not _is_link(next_page, self.settings.graph_url):
+            raise BadUpstreamData(f"a {what} page's @odata.nextLink is not a URL on "
+                                  f"{self.settings.graph_url}: {_shown(next_page)}",
+                                  source=self.name)
+        if next_page in seen:
+            raise BadUpstreamData(f"{what} answered an @odata.nextLink it had answered "
+                                  "before: its pages would never end", source=self.name)
+        seen.add(next_page)
+        return next_page
 
     async def _delta(self, calendar_id: str, window: tuple[str, str], link: str | None,
                      ) -> tuple[list[Mapping[str, Any]], str, int] | None:
@@ -387,6 +463,8 @@ class MicrosoftAdapter:
                     raise BadUpstreamData(f"Graph refused a fresh delta round: {status} "
                                           f"{_error(payload)}", source=self.name)
                 return None
+            if calendar_id and link is None and made == 1 and status in _NO_SUCH_PATH:
+                raise _DeltaRefused(status, payload)  # _listing tells a missing calendar
             if status == 404:
                 raise BadUpstreamData(f"calendar {calendar_id or 'default'!r} does not exist "
                                       "or is not shared with this account", source=self.name)
@@ -395,18 +473,8 @@ class MicrosoftAdapter:
                                       f"{_error(payload)}", source=self.name)
             items += page_entries(payload, "value", "calendarView/delta", self.name)
             params = None
-            next_page = payload.get("@odata.nextLink")
+            next_page = self._next_link(payload, seen_links, "calendarView/delta")
             if next_page is not None:
-                if not _is_link(next_page, self.settings.graph_url):
-                    raise BadUpstreamData(f"a calendarView/delta page's @odata.nextLink is not "
-                                          f"a URL on {self.settings.graph_url}: "
-                                          f"{_shown(next_page)}",
-                                          source=self.name)
-                if next_page in seen_links:
-                    raise BadUpstreamData("calendarView/delta answered an @odata.nextLink it "
-                                          "had answered before: its pages would never end",
-                                          source=self.name)
-                seen_links.add(next_page)
                 url = next_page
                 continue
             delta = payload.get("@odata.deltaLink")

@@ -423,6 +423,29 @@ async def test_a_dropped_answer_still_commits(fake_microsoft: FakeMicrosoft,
     assert (await graph.call("POST", "/me/events", json=body))[0] == 201  # one drop only
 
 
+async def test_calendar_view_lists_any_calendar_and_delta_there_can_be_off(
+        fake_microsoft: FakeMicrosoft, graph: Graph) -> None:
+    fake_microsoft.add_calendar("cal-team", "Team")
+    for n in range(3):
+        fake_microsoft.put_event(timed(f"t{n}", f"2026-11-26T0{n + 1}:00:00",
+                                       f"2026-11-26T0{n + 2}:00:00"), "cal-team")
+    ids, url, params = [], "/me/calendars/cal-team/calendarView", dict(WINDOW)
+    while url:
+        status, body, _ = await graph.call("GET", url, params=params)
+        assert status == 200 and "@odata.deltaLink" not in body
+        ids += [e["id"] for e in body["value"]]
+        url, params = body.get("@odata.nextLink"), None
+    assert ids == ["t0", "t1", "t2"]
+    delta = "/me/calendars/cal-team/calendarView/delta"
+    assert (await graph.call("GET", delta, params=WINDOW))[0] == 200
+    fake_microsoft.delta_on_calendars = False
+    status, body, _ = await graph.call("GET", delta, params=WINDOW)
+    assert status == 400 and "segment 'delta'" in body["error"]["message"]
+    assert (await graph.call("GET", "/me/calendarView/delta", params=WINDOW))[0] == 200
+    status, _, _ = await graph.call("GET", "/me/calendars/nope/calendarView", params=WINDOW)
+    assert status == 404
+
+
 async def test_create_checks_the_body(graph: Graph) -> None:
     status, body, _ = await graph.call("POST", "/me/events", json={"subject": "no times"})
     assert status == 400

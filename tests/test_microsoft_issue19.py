@@ -198,3 +198,64 @@ async def test_the_outbox_retry_after_a_lost_answer_lands_one_hold(
     await runtime.sync.run_all_once()
     assert [(s, e) for s, e, _ in await busy_blocks(client)] == [
         (start, start.replace("T10:00", "T10:30"))]
+
+
+# -- item 5: a non-default calendar whose delta Graph refuses ----------------------------
+
+
+def timed(event_id: str, day: Any, hour: int) -> dict[str, Any]:
+    return {"id": event_id, "subject": "Private", "showAs": "busy",
+            "start": {"dateTime": wall(day, hour), "timeZone": "UTC"},
+            "end": {"dateTime": wall(day, hour + 1), "timeZone": "UTC"}}
+
+
+def hours(blocks: list[tuple[str, str, str]]) -> list[str]:
+    return [start[11:16] for start, _end, _status in blocks]
+
+
+async def test_a_calendar_without_delta_is_listed_in_full_each_round(
+        fake_microsoft, outlook, monkeypatch, caplog) -> None:
+    monkeypatch.setattr(microsoft, "PAGE_SIZE", 2)  # the listing pages too
+    fake = fake_microsoft
+    fake.add_calendar("cal-team", "Team")
+    fake.delta_on_calendars = False
+    for n in range(3):
+        fake.put_event(timed(f"t{n}", DAY, 9 + 2 * n), "cal-team")
+    client, runtime = await outlook(calendars=["cal-team"])
+    [outcome] = await runtime.sync.run_all_once()
+    assert outcome.ok, outcome
+    assert hours(await busy_blocks(client)) == ["09:00", "11:00", "13:00"]
+    paths = [p.rsplit("/", 2)[-2:] for _m, p, _q in fake.requests if "calendarView" in p]
+    assert paths == [["calendarView", "delta"], ["cal-team", "calendarView"],
+                     ["cal-team", "calendarView"]], "delta refused, then two listing pages"
+    assert any("Graph refused calendarView/delta on calendar 'cal-team'" in r.getMessage()
+               for r in caplog.records)
+
+    fake.requests.clear()
+    fake.delete_event("t1")
+    fake.put_event(timed("t3", DAY, 15), "cal-team")
+    [outcome] = await runtime.sync.run_all_once()
+    assert outcome.ok, outcome
+    assert not any(p.endswith("/delta") for _m, p, _q in fake.requests), \
+        "within the window's day, the refused delta is not asked again"
+    assert hours(await busy_blocks(client)) == ["09:00", "13:00", "15:00"], \
+        "a full listing notices the deletion"
+
+
+async def test_a_missing_calendar_is_named(fake_microsoft, outlook) -> None:
+    fake_microsoft.delta_on_calendars = False
+    _client, runtime = await outlook(calendars=["cal-gone"])
+    [outcome] = await runtime.sync.run_all_once()
+    assert not outcome.ok and "calendar 'cal-gone' does not exist" in str(outcome.error)
+
+
+async def test_a_calendar_with_delta_keeps_using_it(fake_microsoft, outlook) -> None:
+    fake_microsoft.add_calendar("cal-team", "Team")
+    fake_microsoft.put_event(timed("t0", DAY, 9), "cal-team")
+    client, runtime = await outlook(calendars=["cal-team"])
+    for _ in range(2):
+        [outcome] = await runtime.sync.run_all_once()
+        assert outcome.ok, outcome
+    assert all(p.endswith("/calendars/cal-team/calendarView/delta")
+               for _m, p, _q in fake_microsoft.requests if "calendarView" in p)
+    assert hours(await busy_blocks(client)) == ["09:00"]
