@@ -20,7 +20,7 @@ import time as clock
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -51,6 +51,13 @@ from adapters.base import (
     kind_of,
     page_entries,
 )
+from adapters.google_series import (
+    NOT_BUSY_TYPES,
+    cancelled_exception,
+    original_key,
+    reduced,
+    series_item,
+)
 from adapters.secrets_file import write_private
 
 READ_SCOPE = "https://www.googleapis.com/auth/calendar.events.readonly"
@@ -65,8 +72,6 @@ MAX_PAGES = 1000
 RETRIES = 3  # retries of one request for 5xx, 429 and dropped connections
 # The first wait between retries (doubling) when the answer names no Retry-After.
 RETRY_BASE = 0.25
-# Event types that never make anyone busy.
-_NOT_BUSY_TYPES = {"workingLocation", "birthday"}
 
 T = TypeVar("T")
 
@@ -231,10 +236,7 @@ class GoogleAdapter:
         api = self._api()
         previous = state.get("calendars", {})
         tokens: dict[str, Any] = dict(previous) if isinstance(previous, Mapping) else {}
-        upserted: list[Item] = []
-        deleted: list[str] = []
-        skipped: list[SkippedItem] = []
-        full_scopes: list[str] = []
+        changes = _Changes()
         requests = 0
         for calendar_id in self.settings.calendar_ids:
             known = tokens.get(calendar_id)
@@ -254,29 +256,78 @@ class GoogleAdapter:
                 token = None
             requests += requests_made
             if token is None:
-                full_scopes.append(_prefix(calendar_id))
-            zone = _zone(pages.time_zone)
-            for event in pages.items:
-                key = _prefix(calendar_id) + str(event.get("id", ""))
-                try:
-                    item = self._item(key, event, zone)
-                except UNREADABLE_ITEM as exc:
-                    skipped.append(SkippedItem(key, f"unreadable event: {exc}"))
-                    continue
-                if item is None:
-                    deleted.append(key)
-                else:
-                    upserted.append(item)
+                changes.full_scopes.append(_prefix(calendar_id))
+            kept = known.get("series") if token is not None and isinstance(known, Mapping) \
+                else None
+            series: dict[str, Any] = json.loads(json.dumps(kept)) \
+                if isinstance(kept, Mapping) else {}
+            self._read_events(calendar_id, pages, series, changes)
             tokens[calendar_id] = {"sync_token": pages.next_sync_token,
-                                   "time_zone": pages.time_zone}
+                                   "time_zone": pages.time_zone, "series": series}
         # Calendars no longer configured are dropped from the state (and, being
         # full scopes never again, their items stay until the source is reset).
         tokens = {k: v for k, v in tokens.items() if k in self.settings.calendar_ids}
-        unchanged = not upserted and not deleted and not full_scopes
-        return ChangeSet(state={"calendars": tokens}, upserted=tuple(upserted),
-                         deleted=tuple(deleted), skipped=tuple(skipped),
-                         full_scopes=tuple(full_scopes), unchanged=unchanged,
+        upserted, deleted = changes.result()
+        unchanged = not upserted and not deleted and not changes.full_scopes
+        return ChangeSet(state={"calendars": tokens}, upserted=upserted,
+                         deleted=deleted, skipped=tuple(changes.skipped),
+                         full_scopes=tuple(changes.full_scopes), unchanged=unchanged,
                          requests=requests, fetched=len(upserted) + len(deleted))
+
+    def _read_events(self, calendar_id: str, pages: _Pages, series: dict[str, Any],
+                     changes: _Changes) -> None:
+        """Turn one calendar's listing into items: plain events one by one, and each
+        series whose master or exceptions changed rebuilt from ``series`` (the state)."""
+        zone = _zone(pages.time_zone)
+        prefix = _prefix(calendar_id)
+        touched: set[str] = set()
+        exceptions: list[Mapping[str, Any]] = []
+        for event in pages.items:  # masters and plain events first: pages have no order
+            event_id = str(event.get("id", ""))
+            if event.get("recurringEventId"):
+                exceptions.append(event)
+                continue
+            try:
+                if event.get("status") != "cancelled" and event.get("recurrence"):
+                    old = series.get(event_id) or {}
+                    series[event_id] = {"master": self._reduced(event),
+                                        "exceptions": old.get("exceptions", {})}
+                    touched.add(event_id)
+                    continue
+                series.pop(event_id, None)  # gone, or no longer recurring
+                changes.put(prefix + event_id, self._item(prefix + event_id, event, zone))
+            except UNREADABLE_ITEM as exc:
+                changes.skip(prefix + event_id, f"unreadable event: {exc}")
+        for event in exceptions:
+            master_id = str(event["recurringEventId"])
+            key = prefix + str(event.get("id", ""))
+            try:
+                if master_id not in series:
+                    # An instance of a series this calendar does not show (an
+                    # invitation to one occurrence): a single event of its own.
+                    changes.put(key, self._item(key, event, zone))
+                    continue
+                record = cancelled_exception(event) if event.get("status") == "cancelled" \
+                    else {**self._reduced(event), "original": dict(event["originalStartTime"])}
+                series[master_id]["exceptions"][original_key(record["original"])] = record
+                touched.add(master_id)
+            except UNREADABLE_ITEM as exc:
+                changes.skip(key, f"unreadable exception of a recurring event: {exc}")
+        for master_id in sorted(touched):
+            key = prefix + master_id
+            entry = series[master_id]
+            try:
+                text = series_item(key, entry["master"], entry["exceptions"], zone)
+            except UNREADABLE_ITEM as exc:
+                changes.skip(key, f"unreadable recurring event: {exc}")
+                continue
+            changes.put(key, None if text is None else Item(key=key, ical=text))
+
+    def _reduced(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        private = (event.get("extendedProperties") or {}).get("private") or {}
+        booking = private.get(BOOKING_PROPERTY) if isinstance(private, Mapping) else None
+        return reduced(event, self._declined(event),
+                       booking if isinstance(booking, str) else None)
 
     def _list(self, api: Any, calendar_id: str, token: str | None) -> tuple[_Pages, int]:
         items: list[Mapping[str, Any]] = []
@@ -288,7 +339,10 @@ class GoogleAdapter:
             if requests >= MAX_PAGES:
                 raise BadUpstreamData(f"events.list of calendar {calendar_id!r} went on for "
                                       f"more than {MAX_PAGES} pages", source=self.name)
-            params: dict[str, Any] = {"calendarId": calendar_id, "singleEvents": True,
+            # Series come as series (master + exceptions), expanded here within the
+            # horizon: singleEvents=True would have Google split every never-ending
+            # series into occurrences, unbounded, as time bounds are refused with a token.
+            params: dict[str, Any] = {"calendarId": calendar_id, "singleEvents": False,
                                       "showDeleted": token is not None, "maxResults": PAGE_SIZE}
             if token is not None:
                 params["syncToken"] = token  # alone: time bounds are refused with it
@@ -331,7 +385,7 @@ class GoogleAdapter:
 
     def _item(self, key: str, event: Mapping[str, Any], zone: ZoneInfo) -> Item | None:
         """The event as a minimal VEVENT, or None when it does not (or no longer) block."""
-        if event.get("status") == "cancelled" or event.get("eventType") in _NOT_BUSY_TYPES:
+        if event.get("status") == "cancelled" or event.get("eventType") in NOT_BUSY_TYPES:
             return None
         if self._declined(event):
             return None
@@ -464,6 +518,26 @@ def meet_link(event: Mapping[str, Any]) -> str:
             if isinstance(uri, str) and uri.startswith("https://"):
                 return uri
     return ""
+
+
+@dataclass
+class _Changes:
+    """One round's results; the last word on a key wins (a master rebuilt after its
+    exceptions, a plain event that became a series)."""
+
+    items: dict[str, Item | None] = field(default_factory=dict)  # None: deleted
+    skipped: list[SkippedItem] = field(default_factory=list)
+    full_scopes: list[str] = field(default_factory=list)
+
+    def put(self, key: str, item: Item | None) -> None:
+        self.items[key] = item
+
+    def skip(self, key: str, reason: str) -> None:
+        self.skipped.append(SkippedItem(key, reason))
+
+    def result(self) -> tuple[tuple[Item, ...], tuple[str, ...]]:
+        return (tuple(i for i in self.items.values() if i is not None),
+                tuple(k for k, i in self.items.items() if i is None))
 
 
 @dataclass(frozen=True)

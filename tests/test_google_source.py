@@ -75,7 +75,7 @@ async def test_first_sync_maps_what_blocks_and_what_does_not(google, tmp_path, m
         ("27T08:00", "09:00", "busy"), ("28T00:00", "00:00", "busy")]  # all-day in UTC
     lists = [q for m, p, q in google.requests if p.endswith("/events") and m == "GET"]
     assert len(lists) == 4 and [("pageToken" in q) for q in lists] == [False, True, True, True]
-    assert all(q.get("singleEvents") == "true" and "syncToken" not in q for q in lists)
+    assert all(q.get("singleEvents") == "false" and "syncToken" not in q for q in lists)
     stored = await runtime.store.item_hashes(runtime.source_ids["g"])
     assert "primary/busy1" in stored
     feed = await (await client.get("/feeds/s3cret-s3cret-s3cret-0001/busy.ics")).text()
