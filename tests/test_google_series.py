@@ -155,3 +155,46 @@ async def test_a_series_syncs_like_its_ics_export(fake_google, tmp_path, make_co
     await same()  # a 410, then a full resync
     assert [q.get("syncToken") is not None for _m, _p, q in fake_google.requests] == \
         [True, False]
+
+
+async def test_all_day_declined_and_orphan_series_and_a_deleted_master(
+        fake_google, tmp_path, make_config, serve) -> None:
+    fake_google.add_calendar(OWNER, "Alex", primary=True, time_zone="Europe/Berlin")
+    friday = (NOW + timedelta(days=(4 - NOW.weekday()) % 7)).date()
+    fake_google.put_event(OWNER, {
+        "id": "allday1", "start": {"date": friday.isoformat()},
+        "end": {"date": (friday + timedelta(days=1)).isoformat()},
+        "recurrence": [f"RRULE:FREQ=WEEKLY;UNTIL={(friday + timedelta(weeks=2)):%Y%m%d}"]})
+    tuesday = tuesday_after(NOW, 0)
+    fake_google.put_event(OWNER, {
+        "id": "declined1", "start": g_time(tuesday), "end": g_time(tuesday + timedelta(hours=1)),
+        "recurrence": ["RRULE:FREQ=DAILY"],
+        "attendees": [{"email": OWNER, "self": True, "responseStatus": "declined"}]})
+    fake_google.put_event(OWNER, {
+        "id": "free1", "start": g_time(tuesday), "end": g_time(tuesday + timedelta(hours=3)),
+        "recurrence": ["RRULE:FREQ=DAILY"], "transparency": "transparent"})
+    fake_google.put_event(OWNER, {  # one occurrence of a series this calendar does not show
+        "id": "elsewhere_20261203T150000Z", "recurringEventId": "elsewhere",
+        "originalStartTime": {"dateTime": "2026-12-03T15:00:00Z"},
+        "start": {"dateTime": "2026-12-03T15:00:00Z"}, "end": {"dateTime": "2026-12-03T16:00:00Z"}})
+    client, runtime = await serve(make_config(
+        [source(fake_google, tmp_path)],
+        calendars=[{"name": "g", "sources": ["g"], "secret": G_SECRET}]))
+    [outcome] = await runtime.sync.run_all_once()
+    assert outcome.ok, outcome
+    midnight = datetime(friday.year, friday.month, friday.day, tzinfo=BERLIN)
+    days = [(midnight + timedelta(weeks=w)).astimezone(ZoneInfo("UTC")) for w in range(3)]
+    z = "%Y-%m-%dT%H:%M:%SZ"
+    expected = [(d.strftime(z), (d + timedelta(days=1)).strftime(z), "busy") for d in days]
+    expected.append(("2026-12-03T15:00:00Z", "2026-12-03T16:00:00Z", "busy"))
+    assert await busy(client, G_SECRET) == sorted(expected), \
+        "all-day days begin at the calendar's midnight; UNTIL's day is included"
+
+    fake_google.cancel_event(OWNER, "allday1")
+    [outcome] = await runtime.sync.run_all_once()
+    assert outcome.ok, outcome
+    assert await busy(client, G_SECRET) == [expected[-1]]
+    [record] = await runtime.store.sources()
+    series = record.state["calendars"]["primary"]["series"]
+    assert set(series) == {"declined1", "free1"}, "a deleted series leaves the state"
+    assert "Private" not in str(record.state) and "summary" not in str(record.state)
