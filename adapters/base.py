@@ -142,6 +142,9 @@ class HoldRef:
     etag: str | None = None
     # A meeting link the upstream made for the hold (Google Meet), for the guest.
     video_link: str = ""
+    # Why the hold landed without the meeting link it asked for ("" when none was asked
+    # for, or it came): shown to the operator and the guest instead of a silent gap.
+    video_problem: str = ""
 
 
 @runtime_checkable

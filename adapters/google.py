@@ -20,7 +20,7 @@ import time as clock
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -72,6 +72,9 @@ MAX_PAGES = 1000
 RETRIES = 3  # retries of one request for 5xx, 429 and dropped connections
 # The first wait between retries (doubling) when the answer names no Retry-After.
 RETRY_BASE = 0.25
+# Waits (seconds) between re-reads of a hold whose Meet conference Google is still
+# making: about half a minute in all, in the hold worker, never in a guest's request.
+MEET_WAITS = (1.0, 2.0, 4.0, 8.0, 16.0)
 
 T = TypeVar("T")
 
@@ -452,8 +455,30 @@ class GoogleAdapter:
                 raise self._unexpected(exc, calendar_id) from exc
             # Already there: an earlier attempt landed before a crash or timeout.
             created = self._execute(api.events().get(calendarId=calendar_id, eventId=event_id))
-        return HoldRef(hold.booking_id, f"{calendar_id}/{event_id}",
-                       video_link=meet_link(created))
+        ref = HoldRef(hold.booking_id, f"{calendar_id}/{event_id}")
+        if not meet:
+            return ref
+        created = self._await_conference(api, calendar_id, event_id, created)
+        link = meet_link(created)
+        return replace(ref, video_link=link, video_problem="" if link else _meet_problem(created))
+
+    def _await_conference(self, api: Any, calendar_id: str, event_id: str,
+                          event: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The hold once Google has made (or failed to make) its Meet conference.
+
+        Creating a conference is asynchronous: the insert may answer statusCode
+        "pending" and no entry points; re-read with backoff until "success" or
+        "failure", a bounded number of times.
+        https://developers.google.com/calendar/api/guides/create-events#conferencing
+        """
+        for wait in MEET_WAITS:
+            if _conference_status(event) != "pending":
+                return event
+            clock.sleep(wait)
+            event = self._execute(api.events().get(calendarId=calendar_id, eventId=event_id))
+            if not isinstance(event, Mapping):
+                raise BadUpstreamData("events.get did not answer an object", source=self.name)
+        return event
 
     async def delete_hold(self, ref: HoldRef) -> None:
         await self._run(lambda: self._delete_hold_blocking(ref))
@@ -505,6 +530,25 @@ class GoogleAdapter:
 
 # A hold whose location is this gets a Google Meet link made by Google.
 GOOGLE_MEET = "google-meet"
+
+
+def _conference_status(event: Mapping[str, Any]) -> str:
+    """conferenceData.createRequest.status.statusCode: pending, success or failure."""
+    data = event.get("conferenceData")
+    create = data.get("createRequest") if isinstance(data, Mapping) else None
+    status = create.get("status") if isinstance(create, Mapping) else None
+    code = status.get("statusCode") if isinstance(status, Mapping) else None
+    return code if isinstance(code, str) else ""
+
+
+def _meet_problem(event: Mapping[str, Any]) -> str:
+    status = _conference_status(event)
+    if status == "failure":
+        return "Google could not create the Google Meet conference (createRequest failure)"
+    if status == "pending":
+        return (f"Google was still creating the Google Meet conference after "
+                f"{len(MEET_WAITS)} checks over {sum(MEET_WAITS):g} s")
+    return "Google answered without a Google Meet link"
 
 
 def meet_link(event: Mapping[str, Any]) -> str:

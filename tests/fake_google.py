@@ -31,7 +31,10 @@ Modelled on https://developers.google.com/calendar/api/v3/reference:
 - Access tokens carry scopes; every API method checks them against the
   method's scopes in the discovery document (403 ``insufficientPermissions``).
 - ``insert`` keeps ``conferenceData`` only with ``conferenceDataVersion=1``, as
-  Google does.
+  Google does. Creating a Meet conference is asynchronous: the insert answers
+  ``createRequest.status.statusCode = "pending"`` without entry points, and the
+  event turns ``success`` (entry points, ``hangoutLink``) or ``failure`` (none) a few
+  reads later (``meet_pending_reads``, ``meet_outcome``).
 - freeBusy merges overlapping/adjacent busy periods and clips them to the range.
 - Watch addresses must be https, except http on loopback (recorded in
   ``insecure_addresses``). The initial "sync" message Google sends after
@@ -230,6 +233,11 @@ class FakeGoogle(LocalServer):
         self.channels: dict[str, dict[str, Any]] = {}
         self.insecure_addresses: list[str] = []
         self.deny_consent = False
+        # How many events.get of a new Meet hold still answer "pending", and how the
+        # conference request then ends ("success" or "failure").
+        self.meet_pending_reads = 1
+        self.meet_outcome = "success"
+        self._pending_conferences: dict[tuple[str, str], int] = {}
         self._calendars: dict[str, Calendar] = {}
         self._seq = 0
         self._ids = itertools.count(1)
@@ -753,7 +761,32 @@ class FakeGoogle(LocalServer):
         event = calendar.events.get(request.match_info["eventId"])
         if event is None:
             raise not_found()
+        self._advance_conference(calendar, event)
         return web.json_response(copy.deepcopy(event))
+
+    def _advance_conference(self, calendar: Calendar, event: dict[str, Any]) -> None:
+        """A pending conference request resolves after ``meet_pending_reads`` reads.
+
+        conferenceData.createRequest.status.statusCode: "pending" (still being
+        processed), "success" (entry points populated), "failure" (no entry points).
+        https://developers.google.com/calendar/api/v3/reference/events (conferenceData)
+        """
+        key = (calendar.id, event["id"])
+        if key not in self._pending_conferences:
+            return
+        if self._pending_conferences[key] > 0:
+            self._pending_conferences[key] -= 1
+            return
+        del self._pending_conferences[key]
+        create = event["conferenceData"]["createRequest"]
+        if self.meet_outcome == "success":
+            made = self._made_conference(create)
+            event["conferenceData"] = made
+            event["hangoutLink"] = made["entryPoints"][0]["uri"]
+        else:
+            event["conferenceData"] = {"createRequest": {
+                **create, "status": {"statusCode": "failure"}}}
+        event["etag"] = self._touch(calendar, event["id"])
 
     async def _events_delete(self, request: web.Request) -> web.Response:
         calendar = self._calendar(request.match_info["calendarId"])
@@ -787,7 +820,12 @@ class FakeGoogle(LocalServer):
             for entry in body["conferenceData"].get("entryPoints", []):
                 if entry.get("entryPointType") == "video":
                     body["hangoutLink"] = entry["uri"]
-        return web.json_response(self.put_event(calendar.id, body))
+        stored = self.put_event(calendar.id, body)
+        if (stored.get("conferenceData") or {}).get("createRequest"):
+            # The insert answers "pending"; the conference is made afterwards.
+            # https://developers.google.com/calendar/api/guides/create-events#conferencing
+            self._pending_conferences[(calendar.id, stored["id"])] = self.meet_pending_reads
+        return web.json_response(stored)
 
     @staticmethod
     def _check_times(body: dict[str, Any]) -> None:
@@ -809,6 +847,10 @@ class FakeGoogle(LocalServer):
             raise invalid("Invalid conference type value.")
         if not create.get("requestId"):
             raise invalid("Invalid conference create request.")
+        return {"createRequest": {**create, "status": {"statusCode": "pending"}}}
+
+    @staticmethod
+    def _made_conference(create: dict[str, Any]) -> dict[str, Any]:
         letters = "abcdefghijklmnopqrstuvwxyz"
         code = "-".join("".join(secrets.choice(letters) for _ in range(n)) for n in (3, 4, 3))
         return {

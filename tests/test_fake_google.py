@@ -192,6 +192,13 @@ async def test_conference_data(fake: FakeGoogle) -> None:
                  conferenceData=request)
     created = await run(api(fake).events().insert(calendarId=CAL, body=body,
                                                   conferenceDataVersion=1).execute)
+    pending = created["conferenceData"]
+    assert pending["createRequest"]["status"] == {"statusCode": "pending"}, \
+        "conference creation is asynchronous"
+    assert "entryPoints" not in pending and "hangoutLink" not in created
+    again = await run(api(fake).events().get(calendarId=CAL, eventId="meet0001").execute)
+    assert again["conferenceData"]["createRequest"]["status"]["statusCode"] == "pending"
+    created = await run(api(fake).events().get(calendarId=CAL, eventId="meet0001").execute)
     conference = created["conferenceData"]
     assert conference["createRequest"]["status"] == {"statusCode": "success"}
     assert conference["createRequest"]["requestId"] == "req-1"
@@ -205,6 +212,14 @@ async def test_conference_data(fake: FakeGoogle) -> None:
     plain = await run(api(fake).events().insert(
         calendarId=CAL, body={**body, "id": "meet0002"}).execute)
     assert "conferenceData" not in plain and "hangoutLink" not in plain
+
+    fake.meet_outcome, fake.meet_pending_reads = "failure", 0
+    body = {**body, "id": "meet0003"}
+    await run(api(fake).events().insert(calendarId=CAL, body=body,
+                                        conferenceDataVersion=1).execute)
+    failed = await run(api(fake).events().get(calendarId=CAL, eventId="meet0003").execute)
+    assert failed["conferenceData"]["createRequest"]["status"]["statusCode"] == "failure"
+    assert "entryPoints" not in failed["conferenceData"] and "hangoutLink" not in failed
 
 
 async def test_refresh_then_invalid_grant_after_revoke(fake: FakeGoogle) -> None:

@@ -170,8 +170,17 @@ def meet_page(**extra: Any) -> dict[str, Any]:
             "hold_target": {"me": {"source": "g"}}, "video_link": "google-meet", **extra}
 
 
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The adapter's waits between re-reads of a pending Meet conference, recorded
+    instead of slept."""
+    recorded: list[float] = []
+    monkeypatch.setattr("adapters.google.clock.sleep", recorded.append)
+    return recorded
+
+
 async def test_a_hold_lands_once_with_a_meet_link_and_cancel_removes_it(
-        google, tmp_path, make_config, serve) -> None:
+        google, tmp_path, make_config, serve, waits) -> None:
     config = make_config([source(google, tmp_path)], booking_pages=[meet_page()])
     client, runtime = await serve(config)
     await runtime.sync.run_all_once()
@@ -180,7 +189,11 @@ async def test_a_hold_lands_once_with_a_meet_link_and_cancel_removes_it(
     assert response.status == 201
     booking = await response.json()
     assert booking["video_link"] is None, "Google makes the link with the hold"
+    google.meet_pending_reads = 1  # the insert and the first re-read answer "pending"
     assert await runtime.holds.run_once() == 1
+    assert waits == [1.0, 2.0], "re-read with backoff until the conference is made"
+    gets = [p for m, p, _q in google.requests if m == "GET" and "/events/" in p]
+    assert len(gets) == 2
     [hold] = google.events(OWNER)
     assert hold["id"] == hold_event_id(booking["id"])
     assert hold["status"] == "tentative" and hold["transparency"] == "opaque"
@@ -205,6 +218,40 @@ async def test_a_hold_lands_once_with_a_meet_link_and_cancel_removes_it(
     assert google.events(OWNER) == []
     await runtime.sync.run_all_once()
     assert await busy(client) == []
+
+
+async def test_a_meet_link_google_fails_to_make_is_reported_not_retried(
+        google, tmp_path, make_config, serve, waits) -> None:
+    google.meet_outcome = "failure"
+    client, runtime = await serve(make_config([source(google, tmp_path)],
+                                              booking_pages=[meet_page()]))
+    await runtime.sync.run_all_once()
+    response = await client.post("/api/v1/pages/intro/bookings", json={
+        "start": "2026-11-26T10:00:00Z", "name": "Sam", "email": "sam@example.org"})
+    booking = await response.json()
+    assert await runtime.holds.run_once() == 1
+    [hold] = google.events(OWNER)
+    assert hold["conferenceData"]["createRequest"]["status"]["statusCode"] == "failure"
+    stored = await runtime.store.booking(booking["id"])
+    assert stored is not None and not stored.video_link
+    assert await runtime.holds.run_once() == 0, "the hold is written: no second insert"
+    from server.status import admin_secret
+    status = await (await client.get("/api/v1/status", headers={
+        "Authorization": f"Bearer {await admin_secret(runtime)}"})).json()
+    [done] = [h for h in status["holds"] if h["action"] == "write"]
+    assert done["state"] == "done" and "createRequest failure" in done["last_error"]
+    page = await (await client.get(booking["manage_url"].split("8080", 1)[1])).text()
+    assert "No video link could be made" in page and "createRequest failure" in page
+
+    # Still pending after every re-read: the same, with that reason.
+    google.meet_outcome, google.meet_pending_reads = "success", 100
+    response = await client.post("/api/v1/pages/intro/bookings", json={
+        "start": "2026-11-27T10:00:00Z", "name": "Kim", "email": "kim@example.org"})
+    waits.clear()
+    assert await runtime.holds.run_once() == 1
+    assert waits == [1.0, 2.0, 4.0, 8.0, 16.0], "bounded: five re-reads, then it stops"
+    late = await runtime.store.video_problem((await response.json())["id"])
+    assert late is not None and "still creating" in late
 
 
 async def test_auth_google_runs_the_consent_flow_and_stores_the_token(google, tmp_path,
