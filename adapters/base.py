@@ -36,6 +36,11 @@ class AuthExpired(AdapterError):
     """Credentials were refused; a human must re-authorize the source."""
 
 
+class AccessDenied(AdapterError):
+    """The account may not read or write this calendar (not shared with it, or read
+    only): someone must change the sharing; authorizing again does not help."""
+
+
 class SyncTokenInvalid(AdapterError):
     """The stored token or validators are no longer accepted; do a full sync."""
 

@@ -37,6 +37,7 @@ from icalendar import Calendar, Event
 from adapters.base import (
     HOLD_MARKER,
     UNREADABLE_ITEM,
+    AccessDenied,
     AdapterError,
     AuthExpired,
     BadUpstreamData,
@@ -69,6 +70,11 @@ PAGE_SIZE = 250
 # The most events.list pages one calendar may take in one round (250,000 events at
 # PAGE_SIZE): an upstream that never ends its pages fails the round instead.
 MAX_PAGES = 1000
+# 403 reasons that mean "slow down" (https://developers.google.com/calendar/api/guides/errors),
+# and those that mean the token lacks a scope; any other 403 is a refusal to this account.
+QUOTA_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "dailyLimitExceeded",
+                           "quotaExceeded", "calendarUsageLimitsExceeded"})
+SCOPE_REASONS = frozenset({"insufficientPermissions", "ACCESS_TOKEN_SCOPE_INSUFFICIENT"})
 RETRIES = 3  # retries of one request for 5xx, 429 and dropped connections
 # The first wait between retries (doubling) when the answer names no Retry-After.
 RETRY_BASE = 0.25
@@ -209,8 +215,8 @@ class GoogleAdapter:
                 raise AuthExpired(f"Google refused the credentials: {_reason(exc)}; run "
                                   f"`fbproxy auth google --source {self.name}`",
                                   source=self.name) from exc
-            if status in (429, 500, 502, 503, 504) or (status == 403 and _reason(exc) in (
-                    "rateLimitExceeded", "userRateLimitExceeded")):
+            if status in (429, 500, 502, 503, 504) or (status == 403 and _reason(exc) in
+                                                          QUOTA_REASONS):
                 raise UpstreamUnavailable(f"Google answered {status}: {_reason(exc)}",
                                           source=self.name) from exc
             raise
@@ -376,15 +382,31 @@ class GoogleAdapter:
             seen_page_tokens.add(next_page)
             page_token = next_page
 
-    def _unexpected(self, exc: HttpError, calendar_id: str) -> AdapterError:
-        status = int(exc.resp.status)
+    def _unexpected(self, exc: HttpError, calendar_id: str,
+                    scope: str = READ_SCOPE) -> AdapterError:
+        """What an error answer means for this source; ``scope`` is the one the failed
+        request needs (reading events, or writing holds)."""
+        status, reason = int(exc.resp.status), _reason(exc)
         if status == 404:
             return BadUpstreamData(f"calendar {calendar_id!r} does not exist or is not shared "
                                    "with this account", source=self.name)
+        if status == 403 and reason in SCOPE_REASONS:
+            # The token works but was granted without this scope (consent given for
+            # read-only, or a box left unticked): authorizing again, granting it, helps.
+            return AuthExpired(f"the authorization lacks the scope {scope} ({reason}); run "
+                               f"`fbproxy auth google --source {self.name}` and grant it",
+                               source=self.name)
         if status == 403:
-            return AuthExpired(f"no access to calendar {calendar_id!r} ({_reason(exc)}); run "
-                               f"`fbproxy auth google --source {self.name}`", source=self.name)
-        return UpstreamUnavailable(f"Google answered {status}: {_reason(exc)}", source=self.name)
+            # forbidden, requiredAccessLevel, forbiddenForNonOrganizer...: the account
+            # itself may not do this; a new token would be refused the same way.
+            # https://developers.google.com/calendar/api/guides/errors
+            fix = "share it with this account with \"Make changes to events\"" \
+                if scope == WRITE_SCOPE else "share it with this account"
+            what = "write holds to" if scope == WRITE_SCOPE else "read"
+            return AccessDenied(f"this account may not {what} calendar {calendar_id!r} "
+                                f"({reason}): {fix}, or choose another calendar",
+                                source=self.name)
+        return UpstreamUnavailable(f"Google answered {status}: {reason}", source=self.name)
 
     def _item(self, key: str, event: Mapping[str, Any], zone: ZoneInfo) -> Item | None:
         """The event as a minimal VEVENT, or None when it does not (or no longer) block."""
@@ -452,7 +474,7 @@ class GoogleAdapter:
                 sendUpdates="none"))
         except HttpError as exc:
             if int(exc.resp.status) != 409:
-                raise self._unexpected(exc, calendar_id) from exc
+                raise self._unexpected(exc, calendar_id, WRITE_SCOPE) from exc
             # Already there: an earlier attempt landed before a crash or timeout.
             created = self._execute(api.events().get(calendarId=calendar_id, eventId=event_id))
         ref = HoldRef(hold.booking_id, f"{calendar_id}/{event_id}")
@@ -475,7 +497,11 @@ class GoogleAdapter:
             if _conference_status(event) != "pending":
                 return event
             clock.sleep(wait)
-            event = self._execute(api.events().get(calendarId=calendar_id, eventId=event_id))
+            try:
+                event = self._execute(api.events().get(calendarId=calendar_id,
+                                                       eventId=event_id))
+            except HttpError as exc:
+                raise self._unexpected(exc, calendar_id, WRITE_SCOPE) from exc
             if not isinstance(event, Mapping):
                 raise BadUpstreamData("events.get did not answer an object", source=self.name)
         return event
@@ -490,7 +516,7 @@ class GoogleAdapter:
                                                       sendUpdates="none"))
         except HttpError as exc:
             if int(exc.resp.status) not in (404, 410):  # already gone
-                raise self._unexpected(exc, calendar_id) from exc
+                raise self._unexpected(exc, calendar_id, WRITE_SCOPE) from exc
 
     # -- push -----------------------------------------------------------------------
 

@@ -236,6 +236,7 @@ class FakeGoogle(LocalServer):
         # How many events.get of a new Meet hold still answer "pending", and how the
         # conference request then ends ("success" or "failure").
         self.meet_pending_reads = 1
+        self.channel_lifetime: timedelta | None = None  # None: the ttl asked for
         self.meet_outcome = "success"
         self._pending_conferences: dict[tuple[str, str], int] = {}
         self._calendars: dict[str, Calendar] = {}
@@ -880,8 +881,15 @@ class FakeGoogle(LocalServer):
                 raise GoogleError(400, f"WebHook callback must be HTTPS: {address}",
                                   "push.webhookUrlNotHttps", "global")
             self.insecure_addresses.append(address)
-        ttl = int((body.get("params") or {}).get("ttl", DEFAULT_TTL))
-        expiration = int((self.clock.now() + timedelta(seconds=ttl)).timestamp() * 1000)
+        # params.ttl: the channel's time to live in seconds, 604800 (a week) by default;
+        # the answer's expiration is when Google stops sending, which the caller must
+        # read rather than assume (``channel_lifetime`` answers a shorter one).
+        # https://developers.google.com/calendar/api/v3/reference/events/watch
+        # https://developers.google.com/calendar/api/guides/push (renewing channels)
+        ttl = timedelta(seconds=int((body.get("params") or {}).get("ttl", DEFAULT_TTL)))
+        if self.channel_lifetime is not None:
+            ttl = min(ttl, self.channel_lifetime)
+        expiration = int((self.clock.now() + ttl).timestamp() * 1000)
         response: dict[str, Any] = {
             "kind": "api#channel", "id": channel_id,
             "resourceId": hashlib.sha1(calendar.id.encode()).hexdigest()[:27],

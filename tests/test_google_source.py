@@ -7,6 +7,7 @@ import os
 import re
 import stat
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,50 @@ async def test_a_revoked_token_asks_for_reauthorization(google, tmp_path, make_c
     assert google_source["fix"].startswith("fbproxy auth google --config ")
     assert google_source["fix"].endswith("--source g")
     assert await busy(client) == [("26T09:00", "10:00", "busy")], "the last good data serves"
+
+
+async def test_a_missing_scope_names_the_scope_and_asks_for_auth(google, tmp_path, make_config,
+                                                                 serve) -> None:
+    google.put_event(OWNER, timed("a", "2026-11-26T09:00:00Z", "2026-11-26T10:00:00Z"))
+    other = "https://www.googleapis.com/auth/calendar.settings.readonly"
+    client, runtime = await serve(make_config([source(google, tmp_path, scopes=[other])]))
+    [outcome] = await runtime.sync.run_all_once()
+    assert not outcome.ok
+    [record] = await runtime.store.sources()
+    assert record.needs_reauth, "a token without the scope: authorizing again grants it"
+    assert READ_SCOPE in (record.last_error or "")
+    assert "insufficientPermissions" in (record.last_error or "")
+    assert "fbproxy auth google --source g" in (record.last_error or "")
+
+
+async def test_holds_refused_by_scope_or_by_sharing_say_which(google, tmp_path, make_config,
+                                                              serve, clock) -> None:
+    from dataclasses import replace
+
+    from adapters.base import AccessDenied, AuthExpired, Hold
+    from adapters.google import GoogleAdapter
+
+    client, runtime = await serve(make_config([source(google, tmp_path, scopes=[READ_SCOPE])]))
+    [outcome] = await runtime.sync.run_all_once()
+    assert outcome.ok, "reading works with the read-only scope"
+    adapter = runtime.sync.syncers["g"].adapter
+    assert isinstance(adapter, GoogleAdapter)
+    now = clock.now()
+    with pytest.raises(AuthExpired) as scope:
+        await adapter.write_hold(Hold("b1", now, now + timedelta(minutes=30), "Hold", now))
+    assert WRITE_SCOPE in str(scope.value) and "fbproxy auth google --source g" in str(scope.value)
+
+    # A calendar shared read-only: the account may not write there, whatever the token.
+    google.add_calendar("team@example.org", "Team", access_role="reader")
+    save_token(tmp_path / "w.json", google.grant([WRITE_SCOPE])[1], [WRITE_SCOPE],
+               google.token_uri)
+    writer = GoogleAdapter("w", replace(adapter.settings, token_file=tmp_path / "w.json"))
+    with pytest.raises(AccessDenied) as sharing:
+        await writer.write_hold(Hold("b2", now, now + timedelta(minutes=30), "Hold", now,
+                                     calendar="team@example.org"))
+    message = str(sharing.value)
+    assert "requiredAccessLevel" in message and "Make changes to events" in message
+    assert "fbproxy auth" not in message, "a new token would be refused the same way"
 
 
 async def test_a_5xx_storm_backs_off_and_recovers(google, tmp_path, make_config, serve,
@@ -344,6 +389,41 @@ async def test_push_notifications_wake_the_sync_and_channels_are_renewed(
     await runtime.sync.stop()
     await client.close()
     assert google.channels == {}, "shutting down stops the channels"
+
+
+@pytest.mark.parametrize("lifetime", [None, timedelta(days=2)], ids=["asked", "shorter"])
+async def test_push_channels_are_renewed_before_google_stops_them(
+        google, tmp_path, make_config, aiohttp_client, clock, lifetime) -> None:
+    """Three weeks of hourly checks (the push loop's pace): at every check a channel
+    is live and stays live until the next one, whatever expiration Google answered."""
+    from server.app import create_app
+    from server.push import CHECK_EVERY
+    from server.runtime import RUNTIME
+    from tests.peers import free_port
+
+    google.channel_lifetime = lifetime
+    port = free_port()
+    app = create_app(make_config([source(google, tmp_path, push=True)],
+                                 base_url=f"http://127.0.0.1:{port}"),
+                     clock=clock, start_sync=False)
+    client = await aiohttp_client(app, server_kwargs={"port": port})
+    push = app[RUNTIME].push
+    assert push is not None
+    opened: set[str] = set()
+    start = clock.now()
+    while clock.now() < start + timedelta(weeks=3):
+        await push.ensure()
+        now_ms = clock.now().timestamp() * 1000
+        [live] = google.channels.values()
+        assert int(live["expiration"]) > now_ms + CHECK_EVERY.total_seconds() * 1000, \
+            "the channel would lapse before the next check"
+        opened.add(live["id"])
+        clock.set(clock.now() + CHECK_EVERY)
+    assert await google.notify(OWNER) == [200]
+    # Renewed when 1.75 days (a quarter of Google's week) are left: every 5.25 days
+    # for a week-long channel; every 6 hours for one Google cut to 2 days.
+    assert len(opened) == (4 if lifetime is None else 84), len(opened)
+    await client.close()
 
 
 @pytest.mark.parametrize(("extra", "problem"), [
