@@ -612,7 +612,8 @@ class FakeGoogle(LocalServer):
             if "iCalUID" in query and event.get("iCalUID") != query["iCalUID"]:
                 continue
             if "recurrence" in event:
-                if not self._instances(calendar, event, low, high, show_deleted=False):
+                if (low or high) and not self._instances(calendar, event, low, high,
+                                                         show_deleted=False):
                     continue  # no occurrence in the range
                 chosen.append((event_time(event["start"], calendar.time_zone)
                                or datetime.min.replace(tzinfo=UTC), event))
