@@ -250,8 +250,12 @@ class GoogleAdapter:
         for calendar_id in self.settings.calendar_ids:
             known = tokens.get(calendar_id)
             token = known.get("sync_token") if isinstance(known, Mapping) else None
-            if not isinstance(token, str) or not token:
-                token = None  # a state that is not ours (hand-edited, older): sync in full
+            if not isinstance(token, str) or not token or not isinstance(known, Mapping) \
+                    or not isinstance(known.get("series"), Mapping):
+                # A state that is not ours (hand-edited), or one from before series were
+                # read as series: its token belongs to a listing of single instances,
+                # whose items a full sync replaces.
+                token = None
             try:
                 pages, requests_made = self._list(api, calendar_id, token)
             except HttpError as exc:

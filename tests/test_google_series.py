@@ -198,3 +198,19 @@ async def test_all_day_declined_and_orphan_series_and_a_deleted_master(
     series = record.state["calendars"]["primary"]["series"]
     assert set(series) == {"declined1", "free1"}, "a deleted series leaves the state"
     assert "Private" not in str(record.state) and "summary" not in str(record.state)
+
+
+async def test_a_state_from_single_instance_listings_syncs_in_full(
+        fake_google, tmp_path, make_config, serve) -> None:
+    fake_google.add_calendar(OWNER, "Alex", primary=True)
+    client, runtime = await serve(make_config([source(fake_google, tmp_path)]))
+    [outcome] = await runtime.sync.run_all_once()
+    assert outcome.ok
+    [record] = await runtime.store.sources()
+    token = record.state["calendars"]["primary"]["sync_token"]
+    older = {"calendars": {"primary": {"sync_token": token, "time_zone": "UTC"}}}
+    fake_google.requests.clear()
+    changes = await runtime.sync.syncers["g"].adapter.sync(older)
+    assert changes.full_scopes == ("primary/",), "instance items of before are replaced"
+    [(_m, _p, query)] = fake_google.requests
+    assert "syncToken" not in query
