@@ -646,9 +646,10 @@ class FakeGoogle(LocalServer):
     def _instances(self, calendar: Calendar, master: dict[str, Any], low: datetime | None,
                    high: datetime | None, *, show_deleted: bool) -> list[dict[str, Any]]:
         """A series split into its instances, exceptions in place of the occurrences they
-        change (cancelled ones only with ``show_deleted``), as singleEvents=true and
-        events.instances answer. The rule is expanded by recurring-ical-events.
-        https://developers.google.com/calendar/api/v3/reference/events/instances
+        change (cancelled ones only with ``show_deleted``), as singleEvents=true answers
+        (events.instances, which answers the same for one series, is not served: the
+        adapter does not call it). The rule is expanded by recurring-ical-events.
+        https://developers.google.com/calendar/api/v3/reference/events/list (singleEvents)
         """
         start = event_time(master["start"], calendar.time_zone)
         end = event_time(master["end"], calendar.time_zone)
