@@ -36,6 +36,11 @@ class AuthExpired(AdapterError):
     """Credentials were refused; a human must re-authorize the source."""
 
 
+class AccessDenied(AdapterError):
+    """The account may not read or write this calendar (not shared with it, or read
+    only): someone must change the sharing; authorizing again does not help."""
+
+
 class SyncTokenInvalid(AdapterError):
     """The stored token or validators are no longer accepted; do a full sync."""
 
@@ -142,6 +147,9 @@ class HoldRef:
     etag: str | None = None
     # A meeting link the upstream made for the hold (Google Meet), for the guest.
     video_link: str = ""
+    # Why the hold landed without the meeting link it asked for ("" when none was asked
+    # for, or it came): shown to the operator and the guest instead of a silent gap.
+    video_problem: str = ""
 
 
 @runtime_checkable

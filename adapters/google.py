@@ -20,7 +20,7 @@ import time as clock
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,6 +37,7 @@ from icalendar import Calendar, Event
 from adapters.base import (
     HOLD_MARKER,
     UNREADABLE_ITEM,
+    AccessDenied,
     AdapterError,
     AuthExpired,
     BadUpstreamData,
@@ -51,6 +52,13 @@ from adapters.base import (
     kind_of,
     page_entries,
 )
+from adapters.google_series import (
+    NOT_BUSY_TYPES,
+    cancelled_exception,
+    original_key,
+    reduced,
+    series_item,
+)
 from adapters.secrets_file import write_private
 
 READ_SCOPE = "https://www.googleapis.com/auth/calendar.events.readonly"
@@ -62,11 +70,17 @@ PAGE_SIZE = 250
 # The most events.list pages one calendar may take in one round (250,000 events at
 # PAGE_SIZE): an upstream that never ends its pages fails the round instead.
 MAX_PAGES = 1000
+# 403 reasons that mean "slow down" (https://developers.google.com/calendar/api/guides/errors),
+# and those that mean the token lacks a scope; any other 403 is a refusal to this account.
+QUOTA_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "dailyLimitExceeded",
+                           "quotaExceeded", "calendarUsageLimitsExceeded"})
+SCOPE_REASONS = frozenset({"insufficientPermissions", "ACCESS_TOKEN_SCOPE_INSUFFICIENT"})
 RETRIES = 3  # retries of one request for 5xx, 429 and dropped connections
 # The first wait between retries (doubling) when the answer names no Retry-After.
 RETRY_BASE = 0.25
-# Event types that never make anyone busy.
-_NOT_BUSY_TYPES = {"workingLocation", "birthday"}
+# Waits (seconds) between re-reads of a hold whose Meet conference Google is still
+# making: about half a minute in all, in the hold worker, never in a guest's request.
+MEET_WAITS = (1.0, 2.0, 4.0, 8.0, 16.0)
 
 T = TypeVar("T")
 
@@ -201,8 +215,8 @@ class GoogleAdapter:
                 raise AuthExpired(f"Google refused the credentials: {_reason(exc)}; run "
                                   f"`fbproxy auth google --source {self.name}`",
                                   source=self.name) from exc
-            if status in (429, 500, 502, 503, 504) or (status == 403 and _reason(exc) in (
-                    "rateLimitExceeded", "userRateLimitExceeded")):
+            if status in (429, 500, 502, 503, 504) or (status == 403 and _reason(exc) in
+                                                          QUOTA_REASONS):
                 raise UpstreamUnavailable(f"Google answered {status}: {_reason(exc)}",
                                           source=self.name) from exc
             raise
@@ -231,16 +245,17 @@ class GoogleAdapter:
         api = self._api()
         previous = state.get("calendars", {})
         tokens: dict[str, Any] = dict(previous) if isinstance(previous, Mapping) else {}
-        upserted: list[Item] = []
-        deleted: list[str] = []
-        skipped: list[SkippedItem] = []
-        full_scopes: list[str] = []
+        changes = _Changes()
         requests = 0
         for calendar_id in self.settings.calendar_ids:
             known = tokens.get(calendar_id)
             token = known.get("sync_token") if isinstance(known, Mapping) else None
-            if not isinstance(token, str) or not token:
-                token = None  # a state that is not ours (hand-edited, older): sync in full
+            if not isinstance(token, str) or not token or not isinstance(known, Mapping) \
+                    or not isinstance(known.get("series"), Mapping):
+                # A state that is not ours (hand-edited), or one from before series were
+                # read as series: its token belongs to a listing of single instances,
+                # whose items a full sync replaces.
+                token = None
             try:
                 pages, requests_made = self._list(api, calendar_id, token)
             except HttpError as exc:
@@ -254,29 +269,78 @@ class GoogleAdapter:
                 token = None
             requests += requests_made
             if token is None:
-                full_scopes.append(_prefix(calendar_id))
-            zone = _zone(pages.time_zone)
-            for event in pages.items:
-                key = _prefix(calendar_id) + str(event.get("id", ""))
-                try:
-                    item = self._item(key, event, zone)
-                except UNREADABLE_ITEM as exc:
-                    skipped.append(SkippedItem(key, f"unreadable event: {exc}"))
-                    continue
-                if item is None:
-                    deleted.append(key)
-                else:
-                    upserted.append(item)
+                changes.full_scopes.append(_prefix(calendar_id))
+            kept = known.get("series") if token is not None and isinstance(known, Mapping) \
+                else None
+            series: dict[str, Any] = json.loads(json.dumps(kept)) \
+                if isinstance(kept, Mapping) else {}
+            self._read_events(calendar_id, pages, series, changes)
             tokens[calendar_id] = {"sync_token": pages.next_sync_token,
-                                   "time_zone": pages.time_zone}
+                                   "time_zone": pages.time_zone, "series": series}
         # Calendars no longer configured are dropped from the state (and, being
         # full scopes never again, their items stay until the source is reset).
         tokens = {k: v for k, v in tokens.items() if k in self.settings.calendar_ids}
-        unchanged = not upserted and not deleted and not full_scopes
-        return ChangeSet(state={"calendars": tokens}, upserted=tuple(upserted),
-                         deleted=tuple(deleted), skipped=tuple(skipped),
-                         full_scopes=tuple(full_scopes), unchanged=unchanged,
+        upserted, deleted = changes.result()
+        unchanged = not upserted and not deleted and not changes.full_scopes
+        return ChangeSet(state={"calendars": tokens}, upserted=upserted,
+                         deleted=deleted, skipped=tuple(changes.skipped),
+                         full_scopes=tuple(changes.full_scopes), unchanged=unchanged,
                          requests=requests, fetched=len(upserted) + len(deleted))
+
+    def _read_events(self, calendar_id: str, pages: _Pages, series: dict[str, Any],
+                     changes: _Changes) -> None:
+        """Turn one calendar's listing into items: plain events one by one, and each
+        series whose master or exceptions changed rebuilt from ``series`` (the state)."""
+        zone = _zone(pages.time_zone)
+        prefix = _prefix(calendar_id)
+        touched: set[str] = set()
+        exceptions: list[Mapping[str, Any]] = []
+        for event in pages.items:  # masters and plain events first: pages have no order
+            event_id = str(event.get("id", ""))
+            if event.get("recurringEventId"):
+                exceptions.append(event)
+                continue
+            try:
+                if event.get("status") != "cancelled" and event.get("recurrence"):
+                    old = series.get(event_id) or {}
+                    series[event_id] = {"master": self._reduced(event),
+                                        "exceptions": old.get("exceptions", {})}
+                    touched.add(event_id)
+                    continue
+                series.pop(event_id, None)  # gone, or no longer recurring
+                changes.put(prefix + event_id, self._item(prefix + event_id, event, zone))
+            except UNREADABLE_ITEM as exc:
+                changes.skip(prefix + event_id, f"unreadable event: {exc}")
+        for event in exceptions:
+            master_id = str(event["recurringEventId"])
+            key = prefix + str(event.get("id", ""))
+            try:
+                if master_id not in series:
+                    # An instance of a series this calendar does not show (an
+                    # invitation to one occurrence): a single event of its own.
+                    changes.put(key, self._item(key, event, zone))
+                    continue
+                record = cancelled_exception(event) if event.get("status") == "cancelled" \
+                    else {**self._reduced(event), "original": dict(event["originalStartTime"])}
+                series[master_id]["exceptions"][original_key(record["original"])] = record
+                touched.add(master_id)
+            except UNREADABLE_ITEM as exc:
+                changes.skip(key, f"unreadable exception of a recurring event: {exc}")
+        for master_id in sorted(touched):
+            key = prefix + master_id
+            entry = series[master_id]
+            try:
+                text = series_item(key, entry["master"], entry["exceptions"], zone)
+            except UNREADABLE_ITEM as exc:
+                changes.skip(key, f"unreadable recurring event: {exc}")
+                continue
+            changes.put(key, None if text is None else Item(key=key, ical=text))
+
+    def _reduced(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        private = (event.get("extendedProperties") or {}).get("private") or {}
+        booking = private.get(BOOKING_PROPERTY) if isinstance(private, Mapping) else None
+        return reduced(event, self._declined(event),
+                       booking if isinstance(booking, str) else None)
 
     def _list(self, api: Any, calendar_id: str, token: str | None) -> tuple[_Pages, int]:
         items: list[Mapping[str, Any]] = []
@@ -288,7 +352,10 @@ class GoogleAdapter:
             if requests >= MAX_PAGES:
                 raise BadUpstreamData(f"events.list of calendar {calendar_id!r} went on for "
                                       f"more than {MAX_PAGES} pages", source=self.name)
-            params: dict[str, Any] = {"calendarId": calendar_id, "singleEvents": True,
+            # Series come as series (master + exceptions), expanded here within the
+            # horizon: singleEvents=True would have Google split every never-ending
+            # series into occurrences, unbounded, as time bounds are refused with a token.
+            params: dict[str, Any] = {"calendarId": calendar_id, "singleEvents": False,
                                       "showDeleted": token is not None, "maxResults": PAGE_SIZE}
             if token is not None:
                 params["syncToken"] = token  # alone: time bounds are refused with it
@@ -319,19 +386,35 @@ class GoogleAdapter:
             seen_page_tokens.add(next_page)
             page_token = next_page
 
-    def _unexpected(self, exc: HttpError, calendar_id: str) -> AdapterError:
-        status = int(exc.resp.status)
+    def _unexpected(self, exc: HttpError, calendar_id: str,
+                    scope: str = READ_SCOPE) -> AdapterError:
+        """What an error answer means for this source; ``scope`` is the one the failed
+        request needs (reading events, or writing holds)."""
+        status, reason = int(exc.resp.status), _reason(exc)
         if status == 404:
             return BadUpstreamData(f"calendar {calendar_id!r} does not exist or is not shared "
                                    "with this account", source=self.name)
+        if status == 403 and reason in SCOPE_REASONS:
+            # The token works but was granted without this scope (consent given for
+            # read-only, or a box left unticked): authorizing again, granting it, helps.
+            return AuthExpired(f"the authorization lacks the scope {scope} ({reason}); run "
+                               f"`fbproxy auth google --source {self.name}` and grant it",
+                               source=self.name)
         if status == 403:
-            return AuthExpired(f"no access to calendar {calendar_id!r} ({_reason(exc)}); run "
-                               f"`fbproxy auth google --source {self.name}`", source=self.name)
-        return UpstreamUnavailable(f"Google answered {status}: {_reason(exc)}", source=self.name)
+            # forbidden, requiredAccessLevel, forbiddenForNonOrganizer...: the account
+            # itself may not do this; a new token would be refused the same way.
+            # https://developers.google.com/calendar/api/guides/errors
+            fix = "share it with this account with \"Make changes to events\"" \
+                if scope == WRITE_SCOPE else "share it with this account"
+            what = "write holds to" if scope == WRITE_SCOPE else "read"
+            return AccessDenied(f"this account may not {what} calendar {calendar_id!r} "
+                                f"({reason}): {fix}, or choose another calendar",
+                                source=self.name)
+        return UpstreamUnavailable(f"Google answered {status}: {reason}", source=self.name)
 
     def _item(self, key: str, event: Mapping[str, Any], zone: ZoneInfo) -> Item | None:
         """The event as a minimal VEVENT, or None when it does not (or no longer) block."""
-        if event.get("status") == "cancelled" or event.get("eventType") in _NOT_BUSY_TYPES:
+        if event.get("status") == "cancelled" or event.get("eventType") in NOT_BUSY_TYPES:
             return None
         if self._declined(event):
             return None
@@ -395,11 +478,37 @@ class GoogleAdapter:
                 sendUpdates="none"))
         except HttpError as exc:
             if int(exc.resp.status) != 409:
-                raise self._unexpected(exc, calendar_id) from exc
+                raise self._unexpected(exc, calendar_id, WRITE_SCOPE) from exc
             # Already there: an earlier attempt landed before a crash or timeout.
             created = self._execute(api.events().get(calendarId=calendar_id, eventId=event_id))
-        return HoldRef(hold.booking_id, f"{calendar_id}/{event_id}",
-                       video_link=meet_link(created))
+        ref = HoldRef(hold.booking_id, f"{calendar_id}/{event_id}")
+        if not meet:
+            return ref
+        created = self._await_conference(api, calendar_id, event_id, created)
+        link = meet_link(created)
+        return replace(ref, video_link=link, video_problem="" if link else _meet_problem(created))
+
+    def _await_conference(self, api: Any, calendar_id: str, event_id: str,
+                          event: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The hold once Google has made (or failed to make) its Meet conference.
+
+        Creating a conference is asynchronous: the insert may answer statusCode
+        "pending" and no entry points; re-read with backoff until "success" or
+        "failure", a bounded number of times.
+        https://developers.google.com/calendar/api/guides/create-events#conferencing
+        """
+        for wait in MEET_WAITS:
+            if _conference_status(event) != "pending":
+                return event
+            clock.sleep(wait)
+            try:
+                event = self._execute(api.events().get(calendarId=calendar_id,
+                                                       eventId=event_id))
+            except HttpError as exc:
+                raise self._unexpected(exc, calendar_id, WRITE_SCOPE) from exc
+            if not isinstance(event, Mapping):
+                raise BadUpstreamData("events.get did not answer an object", source=self.name)
+        return event
 
     async def delete_hold(self, ref: HoldRef) -> None:
         await self._run(lambda: self._delete_hold_blocking(ref))
@@ -411,7 +520,7 @@ class GoogleAdapter:
                                                       sendUpdates="none"))
         except HttpError as exc:
             if int(exc.resp.status) not in (404, 410):  # already gone
-                raise self._unexpected(exc, calendar_id) from exc
+                raise self._unexpected(exc, calendar_id, WRITE_SCOPE) from exc
 
     # -- push -----------------------------------------------------------------------
 
@@ -453,6 +562,25 @@ class GoogleAdapter:
 GOOGLE_MEET = "google-meet"
 
 
+def _conference_status(event: Mapping[str, Any]) -> str:
+    """conferenceData.createRequest.status.statusCode: pending, success or failure."""
+    data = event.get("conferenceData")
+    create = data.get("createRequest") if isinstance(data, Mapping) else None
+    status = create.get("status") if isinstance(create, Mapping) else None
+    code = status.get("statusCode") if isinstance(status, Mapping) else None
+    return code if isinstance(code, str) else ""
+
+
+def _meet_problem(event: Mapping[str, Any]) -> str:
+    status = _conference_status(event)
+    if status == "failure":
+        return "Google could not create the Google Meet conference (createRequest failure)"
+    if status == "pending":
+        return (f"Google was still creating the Google Meet conference after "
+                f"{len(MEET_WAITS)} checks over {sum(MEET_WAITS):g} s")
+    return "Google answered without a Google Meet link"
+
+
 def meet_link(event: Mapping[str, Any]) -> str:
     """The video link Google made for an event, if any."""
     link = event.get("hangoutLink")
@@ -464,6 +592,26 @@ def meet_link(event: Mapping[str, Any]) -> str:
             if isinstance(uri, str) and uri.startswith("https://"):
                 return uri
     return ""
+
+
+@dataclass
+class _Changes:
+    """One round's results; the last word on a key wins (a master rebuilt after its
+    exceptions, a plain event that became a series)."""
+
+    items: dict[str, Item | None] = field(default_factory=dict)  # None: deleted
+    skipped: list[SkippedItem] = field(default_factory=list)
+    full_scopes: list[str] = field(default_factory=list)
+
+    def put(self, key: str, item: Item | None) -> None:
+        self.items[key] = item
+
+    def skip(self, key: str, reason: str) -> None:
+        self.skipped.append(SkippedItem(key, reason))
+
+    def result(self) -> tuple[tuple[Item, ...], tuple[str, ...]]:
+        return (tuple(i for i in self.items.values() if i is not None),
+                tuple(k for k, i in self.items.items() if i is None))
 
 
 @dataclass(frozen=True)

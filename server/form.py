@@ -303,6 +303,8 @@ async def booking_status(request: web.Request) -> web.Response:
     now = int(runtime.clock.now().timestamp())
     token = csrf_token(request)
     base = runtime.config.server.base_url
+    meet_pending = page is not None and page.video_link in MADE_UPSTREAM \
+        and not booking.video_link
     response = aiohttp_jinja2.render_template("booking.html", request, {
         "booking": booking, "title": page.title if page else booking.page,
         "page_url": f"/book/{booking.page}" if page else None,
@@ -310,8 +312,9 @@ async def booking_status(request: web.Request) -> web.Response:
         "duration_label": duration_label(timedelta(seconds=booking.end - booking.start)),
         "show_host": page is not None and len(page.hosts) > 1 and page.mode == "round_robin",
         "cancelled": booking.status == "cancelled", "started": booking.start <= now,
-        "meet_pending": page is not None and page.video_link in MADE_UPSTREAM
-        and not booking.video_link,
+        "meet_pending": meet_pending,
+        # Why the link the upstream was asked to make never came (hold worker).
+        "video_problem": await runtime.store.video_problem(booking.id) if meet_pending else None,
         "manage_url": base + manage_path(booking), "invite_url": invite_path(booking),
         "csrf": token, "csrf_field": CSRF_FIELD,
     })

@@ -25,6 +25,7 @@ from server.config import BookingPageConfig
 from server.config_pages import MADE_UPSTREAM
 from server.metrics import Metrics
 from server.store import BookingRecord, OutboxRow, Store
+from server.store.holds import VIDEO_PROBLEM
 from server.sync import retry_delay
 
 log = logging.getLogger("fbproxy.holds")
@@ -121,7 +122,13 @@ class HoldWorker(BackgroundLoop):
             return  # retired meanwhile (cancelled before its write was delivered)
         if row.action == "write":
             ref = await writer.write_hold(_hold(row))
-            await self._store.hold_delivered(row, ref=ref.ref, etag=ref.etag)
+            problem = VIDEO_PROBLEM + ref.video_problem if ref.video_problem else None
+            await self._store.hold_delivered(row, ref=ref.ref, etag=ref.etag, problem=problem)
+            if problem:
+                # The hold is in the calendar; only its link is missing. Retrying the
+                # write would not make one: say so on the status and booking pages.
+                log.warning("hold for booking %s written to %s without a video link: %s",
+                            row.booking_id, row.source, ref.video_problem)
             if ref.video_link:
                 # The guest's link, made upstream (Meet); the first host's hold sets it.
                 await self._store.set_video_link(row.booking_id, ref.video_link)

@@ -14,8 +14,15 @@ fixture starts one per test (registered in ``tests/conftest.py``).
 
 Modelled on https://developers.google.com/calendar/api/v3/reference:
 
-- Events are stored as single events (tests put recurring instances directly,
-  with ``recurringEventId``/``originalStartTime``); nothing is expanded.
+- A recurring event is stored as Google keeps it: a master with ``recurrence``
+  (RRULE/RDATE/EXDATE lines) and exceptions, each an event with ``recurringEventId``
+  and ``originalStartTime`` (``put_exception``/``cancel_occurrence``). events.list
+  answers masters and exceptions as they are with ``singleEvents=false`` (cancelled
+  exceptions included even without ``showDeleted``), and splits each series into its
+  instances with ``singleEvents=true`` (expanded by recurring-ical-events; never-ending
+  series up to ``timeMax`` or ``SINGLE_EVENTS_AHEAD``).
+  https://developers.google.com/calendar/api/v3/reference/events/list
+  https://developers.google.com/calendar/api/guides/recurringevents
 - A cancelled event is kept. Listings show it (with ``showDeleted=true``, and
   always in an incremental sync) as a minimal item: ``kind``, ``etag``, ``id``,
   ``status`` (plus ``recurringEventId``/``originalStartTime`` for an instance).
@@ -24,7 +31,10 @@ Modelled on https://developers.google.com/calendar/api/v3/reference:
 - Access tokens carry scopes; every API method checks them against the
   method's scopes in the discovery document (403 ``insufficientPermissions``).
 - ``insert`` keeps ``conferenceData`` only with ``conferenceDataVersion=1``, as
-  Google does.
+  Google does. Creating a Meet conference is asynchronous: the insert answers
+  ``createRequest.status.statusCode = "pending"`` without entry points, and the
+  event turns ``success`` (entry points, ``hangoutLink``) or ``failure`` (none) a few
+  reads later (``meet_pending_reads``, ``meet_outcome``).
 - freeBusy merges overlapping/adjacent busy periods and clips them to the range.
 - Watch addresses must be https, except http on loopback (recorded in
   ``insecure_addresses``). The initial "sync" message Google sends after
@@ -51,7 +61,12 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
+import recurring_ical_events
 from aiohttp import web
+from icalendar import Calendar as ICalendar
+from icalendar import Event as IEvent
+from icalendar.parser import Contentline
+from icalendar.prop import vDDDLists, vRecur
 
 from server.clock import Clock, SystemClock
 from tests.local_server import LocalServer
@@ -63,6 +78,9 @@ ROLES = ("freeBusyReader", "reader", "writer", "owner")
 # Filters that Google refuses to combine with syncToken.
 NOT_WITH_SYNC_TOKEN = ("timeMin", "timeMax", "q", "orderBy", "updatedMin", "iCalUID")
 DEFAULT_TTL = 604800
+# How far singleEvents=true splits a never-ending series when the request names no
+# timeMax. Google documents no bound; the fake needs one.
+SINGLE_EVENTS_AHEAD = timedelta(days=730)
 MEET_ICON = ("https://fonts.gstatic.com/s/i/productlogos/meet_2020q4/v6/"
              "web-512dp/logo_meet_2020q4_color_2x_web_512dp.png")
 FAILURES = {  # status -> (domain, reason, message) of Google's error body
@@ -215,6 +233,12 @@ class FakeGoogle(LocalServer):
         self.channels: dict[str, dict[str, Any]] = {}
         self.insecure_addresses: list[str] = []
         self.deny_consent = False
+        # How many events.get of a new Meet hold still answer "pending", and how the
+        # conference request then ends ("success" or "failure").
+        self.meet_pending_reads = 1
+        self.channel_lifetime: timedelta | None = None  # None: the ttl asked for
+        self.meet_outcome = "success"
+        self._pending_conferences: dict[tuple[str, str], int] = {}
         self._calendars: dict[str, Calendar] = {}
         self._seq = 0
         self._ids = itertools.count(1)
@@ -304,6 +328,35 @@ class FakeGoogle(LocalServer):
         stored.setdefault("eventType", "default")
         calendar.events[event_id] = stored
         return copy.deepcopy(stored)
+
+    def put_exception(self, calendar_id: str, master_id: str, original: dict[str, Any],
+                      **changes: Any) -> dict[str, Any]:
+        """Change one occurrence of a series: an exception event, as Google keeps it.
+
+        Its id is the instance id (``<master>_<original start>``); it keeps the master's
+        fields unless ``changes`` overrides them (``start``/``end`` to move it).
+        https://developers.google.com/calendar/api/guides/recurringevents (modifying instances)
+        """
+        calendar = self._calendar(calendar_id)
+        master = calendar.events[master_id]
+        event = {k: copy.deepcopy(v) for k, v in master.items()
+                 if k not in ("recurrence", "id", "etag", "created", "updated", "sequence")}
+        start, end = self._instance_times(calendar, master, original)
+        event.update(id=self._instance_id(master_id, original), recurringEventId=master_id,
+                     originalStartTime=dict(original), start=start, end=end)
+        event.update(changes)
+        existing = calendar.events.get(event["id"])
+        if existing is not None:
+            event["created"] = existing["created"]
+        return self.put_event(calendar.id, event)
+
+    def cancel_occurrence(self, calendar_id: str, master_id: str,
+                          original: dict[str, Any]) -> None:
+        """Delete one occurrence of a series: a cancelled exception."""
+        event_id = self._instance_id(master_id, original)
+        if event_id not in self._calendars[calendar_id].events:
+            self.put_exception(calendar_id, master_id, original)
+        self.cancel_event(calendar_id, event_id)
 
     def cancel_event(self, calendar_id: str, event_id: str) -> None:
         calendar = self._calendars[calendar_id]
@@ -521,6 +574,7 @@ class FakeGoogle(LocalServer):
 
     def _select(self, calendar: Calendar, query: Any) -> list[dict[str, Any]]:
         """The items of a first page: a full listing or the changes since a sync token."""
+        single = query.get("singleEvents") == "true"
         if "syncToken" in query:
             clashes = [name for name in NOT_WITH_SYNC_TOKEN if name in query]
             if clashes:
@@ -529,7 +583,15 @@ class FakeGoogle(LocalServer):
             since = self._sync_seq(calendar, query["syncToken"])
             changed = sorted((seq, event_id) for event_id, seq in calendar.changed.items()
                              if seq > since)
-            return [self._listed(calendar.events[event_id]) for _, event_id in changed]
+            found: list[dict[str, Any]] = []
+            for _, event_id in changed:
+                event = calendar.events[event_id]
+                if single and "recurrence" in event and event["status"] != "cancelled":
+                    # A changed series comes back split, like a full listing.
+                    found += self._instances(calendar, event, None, None, show_deleted=True)
+                else:
+                    found.append(self._listed(event))
+            return found
         show_deleted = query.get("showDeleted") == "true"
         low = parse_time(query["timeMin"], "timeMin") if "timeMin" in query else None
         high = parse_time(query["timeMax"], "timeMax") if "timeMax" in query else None
@@ -540,10 +602,21 @@ class FakeGoogle(LocalServer):
             raise invalid("The requested ordering is not available for the particular query.",
                           locationType="parameter", location="orderBy")
         chosen = []
-        for event in calendar.events.values():
-            if event["status"] == "cancelled" and not show_deleted:
+        for event in self._candidates(calendar, low, high, single, show_deleted):
+            if event["status"] == "cancelled" and not show_deleted and not (
+                    event.get("recurringEventId") and not single):
+                # "If showDeleted and singleEvents are both False, single instances of
+                # deleted events (but not the underlying recurring events) will still
+                # be included" (events.list reference).
                 continue
             if "iCalUID" in query and event.get("iCalUID") != query["iCalUID"]:
+                continue
+            if "recurrence" in event:
+                if (low or high) and not self._instances(calendar, event, low, high,
+                                                         show_deleted=False):
+                    continue  # no occurrence in the range
+                chosen.append((event_time(event["start"], calendar.time_zone)
+                               or datetime.min.replace(tzinfo=UTC), event))
                 continue
             start = event_time(event.get("start", {}), calendar.time_zone)
             end = event_time(event.get("end", {}), calendar.time_zone) or start
@@ -553,6 +626,130 @@ class FakeGoogle(LocalServer):
         if query.get("orderBy") == "startTime":
             chosen.sort(key=lambda pair: pair[0])
         return [self._listed(event) for _, event in chosen]
+
+    def _candidates(self, calendar: Calendar, low: datetime | None, high: datetime | None,
+                    single: bool, show_deleted: bool) -> list[dict[str, Any]]:
+        """The events a listing looks at: as stored, or each series split into instances."""
+        if not single:
+            return list(calendar.events.values())
+        found = []
+        for event in calendar.events.values():
+            if event.get("recurringEventId") and event.get("recurringEventId") in \
+                    calendar.events:
+                continue  # an exception takes its place among its master's instances
+            if "recurrence" in event and event["status"] != "cancelled":
+                found += self._instances(calendar, event, low, high, show_deleted=show_deleted)
+            elif "recurrence" not in event:
+                found.append(event)
+        return found
+
+    def _instances(self, calendar: Calendar, master: dict[str, Any], low: datetime | None,
+                   high: datetime | None, *, show_deleted: bool) -> list[dict[str, Any]]:
+        """A series split into its instances, exceptions in place of the occurrences they
+        change (cancelled ones only with ``show_deleted``), as singleEvents=true answers
+        (events.instances, which answers the same for one series, is not served: the
+        adapter does not call it). The rule is expanded by recurring-ical-events.
+        https://developers.google.com/calendar/api/v3/reference/events/list (singleEvents)
+        """
+        start = event_time(master["start"], calendar.time_zone)
+        end = event_time(master["end"], calendar.time_zone)
+        if start is None or end is None:
+            return []
+        first = low or start
+        last = high or self.clock.now() + SINGLE_EVENTS_AHEAD
+        exceptions = {self._original_key(e["originalStartTime"], calendar): e
+                      for e in calendar.events.values()
+                      if e.get("recurringEventId") == master["id"]}
+        found: list[dict[str, Any]] = []
+        for occurrence in recurring_ical_events.of(self._rule_calendar(master, calendar)) \
+                .between(first - (end - start), last):
+            original = self._original(master, occurrence.start)
+            exception = exceptions.pop(self._original_key(original, calendar), None)
+            if exception is not None:
+                if exception["status"] != "cancelled" or show_deleted:
+                    found.append(self._listed(exception))
+                continue
+            instance = {k: copy.deepcopy(v) for k, v in master.items() if k != "recurrence"}
+            times = self._instance_times(calendar, master, original)
+            instance.update(id=self._instance_id(master["id"], original),
+                            recurringEventId=master["id"], originalStartTime=original,
+                            start=times[0], end=times[1])
+            found.append(instance)
+        # Exceptions moved into the range from an occurrence outside it.
+        for exception in exceptions.values():
+            moved = event_time(exception.get("start", {}), calendar.time_zone)
+            if moved and first <= moved < last and (exception["status"] != "cancelled"
+                                                    or show_deleted):
+                found.append(self._listed(exception))
+        return found
+
+    @staticmethod
+    def _rule_calendar(master: dict[str, Any], calendar: Calendar) -> ICalendar:
+        """The master as iCalendar, built with icalendar (each recurrence line parsed)."""
+        zone = ZoneInfo(master["start"].get("timeZone") or calendar.time_zone)
+        vevent = IEvent()
+        vevent.add("UID", master["id"])
+        for name in ("start", "end"):
+            value = master[name]
+            if "date" in value:
+                vevent.add(f"DT{name.upper()}", date.fromisoformat(value["date"]))
+            else:
+                moment = event_time(value, calendar.time_zone)
+                assert moment is not None
+                vevent.add(f"DT{name.upper()}", moment.astimezone(zone))
+        for line in master["recurrence"]:
+            prop, params, value = Contentline(line).parts()
+            if prop.upper() == "RRULE":
+                vevent.add("RRULE", vRecur.from_ical(value))
+            elif prop.upper() in ("RDATE", "EXDATE"):
+                vevent.add(prop.upper(), vDDDLists.from_ical(value, timezone=params.get("TZID")))
+        wrapper = ICalendar()
+        wrapper.add_component(vevent)
+        return wrapper
+
+    @staticmethod
+    def _original(master: dict[str, Any], start: date | datetime) -> dict[str, str]:
+        if not isinstance(start, datetime):
+            return {"date": start.isoformat()}
+        zone = master["start"].get("timeZone")
+        original = {"dateTime": start.isoformat()}
+        if zone:
+            original["timeZone"] = zone
+        return original
+
+    @staticmethod
+    def _original_key(original: dict[str, Any], calendar: Calendar) -> str:
+        moment = event_time(original, calendar.time_zone)
+        return original.get("date") or (moment.astimezone(UTC).isoformat() if moment else "")
+
+    @staticmethod
+    def _instance_id(master_id: str, original: dict[str, Any]) -> str:
+        """Google's instance ids: the master's id, "_", the original start in UTC
+        (``20261201T090000Z``) or its date (``20261201``) for all-day series."""
+        if "date" in original:
+            return f"{master_id}_{original['date'].replace('-', '')}"
+        moment = datetime.fromisoformat(original["dateTime"])
+        return f"{master_id}_{moment.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+
+    @staticmethod
+    def _instance_times(calendar: Calendar, master: dict[str, Any],
+                        original: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+        """An occurrence's start and end: the master's length from its original start."""
+        if "date" in original:
+            days = date.fromisoformat(master["end"]["date"]) - \
+                date.fromisoformat(master["start"]["date"])
+            first = date.fromisoformat(original["date"])
+            return {"date": first.isoformat()}, {"date": (first + days).isoformat()}
+        start = event_time(master["start"], calendar.time_zone)
+        end = event_time(master["end"], calendar.time_zone)
+        assert start is not None and end is not None
+        moment = datetime.fromisoformat(original["dateTime"])
+        zone = master["start"].get("timeZone")
+        begin = {"dateTime": moment.isoformat()}
+        finish = {"dateTime": (moment + (end - start)).isoformat()}
+        if zone:
+            begin["timeZone"] = finish["timeZone"] = zone
+        return begin, finish
 
     def _sync_seq(self, calendar: Calendar, token: str) -> int:
         known = self._sync_tokens.get(token)
@@ -567,7 +764,32 @@ class FakeGoogle(LocalServer):
         event = calendar.events.get(request.match_info["eventId"])
         if event is None:
             raise not_found()
+        self._advance_conference(calendar, event)
         return web.json_response(copy.deepcopy(event))
+
+    def _advance_conference(self, calendar: Calendar, event: dict[str, Any]) -> None:
+        """A pending conference request resolves after ``meet_pending_reads`` reads.
+
+        conferenceData.createRequest.status.statusCode: "pending" (still being
+        processed), "success" (entry points populated), "failure" (no entry points).
+        https://developers.google.com/calendar/api/v3/reference/events (conferenceData)
+        """
+        key = (calendar.id, event["id"])
+        if key not in self._pending_conferences:
+            return
+        if self._pending_conferences[key] > 0:
+            self._pending_conferences[key] -= 1
+            return
+        del self._pending_conferences[key]
+        create = event["conferenceData"]["createRequest"]
+        if self.meet_outcome == "success":
+            made = self._made_conference(create)
+            event["conferenceData"] = made
+            event["hangoutLink"] = made["entryPoints"][0]["uri"]
+        else:
+            event["conferenceData"] = {"createRequest": {
+                **create, "status": {"statusCode": "failure"}}}
+        event["etag"] = self._touch(calendar, event["id"])
 
     async def _events_delete(self, request: web.Request) -> web.Response:
         calendar = self._calendar(request.match_info["calendarId"])
@@ -601,7 +823,12 @@ class FakeGoogle(LocalServer):
             for entry in body["conferenceData"].get("entryPoints", []):
                 if entry.get("entryPointType") == "video":
                     body["hangoutLink"] = entry["uri"]
-        return web.json_response(self.put_event(calendar.id, body))
+        stored = self.put_event(calendar.id, body)
+        if (stored.get("conferenceData") or {}).get("createRequest"):
+            # The insert answers "pending"; the conference is made afterwards.
+            # https://developers.google.com/calendar/api/guides/create-events#conferencing
+            self._pending_conferences[(calendar.id, stored["id"])] = self.meet_pending_reads
+        return web.json_response(stored)
 
     @staticmethod
     def _check_times(body: dict[str, Any]) -> None:
@@ -623,6 +850,10 @@ class FakeGoogle(LocalServer):
             raise invalid("Invalid conference type value.")
         if not create.get("requestId"):
             raise invalid("Invalid conference create request.")
+        return {"createRequest": {**create, "status": {"statusCode": "pending"}}}
+
+    @staticmethod
+    def _made_conference(create: dict[str, Any]) -> dict[str, Any]:
         letters = "abcdefghijklmnopqrstuvwxyz"
         code = "-".join("".join(secrets.choice(letters) for _ in range(n)) for n in (3, 4, 3))
         return {
@@ -652,8 +883,15 @@ class FakeGoogle(LocalServer):
                 raise GoogleError(400, f"WebHook callback must be HTTPS: {address}",
                                   "push.webhookUrlNotHttps", "global")
             self.insecure_addresses.append(address)
-        ttl = int((body.get("params") or {}).get("ttl", DEFAULT_TTL))
-        expiration = int((self.clock.now() + timedelta(seconds=ttl)).timestamp() * 1000)
+        # params.ttl: the channel's time to live in seconds, 604800 (a week) by default;
+        # the answer's expiration is when Google stops sending, which the caller must
+        # read rather than assume (``channel_lifetime`` answers a shorter one).
+        # https://developers.google.com/calendar/api/v3/reference/events/watch
+        # https://developers.google.com/calendar/api/guides/push (renewing channels)
+        ttl = timedelta(seconds=int((body.get("params") or {}).get("ttl", DEFAULT_TTL)))
+        if self.channel_lifetime is not None:
+            ttl = min(ttl, self.channel_lifetime)
+        expiration = int((self.clock.now() + ttl).timestamp() * 1000)
         response: dict[str, Any] = {
             "kind": "api#channel", "id": channel_id,
             "resourceId": hashlib.sha1(calendar.id.encode()).hexdigest()[:27],

@@ -192,6 +192,13 @@ async def test_conference_data(fake: FakeGoogle) -> None:
                  conferenceData=request)
     created = await run(api(fake).events().insert(calendarId=CAL, body=body,
                                                   conferenceDataVersion=1).execute)
+    pending = created["conferenceData"]
+    assert pending["createRequest"]["status"] == {"statusCode": "pending"}, \
+        "conference creation is asynchronous"
+    assert "entryPoints" not in pending and "hangoutLink" not in created
+    again = await run(api(fake).events().get(calendarId=CAL, eventId="meet0001").execute)
+    assert again["conferenceData"]["createRequest"]["status"]["statusCode"] == "pending"
+    created = await run(api(fake).events().get(calendarId=CAL, eventId="meet0001").execute)
     conference = created["conferenceData"]
     assert conference["createRequest"]["status"] == {"statusCode": "success"}
     assert conference["createRequest"]["requestId"] == "req-1"
@@ -205,6 +212,14 @@ async def test_conference_data(fake: FakeGoogle) -> None:
     plain = await run(api(fake).events().insert(
         calendarId=CAL, body={**body, "id": "meet0002"}).execute)
     assert "conferenceData" not in plain and "hangoutLink" not in plain
+
+    fake.meet_outcome, fake.meet_pending_reads = "failure", 0
+    body = {**body, "id": "meet0003"}
+    await run(api(fake).events().insert(calendarId=CAL, body=body,
+                                        conferenceDataVersion=1).execute)
+    failed = await run(api(fake).events().get(calendarId=CAL, eventId="meet0003").execute)
+    assert failed["conferenceData"]["createRequest"]["status"]["statusCode"] == "failure"
+    assert "entryPoints" not in failed["conferenceData"] and "hangoutLink" not in failed
 
 
 async def test_refresh_then_invalid_grant_after_revoke(fake: FakeGoogle) -> None:
@@ -367,3 +382,40 @@ async def test_cancelled_instance_keeps_its_series(fake_google: FakeGoogle) -> N
     with pytest.raises(HttpError) as caught:  # a reader cannot write
         await run(api(fake_google).events().delete(calendarId=cal, eventId="series01").execute)
     assert caught.value.resp.status == 403
+
+
+async def test_series_come_as_master_and_exceptions_or_split_into_instances(
+        fake_google: FakeGoogle) -> None:
+    fake_google.add_calendar(CAL, primary=True, time_zone="Europe/Berlin")
+    start = {"dateTime": "2026-12-01T10:00:00+01:00", "timeZone": "Europe/Berlin"}
+    fake_google.put_event(CAL, {
+        "id": "series1", "start": start,
+        "end": {"dateTime": "2026-12-01T11:00:00+01:00", "timeZone": "Europe/Berlin"},
+        "recurrence": ["RRULE:FREQ=WEEKLY;COUNT=4", "EXDATE;TZID=Europe/Berlin:20261222T100000"]})
+    second = {"dateTime": "2026-12-08T10:00:00+01:00", "timeZone": "Europe/Berlin"}
+    fake_google.put_exception(CAL, "series1", second, start={
+        "dateTime": "2026-12-09T15:00:00+01:00"}, end={"dateTime": "2026-12-09T16:00:00+01:00"})
+    fake_google.cancel_occurrence(CAL, "series1", {
+        "dateTime": "2026-12-15T10:00:00+01:00", "timeZone": "Europe/Berlin"})
+    service = api(fake_google)
+    as_series = await run(lambda: service.events().list(
+        calendarId=CAL, singleEvents=False, maxResults=50).execute())
+    by_id = {e["id"]: e for e in as_series["items"]}
+    assert set(by_id) == {"series1", "series1_20261208T090000Z", "series1_20261215T090000Z"}
+    assert by_id["series1"]["recurrence"][0] == "RRULE:FREQ=WEEKLY;COUNT=4"
+    cancelled = by_id["series1_20261215T090000Z"]
+    assert cancelled["status"] == "cancelled" and "start" not in cancelled, \
+        "a cancelled exception is listed without showDeleted, reduced to its ids"
+    assert cancelled["originalStartTime"]["dateTime"] == "2026-12-15T10:00:00+01:00"
+
+    split = await run(lambda: service.events().list(
+        calendarId=CAL, singleEvents=True, orderBy="startTime", maxResults=50).execute())
+    assert [(e["id"], e["start"]["dateTime"][:16]) for e in split["items"]] == [
+        ("series1_20261201T090000Z", "2026-12-01T10:00"),
+        ("series1_20261208T090000Z", "2026-12-09T15:00")]  # 15th cancelled, 22nd EXDATE
+    assert all(e["recurringEventId"] == "series1" and "recurrence" not in e
+               for e in split["items"])
+    deleted = await run(lambda: service.events().list(
+        calendarId=CAL, singleEvents=True, showDeleted=True, maxResults=50).execute())
+    assert {e["id"] for e in deleted["items"]} == {
+        "series1_20261201T090000Z", "series1_20261208T090000Z", "series1_20261215T090000Z"}

@@ -7,6 +7,7 @@ import os
 import re
 import stat
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,7 @@ async def test_first_sync_maps_what_blocks_and_what_does_not(google, tmp_path, m
         ("27T08:00", "09:00", "busy"), ("28T00:00", "00:00", "busy")]  # all-day in UTC
     lists = [q for m, p, q in google.requests if p.endswith("/events") and m == "GET"]
     assert len(lists) == 4 and [("pageToken" in q) for q in lists] == [False, True, True, True]
-    assert all(q.get("singleEvents") == "true" and "syncToken" not in q for q in lists)
+    assert all(q.get("singleEvents") == "false" and "syncToken" not in q for q in lists)
     stored = await runtime.store.item_hashes(runtime.source_ids["g"])
     assert "primary/busy1" in stored
     feed = await (await client.get("/feeds/s3cret-s3cret-s3cret-0001/busy.ics")).text()
@@ -141,6 +142,50 @@ async def test_a_revoked_token_asks_for_reauthorization(google, tmp_path, make_c
     assert await busy(client) == [("26T09:00", "10:00", "busy")], "the last good data serves"
 
 
+async def test_a_missing_scope_names_the_scope_and_asks_for_auth(google, tmp_path, make_config,
+                                                                 serve) -> None:
+    google.put_event(OWNER, timed("a", "2026-11-26T09:00:00Z", "2026-11-26T10:00:00Z"))
+    other = "https://www.googleapis.com/auth/calendar.settings.readonly"
+    client, runtime = await serve(make_config([source(google, tmp_path, scopes=[other])]))
+    [outcome] = await runtime.sync.run_all_once()
+    assert not outcome.ok
+    [record] = await runtime.store.sources()
+    assert record.needs_reauth, "a token without the scope: authorizing again grants it"
+    assert READ_SCOPE in (record.last_error or "")
+    assert "insufficientPermissions" in (record.last_error or "")
+    assert "fbproxy auth google --source g" in (record.last_error or "")
+
+
+async def test_holds_refused_by_scope_or_by_sharing_say_which(google, tmp_path, make_config,
+                                                              serve, clock) -> None:
+    from dataclasses import replace
+
+    from adapters.base import AccessDenied, AuthExpired, Hold
+    from adapters.google import GoogleAdapter
+
+    client, runtime = await serve(make_config([source(google, tmp_path, scopes=[READ_SCOPE])]))
+    [outcome] = await runtime.sync.run_all_once()
+    assert outcome.ok, "reading works with the read-only scope"
+    adapter = runtime.sync.syncers["g"].adapter
+    assert isinstance(adapter, GoogleAdapter)
+    now = clock.now()
+    with pytest.raises(AuthExpired) as scope:
+        await adapter.write_hold(Hold("b1", now, now + timedelta(minutes=30), "Hold", now))
+    assert WRITE_SCOPE in str(scope.value) and "fbproxy auth google --source g" in str(scope.value)
+
+    # A calendar shared read-only: the account may not write there, whatever the token.
+    google.add_calendar("team@example.org", "Team", access_role="reader")
+    save_token(tmp_path / "w.json", google.grant([WRITE_SCOPE])[1], [WRITE_SCOPE],
+               google.token_uri)
+    writer = GoogleAdapter("w", replace(adapter.settings, token_file=tmp_path / "w.json"))
+    with pytest.raises(AccessDenied) as sharing:
+        await writer.write_hold(Hold("b2", now, now + timedelta(minutes=30), "Hold", now,
+                                     calendar="team@example.org"))
+    message = str(sharing.value)
+    assert "requiredAccessLevel" in message and "Make changes to events" in message
+    assert "fbproxy auth" not in message, "a new token would be refused the same way"
+
+
 async def test_a_5xx_storm_backs_off_and_recovers(google, tmp_path, make_config, serve,
                                                   monkeypatch) -> None:
     import googleapiclient.http
@@ -170,8 +215,17 @@ def meet_page(**extra: Any) -> dict[str, Any]:
             "hold_target": {"me": {"source": "g"}}, "video_link": "google-meet", **extra}
 
 
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The adapter's waits between re-reads of a pending Meet conference, recorded
+    instead of slept."""
+    recorded: list[float] = []
+    monkeypatch.setattr("adapters.google.clock.sleep", recorded.append)
+    return recorded
+
+
 async def test_a_hold_lands_once_with_a_meet_link_and_cancel_removes_it(
-        google, tmp_path, make_config, serve) -> None:
+        google, tmp_path, make_config, serve, waits) -> None:
     config = make_config([source(google, tmp_path)], booking_pages=[meet_page()])
     client, runtime = await serve(config)
     await runtime.sync.run_all_once()
@@ -180,7 +234,11 @@ async def test_a_hold_lands_once_with_a_meet_link_and_cancel_removes_it(
     assert response.status == 201
     booking = await response.json()
     assert booking["video_link"] is None, "Google makes the link with the hold"
+    google.meet_pending_reads = 1  # the insert and the first re-read answer "pending"
     assert await runtime.holds.run_once() == 1
+    assert waits == [1.0, 2.0], "re-read with backoff until the conference is made"
+    gets = [p for m, p, _q in google.requests if m == "GET" and "/events/" in p]
+    assert len(gets) == 2
     [hold] = google.events(OWNER)
     assert hold["id"] == hold_event_id(booking["id"])
     assert hold["status"] == "tentative" and hold["transparency"] == "opaque"
@@ -205,6 +263,40 @@ async def test_a_hold_lands_once_with_a_meet_link_and_cancel_removes_it(
     assert google.events(OWNER) == []
     await runtime.sync.run_all_once()
     assert await busy(client) == []
+
+
+async def test_a_meet_link_google_fails_to_make_is_reported_not_retried(
+        google, tmp_path, make_config, serve, waits) -> None:
+    google.meet_outcome = "failure"
+    client, runtime = await serve(make_config([source(google, tmp_path)],
+                                              booking_pages=[meet_page()]))
+    await runtime.sync.run_all_once()
+    response = await client.post("/api/v1/pages/intro/bookings", json={
+        "start": "2026-11-26T10:00:00Z", "name": "Sam", "email": "sam@example.org"})
+    booking = await response.json()
+    assert await runtime.holds.run_once() == 1
+    [hold] = google.events(OWNER)
+    assert hold["conferenceData"]["createRequest"]["status"]["statusCode"] == "failure"
+    stored = await runtime.store.booking(booking["id"])
+    assert stored is not None and not stored.video_link
+    assert await runtime.holds.run_once() == 0, "the hold is written: no second insert"
+    from server.status import admin_secret
+    status = await (await client.get("/api/v1/status", headers={
+        "Authorization": f"Bearer {await admin_secret(runtime)}"})).json()
+    [done] = [h for h in status["holds"] if h["action"] == "write"]
+    assert done["state"] == "done" and "createRequest failure" in done["last_error"]
+    page = await (await client.get(booking["manage_url"].split("8080", 1)[1])).text()
+    assert "No video link could be made" in page and "createRequest failure" in page
+
+    # Still pending after every re-read: the same, with that reason.
+    google.meet_outcome, google.meet_pending_reads = "success", 100
+    response = await client.post("/api/v1/pages/intro/bookings", json={
+        "start": "2026-11-27T10:00:00Z", "name": "Kim", "email": "kim@example.org"})
+    waits.clear()
+    assert await runtime.holds.run_once() == 1
+    assert waits == [1.0, 2.0, 4.0, 8.0, 16.0], "bounded: five re-reads, then it stops"
+    late = await runtime.store.video_problem((await response.json())["id"])
+    assert late is not None and "still creating" in late
 
 
 async def test_auth_google_runs_the_consent_flow_and_stores_the_token(google, tmp_path,
@@ -297,6 +389,41 @@ async def test_push_notifications_wake_the_sync_and_channels_are_renewed(
     await runtime.sync.stop()
     await client.close()
     assert google.channels == {}, "shutting down stops the channels"
+
+
+@pytest.mark.parametrize("lifetime", [None, timedelta(days=2)], ids=["asked", "shorter"])
+async def test_push_channels_are_renewed_before_google_stops_them(
+        google, tmp_path, make_config, aiohttp_client, clock, lifetime) -> None:
+    """Three weeks of hourly checks (the push loop's pace): at every check a channel
+    is live and stays live until the next one, whatever expiration Google answered."""
+    from server.app import create_app
+    from server.push import CHECK_EVERY
+    from server.runtime import RUNTIME
+    from tests.peers import free_port
+
+    google.channel_lifetime = lifetime
+    port = free_port()
+    app = create_app(make_config([source(google, tmp_path, push=True)],
+                                 base_url=f"http://127.0.0.1:{port}"),
+                     clock=clock, start_sync=False)
+    client = await aiohttp_client(app, server_kwargs={"port": port})
+    push = app[RUNTIME].push
+    assert push is not None
+    opened: set[str] = set()
+    start = clock.now()
+    while clock.now() < start + timedelta(weeks=3):
+        await push.ensure()
+        now_ms = clock.now().timestamp() * 1000
+        [live] = google.channels.values()
+        assert int(live["expiration"]) > now_ms + CHECK_EVERY.total_seconds() * 1000, \
+            "the channel would lapse before the next check"
+        opened.add(live["id"])
+        clock.set(clock.now() + CHECK_EVERY)
+    assert await google.notify(OWNER) == [200]
+    # Renewed when 1.75 days (a quarter of Google's week) are left: every 5.25 days
+    # for a week-long channel; every 6 hours for one Google cut to 2 days.
+    assert len(opened) == (4 if lifetime is None else 84), len(opened)
+    await client.close()
 
 
 @pytest.mark.parametrize(("extra", "problem"), [

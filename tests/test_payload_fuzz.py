@@ -66,9 +66,20 @@ def events(extra: dict[str, Any]) -> Any:
                                  optional=extra)
 
 
+RECURRENCE_LINES = st.sampled_from([
+    "RRULE:FREQ=WEEKLY;BYDAY=TU", "RRULE:FREQ=DAILY;UNTIL=20261231", "RRULE:FREQ=SECONDLY",
+    "RRULE:FREQ=WEEKLY;UNTIL=20261231T000000Z", "RRULE:", "RRULE:FREQ=NOPE",
+    "EXDATE;TZID=Europe/Berlin:20261201T100000", "EXDATE;VALUE=DATE:20261201",
+    "RDATE:20261205T090000Z", "RDATE;VALUE=PERIOD:20261205T090000Z/PT1H", "EXDATE:garbage",
+    "EXDATE;TZID=Nowhere/Else:20261201T100000", "X-OTHER:1", "no colon",
+    "RRULE:FREQ=WEEKLY\r\nX:1"])
 GOOGLE = events({"status": JSON | st.sampled_from(["confirmed", "tentative", "cancelled"]),
                  "transparency": JSON, "eventType": JSON, "attendees": JSON,
-                 "extendedProperties": JSON, "etag": JSON})
+                 "extendedProperties": JSON, "etag": JSON,
+                 "recurrence": st.one_of(st.lists(RECURRENCE_LINES | st.text(max_size=30),
+                                                  max_size=3), JSON),
+                 "recurringEventId": st.one_of(st.sampled_from(["e1", "s1"]), JSON),
+                 "originalStartTime": TIMES})
 GRAPH = events({"showAs": JSON | st.sampled_from(["busy", "free", "tentative", "oof"]),
                 "isCancelled": JSON, "responseStatus": JSON, "type": JSON,
                 "transactionId": JSON, "changeKey": JSON})
@@ -154,7 +165,12 @@ GOOGLE_STATE = st.one_of(
     st.fixed_dictionaries({"calendars": st.one_of(
         JSON, st.dictionaries(st.sampled_from(["primary", "other"]), JSON, max_size=2),
         st.fixed_dictionaries({"primary": st.fixed_dictionaries(
-            {}, optional={"sync_token": JSON, "time_zone": JSON})}))}),
+            {}, optional={"sync_token": JSON, "time_zone": JSON, "series": st.one_of(
+                JSON, st.dictionaries(st.sampled_from(["e1", "s1"]), JSON, max_size=2),
+                st.just({"s1": {"master": {"start": {"dateTime": "2026-11-26T09:00:00Z"},
+                                           "end": {"dateTime": "2026-11-26T10:00:00Z"},
+                                           "recurrence": ["RRULE:FREQ=DAILY"]},
+                                "exceptions": {}}}))})}))}),
     st.dictionaries(st.text(max_size=10), JSON, max_size=3))
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from server.store.connection import StoreBase
 from server.store.records import _OUTBOX_COLUMNS, OutboxRow, PendingHold
 
+# How a delivered hold's last_error says that its video link is missing, and why.
+VIDEO_PROBLEM = "no video link: "
+
 
 class HoldQueries(StoreBase):
     """Store methods for the hold outbox."""
@@ -25,13 +28,25 @@ class HoldQueries(StoreBase):
         return (row[0], row[1]) if row else (None, None)
 
     async def hold_delivered(self, row: OutboxRow, *, ref: str | None,
-                             etag: str | None) -> None:
+                             etag: str | None, problem: str | None = None) -> None:
+        """Done; ``problem`` is what went wrong although the hold landed (no Meet link),
+        kept in last_error so the status page shows it."""
         async with self._transaction() as db:
             await db.execute(
                 """UPDATE hold_outbox SET state = 'done', attempts = attempts + 1, ref = ?,
-                       etag = ?, last_error = NULL
+                       etag = ?, last_error = ?
                    WHERE booking_id = ? AND host = ? AND action = ?""",
-                (ref, etag, row.booking_id, row.host, row.action))
+                (ref, etag, problem[:2000] if problem else None, row.booking_id, row.host,
+                 row.action))
+
+    async def video_problem(self, booking_id: str) -> str | None:
+        """Why a booking's hold landed without the video link it asked for, if it did."""
+        cursor = await self._reader.execute(
+            "SELECT last_error FROM hold_outbox WHERE booking_id = ? AND action = 'write' "
+            "AND state = 'done' AND last_error LIKE ? LIMIT 1",
+            (booking_id, VIDEO_PROBLEM + "%"))
+        row = await cursor.fetchone()
+        return str(row[0]).removeprefix(VIDEO_PROBLEM) if row else None
 
     async def hold_pending(self, row: OutboxRow) -> bool:
         cursor = await self._reader.execute(
