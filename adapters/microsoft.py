@@ -37,6 +37,7 @@ from icalendar import Calendar, Event
 from adapters.base import (
     HOLD_MARKER,
     UNREADABLE_ITEM,
+    AccessDenied,
     AdapterError,
     AuthExpired,
     BadUpstreamData,
@@ -228,24 +229,25 @@ class MicrosoftAdapter:
     def _forbidden(self, payload: Any, need: str, what: str) -> AdapterError:
         """Graph's 403: the token is valid (an expired one is 401), but it may not do this.
 
-        Signing in again with the same scopes would not help, so this is no
-        AuthExpired: the message says which permission is missing, or that the
-        account has it and the calendar itself is not open to it.
+        A sign-in that lacks the permission needs signing in again with it: that is
+        AuthExpired naming the permission, as for Google's insufficientPermissions.
+        An account that has it, or an app, is refused by the calendar's sharing or
+        an access policy: AccessDenied, where signing in again would not help.
         """
         why = f"Graph refused access to {what} (403 {_error(payload)})"
         if self.settings.client_secret:
-            return AdapterError(
+            return AccessDenied(
                 f"{why}: the app needs the application permission {need} with admin consent "
                 "in Entra ID, and an application access policy must not exclude "
                 f"{self.settings.user or 'the user'}", source=self.name)
         granted = self._granted
         if granted is not None and not _covers(granted, need):
             have = ", ".join(sorted(granted)) or "none"
-            return AdapterError(
+            return AuthExpired(
                 f"{why}: the sign-in lacks the {need} permission (it has: {have}); sign in "
                 f"again with `fbproxy auth microsoft --source {self.name}`, which asks for "
                 f"{WRITE} when a booking page puts holds on this source", source=self.name)
-        return AdapterError(
+        return AccessDenied(
             f"{why}: the account has the {need} permission, so the calendar is not its own "
             "or not shared with it (with write access for holds)", source=self.name)
 

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from adapters import microsoft
-from adapters.base import AdapterError, AuthExpired, Hold, UpstreamUnavailable
+from adapters.base import AccessDenied, AuthExpired, Hold, UpstreamUnavailable
 from tests.conftest import NOW
 from tests.fake_microsoft import FakeMicrosoft
 from tests.test_microsoft_source import AUTH, raw_source, sign_in, teams_page
@@ -103,31 +103,30 @@ async def direct(fake_microsoft: FakeMicrosoft, tmp_path: Path, clock: Any) -> A
 # -- item 6: 403 is a permission problem, 401 an expired sign-in -------------------------
 
 
-async def test_a_403_names_the_missing_scope_and_asks_for_no_sign_in(
+async def test_a_403_names_the_missing_scope_or_blames_the_sharing(
         fake_microsoft, direct) -> None:
     writer = await direct(microsoft.READ_SCOPES)
     fake_microsoft.throttle_next(1, status=403)  # Graph refuses the calendar itself
-    with pytest.raises(AdapterError) as caught:
+    with pytest.raises(AccessDenied) as refused:
         await writer.sync({})
-    assert not isinstance(caught.value, AuthExpired), "a 403 is not an expired sign-in"
-    assert "403" in str(caught.value) and "calendar 'default'" in str(caught.value)
-    assert "has the Calendars.Read permission" in str(caught.value)
+    assert "403" in str(refused.value) and "calendar 'default'" in str(refused.value)
+    assert "has the Calendars.Read permission" in str(refused.value)
 
     await writer.sync({})  # reading works with Calendars.Read
-    with pytest.raises(AdapterError) as caught:
+    # A missing permission is fixed by signing in again with it: that is AuthExpired,
+    # naming the permission (as Google's insufficientPermissions).
+    with pytest.raises(AuthExpired) as lacking:
         await writer.write_hold(hold("b-1"))
-    assert not isinstance(caught.value, AuthExpired)
     assert "lacks the Calendars.ReadWrite permission (it has: Calendars.Read" in \
-        str(caught.value)
+        str(lacking.value)
     assert fake_microsoft.events() == []
 
 
 async def test_a_403_with_the_scope_granted_blames_the_calendar(fake_microsoft, direct) -> None:
     fake_microsoft.add_calendar("cal-shared", "Boss", can_edit=False)
     writer = await direct(microsoft.WRITE_SCOPES, hold_calendar="cal-shared")
-    with pytest.raises(AdapterError) as caught:
+    with pytest.raises(AccessDenied) as caught:
         await writer.write_hold(hold("b-1"))
-    assert not isinstance(caught.value, AuthExpired)
     assert "'cal-shared'" in str(caught.value) and "not shared with it" in str(caught.value)
 
 
