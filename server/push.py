@@ -38,6 +38,16 @@ CHECK_EVERY = timedelta(hours=1)
 UNKNOWN_STOPS = Rate(10, timedelta(hours=1))
 
 
+def _fresh(channel: PushChannel, now: int) -> bool:
+    """Whether a channel needs no successor yet: more than a quarter of the life the
+    upstream granted it is left (Google's week: 1.75 days; Graph: ~18 h; a channel
+    Google cut to 2 days: 12 h), and at least two checks' worth, so it is renewed at a
+    check before it lapses."""
+    life = channel.expiration - channel.created
+    margin = max(life // 4, 2 * int(CHECK_EVERY.total_seconds()))
+    return channel.expiration - now > margin
+
+
 class Watcher(Protocol):
     """What a push-capable adapter offers (Google and Microsoft adapters)."""
 
@@ -91,12 +101,10 @@ class PushChannels(BackgroundLoop):
             if not wanted or channel.expiration <= now:
                 await self._retire(channel)
         for source, calendar_ids in self._calendars.items():
-            # Renewed with a quarter of its life left (Google: 1.75 days, Graph: ~18 h).
-            fresh_until = now + int(self._watchers[source].max_channel.total_seconds()) // 4
             for calendar_id in calendar_ids:
                 mine = [c for c in channels if (c.source, c.calendar) == (source, calendar_id)
                         and c.expiration > now]
-                if any(c.expiration > fresh_until for c in mine):
+                if any(_fresh(c, now) for c in mine):
                     continue
                 if await self._open(source, calendar_id, now):
                     for old in mine:  # replaced: the new one is live before the old stops

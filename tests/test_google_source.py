@@ -420,9 +420,9 @@ async def test_push_channels_are_renewed_before_google_stops_them(
         opened.add(live["id"])
         clock.set(clock.now() + CHECK_EVERY)
     assert await google.notify(OWNER) == [200]
-    # Renewed when 1.75 days (a quarter of Google's week) are left: every 5.25 days
-    # for a week-long channel; every 6 hours for one Google cut to 2 days.
-    assert len(opened) == (4 if lifetime is None else 84), len(opened)
+    # Renewed with a quarter of the life Google granted left: every 5.25 days for a
+    # week-long channel, every 36 hours for one Google cut to 2 days.
+    assert len(opened) == (4 if lifetime is None else 14), len(opened)
     await client.close()
 
 
