@@ -14,9 +14,12 @@ import pytest
 
 from adapters import microsoft
 from adapters.base import AccessDenied, AuthExpired, Hold, UpstreamUnavailable
+from tests import test_microsoft_source
 from tests.conftest import NOW
 from tests.fake_microsoft import FakeMicrosoft
-from tests.test_microsoft_source import AUTH, raw_source, sign_in, teams_page
+from tests.test_microsoft_source import AUTH, sign_in, teams_page
+
+outlook = test_microsoft_source.outlook  # the same fixture: an app with one Outlook source
 
 BERLIN = ZoneInfo("Europe/Berlin")
 DAY = (NOW + timedelta(days=2)).date()  # a day inside the synced window
@@ -42,18 +45,6 @@ async def busy_blocks(client: Any) -> list[tuple[str, str, str]]:
     response = await client.get(f"/api/v1/freebusy?start={low}&end={high}", headers=AUTH)
     assert response.status == 200, await response.text()
     return [(b["start"], b["end"], b["status"]) for b in (await response.json())["busy"]]
-
-
-@pytest.fixture
-async def outlook(fake_microsoft: FakeMicrosoft, tmp_path: Path, make_config: Any,
-                  serve: Any) -> Any:
-    async def start(*, scopes: list[str] | None = None, pages: list[dict[str, Any]] = (),
-                    **extra: Any) -> Any:
-        await sign_in(fake_microsoft, tmp_path, scopes or microsoft.READ_SCOPES)
-        config = make_config([raw_source(fake_microsoft, tmp_path, **extra)],
-                             booking_pages=list(pages))
-        return await serve(config)
-    return start
 
 
 # -- item 3: all-day events -----------------------------------------------------------
