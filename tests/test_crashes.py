@@ -19,6 +19,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -118,9 +120,28 @@ secret = "crash-crash-crash-0001"
     return path
 
 
+@contextmanager
+def opened(db: Path) -> Iterator[sqlite3.Connection]:
+    """A connection committed and closed at the end of the block.
+
+    sqlite3's own context manager only commits. A connection left open in this
+    process keeps SQLite's per-file state, with the mapping of the old ``-shm``
+    WAL index, while ``restore`` deletes that file and rewrites the database in
+    place: a later connection here then reads pages through the stale index, which
+    shows as corruption ("btreeInitPage() returns error code 11") that no killed
+    server caused.
+    """
+    conn = sqlite3.connect(db)
+    try:
+        with conn:
+            yield conn
+    finally:
+        conn.close()
+
+
 def check_database(db: Path) -> tuple[int, int, list[tuple[str, int]]]:
     """Integrity, then (items, instances, per booking its block count)."""
-    with sqlite3.connect(db) as conn:
+    with opened(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         items = conn.execute("SELECT COUNT(*) FROM items").fetchone()[0]
         instances = conn.execute("SELECT COUNT(*) FROM instances").fetchone()[0]
@@ -146,7 +167,7 @@ def full_sync(folder: Path, config: Path) -> float:
 
 
 def snapshot(db: Path, copy: Path) -> None:
-    with sqlite3.connect(db) as conn:
+    with opened(db) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     shutil.copy(db, copy)
 
@@ -166,7 +187,7 @@ def test_a_killed_full_and_incremental_sync_leaves_old_or_new_never_half(tmp_pat
     seconds = full_sync(tmp_path, config)  # how long the round takes, unharmed
     empty, synced = tmp_path / "empty.sqlite3", tmp_path / "synced.sqlite3"
     snapshot(db, synced)
-    with sqlite3.connect(db) as conn:
+    with opened(db) as conn:
         before = sorted(conn.execute("SELECT start_ts FROM instances").fetchall())
         conn.execute("DELETE FROM instances")
         conn.execute("DELETE FROM items")
@@ -187,7 +208,7 @@ def test_a_killed_full_and_incremental_sync_leaves_old_or_new_never_half(tmp_pat
     restore(synced, db)
     os.utime(big, (time.time() + 5, time.time() + 5))
     full_sync(tmp_path, config)
-    with sqlite3.connect(db) as conn:
+    with opened(db) as conn:
         after = sorted(conn.execute("SELECT start_ts FROM instances").fetchall())
     assert after != before
     for _ in range(6):
@@ -196,7 +217,7 @@ def test_a_killed_full_and_incremental_sync_leaves_old_or_new_never_half(tmp_pat
         delay = rng.uniform(0.1, seconds * 1.1)
         sync_and_kill(tmp_path, config, delay)
         check_database(db)
-        with sqlite3.connect(db) as conn:
+        with opened(db) as conn:
             now = sorted(conn.execute("SELECT start_ts FROM instances").fetchall())
         assert now in (before, after), "a mix of the old and the new round"
         moved = now == after
@@ -304,7 +325,7 @@ me = {{ source = "dav", calendar = "Work" }}
                 server.send_signal(signal.SIGKILL)
             else:
                 for _ in range(600):  # the last run: let every hold land
-                    with sqlite3.connect(tmp_path / "db" / "fbproxy.sqlite3") as conn:
+                    with opened(tmp_path / "db" / "fbproxy.sqlite3") as conn:
                         pending = conn.execute("SELECT COUNT(*) FROM hold_outbox WHERE "
                                                "state = 'pending'").fetchone()[0]
                     if pending == 0:
@@ -316,7 +337,7 @@ me = {{ source = "dav", calendar = "Work" }}
     pending_at_kill = []
     for _ in range(5):
         await serve_until(rng.uniform(0.0, 0.6))
-        with sqlite3.connect(tmp_path / "db" / "fbproxy.sqlite3") as conn:
+        with opened(tmp_path / "db" / "fbproxy.sqlite3") as conn:
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
             pending_at_kill.append(conn.execute(
                 "SELECT COUNT(*) FROM hold_outbox WHERE state = 'pending'").fetchone()[0])
