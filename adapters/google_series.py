@@ -4,7 +4,7 @@ events.list with ``singleEvents=False`` answers a series as its master (``recurr
 RRULE/RDATE/EXDATE lines) plus one event per exception (``recurringEventId`` and
 ``originalStartTime``; a cancelled one carries little more than those). Expanding them
 here instead of asking Google to split them keeps a never-ending series one item that
-the bounded expansion (server/expand.py) reads like any CalDAV or ICS series.
+the bounded expansion (server/sync/expand.py) reads like any CalDAV or ICS series.
 https://developers.google.com/calendar/api/guides/recurringevents
 https://developers.google.com/calendar/api/v3/reference/events/list (singleEvents, showDeleted)
 

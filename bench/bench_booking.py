@@ -188,7 +188,7 @@ def _toml(value: str) -> str:
 
 
 def write_config(folder: Path, files: Sequence[Stats], *, horizon_days: int) -> Path:
-    from server.config import ServerConfig
+    from server.config.model import ServerConfig
 
     hosts = [f"host{i:02d}" for i in range(len(files))]
     lines = ["[server]", 'listen = "127.0.0.1:8080"', 'database = "fbproxy.sqlite3"',
@@ -368,13 +368,13 @@ async def timed(samples: list[float], awaitable: Any) -> Any:
 async def run(args: argparse.Namespace, folder: Path, files: list[Stats],
               reserved: list[date], pool: ProcessPoolExecutor, res: Results) -> None:
     from server.app import create_app
-    from server.booking import page_rules
-    from server.busy import merged_busy
-    from server.clock import FixedClock
-    from server.config import load_config
-    from server.pages import offered_slots
+    from server.booking.book import page_rules
+    from server.booking.busy import merged_busy
+    from server.booking.offer import offered_slots
+    from server.booking.slots import candidate_slots, free_slots
+    from server.config.model import load_config
+    from server.kit.clock import FixedClock
     from server.runtime import RUNTIME
-    from server.slots import candidate_slots, free_slots
 
     config = load_config(write_config(folder, files, horizon_days=HORIZON_DAYS))
     loop = asyncio.get_running_loop()
@@ -582,7 +582,7 @@ async def profile_slots(runtime: Any, pages: Mapping[str, Any], duration: timede
     store's SQLite work runs in aiosqlite's thread and shows as waiting)."""
     import cProfile
 
-    from server.pages import offered_slots
+    from server.booking.offer import offered_slots
 
     for mode in MODES:
         for label, clear in (("warm", False), ("cold", True)):
@@ -598,10 +598,10 @@ async def profile_slots(runtime: Any, pages: Mapping[str, Any], duration: timede
 
 
 async def profile_booking(runtime: Any, page: Any, start: str, calls: int = 1) -> None:
-    """cProfile of one booking through server.booking.book, in process."""
+    """cProfile of one booking through server.booking.book.book, in process."""
     import cProfile
 
-    from server.booking import book, parse_booking_request
+    from server.booking.book import book, parse_booking_request
 
     profiler = cProfile.Profile()
     profiler.enable()
@@ -669,8 +669,8 @@ async def booking_phases(args: argparse.Namespace, base: str, runtime: Any,
                          reserved: Sequence[date], http_slots: Mapping[str, list[Any]],
                          in_pool: Any, res: Results) -> None:
     """Contention first (one slot each page), then throughput on disjoint slots."""
-    from server.busy import merged_busy
-    from server.slots import free_slots
+    from server.booking.busy import merged_busy
+    from server.booking.slots import free_slots
 
     health = f"{base}/healthz"
     zone = ZoneInfo(PAGE_ZONE)

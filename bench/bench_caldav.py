@@ -390,7 +390,7 @@ class Vdirsyncer:
 
 
 def build_config(folder: Path, server_url: str) -> Any:
-    from server.config import parse_config
+    from server.config.model import parse_config
 
     raw = {
         "server": {"database": str(folder / "fbproxy.sqlite3"), "timezone": HOME_ZONE,
@@ -406,7 +406,7 @@ def build_config(folder: Path, server_url: str) -> Any:
 async def run_clients(args: argparse.Namespace, folder: Path, radicale: Radicale,
                       proxy: CountingProxy, work: Stats) -> dict[str, Any]:
     """Both clients, step by step, interleaved so each step sees the same calendar."""
-    from server.clock import SystemClock
+    from server.kit.clock import SystemClock
     from server.runtime import open_runtime
 
     config = build_config(folder, proxy.url)

@@ -454,7 +454,7 @@ class Results:
 
 
 def build_config(folder: Path, ics_path: Path) -> Any:
-    from server.config import parse_config
+    from server.config.model import parse_config
 
     raw = {
         "server": {"database": str(folder / "fbproxy.sqlite3"), "timezone": "UTC",
@@ -536,7 +536,7 @@ class Bench:
 
     async def run(self, radicale: Radicale, xandikos: Xandikos) -> None:
         from server.app import create_app
-        from server.clock import FixedClock
+        from server.kit.clock import FixedClock
         from server.runtime import RUNTIME
 
         args, res = self.args, self.res

@@ -157,7 +157,7 @@ def naive_busy(sources: Sequence[tuple[str, str]], start: int, end: int) -> list
     """What many small tools do per request: parse every file, expand, filter, merge."""
     import recurring_ical_events
 
-    from server.availability import BusyInterval, merge_busy
+    from server.booking.availability import BusyInterval, merge_busy
 
     # The library reads all-day dates and floating times against the query's own
     # zone (UTC here); they belong to the source's zone. Ask for a day more on each
@@ -255,7 +255,7 @@ class Results:
 
 
 def build_config(folder: Path, files: Sequence[Stats]) -> Any:
-    from server.config import parse_config
+    from server.config.model import parse_config
 
     names = [f"cal{i:02d}" for i in range(len(files))]
     raw = {
@@ -276,8 +276,8 @@ def fmt_ms(seconds: float) -> str:
 
 async def fbproxy_phases(args: argparse.Namespace, folder: Path, files: list[Stats],
                          pool: ProcessPoolExecutor, res: Results) -> dict[str, Any]:
-    from server.busy import merged_busy
-    from server.clock import FixedClock
+    from server.booking.busy import merged_busy
+    from server.kit.clock import FixedClock
     from server.runtime import open_runtime
 
     config = build_config(folder, files)
@@ -336,7 +336,7 @@ async def fbproxy_phases(args: argparse.Namespace, folder: Path, files: list[Sta
             await merged_busy(runtime, merged, start, end)
             cold_lat.append(time.perf_counter() - t0)
         # What one query is made of: the store read, then the merge (timed apart).
-        from server.availability import merge_rows
+        from server.booking.availability import merge_rows
         read_lat, merge_lat = [], []
         for start, end in windows[:50]:
             t0 = time.perf_counter()
@@ -409,7 +409,7 @@ async def fbproxy_phases(args: argparse.Namespace, folder: Path, files: list[Sta
 async def serve_phases(args: argparse.Namespace, config: Any, pool: ProcessPoolExecutor,
                        res: Results) -> None:
     from server.app import create_app
-    from server.clock import FixedClock
+    from server.kit.clock import FixedClock
     from server.runtime import RUNTIME
 
     loop = asyncio.get_running_loop()
@@ -499,9 +499,9 @@ def profile_sync(files: Sequence[Stats], folder: Path) -> None:
     cProfile over the CPU stages of the first file.
     """
     from adapters.ics import split_feed
-    from server.expand import ExpandContext
     from server.store import Store
-    from server.sync import PAST_KEPT, expand_items, item_fingerprint
+    from server.sync.expand import ExpandContext
+    from server.sync.loop import PAST_KEPT, expand_items, item_fingerprint
 
     def context(stats: Stats) -> ExpandContext:
         return ExpandContext(zone=ZoneInfo(stats.zone), window_start=NOW - PAST_KEPT,

@@ -210,8 +210,8 @@ def serve(config_path: str, conn: Any, profile: bool = False,
 
 async def _serve(config_path: str, conn: Any, trace_memory: bool) -> None:
     from server.app import create_app
-    from server.clock import FixedClock
-    from server.config import load_config
+    from server.config.model import load_config
+    from server.kit.clock import FixedClock
     from server.runtime import RUNTIME
 
     tally = _Tally()

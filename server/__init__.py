@@ -1,0 +1,1 @@
+"""fbproxy's server side, one folder a role; the map is docs/architecture.md."""

@@ -10,15 +10,16 @@ from collections.abc import AsyncIterator, Mapping
 from aiohttp import web
 
 from adapters.base import SourceAdapter
-from server.clock import Clock, SystemClock
-from server.config import Config
+from server.config.model import Config
 from server.errors import ConfigError
-from server.guard import RATE_LIMITERS, rate_limiters
-from server.reload import reload_from_disk
+from server.kit.clock import Clock, SystemClock
+from server.kit.single_flight import SingleFlight
+from server.outputs.feed_cache import FEED_RENDERS, FEEDS
+from server.outputs.guard import RATE_LIMITERS, rate_limiters
+from server.outputs.reload import reload_from_disk
+from server.outputs.web import error_middleware, setup_routes
 from server.runtime import RUNTIME, open_runtime
-from server.single_flight import SingleFlight
 from server.store import Store
-from server.web import FEED_RENDERS, FEEDS, error_middleware, setup_routes
 
 CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
 

@@ -14,13 +14,13 @@ from aiohttp import web
 
 from adapters.base import FbproxyError
 from server.app import create_app
-from server.clock import SystemClock, iso
-from server.config import Config, SourceConfig, load_config, reauth_fix
-from server.config_reader import parse_listen
+from server.config.model import Config, SourceConfig, load_config, reauth_fix
+from server.config.reader import parse_listen
 from server.errors import ConfigError
+from server.kit.clock import SystemClock, iso
+from server.outputs.web import RedactingAccessLogger
 from server.runtime import Runtime, open_runtime, subscriber_key
-from server.sync import SyncOutcome
-from server.web import RedactingAccessLogger
+from server.sync.loop import SyncOutcome
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 # syslog priorities; journald reads a "<N>" prefix on each stderr line.
@@ -122,7 +122,7 @@ def _token_file(source: SourceConfig) -> Path | None:
 
 
 def _auth(config: Config, args: argparse.Namespace) -> int:
-    from server.auth import authorize_google, sign_in_microsoft  # OAuth libraries: only here
+    from server.sync.auth import authorize_google, sign_in_microsoft  # OAuth libraries: only here
 
     source = config.source(args.source)
     if source is None or source.kind != args.provider:
@@ -207,7 +207,7 @@ def _outcome_line(outcome: SyncOutcome) -> str:
 
 
 async def _print_urls(runtime: Runtime) -> None:
-    from server.status import admin_secret
+    from server.outputs.status import admin_secret
 
     base = runtime.config.server.base_url
     print(f"status page: {base}/status  (any user name, password {await admin_secret(runtime)};"
@@ -234,7 +234,7 @@ async def _reload(runtime: Runtime) -> int:
     """Ask the server listening at server.listen to re-read its config file."""
     import aiohttp
 
-    from server.status import admin_secret
+    from server.outputs.status import admin_secret
 
     server = runtime.config.server
     host = f"[{server.listen_host}]" if ":" in server.listen_host else server.listen_host

@@ -20,18 +20,18 @@ from adapters.base import SourceAdapter
 from adapters.google import GoogleAdapter
 from adapters.ics import USER_AGENT
 from adapters.microsoft import MicrosoftAdapter
-from server.adapter_kinds import ADAPTER_KINDS, AdapterContext
-from server.alerts import Alerts
-from server.availability import BusyInterval
-from server.clock import Clock
-from server.config import CalendarConfig, Config, SourceConfig
+from server.booking.availability import BusyInterval
+from server.booking.holds import HoldWorker
+from server.config.model import CalendarConfig, Config, SourceConfig
 from server.errors import ConfigError
-from server.holds import HoldWorker
-from server.metrics import Metrics
-from server.push import HOOK_PATHS, PushChannels, Watcher
-from server.single_flight import SingleFlight
+from server.kit.clock import Clock
+from server.kit.metrics import Metrics
+from server.kit.single_flight import SingleFlight
 from server.store import Store
-from server.sync import SourceSyncer, SyncManager
+from server.sync.adapter_kinds import ADAPTER_KINDS, AdapterContext
+from server.sync.alerts import Alerts
+from server.sync.loop import SourceSyncer, SyncManager
+from server.sync.push import HOOK_PATHS, PushChannels, Watcher
 
 # Bounds the blocking client libraries and CPU-heavy expansion.
 WORKER_THREADS = 4

@@ -14,8 +14,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.app import create_app
-from server.clock import FixedClock
-from server.config import Config, parse_config
+from server.config.model import Config, parse_config
+from server.kit.clock import FixedClock
 from server.runtime import RUNTIME, Runtime
 
 # Real CalDAV peers (Radicale, Xandikos) for the CalDAV tests; the booking tests' world.

@@ -29,7 +29,7 @@ from icalendar import Calendar, Component, vPeriod
 
 from adapters.ics import BadUpstreamData, split_feed
 from adapters.ics_feed import _component_key, _decode, _unfold  # the product's key rules
-from server.availability import BUSY, TENTATIVE, BusyInterval, merge_rows
+from server.booking.availability import BUSY, TENTATIVE, BusyInterval, merge_rows
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".cache" / "corpus"

@@ -68,7 +68,7 @@ from icalendar import Event as IEvent
 from icalendar.parser import Contentline
 from icalendar.prop import vDDDLists, vRecur
 
-from server.clock import Clock, SystemClock
+from server.kit.clock import Clock, SystemClock
 from tests.local_server import LocalServer
 
 API = "/calendar/v3"

@@ -69,7 +69,7 @@ import pytest
 import requests
 from aiohttp import web
 
-from server.clock import Clock, SystemClock
+from server.kit.clock import Clock, SystemClock
 from tests.local_server import LocalServer
 
 GRAPH = "/v1.0"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from server.app import create_app
-from server.config import load_config
+from server.config.model import load_config
 from tests.booking_world import started
 from tests.conftest import event, ics
 from tests.test_booking_form import FIRST_OPEN, form_for, hidden

@@ -70,7 +70,7 @@ async def test_a_signed_webhook_once_per_state_change(feed, serve, clock,
 
 
 def alert_config(feed: Path, db_name: str, alerts: list[dict[str, Any]]) -> Any:
-    from server.config import parse_config
+    from server.config.model import parse_config
 
     return parse_config({
         "server": {"database": str(feed.parent / "db" / db_name), "timezone": "UTC"},

@@ -10,7 +10,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.availability import (
+from server.booking.availability import (
     BUSY,
     TENTATIVE,
     BusyInterval,

@@ -207,4 +207,4 @@ async def test_unknown_page_and_static_files(sources, make_config, serve) -> Non
     assert script is not None
     static = await client.get(script.group(1))
     assert static.status == 200 and "immutable" in static.headers["Cache-Control"]
-    assert (await client.get("/static/../config.py")).status == 404
+    assert (await client.get("/static/../form.py")).status == 404

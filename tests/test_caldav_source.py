@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from icalendar import vDuration
 
-from server.sync import SyncOutcome
+from server.sync.loop import SyncOutcome
 from tests.conftest import NOW, event, ics
 from tests.peers import Calendar, Peer, PeerPool, peer_for
 

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.calendar_view import (
+from server.booking.slots import Slot
+from server.outputs.calendar_view import (
     add_months,
     day_label,
     duration_label,
@@ -19,7 +20,6 @@ from server.calendar_view import (
     pick_day,
     slots_by_day,
 )
-from server.slots import Slot
 
 ZONES = st.sampled_from(["UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo",
                          "Pacific/Kiritimati", "Pacific/Pago_Pago", "Australia/Lord_Howe",

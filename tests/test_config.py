@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 
-from server.config import (
+from server.config.model import (
     BookingPageConfig,
     HoldTargetConfig,
     QuestionConfig,
     load_config,
     parse_config,
 )
-from server.durations import format_duration, parse_duration
 from server.errors import ConfigError
+from server.kit.durations import format_duration, parse_duration
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = {"name": "work", "kind": "ics", "url": "work.ics"}
@@ -181,11 +181,11 @@ def _documented_keys() -> dict[str, set[str]]:
 
 
 def test_every_documented_key_exists_and_every_key_is_documented() -> None:
-    from server.config import _CALENDAR_KEYS, _SERVER_KEYS, _SOURCE_KEYS, _SUBSCRIBER_KEYS
-    from server.config_alerts import ALERT_KEYS
-    from server.config_google import GOOGLE_KEYS
-    from server.config_microsoft import MICROSOFT_KEYS
-    from server.config_pages import _BOOKING_PAGE_KEYS, _HOLD_TARGET_KEYS, _QUESTION_KEYS
+    from server.config.alerts import ALERT_KEYS
+    from server.config.google import GOOGLE_KEYS
+    from server.config.microsoft import MICROSOFT_KEYS
+    from server.config.model import _CALENDAR_KEYS, _SERVER_KEYS, _SOURCE_KEYS, _SUBSCRIBER_KEYS
+    from server.config.pages import _BOOKING_PAGE_KEYS, _HOLD_TARGET_KEYS, _QUESTION_KEYS
 
     expected = {
         "`[server]`": _SERVER_KEYS,
@@ -234,7 +234,7 @@ def test_env_var_not_leaked_in_errors(tmp_path: Path) -> None:
 
 
 def test_failed_booking_attempts_have_their_own_rate(tmp_path: Path) -> None:
-    from server.ratelimit import Rate
+    from server.kit.ratelimit import Rate
 
     server = parse_config({}, base_dir=tmp_path).server
     assert server.rate_limit_bookings == Rate(10, timedelta(hours=1))

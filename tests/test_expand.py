@@ -17,7 +17,8 @@ from icalendar import Calendar, Event
 
 from adapters.base import BadUpstreamData
 from adapters.ics import split_feed
-from server.expand import (
+from server.store import STATUS_BUSY, STATUS_TENTATIVE, BusyRow
+from server.sync.expand import (
     MAX_INSTANCES_PER_ITEM,
     BadItem,
     ExpandContext,
@@ -26,7 +27,6 @@ from server.expand import (
     expand_item,
     to_utc,
 )
-from server.store import STATUS_BUSY, STATUS_TENTATIVE, BusyRow
 
 BUSY = STATUS_BUSY
 TENTATIVE = STATUS_TENTATIVE

@@ -15,9 +15,9 @@ import caldav
 import pytest
 from caldav.lib import error as dav_error
 
-from server.clock import FixedClock
-from server.config import parse_config
+from server.config.model import parse_config
 from server.errors import ConfigError
+from server.kit.clock import FixedClock
 from tests.conftest import NOW, event, ics
 from tests.test_caldav_endpoint import run_vdirsyncer, vdirsyncer_config
 

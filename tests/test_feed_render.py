@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from icalendar import Calendar, vText
 
-from server.availability import BUSY, TENTATIVE, BusyInterval
-from server.feeds import (
+from server.booking.availability import BUSY, TENTATIVE, BusyInterval
+from server.outputs.feeds import (
     _block_event,
     _calendar,
     block_uid,

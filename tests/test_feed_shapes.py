@@ -19,10 +19,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-import server.expand
+import server.sync.expand
 from adapters.base import BadUpstreamData
 from adapters.ics import read_feed, split_feed
-from server.expand import BadItem, ExpandContext, Expansion, expand_item
+from server.sync.expand import BadItem, ExpandContext, Expansion, expand_item
 from tests.conftest import NOW
 from tests.corpus import lost_vevents
 
@@ -224,7 +224,7 @@ def test_a_uid_whose_only_copies_are_unreadable_is_skipped_whole() -> None:
 
 
 def test_copies_share_one_budget_of_rule_steps(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(server.expand, "MAX_RULE_STEPS", 1000)
+    monkeypatch.setattr(server.sync.expand, "MAX_RULE_STEPS", 1000)
     # Each daily rule from mid-2025 steps ~580 times up to the window's end; two do not fit.
     daily = vevent("dense", "DTSTART:20250601T090000Z", "DURATION:PT1H", "RRULE:FREQ=DAILY")
     later = vevent("dense", "DTSTART:20250601T100000Z", "DURATION:PT1H", "RRULE:FREQ=DAILY")

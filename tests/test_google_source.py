@@ -132,7 +132,7 @@ async def test_a_revoked_token_asks_for_reauthorization(google, tmp_path, make_c
     assert record.needs_reauth and "fbproxy auth google --source g" in (record.last_error or "")
     answer = await (await client.get("/api/v1/freebusy", headers=AUTH)).json()
     assert answer["sources"][0]["needs_reauth"] is True
-    from server.status import admin_secret
+    from server.outputs.status import admin_secret
     status = await (await client.get("/api/v1/status", headers={
         "Authorization": f"Bearer {await admin_secret(runtime)}"})).json()
     [google_source] = status["sources"]
@@ -280,7 +280,7 @@ async def test_a_meet_link_google_fails_to_make_is_reported_not_retried(
     stored = await runtime.store.booking(booking["id"])
     assert stored is not None and not stored.video_link
     assert await runtime.holds.run_once() == 0, "the hold is written: no second insert"
-    from server.status import admin_secret
+    from server.outputs.status import admin_secret
     status = await (await client.get("/api/v1/status", headers={
         "Authorization": f"Bearer {await admin_secret(runtime)}"})).json()
     [done] = [h for h in status["holds"] if h["action"] == "write"]
@@ -397,8 +397,8 @@ async def test_push_channels_are_renewed_before_google_stops_them(
     """Three weeks of hourly checks (the push loop's pace): at every check a channel
     is live and stays live until the next one, whatever expiration Google answered."""
     from server.app import create_app
-    from server.push import CHECK_EVERY
     from server.runtime import RUNTIME
+    from server.sync.push import CHECK_EVERY
     from tests.peers import free_port
 
     google.channel_lifetime = lifetime
@@ -436,7 +436,7 @@ async def test_push_channels_are_renewed_before_google_stops_them(
 ])
 def test_google_config_errors_name_the_key(tmp_path: Path, extra: dict[str, Any],
                                            problem: str) -> None:
-    from server.config import parse_config
+    from server.config.model import parse_config
     from server.errors import ConfigError
 
     raw = {"name": "g", "kind": "google", "client_id": "id", "client_secret": "secret"}
@@ -451,7 +451,7 @@ def test_google_config_errors_name_the_key(tmp_path: Path, extra: dict[str, Any]
 def test_google_client_file_and_defaults(tmp_path: Path) -> None:
     import json
 
-    from server.config import parse_config
+    from server.config.model import parse_config
 
     client = tmp_path / "client.json"
     client.write_text(json.dumps({"installed": {"client_id": "abc.apps", "client_secret": "s"}}))

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.availability import BUSY, TENTATIVE, BusyInterval, merge_busy
-from server.heatmap import heatmap
+from server.booking.availability import BUSY, TENTATIVE, BusyInterval, merge_busy
+from server.outputs.heatmap import heatmap
 
 UTC_ZONE = ZoneInfo("UTC")
 

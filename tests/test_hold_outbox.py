@@ -12,8 +12,8 @@ import pytest
 from icalendar import Calendar as ICalendar
 
 from adapters.caldav import HOLD_MARKER
-from server.adapter_kinds import ADAPTER_KINDS, AdapterContext
-from server.clock import FixedClock
+from server.kit.clock import FixedClock
+from server.sync.adapter_kinds import ADAPTER_KINDS, AdapterContext
 from tests.conftest import NOW, event, ics
 from tests.peers import Peer, PeerPool, peer_for
 

@@ -28,7 +28,7 @@ from icalendar import Calendar
 
 from adapters.base import AdapterError
 from adapters.ics import MAX_LINE_CHARS, split_feed
-from server.expand import MAX_INSTANCES_PER_ITEM, BadItem, ExpandContext, expand_item
+from server.sync.expand import MAX_INSTANCES_PER_ITEM, BadItem, ExpandContext, expand_item
 from tests.conftest import NOW, event, ics
 
 HOSTILE = Path(__file__).parent / "data" / "hostile"

@@ -11,7 +11,7 @@ from typing import Any
 from icalendar import Calendar
 
 from adapters.caldav import render_hold
-from server.holds import _hold, hold_fields
+from server.booking.holds import _hold, hold_fields
 from server.store import OutboxRow
 from tests.conftest import ics
 

@@ -1,5 +1,5 @@
 """Out-of-range input is a 400 with a reason, never a 500: durations and dates are bounded
-where they are parsed (server/durations.py), and a fuzz run throws arbitrary strings and
+where they are parsed (server/kit/durations.py), and a fuzz run throws arbitrary strings and
 numbers at every query parameter and JSON field of the public routes.
 
 The fuzz run drives a real server on a loopback port from plain blocking HTTP, so that
@@ -26,9 +26,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from server.app import create_app
-from server.clock import FixedClock
-from server.config import parse_config
-from server.durations import MAX_DURATION, echo, parse_duration
+from server.config.model import parse_config
+from server.kit.clock import FixedClock
+from server.kit.durations import MAX_DURATION, echo, parse_duration
 from server.runtime import RUNTIME
 from tests.booking_world import build, guest, started
 from tests.conftest import NOW, event, ics

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from server.app import create_app
-from server.push import UNKNOWN_STOPS
 from server.runtime import RUNTIME
+from server.sync.push import UNKNOWN_STOPS
 from tests.peers import free_port
 from tests.test_google_source import google, source  # noqa: F401
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.ratelimit import Rate, RateLimiter, client_key, parse_rate
+from server.kit.ratelimit import Rate, RateLimiter, client_key, parse_rate
 from tests.booking_world import build, guest
 
 

@@ -33,9 +33,9 @@ from icalendar import Calendar
 
 from adapters.base import SkippedItem
 from adapters.ics import split_feed
-from server.availability import BusyInterval
-from server.clock import FixedClock
-from server.sync import SyncOutcome
+from server.booking.availability import BusyInterval
+from server.kit.clock import FixedClock
+from server.sync.loop import SyncOutcome
 from tests.conftest import NOW, REPO
 from tests.corpus import (
     Reference,
@@ -61,7 +61,7 @@ class Known:
     kind: str  # "differs", "refuses" (the reference reads it) or "invariant"
     reason: str
     # Which of the eight feed shapes being fixed in adapters/ics.py and
-    # server/expand.py causes it (1-8), or None for a difference that remains.
+    # server/sync/expand.py causes it (1-8), or None for a difference that remains.
     shape: int | None = None
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from server.app import create_app
-from server.config import load_config
+from server.config.model import load_config
 from server.runtime import RUNTIME
 from tests.conftest import event, ics
 

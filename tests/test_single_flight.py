@@ -7,7 +7,7 @@ import gc
 
 import pytest
 
-from server.single_flight import SingleFlight
+from server.kit.single_flight import SingleFlight
 
 
 async def test_concurrent_callers_share_one_computation() -> None:

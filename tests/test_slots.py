@@ -23,8 +23,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.availability import BUSY, TENTATIVE, BusyInterval
-from server.slots import (
+from server.booking.availability import BUSY, TENTATIVE, BusyInterval
+from server.booking.slots import (
     HostStats,
     Rules,
     Slot,

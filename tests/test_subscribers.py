@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.status import status_report
+from server.outputs.status import status_report
 from tests.booking_world import HOSTS, guest
 
 OWNER = "secret-of-alex-0123456789"

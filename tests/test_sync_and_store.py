@@ -24,7 +24,7 @@ from adapters.base import (
 )
 from server.errors import StoreError
 from server.store import MIGRATIONS, BusyRow, Store, StoredItem
-from server.sync import retry_delay
+from server.sync.loop import retry_delay
 from tests.conftest import NOW, event, ics
 
 

@@ -25,7 +25,7 @@ import pytest
 from aiohttp import web
 
 from adapters import microsoft
-from server.sync import MAX_RETRY, SyncOutcome, retry_delay
+from server.sync.loop import MAX_RETRY, SyncOutcome, retry_delay
 from tests.conftest import event, ics
 from tests.fake_google import FakeGoogle
 from tests.faultproxy import FaultProxy, HttpFaults

@@ -1,0 +1,331 @@
+"""Booking a slot: validate the guest's request, then check and book in one transaction.
+
+The slot is checked again inside the store's write transaction (BEGIN
+IMMEDIATE), against every busy instance, every booking and every rule, so two
+guests can never get the same host at the same time — even across processes.
+From the commit on, the booked time is busy in every output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import re
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from server.booking.availability import BusyInterval
+from server.booking.busy import hosts_busy, known_until
+from server.booking.holds import hold_fields
+from server.booking.slots import (
+    HostStats,
+    Rules,
+    Slot,
+    buffered_span,
+    candidate_slots,
+    choose_host,
+    collective_slots,
+    local_date,
+    round_robin_slots,
+)
+from server.config.model import BookingPageConfig, CalendarConfig
+from server.config.pages import MADE_UPSTREAM
+from server.errors import RequestError
+from server.kit.durations import (
+    duration_from_minutes,
+    echo,
+    format_duration,
+    parse_duration,
+    parse_instant,
+)
+from server.kit.zones import available_zones
+from server.store import BookingRecord, BookingTransaction
+
+if TYPE_CHECKING:  # the shared parts: built above this layer, passed in
+    from server.runtime import Runtime
+
+MAX_NAME = 200
+MAX_EMAIL = 254
+# Deliberately plain: one @, no spaces, quotes, brackets or separators, a dot in the domain.
+_EMAIL = re.compile(r"[^@\s<>()\[\]\\,;:\"]+@[^@\s<>()\[\]\\,;:\"]+\.[^@\s<>()\[\]\\,;:\"]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
+FAIRNESS_PERIOD = timedelta(days=30)
+# A re-check round another booking started this shortly before counts for this
+# one too: under load, bookings share rounds instead of queueing one each.
+RECHECK_SLACK = timedelta(seconds=1)
+
+
+def page_rules(page: BookingPageConfig, duration: timedelta) -> Rules:
+    """The slot engine's rules for one of a page's durations."""
+    return Rules(
+        zone=page.zone, weekly_hours=page.weekly_hours, date_overrides=page.date_overrides,
+        duration=duration, step=page.slot_step, buffer_before=page.buffer_before,
+        buffer_after=page.buffer_after, minimum_notice=page.minimum_notice,
+        max_days_ahead=page.max_days_ahead, daily_limit=page.daily_limit,
+        tentative_blocks=page.tentative_blocks)
+
+
+@dataclass(frozen=True, slots=True)
+class BookingRequest:
+    start: datetime
+    duration: timedelta
+    name: str
+    email: str
+    answers: Mapping[str, str]
+    timezone: str = ""  # the guest's, for showing them times; "" when not given
+
+
+def parse_booking_request(body: object, page: BookingPageConfig) -> BookingRequest:
+    """The guest's JSON, checked field by field; anything odd is a 400/422 with a reason."""
+    if not isinstance(body, dict):
+        raise RequestError(400, "send a JSON object")
+    unknown = sorted(set(body) - {"start", "duration", "name", "email", "answers", "timezone"})
+    if unknown:
+        raise RequestError(400, f"unknown field(s): {', '.join(unknown)}")
+    return BookingRequest(
+        start=_start(body.get("start")), duration=_duration(body.get("duration"), page),
+        name=_name(body.get("name")), email=_email(body.get("email")),
+        answers=_answers(body.get("answers", {}), page), timezone=_timezone(body.get("timezone")))
+
+
+def _start(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise RequestError(400, "start must be an ISO 8601 date-time string")
+    if len(value.strip()) == 10:
+        raise RequestError(400, f"start={echo(value)} is a date; send a date-time with a time "
+                           "zone, e.g. 2026-12-01T09:00:00Z")
+    try:
+        return parse_instant(value, "start", UTC)
+    except ValueError as exc:
+        raise RequestError(400, str(exc)) from exc
+
+
+def _duration(value: object, page: BookingPageConfig) -> timedelta:
+    """Minutes (30) or a duration like the slots API's ("30m", "1h")."""
+    if value is None:
+        return page.durations[0]
+    wrong = RequestError(400, "duration must be minutes (30) or like \"30m\"")
+    try:
+        if isinstance(value, int) and not isinstance(value, bool):
+            duration = duration_from_minutes(value)
+        elif isinstance(value, str) and len(value) <= 20:
+            duration = parse_duration(value)
+        else:
+            raise wrong
+    except ValueError as exc:
+        raise RequestError(400, f"{wrong.reason}: {exc}") from exc
+    if duration not in page.durations:
+        offered = ", ".join(format_duration(d) for d in page.durations)
+        raise RequestError(422, f"duration {echo(value)} is not offered; choose one of "
+                           f"{offered}")
+    return duration
+
+
+def _name(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise RequestError(422, "name is required")
+    if len(value) > MAX_NAME or _CONTROL.search(value):
+        raise RequestError(422, f"name must be one line of at most {MAX_NAME} characters")
+    return value.strip()
+
+
+def _email(value: object) -> str:
+    if not isinstance(value, str) or len(value) > MAX_EMAIL or not _EMAIL.fullmatch(value):
+        raise RequestError(422, "email must be an e-mail address like sam@example.org")
+    return value
+
+
+def _timezone(value: object) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > 64 or value not in available_zones():
+        raise RequestError(422, "timezone must be an IANA time zone such as Europe/Berlin")
+    return value
+
+
+def _answers(value: object, page: BookingPageConfig) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise RequestError(400, "answers must be an object")
+    questions = {q.name: q for q in page.questions}
+    unknown = sorted(set(value) - set(questions))
+    if unknown:
+        raise RequestError(422, f"no question named {', '.join(unknown)}")
+    answers: dict[str, str] = {}
+    for name, question in questions.items():
+        answer = value.get(name, "")
+        if not isinstance(answer, str):
+            raise RequestError(422, f"answers.{name} must be text")
+        answer = answer.replace("\r\n", "\n").strip()
+        control = _CONTROL_BUT_NEWLINE if question.kind == "textarea" else _CONTROL
+        if len(answer) > question.max_length or control.search(answer):
+            raise RequestError(422, f"answers.{name} must be at most {question.max_length} "
+                               "characters of plain text")
+        if question.required and not answer:
+            raise RequestError(422, f"answers.{name} is required")
+        if answer:
+            answers[name] = answer
+    return answers
+
+
+async def book(runtime: Runtime, page: BookingPageConfig,
+               request: BookingRequest) -> BookingRecord:
+    """Book the slot or raise 409/422; counted in the metrics by result."""
+    try:
+        booking = await _book(runtime, page, request)
+    except RequestError as exc:
+        result = "taken" if exc.status == 409 else "invalid"
+        runtime.metrics.bookings.labels(page.slug, result).inc()
+        raise
+    runtime.metrics.bookings.labels(page.slug, "booked").inc()
+    return booking
+
+
+async def _book(runtime: Runtime, page: BookingPageConfig,
+                request: BookingRequest) -> BookingRecord:
+    """The check and the insert, in one transaction."""
+    rules = page_rules(page, request.duration)
+    now = runtime.clock.now()
+    slot = Slot(int(request.start.timestamp()),
+                int((request.start + request.duration).timestamp()))
+    if slot not in candidate_slots(rules, now, request.start, request.start + request.duration):
+        raise RequestError(422, "that time is not one of this page's slots (outside hours, "
+                           "off the grid, too soon or too far ahead)")
+    await _recheck(runtime, page)
+    known = await known_until(runtime, (*page.hosts, *page.resources))
+    span = buffered_span(rules, slot.start, slot.end)
+    async with runtime.store.booking_transaction() as tx:
+        async def read(calendar: CalendarConfig) -> list[BusyInterval]:
+            rows = await tx.busy_rows(runtime.ids_of(calendar.sources), [calendar.name], *span)
+            return [BusyInterval(start, end, status) for start, end, status in rows]
+
+        busy_by_host = await hosts_busy(runtime, page, span, known, read)
+        counts = {host: await _bookings_per_day(tx, rules, host, slot) for host in page.hosts}
+        host = await _assign(page, rules, tx, slot, busy_by_host, counts, now)
+        takers = (*page.hosts, *page.resources) if page.mode == "collective" else \
+            (host, *page.resources)
+        booking = BookingRecord(
+            id=new_booking_id(), page=page.slug, host=host, start=slot.start, end=slot.end,
+            guest_name=request.name, guest_email=request.email, answers=dict(request.answers),
+            cancel_secret=secrets.token_urlsafe(24), status="confirmed",
+            created=int(now.timestamp()), guest_timezone=request.timezone)
+        booking = replace(booking, video_link=video_link(page, booking.id))
+        await tx.insert(booking, [(name, slot.start, slot.end) for name in takers])
+        for taker in takers:
+            target = page.hold_target.get(taker)
+            if target is not None:
+                await tx.queue_hold(booking.id, taker, source=target.source,
+                                    calendar=target.calendar,
+                                    hold=hold_fields(page, booking, taker), now=booking.created)
+    if runtime.holds is not None:
+        runtime.holds.trigger()
+    return booking
+
+
+async def _recheck(runtime: Runtime, page: BookingPageConfig) -> None:
+    """Sync the page's sources once more, so an event added upstream a moment ago counts.
+
+    Bounded by ``recheck_timeout``; concurrent bookings share each source's round.
+    With ``recheck = "required"`` a round that fails or runs late refuses the booking.
+    """
+    if page.recheck == "off":
+        return
+    since = time.perf_counter() - RECHECK_SLACK.total_seconds()
+    names = {source for name in (*page.hosts, *page.resources)
+             if (calendar := runtime.config.calendar(name)) is not None
+             for source in calendar.sources}
+    syncers = [runtime.sync.syncers[name] for name in sorted(names)
+               if name in runtime.sync.syncers]
+    unsure = RequestError(503, "could not confirm with the calendars in time that this slot "
+                          "is still free; please try again", headers={"Retry-After": "5"})
+    try:
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(*(syncer.fresh_round(since) for syncer in syncers)),
+            page.recheck_timeout.total_seconds())
+    except TimeoutError:
+        if page.recheck == "required":
+            raise unsure from None
+        return
+    if page.recheck == "required" and not all(outcome.ok for outcome in outcomes):
+        raise unsure
+
+
+async def _assign(page: BookingPageConfig, rules: Rules, tx: BookingTransaction, slot: Slot,
+                  busy_by_host: Mapping[str, list[BusyInterval]],
+                  counts: Mapping[str, Mapping[date, int]], now: datetime) -> str:
+    taken = RequestError(409, "that slot was just taken; please pick another")
+    if page.mode == "collective":
+        if not collective_slots([slot], busy_by_host, rules, counts):
+            raise taken
+        return page.hosts[0]
+    offered = round_robin_slots([slot], busy_by_host, rules, counts)
+    if not offered:
+        raise taken
+    if len(offered[0][1]) == 1:  # nobody to be fair to
+        return next(iter(offered[0][1]))
+    since = int((now - FAIRNESS_PERIOD).timestamp())
+    stats = await tx.host_stats(list(offered[0][1]), since)
+    return choose_host(offered[0][1], {
+        host: HostStats(bookings_in_period=count, last_booked=last)
+        for host, (count, last) in stats.items()})
+
+
+async def _bookings_per_day(tx: BookingTransaction, rules: Rules, host: str,
+                            slot: Slot) -> dict[date, int]:
+    if rules.daily_limit is None:
+        return {}
+    starts = await tx.booking_starts(host, slot.start - 2 * 86400, slot.start + 2 * 86400)
+    return bookings_per_day(rules, starts)
+
+
+def bookings_per_day(rules: Rules, starts: list[int]) -> dict[date, int]:
+    """Bookings per local date of the page, the way the daily limit counts them."""
+    counts: dict[date, int] = {}
+    for start in starts:
+        day = local_date(rules, start)
+        counts[day] = counts.get(day, 0) + 1
+    return counts
+
+
+def video_link(page: BookingPageConfig, booking_id: str) -> str:
+    """One meeting room per booking, shared by the guest and every host's hold."""
+    if not page.video_link or page.video_link in MADE_UPSTREAM:
+        return ""  # the hold's upstream makes the link (Meet, Teams; see HoldWorker)
+    return page.video_link.format(random=secrets.token_hex(8), booking_id=booking_id)
+
+
+def new_booking_id() -> str:
+    """Random and URL-safe; the hold's UID upstream is derived from it."""
+    return "bk_" + secrets.token_hex(12)
+
+
+async def find_booking(runtime: Runtime, booking_id: str, secret: str) -> BookingRecord:
+    """The booking if ``secret`` is its secret; 404 alike for a wrong id or secret."""
+    booking = await runtime.store.booking(booking_id) if len(booking_id) <= 64 else None
+    if booking is None or not hmac.compare_digest(booking.cancel_secret.encode(),
+                                                  secret.encode()):
+        raise RequestError(404, "no booking with this id and secret")
+    return booking
+
+
+async def cancel(runtime: Runtime, booking: BookingRecord) -> BookingRecord:
+    """Free the booking's time at once; the holds upstream are removed by the worker.
+
+    Cancelling twice is harmless; a booking that has started can no longer be
+    cancelled (its hold stays in the host's calendar as a record).
+    """
+    now = int(runtime.clock.now().timestamp())
+    if booking.status == "confirmed":
+        if booking.start <= now:
+            raise RequestError(409, "this booking has already started and cannot be cancelled")
+        await runtime.store.cancel_booking(booking.id, now=now)
+        runtime.metrics.bookings.labels(booking.page, "cancelled").inc()
+        if runtime.holds is not None:
+            runtime.holds.trigger()
+    cancelled = await runtime.store.booking(booking.id)
+    assert cancelled is not None
+    return cancelled

@@ -1,0 +1,150 @@
+"""The hold outbox worker: writes bookings upstream as holds, and removes them.
+
+A booking's transaction queues its holds, so a hold is never forgotten; the
+worker delivers each through the target source's adapter and only then marks
+it done. A crash in between means one more delivery, which the adapter makes
+harmless (the hold's UID comes from the booking id: CalDAV's If-None-Match
+answers 412, which counts as done). So each booking is written upstream once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from adapters.base import AdapterError, Hold, HoldRef
+from server.config.model import BookingPageConfig
+from server.config.pages import MADE_UPSTREAM
+from server.kit.background import BackgroundLoop
+from server.kit.clock import Clock, iso
+from server.kit.metrics import Metrics
+from server.store import BookingRecord, OutboxRow, Store
+from server.store.holds import VIDEO_PROBLEM
+from server.sync.loop import retry_delay
+
+log = logging.getLogger("fbproxy.holds")
+
+RETRY_BASE = timedelta(minutes=5)
+
+
+class HoldWriter(Protocol):
+    async def write_hold(self, hold: Hold) -> HoldRef: ...
+
+    async def delete_hold(self, ref: HoldRef) -> None: ...
+
+
+def hold_fields(page: BookingPageConfig, booking: BookingRecord, host: str) -> dict[str, str]:
+    """What the hold says, fixed when the booking is made (templates checked by the config)."""
+    title = page.hold_title.format(title=page.title, guest_name=booking.guest_name,
+                                   guest_email=booking.guest_email, host=host)
+    link = booking.video_link
+    # "google-meet" / "teams" ask the adapter to have the link made with the hold.
+    location = page.video_link if page.video_link in MADE_UPSTREAM else link
+    lines = [f"Booked through {page.title}.", f"Guest: {booking.guest_name} "
+             f"<{booking.guest_email}>"]
+    lines += [f"{name}: {answer}" for name, answer in booking.answers.items()]
+    if link:
+        lines.append(f"Join: {link}")
+    return {
+        "title": title, "start": iso(booking.start), "end": iso(booking.end),
+        "created": iso(booking.created), "status": page.hold_status.upper(),
+        "description": "\n".join(lines), "location": location, "url": link,
+    }
+
+
+def _hold(row: OutboxRow) -> Hold:
+    fields: dict[str, Any] = json.loads(row.hold)
+    when = {k: datetime.fromisoformat(fields[k].replace("Z", "+00:00"))
+            for k in ("start", "end", "created")}
+    return Hold(booking_id=row.booking_id, title=fields["title"], status=fields["status"],
+                description=fields["description"], location=fields["location"],
+                url=fields["url"], calendar=row.calendar, **when)
+
+
+class HoldWorker(BackgroundLoop):
+    """Delivers due outbox rows; woken by new bookings, else it polls."""
+
+    loop_name = "holds"
+
+    def __init__(self, store: Store, writers: Mapping[str, HoldWriter], clock: Clock,
+                 rng: random.Random | None = None, metrics: Metrics | None = None) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._writers = writers
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._wake = asyncio.Event()
+
+    def set_writers(self, writers: Mapping[str, HoldWriter]) -> None:
+        """The sources that take holds, after a config reload."""
+        self._writers = writers
+
+    def trigger(self) -> None:
+        self._wake.set()
+
+    async def _run_forever(self) -> None:
+        while True:
+            await self.run_once()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 30)
+            self._wake.clear()
+
+    async def run_once(self) -> int:
+        """Deliver every due row once; returns how many were delivered."""
+        now = int(self._clock.now().timestamp())
+        delivered = 0
+        for row in await self._store.due_holds(now):
+            result = "failed"
+            try:
+                await self._deliver(row)
+                delivered += 1
+                result = "delivered"
+            except AdapterError as exc:
+                await self._failed(row, str(exc), now)
+            except Exception as exc:  # a bug must not stop every other hold
+                log.exception("hold %s for %s: unexpected error", row.booking_id, row.host)
+                await self._failed(row, f"{type(exc).__name__}: {exc}", now)
+            if self._metrics is not None:
+                self._metrics.holds.labels(row.action, result).inc()
+        return delivered
+
+    async def _deliver(self, row: OutboxRow) -> None:
+        writer = self._writers.get(row.source)
+        if writer is None:
+            raise AdapterError(f"source {row.source} is not enabled or cannot take holds")
+        if not await self._store.hold_pending(row):
+            return  # retired meanwhile (cancelled before its write was delivered)
+        if row.action == "write":
+            ref = await writer.write_hold(_hold(row))
+            problem = VIDEO_PROBLEM + ref.video_problem if ref.video_problem else None
+            await self._store.hold_delivered(row, ref=ref.ref, etag=ref.etag, problem=problem)
+            if problem:
+                # The hold is in the calendar; only its link is missing. Retrying the
+                # write would not make one: say so on the status and booking pages.
+                log.warning("hold for booking %s written to %s without a video link: %s",
+                            row.booking_id, row.source, ref.video_problem)
+            if ref.video_link:
+                # The guest's link, made upstream (Meet); the first host's hold sets it.
+                await self._store.set_video_link(row.booking_id, ref.video_link)
+            log.info("hold for booking %s written to %s", row.booking_id, row.source)
+            return
+        ref_url, etag = await self._store.write_ref(row.booking_id, row.host)
+        if ref_url is None:
+            # Cancelled before the write landed: retire the write, nothing to remove yet.
+            await self._store.retire_write(row.booking_id, row.host)
+        else:
+            await writer.delete_hold(HoldRef(row.booking_id, ref_url, etag))
+        await self._store.hold_delivered(row, ref=ref_url, etag=None)
+        log.info("hold for booking %s removed from %s", row.booking_id, row.source)
+
+    async def _failed(self, row: OutboxRow, error: str, now: int) -> None:
+        delay = retry_delay(row.attempts + 1, RETRY_BASE, self._rng)
+        await self._store.hold_failed(row, error=error, retry_at=now + int(delay))
+        log.warning("hold %s for booking %s (attempt %d) failed: %s; retrying in %ds",
+                    row.action, row.booking_id, row.attempts + 1, error, delay)

@@ -1,0 +1,111 @@
+"""The booking form's month view: days, weeks and slot times in the guest's zone (pure).
+
+Slots are absolute instants; a guest in Tokyo and one in New York see the same
+slots on different local days and at different local times. Everything here
+turns instants into what one guest reads, and nothing else.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from server.booking.slots import Slot
+from server.kit.durations import check_instant, echo
+
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+          "September", "October", "November", "December")
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+@dataclass(frozen=True, slots=True)
+class DayCell:
+    day: date
+    in_month: bool
+    open_slots: int
+    selected: bool
+    today: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SlotView:
+    slot: Slot
+    start: str  # ISO 8601 with the guest's offset: what the form sends back
+    label: str  # "09:30"
+
+
+def parse_month(text: str) -> date:
+    """``"2026-12"`` → 2026-12-01; ValueError otherwise."""
+    year, sep, month = text.partition("-")
+    if not sep or len(year) != 4 or len(month) != 2 or not (year + month).isdigit():
+        raise ValueError(f"{echo(text)} is not a month like 2026-12")
+    first = date(int(year), int(month), 1)
+    # Months around it are shown too: the bound keeps them inside datetime's range.
+    check_instant(datetime.combine(first, time(), UTC), "month")
+    return first
+
+
+def month_of(day: date) -> date:
+    return day.replace(day=1)
+
+
+def add_months(month: date, count: int) -> date:
+    index = month.year * 12 + month.month - 1 + count
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def month_label(month: date) -> str:
+    return f"{MONTHS[month.month - 1]} {month.year}"
+
+
+def day_label(day: date) -> str:
+    """``Thursday, 26 November 2026``"""
+    return f"{WEEKDAYS[day.weekday()]}, {day.day} {MONTHS[day.month - 1]} {day.year}"
+
+
+def local(instant: int, zone: ZoneInfo) -> datetime:
+    return datetime.fromtimestamp(instant, UTC).astimezone(zone)
+
+
+def slots_by_day(slots: Iterable[Slot], zone: ZoneInfo) -> dict[date, list[SlotView]]:
+    """Slots grouped by the guest's local date of their start, in order."""
+    days: dict[date, list[SlotView]] = {}
+    for slot in sorted(slots):
+        start = local(slot.start, zone)
+        days.setdefault(start.date(), []).append(
+            SlotView(slot, start.isoformat(), start.strftime("%H:%M")))
+    return days
+
+
+def month_weeks(month: date, open_slots: Mapping[date, int], *, today: date,
+                selected: date | None) -> list[list[DayCell]]:
+    """Monday-first weeks covering ``month``; days of other months are marked."""
+    weeks = calendar.Calendar(firstweekday=0).monthdatescalendar(month.year, month.month)
+    return [[DayCell(day=day, in_month=day.month == month.month,
+                     open_slots=open_slots.get(day, 0) if day.month == month.month else 0,
+                     selected=day == selected, today=day == today)
+             for day in week] for week in weeks]
+
+
+def month_span(month: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
+    """The month's first and the next month's first midnight in ``zone``."""
+    return (datetime.combine(month, datetime.min.time(), zone),
+            datetime.combine(add_months(month, 1), datetime.min.time(), zone))
+
+
+def pick_day(days: Sequence[date], wanted: date | None) -> date | None:
+    """The wanted day if it has slots, else the first day that has."""
+    if wanted is not None and wanted in days:
+        return wanted
+    return days[0] if days else None
+
+
+def duration_label(duration: timedelta) -> str:
+    """``30 min``, ``1 h``, ``1 h 30 min``"""
+    minutes = int(duration.total_seconds() // 60)
+    hours, minutes = divmod(minutes, 60)
+    parts = ([f"{hours} h"] if hours else []) + ([f"{minutes} min"] if minutes else [])
+    return " ".join(parts) or "0 min"

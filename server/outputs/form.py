@@ -1,0 +1,349 @@
+"""The guest's booking form: /book/{slug}, and /booking/{id} to see or cancel a booking.
+
+Server-rendered (aiohttp-jinja2, autoescaped) and usable without JavaScript:
+every choice is a link or a form, so the page works on any browser and with
+any assistive technology; book.js only detects the time zone and saves
+clicks. The page shows free slots and nothing else of a host's calendar.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from multidict import MultiDictProxy
+
+from server.booking.book import (
+    book,
+    cancel,
+    find_booking,
+    parse_booking_request,
+)
+from server.booking.offer import offered_slots
+from server.config.model import BookingPageConfig
+from server.config.pages import MADE_UPSTREAM
+from server.errors import RequestError
+from server.kit.durations import format_duration, parse_day, parse_duration
+from server.kit.zones import available_zones, selectable_zones
+from server.outputs.calendar_view import (
+    add_months,
+    day_label,
+    duration_label,
+    local,
+    month_label,
+    month_of,
+    month_span,
+    month_weeks,
+    parse_month,
+    pick_day,
+    slots_by_day,
+)
+from server.outputs.feeds import render_guest_invite
+from server.outputs.guard import (
+    CSRF_FIELD,
+    booking_attempt,
+    check_csrf,
+    check_rate,
+    csrf_token,
+    set_csrf_cookie,
+)
+from server.outputs.pages_api import booking_page_of, invite_path, manage_path
+from server.runtime import RUNTIME, Runtime
+from server.store import BookingRecord
+
+STATIC_DIR = Path(__file__).with_name("static")
+STATIC_FILES: web.AppKey[dict[str, StaticFile]] = web.AppKey("static_files", dict)
+# Inline script and style are never needed, so none may run (XSS defence in depth).
+CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; "
+                           "img-src 'self'; form-action 'self'; base-uri 'none'; "
+                           "frame-ancestors 'none'")
+# How many months past an empty one the form looks for the first open day.
+_LOOKAHEAD_MONTHS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class StaticFile:
+    body: bytes
+    content_type: str
+    version: str
+
+
+def setup_form(app: web.Application) -> None:
+    """Templates, static files and the form's routes."""
+    env = aiohttp_jinja2.setup(
+        app, loader=jinja2.PackageLoader("server.outputs", "templates"),
+        autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.globals["static_url"] = lambda name: f"/static/{name}?v={app[STATIC_FILES][name].version}"
+    kinds = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
+    app[STATIC_FILES] = {
+        path.name: StaticFile(path.read_bytes(), kinds[path.suffix],
+                              hashlib.sha256(path.read_bytes()).hexdigest()[:12])
+        for path in sorted(STATIC_DIR.iterdir()) if path.suffix in kinds}
+    app.router.add_get("/static/{name}", static_file)
+    app.router.add_get("/book/{slug}", booking_form)
+    app.router.add_post("/book/{slug}", submit_booking)
+    app.router.add_get("/booking/{booking_id}", booking_status)
+    app.router.add_post("/booking/{booking_id}/cancel", cancel_booking)
+    app.router.add_get("/booking/{booking_id}/invite.ics", booking_invite)
+
+
+async def static_file(request: web.Request) -> web.Response:
+    found = request.app[STATIC_FILES].get(request.match_info["name"])
+    if found is None:
+        raise RequestError(404, "no such file")
+    # The URL carries the content hash (?v=), so it can be cached for good.
+    return web.Response(body=found.body, content_type=found.content_type, charset="utf-8",
+                        headers={"Cache-Control": "public, max-age=31536000, immutable"})
+
+
+# -- the form -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Choices:
+    """What the guest has picked so far (from the query or the posted form)."""
+
+    zone: ZoneInfo
+    duration: timedelta
+    month: date | None
+    day: date | None
+    start: str  # the ISO start of the chosen slot, or ""
+    zone_detected: bool  # False when the guest chose the zone (JS must not change it)
+
+
+def _choices(page: BookingPageConfig, values: MultiDictProxy[Any] | Any,
+             notices: list[str]) -> Choices:
+    """The guest's choices; a bad one falls back to the default and says so."""
+    zone_name = _text(values, "tz")
+    zone = page.zone
+    if zone_name and zone_name in available_zones():
+        zone = ZoneInfo(zone_name)
+    elif zone_name:
+        notices.append(f"“{zone_name[:64]}” is not a time zone we know; showing times in "
+                       f"{page.timezone}.")
+    duration = page.durations[0]
+    if _text(values, "duration"):
+        try:
+            duration = parse_duration(_text(values, "duration"))
+        except ValueError:
+            duration = timedelta(0)
+        if duration not in page.durations:
+            notices.append("That length is not offered; showing "
+                           f"{duration_label(page.durations[0])}.")
+            duration = page.durations[0]
+    month = day = None
+    try:
+        month = parse_month(_text(values, "month")) if _text(values, "month") else None
+        day = parse_day(_text(values, "day"), "day") if _text(values, "day") else None
+    except ValueError:
+        notices.append("That date is not one we understand; showing the first open day.")
+    return Choices(zone=zone, duration=duration, month=month, day=day,
+                   start=_text(values, "start"), zone_detected=not zone_name)
+
+
+def _text(values: Any, name: str, limit: int = 100) -> str:
+    value = values.get(name, "")
+    return value.strip()[:limit] if isinstance(value, str) else ""
+
+
+async def booking_form(request: web.Request) -> web.Response:
+    """GET /book/{slug}: the month, the chosen day's slots and, once one is picked, the form."""
+    runtime = request.app[RUNTIME]
+    page = booking_page_of(request, runtime)
+    check_rate(request, "pages")
+    notices: list[str] = []
+    choices = _choices(page, request.query, notices)
+    return await _render_form(request, runtime, page, choices, notices=notices)
+
+
+async def submit_booking(request: web.Request) -> web.Response:
+    """POST /book/{slug}: book, then send the guest to their booking's page."""
+    runtime = request.app[RUNTIME]
+    page = booking_page_of(request, runtime)
+    form = await request.post()
+    check_csrf(request, _text(form, CSRF_FIELD))
+    notices: list[str] = []
+    choices = _choices(page, form, notices)
+    fields = {"name": form.get("name", ""), "email": form.get("email", ""),
+              "answers": {q.name: form.get(f"answer.{q.name}", "") for q in page.questions}}
+    try:
+        # Its 429 is a RequestError too, re-raised below (the "please wait" page).
+        with booking_attempt(request):
+            booking = await book(runtime, page, parse_booking_request({
+                "start": choices.start, "duration": int(choices.duration.total_seconds() // 60),
+                "timezone": choices.zone.key, **fields}, page))
+    except RequestError as exc:
+        if exc.status not in (400, 409, 422):
+            raise
+        taken = exc.status == 409
+        return await _render_form(
+            request, runtime, page, choices, notices=notices, error=exc.reason,
+            status=exc.status, values=None if taken else fields, keep_slot=not taken)
+    raise web.HTTPSeeOther(manage_path(booking))
+
+
+async def _render_form(request: web.Request, runtime: Runtime, page: BookingPageConfig,
+                       choices: Choices, *, notices: list[str], error: str = "",
+                       status: int = 200, values: dict[str, Any] | None = None,
+                       keep_slot: bool = True) -> web.Response:
+    zone = choices.zone
+    now = runtime.clock.now()
+    today = now.astimezone(zone).date()
+    first_month = month_of(today)
+    last_day = (now.astimezone(page.zone) + timedelta(days=page.max_days_ahead + 1)
+                ).astimezone(zone).date()
+    last_month = month_of(last_day)
+    month = choices.month
+    if month is None and choices.day is not None:
+        month = month_of(choices.day)
+    if month is None or not first_month <= month <= last_month:
+        month = first_month
+        explicit = False
+    else:
+        explicit = True
+    days = slots_by_day(await offered_slots(runtime, page, choices.duration,
+                                            *month_span(month, zone)), zone)
+    # An empty current month: move on to the first month with an open day.
+    tries = 0
+    while not days and not explicit and month < last_month and tries < _LOOKAHEAD_MONTHS:
+        month, tries = add_months(month, 1), tries + 1
+        days = slots_by_day(await offered_slots(runtime, page, choices.duration,
+                                                *month_span(month, zone)), zone)
+    day = pick_day(sorted(days), choices.day)
+    day_slots = days.get(day, []) if day else []
+    chosen = next((s for s in day_slots if choices.start and s.start == choices.start), None) \
+        if keep_slot else None
+    if choices.start and keep_slot and chosen is None and not error:
+        notices.append("That time is no longer free; please pick another.")
+
+    def link(**changes: Any) -> str:
+        query = {"tz": zone.key, "duration": format_duration(choices.duration),
+                 "month": month.strftime("%Y-%m"), "day": day.isoformat() if day else None}
+        query.update(changes)
+        return "?" + urlencode({k: v for k, v in query.items() if v is not None})
+
+    token = csrf_token(request)
+    context = {
+        "page": page, "zone": zone.key, "zones": selectable_zones(),
+        "zone_detected": choices.zone_detected and request.method == "GET",
+        "duration": format_duration(choices.duration),
+        "durations": [(format_duration(d), duration_label(d)) for d in page.durations],
+        "duration_label": duration_label(choices.duration),
+        "month": month, "month_label": month_label(month), "month_value": month.strftime("%Y-%m"),
+        "previous_month": link(month=add_months(month, -1).strftime("%Y-%m"), day=None)
+        if month > first_month else None,
+        "next_month": link(month=add_months(month, 1).strftime("%Y-%m"), day=None)
+        if month < last_month else None,
+        "weeks": month_weeks(month, {d: len(s) for d, s in days.items()}, today=today,
+                             selected=day),
+        "day": day, "day_label": day_label(day) if day else "",
+        "slots": day_slots, "chosen": chosen,
+        "chosen_label": _when(chosen.slot.start, chosen.slot.end, zone) if chosen else "",
+        "link": link, "day_label_of": day_label,
+        "error": error, "notices": notices, "values": values or {},
+        "csrf": token, "csrf_field": CSRF_FIELD,
+    }
+    response = aiohttp_jinja2.render_template("book.html", request, context, status=status)
+    set_csrf_cookie(request, response, token)
+    return _page_response(response)
+
+
+def _when(start: int, end: int, zone: ZoneInfo) -> str:
+    """``Thursday, 26 November 2026, 09:00–09:30 (Europe/Berlin)``"""
+    first, last = local(start, zone), local(end, zone)
+    return (f"{day_label(first.date())}, {first:%H:%M}–{last:%H:%M} ({zone.key})")
+
+
+def _page_response(response: web.Response) -> web.Response:
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Robots-Tag"] = "noindex"
+    response.enable_compression()
+    return response
+
+
+def form_error(request: web.Request, status: int, reason: str,
+               headers: dict[str, str]) -> web.Response:
+    """An error as a page a guest can read, with the way back."""
+    slug = request.match_info.get("slug", "")
+    back = f"/book/{slug}" if request.path.startswith("/book/") and status != 404 else None
+    titles = {403: "Please try again", 404: "Not found", 409: "Already taken",
+              413: "Too much text", 429: "Please wait a moment"}
+    response = aiohttp_jinja2.render_template("error.html", request, {
+        "status": status, "title": titles.get(status, "Something is wrong"), "reason": reason,
+        "back": back}, status=status)
+    response.headers.update(headers)
+    return _page_response(response)
+
+
+# -- a booked slot ------------------------------------------------------------------
+
+
+async def _booking_from(request: web.Request, secret: str) -> BookingRecord:
+    return await find_booking(request.app[RUNTIME], request.match_info["booking_id"], secret)
+
+
+async def booking_status(request: web.Request) -> web.Response:
+    """GET /booking/{id}?secret=…: the guest's booking; safe to open, prefetch or share."""
+    check_rate(request, "pages")
+    runtime = request.app[RUNTIME]
+    booking = await _booking_from(request, request.query.get("secret", ""))
+    page = runtime.config.booking_page(booking.page)
+    zone = ZoneInfo(booking.guest_timezone or (page.timezone if page else "UTC"))
+    now = int(runtime.clock.now().timestamp())
+    token = csrf_token(request)
+    base = runtime.config.server.base_url
+    meet_pending = page is not None and page.video_link in MADE_UPSTREAM \
+        and not booking.video_link
+    response = aiohttp_jinja2.render_template("booking.html", request, {
+        "booking": booking, "title": page.title if page else booking.page,
+        "page_url": f"/book/{booking.page}" if page else None,
+        "when": _when(booking.start, booking.end, zone),
+        "duration_label": duration_label(timedelta(seconds=booking.end - booking.start)),
+        "show_host": page is not None and len(page.hosts) > 1 and page.mode == "round_robin",
+        "cancelled": booking.status == "cancelled", "started": booking.start <= now,
+        "meet_pending": meet_pending,
+        # Why the link the upstream was asked to make never came (hold worker).
+        "video_problem": await runtime.store.video_problem(booking.id) if meet_pending else None,
+        "manage_url": base + manage_path(booking), "invite_url": invite_path(booking),
+        "csrf": token, "csrf_field": CSRF_FIELD,
+    })
+    set_csrf_cookie(request, response, token)
+    return _page_response(response)
+
+
+async def cancel_booking(request: web.Request) -> web.Response:
+    """POST /booking/{id}/cancel (secret in the form): frees the slot at once."""
+    form = await request.post()
+    check_csrf(request, _text(form, CSRF_FIELD))
+    with booking_attempt(request):
+        booking = await _booking_from(request, _text(form, "secret"))
+        await cancel(request.app[RUNTIME], booking)
+    raise web.HTTPSeeOther(manage_path(booking))  # outside: a redirect is no failure
+
+
+async def booking_invite(request: web.Request) -> web.Response:
+    """GET /booking/{id}/invite.ics?secret=…: the guest's copy for their calendar."""
+    check_rate(request, "pages")
+    runtime = request.app[RUNTIME]
+    booking = await _booking_from(request, request.query.get("secret", ""))
+    page = runtime.config.booking_page(booking.page)
+    base = runtime.config.server.base_url
+    body = render_guest_invite(
+        uid=f"{booking.id}-guest@fbproxy", title=page.title if page else booking.page,
+        start=booking.start, end=booking.end, created=booking.created,
+        stamp=datetime.fromtimestamp(booking.created, UTC),
+        cancelled=booking.status == "cancelled", host=booking.host,
+        video_link=booking.video_link, manage_url=base + manage_path(booking))
+    return web.Response(body=body, content_type="text/calendar", charset="utf-8", headers={
+        "Content-Disposition": f'attachment; filename="{booking.page}.ics"',
+        "Cache-Control": "no-store"})

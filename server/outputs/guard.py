@@ -1,0 +1,192 @@
+"""What guards the guest-facing routes: per-client rate limits and CSRF tokens.
+
+CSRF uses the double-submit pattern: a random token in a SameSite=Strict,
+HttpOnly cookie and the same token in each form; another site can neither read
+the cookie nor set it, so it cannot forge a matching pair. Origin is checked
+too when the browser sends it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from server.config.model import Config
+from server.errors import RequestError
+from server.kit.ratelimit import RateLimiter, client_key
+from server.runtime import RUNTIME
+
+RATE_LIMITERS: web.AppKey[dict[str, RateLimiter]] = web.AppKey("rate_limiters", dict)
+CSRF_COOKIE = "fbproxy_csrf"
+CSRF_FIELD = "csrf"
+_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def rate_limiters(config: Config) -> dict[str, RateLimiter]:
+    """One limiter per kind of guest request that the config limits."""
+    rates = {"bookings": config.server.rate_limit_bookings,
+             "failed_bookings": config.server.rate_limit_failed_bookings,
+             "pages": config.server.rate_limit_pages,
+             "secrets": config.server.rate_limit_secrets}
+    return {kind: RateLimiter(rate) for kind, rate in rates.items() if rate is not None}
+
+
+def client_address(request: web.Request) -> str:
+    """The guest's address: the peer's, or X-Forwarded-For's behind a trusted proxy.
+
+    X-Forwarded-For is read right to left, skipping trusted proxies, so a
+    client cannot pick its own address by sending the header itself.
+    """
+    trusted = request.app[RUNTIME].config.server.trusted_proxies
+    address = request.remote or ""
+    if not trusted:
+        return address
+    hops = [hop.strip() for hop in request.headers.get("X-Forwarded-For", "").split(",")]
+    for hop in [address, *reversed([h for h in hops if h])]:
+        try:
+            ip = ipaddress.ip_address(hop)
+        except ValueError:
+            return hop[:64]
+        if not any(ip in network for network in trusted):
+            return hop
+        address = hop
+    return address
+
+
+def check_rate(request: web.Request, kind: str) -> None:
+    """Raise 429 with Retry-After when this client has used up its ``kind`` requests."""
+    limiter = request.app[RATE_LIMITERS].get(kind)
+    if limiter is None:
+        return
+    now = request.app[RUNTIME].clock.now().timestamp()
+    wait = limiter.take(client_key(client_address(request)), now)
+    if wait > 0:
+        raise _too_many(kind, limiter, wait)
+
+
+def _too_many(kind: str, limiter: RateLimiter, wait: float) -> RequestError:
+    seconds = max(1, round(wait))
+    what = {"bookings": "bookings", "failed_bookings": "failed booking attempts",
+            "secrets": "wrong secrets"}.get(kind, "requests")
+    return RequestError(429, f"too many {what} from your address ({limiter.rate}); "
+                        f"try again in {seconds} s", headers={"Retry-After": str(seconds)})
+
+
+# Which budget an attempt that ends well, or badly, counts against.
+_SUCCEEDED, _FAILED = "bookings", "failed_bookings"
+
+
+@contextmanager
+def booking_attempt(request: web.Request) -> Iterator[None]:
+    """Count one booking or cancellation (form or API) against the client's limits.
+
+    A successful one counts against ``rate_limit_bookings``; one that fails
+    (a typo's 422, a slot just taken, any error) against the more generous
+    ``rate_limit_failed_bookings``, so mistakes do not use up a guest's bookings.
+    Whether it succeeds is known only after the work, but the limit must hold
+    before it (and for concurrent requests from one client): so a token of both
+    budgets is taken first, 429 if either is spent, and the one the outcome
+    does not count against is given back when the block ends.
+    """
+    limiters = request.app[RATE_LIMITERS]
+    clock = request.app[RUNTIME].clock
+    client = client_key(client_address(request))
+    now = clock.now().timestamp()
+    # The limiters themselves, not their names: a reload may replace them meanwhile.
+    taken: dict[str, RateLimiter] = {}
+    for kind in (_SUCCEEDED, _FAILED):
+        limiter = limiters.get(kind)
+        if limiter is None:
+            continue
+        wait = limiter.take(client, now)
+        if wait > 0:
+            for other in taken.values():
+                other.refund(client, now)
+            raise _too_many(kind, limiter, wait)
+        taken[kind] = limiter
+    try:
+        yield
+    except BaseException:
+        _refund(taken.get(_SUCCEEDED), client, clock.now().timestamp())
+        raise
+    _refund(taken.get(_FAILED), client, clock.now().timestamp())
+
+
+def _refund(limiter: RateLimiter | None, client: str, now: float) -> None:
+    if limiter is not None:
+        limiter.refund(client, now)
+
+
+def wrong_secret(request: web.Request, error: RequestError) -> RequestError:
+    """The error for a wrong secret, counted per client: past the limit it is a 429.
+
+    Guessing a feed, API, CalDAV or admin secret then costs the guesser time;
+    the right secret still works (it is checked before this is reached).
+    """
+    check_rate(request, "secrets")
+    return error
+
+
+def csrf_token(request: web.Request) -> str:
+    """The client's token from its cookie, or a new one (see ``set_csrf_cookie``)."""
+    token = request.cookies.get(CSRF_COOKIE, "")
+    if 32 <= len(token) <= 64 and set(token) <= _TOKEN_CHARS:
+        return token
+    return secrets.token_urlsafe(32)
+
+
+def set_csrf_cookie(request: web.Request, response: web.StreamResponse, token: str) -> None:
+    if request.cookies.get(CSRF_COOKIE) == token:
+        return
+    secure = request.app[RUNTIME].config.server.base_url.startswith("https:")
+    response.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="Strict", secure=secure,
+                        path="/")
+
+
+def check_csrf(request: web.Request, submitted: str) -> None:
+    """403 unless the form's token matches the cookie and the request comes from us."""
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != "null" and not _same_origin(request, origin):
+        raise RequestError(403, "this form was sent from another site; open the booking "
+                           "page here and send it again")
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    if not cookie or not submitted or not hmac.compare_digest(cookie.encode(),
+                                                               submitted.encode()):
+        raise RequestError(403, "the form has expired or cookies are off; reload the page "
+                           "(cookies must be allowed for this site) and send it again")
+
+
+def check_not_cross_site(request: web.Request) -> None:
+    """403 for an admin API call that another site's page could have sent.
+
+    A browser that has the admin secret as HTTP Basic credentials (from the
+    status page) sends them with any form post, also from another site. Such a
+    post can carry neither an ``Authorization: Bearer`` header nor a JSON
+    content type, and says where it comes from in ``Origin``.
+    """
+    origin = request.headers.get("Origin")
+    if origin is not None and not _same_origin(request, origin):
+        raise RequestError(403, "this request was sent from another site")
+    scheme = request.headers.get("Authorization", "").partition(" ")[0].lower()
+    if scheme != "bearer" and request.content_type != "application/json":
+        raise RequestError(403, "send the admin secret as 'Authorization: Bearer …', or the "
+                           "request as application/json")
+
+
+def _same_origin(request: web.Request, origin: str) -> bool:
+    server = request.app[RUNTIME].config.server
+    ours = urlsplit(server.base_url)
+    theirs = urlsplit(origin)
+    if (theirs.scheme, theirs.netloc) == (ours.scheme, ours.netloc):
+        return True
+    # Without a configured base_url, the server may be reached on any of its addresses
+    # (the LAN address, a name): its own Host is then ours. With one, the Host header
+    # is the client's to choose and proves nothing.
+    return not server.base_url_configured and \
+        (theirs.scheme, theirs.netloc) == (request.scheme, request.host)

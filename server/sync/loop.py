@@ -1,0 +1,388 @@
+"""The sync loop: one task per source, polling, backoff, expansion, storing.
+
+A source's failure is recorded and retried with backoff; it never touches
+another source, and its last good data keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, replace
+from datetime import timedelta
+
+from adapters.base import (
+    AdapterError,
+    AuthExpired,
+    ChangeSet,
+    Item,
+    SkippedItem,
+    SourceAdapter,
+    SyncTokenInvalid,
+)
+from server.config.model import SourceConfig
+from server.errors import StoreError
+from server.kit.clock import Clock
+from server.kit.metrics import Metrics
+from server.store import SourceRecord, Store, StoredItem
+from server.sync.expand import EXPANSION_VERSION, BadItem, ExpandContext, expand_item
+
+log = logging.getLogger("fbproxy.sync")
+
+FIRST_RETRY = timedelta(seconds=30)
+MAX_RETRY = timedelta(minutes=30)
+# Recurring series are re-expanded when the window has moved on this much.
+WINDOW_SLACK = timedelta(days=1)
+PAST_KEPT = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncOutcome:
+    source: str
+    ok: bool
+    unchanged: bool = False
+    full: bool = False
+    items: int = 0
+    expanded: int = 0
+    deleted: int = 0
+    skipped: tuple[SkippedItem, ...] = ()
+    error: str | None = None
+    seconds: float = 0.0
+    bytes_received: int = 0
+    requests: int = 0
+    fetched: int = 0
+
+
+MAX_RETRY_AFTER = 86400.0
+
+
+def retry_delay(failures: int, poll_interval: timedelta, rng: random.Random) -> float:
+    """Seconds until the next round: the poll interval, or backoff after failures."""
+    if failures <= 0:
+        return poll_interval.total_seconds()
+    cap = max(poll_interval, MAX_RETRY).total_seconds()
+    first = min(FIRST_RETRY, poll_interval).total_seconds()
+    base: float = min(cap, first * 2.0 ** min(failures - 1, 32))
+    return base * rng.uniform(0.8, 1.2)
+
+
+def item_fingerprint(item: Item, context: ExpandContext) -> str:
+    """Changes when the item or anything that shapes its expansion changes."""
+    digest = hashlib.sha256()
+    owners = ",".join(sorted(context.owner_emails))
+    digest.update(f"{EXPANSION_VERSION}|{context.zone.key}|{owners}|".encode())
+    digest.update(item.ical.encode())
+    return digest.hexdigest()
+
+
+def expand_items(items: Sequence[Item], context: ExpandContext,
+                 fingerprints: dict[str, str]) -> tuple[list[StoredItem], list[SkippedItem]]:
+    """Expand a batch (runs in a worker thread); unreadable items are skipped."""
+    stored: list[StoredItem] = []
+    skipped: list[SkippedItem] = []
+    for item in items:
+        try:
+            expansion = expand_item(item.ical, context)
+        except BadItem as exc:
+            skipped.append(SkippedItem(item.key, str(exc)))
+            continue
+        skipped += [SkippedItem(item.key, reason) for reason in expansion.skipped]
+        if expansion.truncated:
+            skipped.append(SkippedItem(item.key, "too many occurrences; kept the first ones"))
+        stored.append(StoredItem(
+            key=item.key, ical=item.ical, content_hash=fingerprints[item.key], etag=item.etag,
+            recurring=expansion.recurring, instances=expansion.instances,
+            hold_booking=expansion.hold_booking))
+    return stored, skipped
+
+
+class SourceSyncer:
+    """Keeps one source in the store up to date."""
+
+    def __init__(self, source: SourceConfig, source_id: int, adapter: SourceAdapter, *,
+                 store: Store, clock: Clock, executor: Executor | None, horizon_days: int,
+                 rng: random.Random | None = None, metrics: Metrics | None = None) -> None:
+        self.source = source
+        self.source_id = source_id
+        self.adapter = adapter
+        self._store = store
+        self._clock = clock
+        self._executor = executor
+        self._horizon = timedelta(days=horizon_days)
+        self._rng = rng or random.Random()
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._metrics = metrics
+        self.failures = 0
+        self._retry_after = 0.0  # what the upstream asked for at its last failure
+        # The newest round (started when, and its task), shared by concurrent rechecks.
+        self._latest_round: tuple[float, asyncio.Task[SyncOutcome]] | None = None
+        # Every re-check round not yet finished: a newer one may have replaced
+        # the latest while an older one still waits for the lock.
+        self._rounds: set[asyncio.Task[SyncOutcome]] = set()
+        # Whether the stored items were checked against this run's expansion (its
+        # version, the source's zone and owners) since this syncer started.
+        self._expansions_checked = False
+
+    def context(self) -> ExpandContext:
+        now = self._clock.now()
+        return ExpandContext(
+            zone=self.source.zone, window_start=now - PAST_KEPT, window_end=now + self._horizon,
+            owner_emails=frozenset(self.source.owner_emails))
+
+    def trigger(self) -> None:
+        """Sync now instead of waiting for the next poll (push, manual)."""
+        self._wake.set()
+
+    async def run_forever(self) -> None:
+        while True:
+            await self.run_once()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.next_delay())
+            self._wake.clear()
+
+    def next_delay(self) -> float:
+        """Seconds until the next round: the poll, backoff, or the upstream's Retry-After."""
+        delay = retry_delay(self.failures, self.source.poll_interval, self._rng)
+        return max(delay, self._retry_after) if self.failures else delay
+
+    async def fresh_round(self, since: float) -> SyncOutcome:
+        """A round that started at ``since`` (time.perf_counter) or later.
+
+        Many bookings checking the same source at once share one round instead
+        of each asking the upstream again.
+        """
+        if self._latest_round is None or self._latest_round[0] < since:
+            task = asyncio.create_task(self.run_once())
+            self._rounds.add(task)
+            task.add_done_callback(self._rounds.discard)
+            self._latest_round = (time.perf_counter(), task)
+        return await asyncio.shield(self._latest_round[1])
+
+    async def cancel_rounds(self) -> None:
+        """Stop the re-check rounds still running (shutdown: the store closes next)."""
+        rounds = list(self._rounds)
+        for task in rounds:
+            task.cancel()
+        await asyncio.gather(*rounds, return_exceptions=True)
+
+    async def run_once(self) -> SyncOutcome:
+        async with self._lock:
+            started = time.perf_counter()
+            try:
+                outcome = await self._round()
+            except StoreError as exc:  # e.g. a full disk: this round is undone, try later
+                log.error("source %s: %s", self.source.name, exc)
+                outcome = SyncOutcome(self.source.name, ok=False, error=str(exc))
+                with contextlib.suppress(StoreError):
+                    await self._store.record_failure(
+                        self.source_id, error=str(exc), now=int(self._clock.now().timestamp()))
+            outcome = replace(outcome, seconds=time.perf_counter() - started)
+            self.failures = 0 if outcome.ok else self.failures + 1
+            with contextlib.suppress(StoreError):
+                await self._store.record_duration(self.source_id, outcome.seconds)
+            if self._metrics is not None:
+                self._metrics.sync_round(self.source.name, outcome.ok, outcome.unchanged,
+                                         outcome.seconds)
+            return outcome
+
+    async def _round(self) -> SyncOutcome:
+        record = await self._store.source(self.source_id)
+        context = self.context()
+        try:
+            changes = await self._fetch(record)
+        except AuthExpired as exc:
+            return await self._failed(exc, needs_reauth=True)
+        except AdapterError as exc:
+            return await self._failed(exc)
+        except Exception as exc:  # an adapter bug must not end the loop
+            log.exception("source %s: unexpected error while syncing", self.source.name)
+            return await self._failed(exc)
+        now = int(self._clock.now().timestamp())
+        if not self._expansions_checked:
+            await self._expand_outdated(record, context)
+            self._expansions_checked = True
+        if changes.unchanged:
+            await self._store.record_unchanged(self.source_id, state=dict(changes.state), now=now)
+            skipped = await self._roll_window(record, context)
+            return SyncOutcome(self.source.name, ok=True, unchanged=True,
+                               items=record.item_count, skipped=tuple(skipped),
+                               bytes_received=changes.bytes_received,
+                               requests=changes.requests)
+        return await self._apply(record, changes, context, now)
+
+    async def _fetch(self, record: SourceRecord) -> ChangeSet:
+        try:
+            return await self.adapter.sync(record.state)
+        except SyncTokenInvalid as exc:
+            log.warning("source %s: sync token rejected (%s); doing a full resync",
+                        self.source.name, exc.message)
+            return await self.adapter.sync({})
+
+    async def _apply(self, record: SourceRecord, changes: ChangeSet, context: ExpandContext,
+                     now: int) -> SyncOutcome:
+        known = await self._store.item_hashes(self.source_id)
+        fingerprints = {item.key: item_fingerprint(item, context) for item in changes.upserted}
+        changed = [i for i in changes.upserted if known.get(i.key) != fingerprints[i.key]]
+        stored, skipped = await self._expand(changed, context, fingerprints)
+        deletes = set(changes.deleted)
+        scopes = ("",) if changes.full else changes.full_scopes
+        if scopes:
+            # A skipped item keeps its last good version instead of vanishing.
+            deletes |= {key for key in known if key.startswith(scopes)} - set(fingerprints)
+        deletes &= set(known)
+        fresh_window = record.window_end is None
+        await self._store.apply_changes(
+            self.source_id, upserts=stored, deletes=sorted(deletes), state=dict(changes.state),
+            now=now, window_end=int(context.window_end.timestamp()) if fresh_window else None)
+        for item in (*changes.skipped, *skipped):
+            log.warning("source %s: skipped item %s: %s", self.source.name, item.key, item.reason)
+        if stored or deletes:
+            log.info("source %s: %d item(s) updated, %d deleted", self.source.name,
+                     len(stored), len(deletes))
+        if not fresh_window:
+            skipped += await self._roll_window(record, context)
+        all_skipped = (*changes.skipped, *skipped)
+        return SyncOutcome(
+            self.source.name, ok=True, full=changes.full,
+            items=len((set(known) - deletes) | {item.key for item in stored}),
+            expanded=len(stored), deleted=len(deletes), skipped=all_skipped,
+            bytes_received=changes.bytes_received, requests=changes.requests,
+            fetched=changes.fetched)
+
+    async def _expand(self, items: Sequence[Item], context: ExpandContext,
+                      fingerprints: dict[str, str]) -> tuple[list[StoredItem], list[SkippedItem]]:
+        """Expand items off the event loop; unreadable ones come back as skipped."""
+        loop = asyncio.get_running_loop()
+        stored, skipped = await loop.run_in_executor(
+            self._executor, expand_items, items, context, fingerprints)
+        # A hold we wrote comes back through sync: its booking already holds the
+        # time (and stops holding it the moment it is cancelled), so the copy
+        # upstream must not count a second time.
+        ours = await self._store.known_bookings(
+            {item.hold_booking for item in stored if item.hold_booking})
+        stored = [replace(item, instances=()) if item.hold_booking in ours else item
+                  for item in stored]
+        return stored, skipped
+
+    async def _roll_window(self, record: SourceRecord,
+                           context: ExpandContext) -> list[SkippedItem]:
+        """Extend recurring series as time moves on (at most about once a day).
+
+        A series that can no longer be expanded (a rule that has stepped past the
+        bounds since it was first read) is reported as skipped, never left quiet.
+        """
+        target = int(context.window_end.timestamp())
+        if record.window_end is not None and \
+                record.window_end >= target - int(WINDOW_SLACK.total_seconds()):
+            return []
+        recurring = await self._store.recurring_items(self.source_id)
+        items = [Item(key=key, ical=ical) for key, ical in recurring]
+        fingerprints = {item.key: item_fingerprint(item, context) for item in items}
+        stored, skipped = await self._expand(items, context, fingerprints)
+        await self._store.replace_instances(self.source_id, stored, target)
+        await self._store.prune_instances(
+            self.source_id, before=int(context.window_start.timestamp()))
+        for item in skipped:
+            log.warning("source %s: skipped item %s: %s", self.source.name, item.key, item.reason)
+        log.info("source %s: window moved on; re-expanded %d recurring item(s)",
+                 self.source.name, len(stored))
+        return skipped
+
+    async def _expand_outdated(self, record: SourceRecord, context: ExpandContext) -> None:
+        """Expand again the stored items whose expansion is of another version, zone or
+        owners than this run's (an upgrade, a changed config): a feed that does not
+        change would otherwise keep serving the old reading."""
+        if record.window_end is None:
+            return  # nothing stored yet
+        stored = await self._store.items(self.source_id)
+        fingerprints = {key: item_fingerprint(Item(key=key, ical=ical), context)
+                        for key, ical, _ in stored}
+        outdated = [Item(key=key, ical=ical) for key, ical, digest in stored
+                    if digest != fingerprints[key]]
+        if not outdated:
+            return
+        expanded, skipped = await self._expand(outdated, context, fingerprints)
+        await self._store.replace_instances(self.source_id, expanded, record.window_end)
+        for item in skipped:
+            log.warning("source %s: skipped item %s: %s", self.source.name, item.key, item.reason)
+        log.info("source %s: expanded %d stored item(s) again for this version or config",
+                 self.source.name, len(expanded))
+
+    async def _failed(self, exc: Exception, *, needs_reauth: bool = False) -> SyncOutcome:
+        message = str(exc) or type(exc).__name__
+        # Honour the upstream's Retry-After, up to a day (a longer one is a mistake).
+        wish = getattr(exc, "retry_after", None)
+        self._retry_after = min(float(wish), MAX_RETRY_AFTER) if wish else 0.0
+        now = int(self._clock.now().timestamp())
+        failures = await self._store.record_failure(
+            self.source_id, error=message, now=now, needs_reauth=needs_reauth)
+        level = logging.ERROR if needs_reauth else logging.WARNING
+        hint = "; re-authorize this source" if needs_reauth else ""
+        log.log(level, "source %s: sync failed (%d in a row): %s%s", self.source.name,
+                failures, message, hint)
+        return SyncOutcome(self.source.name, ok=False, error=message)
+
+
+class SyncManager:
+    """Owns every source's syncer and background task."""
+
+    def __init__(self, syncers: Sequence[SourceSyncer]) -> None:
+        self.syncers = {s.source.name: s for s in syncers}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.running = False
+
+    def start(self) -> None:
+        self.running = True
+        for name in self.syncers:
+            self._start(name)
+
+    def _start(self, name: str) -> None:
+        self._tasks[name] = asyncio.create_task(self.syncers[name].run_forever(),
+                                                name=f"sync:{name}")
+
+    async def stop(self) -> None:
+        self.running = False
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks.clear()
+        for syncer in self.syncers.values():
+            await syncer.cancel_rounds()
+
+    async def remove(self, name: str) -> SourceSyncer | None:
+        """Stop and forget one source's syncer (a config reload dropped or changed it)."""
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        syncer = self.syncers.pop(name, None)
+        if syncer is not None:
+            await syncer.cancel_rounds()  # a booking's re-check must not outlive its source
+        return syncer
+
+    def add(self, syncer: SourceSyncer) -> None:
+        """Take on a new syncer; its loop starts at once if the others run."""
+        self.syncers[syncer.source.name] = syncer
+        if self.running:
+            self._start(syncer.source.name)
+
+    async def run_all_once(self, names: Sequence[str] | None = None,
+                           on_done: Callable[[SyncOutcome], None] | None = None,
+                           ) -> list[SyncOutcome]:
+        """One round of the chosen sources, concurrently (the CLI's `sync`)."""
+        chosen = [s for n, s in self.syncers.items() if names is None or n in names]
+
+        async def one(syncer: SourceSyncer) -> SyncOutcome:
+            outcome = await syncer.run_once()
+            if on_done is not None:
+                on_done(outcome)
+            return outcome
+
+        return list(await asyncio.gather(*(one(s) for s in chosen)))
