@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     command("check-config", "validate the config and exit")
     sync = command("sync", "sync sources once and exit (non-zero if any failed)")
     sync.add_argument("--source", action="append", help="only this source (repeatable)")
-    command("urls", "print every feed and API URL with its secret")
+    command("urls", "print every feed and API URL with its secret, and the booking pages")
     command("status", "print each source's last sync, age and error")
     command("reload", "make the running server re-read its config (like systemctl reload)")
     auth = command("auth", "authorize a source's account (OAuth) and store its token")
@@ -228,6 +228,11 @@ async def _print_urls(runtime: Runtime) -> None:
                   f"{base}/feeds/{runtime.calendar_secrets[key]}/busy.ics")
         print(f"  JSON API:               curl -H 'Authorization: Bearer {secret}' "
               f"'{base}/api/v1/freebusy?calendar={calendar.name}'")
+    for page in runtime.config.booking_pages:
+        # Public, no secret: the address to hand to guests.
+        print(f"booking page {page.slug}: {page.title}")
+        print(f"  public page:            {base}/book/{page.slug}")
+        print(f"  hosts:                  {', '.join(page.hosts)}")
 
 
 async def _reload(runtime: Runtime) -> int:

@@ -105,6 +105,11 @@ def test_sync_status_and_urls(example: Path) -> None:
     assert re.search(r"^work\s+ics\s+\d+\s+20\d\d-.*ok$", status.stdout, re.MULTILINE)
     urls = run("urls", "--config", "config.toml", cwd=example)
     assert "/busy.ics" in urls.stdout and "webcal://" in urls.stdout
+    # The example's booking page: public, so its address carries no secret.
+    assert urls.stdout.splitlines()[-3:] == [
+        "booking page intro-call: Intro call with Alex",
+        "  public page:            http://127.0.0.1:8080/book/intro-call",
+        "  hosts:                  alex"]
     again = run("urls", "--config", "config.toml", cwd=example)
     assert again.stdout == urls.stdout, "the generated secret is kept"
 

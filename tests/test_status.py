@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
 from pathlib import Path
 
 from playwright.async_api import Browser
 
+from server.kit.clock import FixedClock
 from tests.booking_world import guest, started
 from tests.browser import watch_console
 
@@ -42,7 +44,7 @@ async def test_the_report_shows_sources_holds_and_bookings(sources, make_config,
     assert not alex["stale"] and alex["fix"] is None
     assert sam["needs_reauth"] and "check this source's credentials" in sam["fix"]
     assert report["booking_pages"] == [{"slug": "intro", "title": "Intro call", "upcoming": 1,
-                                        "confirmed": 1, "cancelled": 0}]
+                                        "past": 0, "cancelled": 0, "confirmed": 1, "total": 1}]
     assert report["ok"] is False
 
 
@@ -66,3 +68,43 @@ async def test_the_page_draws_the_heatmap_in_chromium(browser: Browser, artifact
         await context.close()
 
 
+async def test_booking_counts_add_up(sources, make_config, serve, clock: FixedClock) -> None:
+    """Every booking made lands in exactly one of upcoming, past and cancelled."""
+    client, _ = await started(make_config, sources, serve, server={"admin_secret": ADMIN})
+    first = await (await client.post("/api/v1/pages/intro/bookings", json=guest(
+        start="2026-11-26T10:00:00Z"))).json()
+    second = await (await client.post("/api/v1/pages/intro/bookings", json=guest(
+        start="2026-11-26T11:00:00Z"))).json()
+    assert first["id"] != second["id"]
+    cancel = second["cancel_url"].split("127.0.0.1:8080", 1)[1]
+    assert (await client.post(cancel)).status == 200
+
+    async def counts() -> dict[str, int]:
+        response = await client.get("/api/v1/status",
+                                    headers={"Authorization": f"Bearer {ADMIN}"})
+        [page] = (await response.json())["booking_pages"]
+        return {k: page[k] for k in ("upcoming", "past", "cancelled", "confirmed", "total")}
+
+    assert await counts() == {"upcoming": 1, "past": 0, "cancelled": 1, "confirmed": 1,
+                              "total": 2}
+    clock.set(datetime(2026, 11, 26, 10, 15, tzinfo=UTC))  # the first one has started
+    assert await counts() == {"upcoming": 0, "past": 1, "cancelled": 1, "confirmed": 1,
+                              "total": 2}
+    html = await (await client.get("/status", headers=basic(ADMIN))).text()
+    assert "Booked (all)" not in html
+    assert ('<td class="num">0</td><td class="num">1</td><td class="num">1</td>'
+            '<td class="num">2</td>') in html, "upcoming, past, cancelled, made"
+
+
+async def test_the_page_shows_times_in_the_server_zone(sources, make_config, serve) -> None:
+    """The clock reads 2026-11-25 12:00 UTC: 13:00 in Berlin."""
+    client, _ = await started(make_config, sources, serve, server={
+        "admin_secret": ADMIN, "timezone": "Europe/Berlin"})
+    assert (await client.post("/api/v1/pages/intro/bookings", json=guest())).status == 201
+    report = await (await client.get("/api/v1/status",
+                                     headers={"Authorization": f"Bearer {ADMIN}"})).json()
+    assert report["sources"][0]["last_success"] == "2026-11-25T12:00:00Z", "the API stays UTC"
+    html = await (await client.get("/status", headers=basic(ADMIN))).text()
+    assert "times in Europe/Berlin" in html and "Last success (Europe/Berlin)" in html
+    assert "<td>2026-11-25 13:00</td>" in html
+    assert "2026-11-25T12:00:00Z" not in html

@@ -12,6 +12,7 @@ import binascii
 import hmac
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -24,9 +25,11 @@ from server.kit.metrics import Metric, gauge
 from server.outputs.guard import wrong_secret
 from server.outputs.heatmap import heatmap
 from server.runtime import RUNTIME, Runtime
+from server.store import BookingCounts
 
 ADMIN_SECRET_NAME = ":admin"  # its row among the generated secrets (no calendar has ':')
 HEATMAP_DAYS = 28
+LOCAL_FORMAT = "%Y-%m-%d %H:%M"  # the page's times, in server.timezone
 _CHALLENGE = {"WWW-Authenticate": 'Basic realm="fbproxy status", charset="UTF-8"'}
 def setup_status(app: web.Application) -> None:
     app.router.add_get("/status", status_page)
@@ -91,11 +94,13 @@ async def status_report(runtime: Runtime) -> dict[str, Any]:
                 "last_error": h.last_error}
                for h in await runtime.store.undelivered_holds(limit=20)]
     counts = await runtime.store.booking_counts(now)
-    pages = [{"slug": page.slug, "title": page.title,
-              "upcoming": counts.get(page.slug, (0, 0, 0))[0],
-              "confirmed": counts.get(page.slug, (0, 0, 0))[1],
-              "cancelled": counts.get(page.slug, (0, 0, 0))[2]}
-             for page in runtime.config.booking_pages]
+    pages = []
+    for page in runtime.config.booking_pages:
+        n = counts.get(page.slug, BookingCounts())
+        # "confirmed" (upcoming + past) stays for scripts that read it; total adds the cancelled.
+        pages.append({"slug": page.slug, "title": page.title, "upcoming": n.upcoming,
+                      "past": n.past, "cancelled": n.cancelled, "confirmed": n.confirmed,
+                      "total": n.total})
     subscribers = [
         {"calendar": calendar.name, "subscriber": name or None,
          "last_access": iso(runtime.last_access[(calendar.name, name)])
@@ -106,6 +111,17 @@ async def status_report(runtime: Runtime) -> dict[str, Any]:
             "undelivered_holds": pending, "booking_pages": pages, "subscribers": subscribers,
             "ok": not any(s["stale"] or s["needs_reauth"] or s["last_error"]
                           for s in sources if s["enabled"])}
+
+
+def local_time(text: str | None, zone: ZoneInfo) -> str | None:
+    """An ISO UTC time of the report in the server's zone, for a person to read.
+
+    The report keeps UTC for machines (/api/v1/status); the page converts at the
+    last step so both show the same instant.
+    """
+    if text is None:
+        return None
+    return datetime.fromisoformat(text).astimezone(zone).strftime(LOCAL_FORMAT)
 
 
 async def status_api(request: web.Request) -> web.Response:
@@ -131,10 +147,10 @@ async def status_page(request: web.Request) -> web.Response:
         grid = heatmap(blocks, first, HEATMAP_DAYS, zone)
         maps.append({"name": calendar.name, "grid": grid,
                      "days": [first + timedelta(days=d) for d in range(HEATMAP_DAYS)]})
-    generated = runtime.clock.now().astimezone(zone).strftime("%Y-%m-%d %H:%M")
+    generated = runtime.clock.now().astimezone(zone).strftime(LOCAL_FORMAT)
     response = aiohttp_jinja2.render_template("status.html", request, {
         "report": report, "maps": maps, "zone": zone.key, "today": today,
-        "generated_local": generated})
+        "generated_local": generated, "local": lambda text: local_time(text, zone)})
     response.headers["Cache-Control"] = "no-store"
     response.headers["Content-Security-Policy"] = (
         "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; "

@@ -21,6 +21,7 @@ from server.store.holds import HoldQueries
 from server.store.records import (
     STATUS_BUSY,
     STATUS_TENTATIVE,
+    BookingCounts,
     BookingRecord,
     BusyRow,
     OutboxRow,
@@ -36,6 +37,7 @@ __all__ = [
     "MIGRATIONS",
     "STATUS_BUSY",
     "STATUS_TENTATIVE",
+    "BookingCounts",
     "BookingRecord",
     "BookingTransaction",
     "BusyRow",

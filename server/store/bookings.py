@@ -9,7 +9,12 @@ from contextlib import asynccontextmanager
 import aiosqlite
 
 from server.store.connection import StoreBase
-from server.store.records import _BOOKING_COLUMNS, BookingRecord, _booking_record
+from server.store.records import (
+    _BOOKING_COLUMNS,
+    BookingCounts,
+    BookingRecord,
+    _booking_record,
+)
 
 
 class BookingQueries(StoreBase):
@@ -48,13 +53,13 @@ class BookingQueries(StoreBase):
                 (now, booking_id))
             return cursor.rowcount == 1
 
-    async def booking_counts(self, now: int) -> dict[str, tuple[int, int, int]]:
-        """Per page: (upcoming confirmed, all confirmed, cancelled) bookings."""
+    async def booking_counts(self, now: int) -> dict[str, BookingCounts]:
+        """Per page: its bookings split so that every booking made lands in one count."""
         cursor = await self._reader.execute(
             """SELECT page, SUM(status = 'confirmed' AND start_ts >= ?),
-                      SUM(status = 'confirmed'), SUM(status = 'cancelled')
-               FROM bookings GROUP BY page""", (now,))
-        return {str(page): (int(a or 0), int(b or 0), int(c or 0))
+                      SUM(status = 'confirmed' AND start_ts < ?), SUM(status = 'cancelled')
+               FROM bookings GROUP BY page""", (now, now))
+        return {str(page): BookingCounts(int(a or 0), int(b or 0), int(c or 0))
                 for page, a, b, c in await cursor.fetchall()}
 
     async def bookings_holding(self, calendar: str, start: int,

@@ -80,6 +80,23 @@ class BookingRecord:
     guest_timezone: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class BookingCounts:
+    """One page's bookings, each counted once: upcoming + past + cancelled = total made."""
+
+    upcoming: int = 0  # confirmed, starting now or later
+    past: int = 0  # confirmed, started before now
+    cancelled: int = 0
+
+    @property
+    def confirmed(self) -> int:
+        return self.upcoming + self.past
+
+    @property
+    def total(self) -> int:
+        return self.upcoming + self.past + self.cancelled
+
+
 _BOOKING_COLUMNS = ("id, page, host, start_ts, end_ts, guest_name, guest_email, answers, "
                     "cancel_secret, status, created, video_link, guest_timezone")
 
