@@ -241,8 +241,7 @@ class SourceSyncer:
         await self._store.apply_changes(
             self.source_id, upserts=stored, deletes=sorted(deletes), state=dict(changes.state),
             now=now, window_end=int(context.window_end.timestamp()) if fresh_window else None)
-        for item in (*changes.skipped, *skipped):
-            log.warning("source %s: skipped item %s: %s", self.source.name, item.key, item.reason)
+        self._log_skipped(changes.skipped)
         if stored or deletes:
             log.info("source %s: %d item(s) updated, %d deleted", self.source.name,
                      len(stored), len(deletes))
@@ -269,7 +268,12 @@ class SourceSyncer:
             {item.hold_booking for item in stored if item.hold_booking})
         stored = [replace(item, instances=()) if item.hold_booking in ours else item
                   for item in stored]
+        self._log_skipped(skipped)
         return stored, skipped
+
+    def _log_skipped(self, skipped: Sequence[SkippedItem]) -> None:
+        for item in skipped:
+            log.warning("source %s: skipped item %s: %s", self.source.name, item.key, item.reason)
 
     async def _roll_window(self, record: SourceRecord,
                            context: ExpandContext) -> list[SkippedItem]:
@@ -289,8 +293,6 @@ class SourceSyncer:
         await self._store.replace_instances(self.source_id, stored, target)
         await self._store.prune_instances(
             self.source_id, before=int(context.window_start.timestamp()))
-        for item in skipped:
-            log.warning("source %s: skipped item %s: %s", self.source.name, item.key, item.reason)
         log.info("source %s: window moved on; re-expanded %d recurring item(s)",
                  self.source.name, len(stored))
         return skipped
@@ -310,8 +312,6 @@ class SourceSyncer:
             return
         expanded, skipped = await self._expand(outdated, context, fingerprints)
         await self._store.replace_instances(self.source_id, expanded, record.window_end)
-        for item in skipped:
-            log.warning("source %s: skipped item %s: %s", self.source.name, item.key, item.reason)
         log.info("source %s: expanded %d stored item(s) again for this version or config",
                  self.source.name, len(expanded))
 
