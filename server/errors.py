@@ -31,6 +31,18 @@ class StoreFull(StoreError):
                          "was changed; free space and it recovers by itself")
 
 
+class StoreUnavailable(StoreError):
+    """The database server cannot be reached or refused; nothing was changed."""
+
+
+class SlotTaken(StoreError):
+    """The database refused a booking overlapping another one of the same calendar.
+
+    The booking transaction's own check comes first; this is the database's
+    guarantee behind it, whichever instance or process books.
+    """
+
+
 class RequestError(FbproxyError):
     """A client's request cannot be served; rendered once by the web middleware."""
 

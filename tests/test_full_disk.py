@@ -11,7 +11,7 @@ from tests.conftest import event, ics
 async def test_a_full_database_refuses_cleanly_and_recovers(sources, make_config, serve,
                                                             tmp_path) -> None:
     client, runtime = await started(make_config, sources, serve)
-    writer = runtime.store._writer  # noqa: SLF001 - the test fills the disk
+    writer = runtime.store.database.writer.connection  # noqa: SLF001 - the test fills the disk
     pages = (await (await writer.execute("PRAGMA page_count")).fetchone())[0]
     await writer.execute(f"PRAGMA max_page_count = {pages}")
 

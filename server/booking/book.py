@@ -34,7 +34,7 @@ from server.booking.slots import (
 )
 from server.config.model import BookingPageConfig, CalendarConfig
 from server.config.pages import MADE_UPSTREAM
-from server.errors import RequestError
+from server.errors import RequestError, SlotTaken
 from server.kit.durations import (
     duration_from_minutes,
     echo,
@@ -198,6 +198,15 @@ async def _book(runtime: Runtime, page: BookingPageConfig,
     await _recheck(runtime, page)
     known = await known_until(runtime, (*page.hosts, *page.resources))
     span = buffered_span(rules, slot.start, slot.end)
+    try:
+        return await _check_and_insert(runtime, page, rules, slot, span, known, request, now)
+    except SlotTaken:  # the database's guarantee, had the check above missed a booking
+        raise RequestError(409, "that slot was just taken; please pick another") from None
+
+
+async def _check_and_insert(runtime: Runtime, page: BookingPageConfig, rules: Rules,
+                            slot: Slot, span: tuple[int, int], known: dict[str, int],
+                            request: BookingRequest, now: datetime) -> BookingRecord:
     async with runtime.store.booking_transaction() as tx:
         async def read(calendar: CalendarConfig) -> list[BusyInterval]:
             rows = await tx.busy_rows(runtime.ids_of(calendar.sources), [calendar.name], *span)

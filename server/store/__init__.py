@@ -1,23 +1,27 @@
-"""The SQLite store: schema, migrations and every SQL statement fbproxy runs.
+"""The store: every SQL statement fbproxy runs, on SQLite or PostgreSQL.
 
-Two connections: one writer (serialised by a lock, each change one
-``BEGIN IMMEDIATE`` transaction) and one reader, which under WAL sees only
-committed data, so a half-applied sync is never visible to an output.
-Times are stored as integer Unix seconds (UTC).
+``Store`` is the contract the rest of the server uses: typed methods, one
+transaction each (mixins by subject: sources, bookings, holds, …). They run
+on a ``Database`` (database.py): SQLite (sqlite.py, one file, the default)
+or PostgreSQL (postgres.py, shared by several instances). Either way a
+change is one transaction and a reader sees only committed data, so a
+half-applied sync is never visible to an output. Times are integer Unix
+seconds (UTC).
 """
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
-from server.errors import StoreError
+from server.config.database import PostgresUrl
+from server.errors import SlotTaken, StoreUnavailable
 from server.store.alerts import AlertMessage, AlertQueries
 from server.store.bookings import BookingQueries, BookingTransaction
 from server.store.calendar_secrets import CalendarSecretQueries
 from server.store.channels import ChannelQueries, PushChannel
 from server.store.dav import DavCollection, DavMember, DavQueries
 from server.store.holds import HoldQueries
+from server.store.postgres import PostgresDatabase
 from server.store.records import (
     STATUS_BUSY,
     STATUS_TENTATIVE,
@@ -29,8 +33,10 @@ from server.store.records import (
     SourceRecord,
     StoredItem,
 )
-from server.store.schema import MIGRATIONS, _connect, _migrate, _prepare_file
+from server.store.schema import MIGRATIONS, migrate_sqlite
+from server.store.schema_pg import migrate_postgres
 from server.store.sources import SourceQueries
+from server.store.sqlite import SqliteDatabase
 
 __all__ = [
     "AlertMessage",
@@ -46,6 +52,8 @@ __all__ = [
     "OutboxRow",
     "PendingHold",
     "PushChannel",
+    "SlotTaken",
+    "StoreUnavailable",
     "SourceRecord",
     "Store",
     "StoredItem",
@@ -54,21 +62,12 @@ __all__ = [
 
 class Store(SourceQueries, BookingQueries, HoldQueries, CalendarSecretQueries, DavQueries,
             ChannelQueries, AlertQueries):
-    """All persistent state. Create with ``await Store.open(path)``."""
+    """All persistent state. Create with ``await Store.open(location)``: a path
+    (SQLite, the default) or a PostgreSQL URL (several instances share it)."""
 
     @classmethod
-    async def open(cls, path: Path) -> Store:
-        _prepare_file(path)
-        try:
-            writer = await _connect(path)
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot open database {path}: {exc}") from exc
-        try:
-            await _migrate(writer)
-            reader = await _connect(path)
-        except BaseException as exc:
-            await writer.close()
-            if isinstance(exc, sqlite3.DatabaseError):
-                raise StoreError(f"cannot open database {path}: {exc}") from exc
-            raise
-        return cls(writer, reader)
+    async def open(cls, location: Path | PostgresUrl) -> Store:
+        if isinstance(location, PostgresUrl):
+            return cls(await PostgresDatabase.open(location.url, migrate_postgres,
+                                                   location=location.display()))  # noqa: ASYNC240 - not a path
+        return cls(await SqliteDatabase.open(Path(location), migrate_sqlite))

@@ -22,8 +22,8 @@ class AlertQueries(StoreBase):
     """Store methods for alerts."""
 
     async def alert_states(self) -> dict[str, tuple[str, int]]:
-        cursor = await self._reader.execute("SELECT subject, state, since FROM alert_state")
-        return {str(s): (str(state), int(since)) for s, state, since in await cursor.fetchall()}
+        rows = await self._reader.fetchall("SELECT subject, state, since FROM alert_state")
+        return {str(s): (str(state), int(since)) for s, state, since in rows}
 
     async def change_alert_state(self, subject: str, state: str, *, now: int,
                                  messages: Sequence[tuple[str, dict[str, Any]]]) -> None:
@@ -38,12 +38,12 @@ class AlertQueries(StoreBase):
                 ((alert, json.dumps(payload), now) for alert, payload in messages))
 
     async def due_alerts(self, now: int, limit: int = 50) -> list[AlertMessage]:
-        cursor = await self._reader.execute(
+        rows = await self._reader.fetchall(
             """SELECT id, alert, payload, attempts FROM alert_outbox
                WHERE state = 'pending' AND next_attempt <= ? ORDER BY id LIMIT ?""",
             (now, limit))
         return [AlertMessage(int(i), str(a), json.loads(p), int(n))
-                for i, a, p, n in await cursor.fetchall()]
+                for i, a, p, n in rows]
 
     async def alert_sent(self, message_id: int) -> None:
         async with self._transaction() as db:

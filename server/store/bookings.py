@@ -6,9 +6,8 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-import aiosqlite
-
 from server.store.connection import StoreBase
+from server.store.database import Session
 from server.store.records import (
     _BOOKING_COLUMNS,
     BookingCounts,
@@ -41,36 +40,39 @@ class BookingQueries(StoreBase):
     async def cancel_booking(self, booking_id: str, *, now: int) -> bool:
         """Free a booking's time at once and queue the removal of its holds."""
         async with self._transaction(booking_changes=True) as db:
-            cursor = await db.execute(
+            cancelled = await db.execute(
                 "UPDATE bookings SET status = 'cancelled', cancelled = ? "
                 "WHERE id = ? AND status = 'confirmed'", (now, booking_id))
             await db.execute("DELETE FROM booking_blocks WHERE booking_id = ?", (booking_id,))
             await db.execute(
-                """INSERT OR IGNORE INTO hold_outbox
+                """INSERT INTO hold_outbox
                        (booking_id, host, action, source, calendar, hold, next_attempt)
                    SELECT booking_id, host, 'delete', source, calendar, hold, ?
-                   FROM hold_outbox WHERE booking_id = ? AND action = 'write'""",
+                   FROM hold_outbox WHERE booking_id = ? AND action = 'write'
+                   ON CONFLICT DO NOTHING""",
                 (now, booking_id))
-            return cursor.rowcount == 1
+            return cancelled == 1
 
     async def booking_counts(self, now: int) -> dict[str, BookingCounts]:
         """Per page: its bookings split so that every booking made lands in one count."""
-        cursor = await self._reader.execute(
-            """SELECT page, SUM(status = 'confirmed' AND start_ts >= ?),
-                      SUM(status = 'confirmed' AND start_ts < ?), SUM(status = 'cancelled')
+        rows = await self._reader.fetchall(
+            """SELECT page,
+                      SUM(CASE WHEN status = 'confirmed' AND start_ts >= ? THEN 1 ELSE 0 END),
+                      SUM(CASE WHEN status = 'confirmed' AND start_ts < ? THEN 1 ELSE 0 END),
+                      SUM(CASE WHEN status = 'cancelled' THEN 1 ELSE 0 END)
                FROM bookings GROUP BY page""", (now, now))
         return {str(page): BookingCounts(int(a or 0), int(b or 0), int(c or 0))
-                for page, a, b, c in await cursor.fetchall()}
+                for page, a, b, c in rows}
 
     async def bookings_holding(self, calendar: str, start: int,
                                end: int) -> list[BookingRecord]:
         """Confirmed bookings that take time from ``calendar`` within [start, end)."""
-        cursor = await self._reader.execute(
+        rows = await self._reader.fetchall(
             f"""SELECT {", ".join("b." + c.strip() for c in _BOOKING_COLUMNS.split(","))}
                 FROM bookings b JOIN booking_blocks k ON k.booking_id = b.id
                 WHERE k.calendar = ? AND k.end_ts > ? AND k.start_ts < ?
                   AND b.status = 'confirmed' ORDER BY b.start_ts""", (calendar, start, end))
-        return [_booking_record(row) for row in await cursor.fetchall()]
+        return [_booking_record(row) for row in rows]
 
     async def set_video_link(self, booking_id: str, link: str) -> None:
         """Give a booking the link its upstream hold got (Meet), unless it has one."""
@@ -87,18 +89,17 @@ class BookingQueries(StoreBase):
         if not booking_ids:
             return set()
         ids = sorted(booking_ids)
-        cursor = await self._reader.execute(
+        rows = await self._reader.fetchall(
             f"SELECT id FROM bookings WHERE id IN ({','.join('?' * len(ids))})", ids)
-        return {str(row[0]) for row in await cursor.fetchall()}
+        return {str(row[0]) for row in rows}
 
     async def booking(self, booking_id: str) -> BookingRecord | None:
-        cursor = await self._reader.execute(
+        row = await self._reader.fetchone(
             f"SELECT {_BOOKING_COLUMNS} FROM bookings WHERE id = ?", (booking_id,))
-        row = await cursor.fetchone()
         return _booking_record(row) if row else None
 
 
-async def _busy_rows(db: aiosqlite.Connection, source_ids: Sequence[int],
+async def _busy_rows(db: Session, source_ids: Sequence[int],
                      calendars: Sequence[str], start: int,
                      end: int) -> list[tuple[int, int, str]]:
     """Instances of the sources and booking blocks of the calendars overlapping [start, end).
@@ -125,13 +126,13 @@ async def _busy_rows(db: aiosqlite.Connection, source_ids: Sequence[int],
         parameters += [*calendars, start, end]
     if not parts:
         return []
-    rows = await db.execute_fetchall(" UNION ALL ".join(parts), parameters)
-    return rows  # type: ignore[return-value]
+    # Rows as the driver gives them (tuples, asyncpg Records): both unpack alike.
+    return await db.fetchall(" UNION ALL ".join(parts), parameters)  # type: ignore[return-value]
 
 
-async def _booking_starts(db: aiosqlite.Connection, host: str, start: int,
+async def _booking_starts(db: Session, host: str, start: int,
                           end: int) -> list[int]:
-    rows = await db.execute_fetchall(
+    rows = await db.fetchall(
         "SELECT start_ts FROM bookings WHERE host = ? AND status = 'confirmed' "
         "AND start_ts >= ? AND start_ts < ?", (host, start, end))
     return [int(row[0]) for row in rows]
@@ -140,7 +141,7 @@ async def _booking_starts(db: aiosqlite.Connection, host: str, start: int,
 class BookingTransaction:
     """Reads and the insert of one booking, inside one BEGIN IMMEDIATE transaction."""
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: Session) -> None:
         self._db = db
 
     async def busy_rows(self, source_ids: Sequence[int], calendars: Sequence[str], start: int,
@@ -153,8 +154,9 @@ class BookingTransaction:
     async def host_stats(self, hosts: Sequence[str], since: int) -> dict[str, tuple[int, int]]:
         """Per host: confirmed bookings created since ``since``, and the last creation time."""
         marks = ",".join("?" * len(hosts))
-        rows = await self._db.execute_fetchall(
-            f"""SELECT host, SUM(created >= ?), MAX(created) FROM bookings
+        rows = await self._db.fetchall(
+            f"""SELECT host, SUM(CASE WHEN created >= ? THEN 1 ELSE 0 END), MAX(created)
+                FROM bookings
                 WHERE status = 'confirmed' AND host IN ({marks}) GROUP BY host""",
             (since, *hosts))
         return {host: (int(count or 0), int(last)) for host, count, last in rows}

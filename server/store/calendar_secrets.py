@@ -12,17 +12,15 @@ class CalendarSecretQueries(StoreBase):
 
     async def calendar_secret(self, calendar: str, *, now: int) -> str:
         """The generated secret of ``calendar``, created on first use."""
-        cursor = await self._reader.execute(
+        row = await self._reader.fetchone(
             "SELECT secret FROM calendar_secrets WHERE calendar = ?", (calendar,))
-        row = await cursor.fetchone()
         if row is not None:
             return str(row[0])
         async with self._transaction() as db:
             await db.execute(
-                "INSERT OR IGNORE INTO calendar_secrets (calendar, secret, created) VALUES (?,?,?)",
-                (calendar, secrets.token_urlsafe(32), now))
-            cursor = await db.execute(
+                "INSERT INTO calendar_secrets (calendar, secret, created) VALUES (?,?,?) "
+                "ON CONFLICT DO NOTHING", (calendar, secrets.token_urlsafe(32), now))
+            row = await db.fetchone(
                 "SELECT secret FROM calendar_secrets WHERE calendar = ?", (calendar,))
-            row = await cursor.fetchone()
             assert row is not None
             return str(row[0])

@@ -36,12 +36,11 @@ class ChannelQueries(StoreBase):
             await db.execute("DELETE FROM push_channels WHERE channel_id = ?", (channel_id,))
 
     async def channel(self, channel_id: str) -> PushChannel | None:
-        cursor = await self._reader.execute(
+        row = await self._reader.fetchone(
             f"SELECT {_CHANNEL} FROM push_channels WHERE channel_id = ?", (channel_id,))
-        row = await cursor.fetchone()
         return PushChannel(*row) if row else None
 
     async def channels(self) -> list[PushChannel]:
-        cursor = await self._reader.execute(
+        rows = await self._reader.fetchall(
             f"SELECT {_CHANNEL} FROM push_channels ORDER BY source, calendar, expiration")
-        return [PushChannel(*row) for row in await cursor.fetchall()]
+        return [PushChannel(*row) for row in rows]

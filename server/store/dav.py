@@ -6,9 +6,8 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import aiosqlite
-
 from server.store.connection import StoreBase
+from server.store.database import Session
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +42,12 @@ class DavQueries(StoreBase):
         """Make ``members`` the collection's members, logging each addition and removal."""
         async with self._transaction() as db:
             await db.execute(
-                "INSERT OR IGNORE INTO dav_collections (calendar, lineage) VALUES (?, ?)",
-                (calendar, secrets.token_urlsafe(9)))
-            cursor = await db.execute(
+                "INSERT INTO dav_collections (calendar, lineage) VALUES (?, ?) "
+                "ON CONFLICT DO NOTHING", (calendar, secrets.token_urlsafe(9)))
+            rows = await db.fetchall(
                 "SELECT uid FROM dav_members WHERE calendar = ? AND removed_seq IS NULL",
                 (calendar,))
-            present = {str(row[0]) for row in await cursor.fetchall()}
+            present = {str(row[0]) for row in rows}
             wanted = {member[0]: member for member in members}
             removed = sorted(present - wanted.keys())
             added = sorted((wanted[uid] for uid in wanted.keys() - present),
@@ -58,10 +57,9 @@ class DavQueries(StoreBase):
             await _prune(db, calendar, prune_before)
 
     async def dav_collection(self, calendar: str) -> DavCollection | None:
-        cursor = await self._reader.execute(
+        row = await self._reader.fetchone(
             "SELECT calendar, lineage, last_seq, floor_seq FROM dav_collections "
             "WHERE calendar = ?", (calendar,))
-        row = await cursor.fetchone()
         return DavCollection(*row) if row else None
 
     async def dav_members(self, calendar: str, *, uids: Sequence[str] | None = None,
@@ -80,8 +78,8 @@ class DavQueries(StoreBase):
         if end is not None:
             sql += " AND start_ts < ?"
             args.append(end)
-        cursor = await self._reader.execute(sql + " ORDER BY start_ts, uid", args)
-        return [_member(row) for row in await cursor.fetchall()]
+        rows = await self._reader.fetchall(sql + " ORDER BY start_ts, uid", args)
+        return [_member(row) for row in rows]
 
     async def dav_changes(self, calendar: str, *, since: int, limit: int,
                           initial: bool) -> list[DavMember]:
@@ -92,18 +90,18 @@ class DavQueries(StoreBase):
         saw it.
         """
         if initial:
-            cursor = await self._reader.execute(
+            rows = await self._reader.fetchall(
                 f"""SELECT {_MEMBER} FROM dav_members
                     WHERE calendar = ? AND removed_seq IS NULL AND added_seq > ?
                     ORDER BY added_seq LIMIT ?""", (calendar, since, limit))
         else:
-            cursor = await self._reader.execute(
+            rows = await self._reader.fetchall(
                 f"""SELECT {_MEMBER} FROM dav_members
                     WHERE calendar = ? AND COALESCE(removed_seq, added_seq) > ?
                       AND NOT (removed_seq IS NOT NULL AND added_seq > ?)
                     ORDER BY COALESCE(removed_seq, added_seq) LIMIT ?""",
                 (calendar, since, since, limit))
-        return [_member(row) for row in await cursor.fetchall()]
+        return [_member(row) for row in rows]
 
 
 def _member(row: Sequence[object]) -> DavMember:
@@ -112,10 +110,9 @@ def _member(row: Sequence[object]) -> DavMember:
                      int(added), int(seq), bool(removed))  # type: ignore[call-overload]
 
 
-async def _log_changes(db: aiosqlite.Connection, calendar: str, removed: list[str],
+async def _log_changes(db: Session, calendar: str, removed: list[str],
                        added: list[MemberRow], now: int) -> None:
-    cursor = await db.execute("SELECT value FROM meta WHERE key = 'dav_seq'")
-    row = await cursor.fetchone()
+    row = await db.fetchone("SELECT value FROM meta WHERE key = 'dav_seq'")
     seq = int(row[0]) if row else 0
     for uid in removed:
         seq += 1
@@ -138,16 +135,15 @@ async def _log_changes(db: aiosqlite.Connection, calendar: str, removed: list[st
                      (seq, calendar))
 
 
-async def _prune(db: aiosqlite.Connection, calendar: str, before: int) -> None:
+async def _prune(db: Session, calendar: str, before: int) -> None:
     """Forget removals older than ``before``; tokens from before them become invalid."""
-    cursor = await db.execute(
+    row = await db.fetchone(
         "SELECT MAX(removed_seq) FROM dav_members WHERE calendar = ? AND removed < ?",
         (calendar, before))
-    row = await cursor.fetchone()
     if row is None or row[0] is None:
         return
     await db.execute("DELETE FROM dav_members WHERE calendar = ? AND removed < ?",
                      (calendar, before))
     await db.execute(
-        "UPDATE dav_collections SET floor_seq = MAX(floor_seq, ?) WHERE calendar = ?",
-        (int(row[0]), calendar))
+        "UPDATE dav_collections SET floor_seq = ? WHERE calendar = ? AND floor_seq < ?",
+        (int(row[0]), calendar, int(row[0])))

@@ -13,18 +13,17 @@ class HoldQueries(StoreBase):
     """Store methods for the hold outbox."""
 
     async def due_holds(self, now: int, limit: int = 50) -> list[OutboxRow]:
-        cursor = await self._reader.execute(
+        rows = await self._reader.fetchall(
             f"""SELECT {_OUTBOX_COLUMNS} FROM hold_outbox
                 WHERE state = 'pending' AND next_attempt <= ?
                 ORDER BY next_attempt LIMIT ?""", (now, limit))
-        return [OutboxRow(*row) for row in await cursor.fetchall()]
+        return [OutboxRow(*row) for row in rows]
 
     async def write_ref(self, booking_id: str, host: str) -> tuple[str | None, str | None]:
         """Where the write of this hold landed (ref, etag), if it did."""
-        cursor = await self._reader.execute(
+        row = await self._reader.fetchone(
             "SELECT ref, etag FROM hold_outbox WHERE booking_id = ? AND host = ? "
             "AND action = 'write' AND state = 'done'", (booking_id, host))
-        row = await cursor.fetchone()
         return (row[0], row[1]) if row else (None, None)
 
     async def hold_delivered(self, row: OutboxRow, *, ref: str | None,
@@ -41,18 +40,16 @@ class HoldQueries(StoreBase):
 
     async def video_problem(self, booking_id: str) -> str | None:
         """Why a booking's hold landed without the video link it asked for, if it did."""
-        cursor = await self._reader.execute(
+        row = await self._reader.fetchone(
             "SELECT last_error FROM hold_outbox WHERE booking_id = ? AND action = 'write' "
             "AND state = 'done' AND last_error LIKE ? LIMIT 1",
             (booking_id, VIDEO_PROBLEM + "%"))
-        row = await cursor.fetchone()
         return str(row[0]).removeprefix(VIDEO_PROBLEM) if row else None
 
     async def hold_pending(self, row: OutboxRow) -> bool:
-        cursor = await self._reader.execute(
+        return await self._reader.fetchone(
             "SELECT 1 FROM hold_outbox WHERE booking_id = ? AND host = ? AND action = ? "
-            "AND state = 'pending'", (row.booking_id, row.host, row.action))
-        return await cursor.fetchone() is not None
+            "AND state = 'pending'", (row.booking_id, row.host, row.action)) is not None
 
     async def retire_write(self, booking_id: str, host: str) -> None:
         """A booking cancelled before its hold was written: never write it."""
@@ -72,15 +69,15 @@ class HoldQueries(StoreBase):
 
     async def hold_summary(self) -> list[tuple[str, str, int, str | None]]:
         """(action, state, count, a last error) per action and state, for `fbproxy status`."""
-        cursor = await self._reader.execute(
+        rows = await self._reader.fetchall(
             """SELECT action, state, COUNT(*), MAX(last_error) FROM hold_outbox
                GROUP BY action, state ORDER BY action, state""")
-        return [(a, s, int(n), e) for a, s, n, e in await cursor.fetchall()]
+        return [(a, s, int(n), e) for a, s, n, e in rows]
 
     async def undelivered_holds(self, limit: int = 50) -> list[PendingHold]:
         """Holds not yet written or removed upstream, oldest first (for `fbproxy status`)."""
-        cursor = await self._reader.execute(
+        rows = await self._reader.fetchall(
             """SELECT booking_id, host, action, source, attempts, next_attempt, last_error
                FROM hold_outbox WHERE state = 'pending' ORDER BY next_attempt LIMIT ?""",
             (limit,))
-        return [PendingHold(*row) for row in await cursor.fetchall()]
+        return [PendingHold(*row) for row in rows]

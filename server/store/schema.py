@@ -1,13 +1,11 @@
-"""The schema: migrations, and opening and upgrading the SQLite file."""
+"""The SQLite schema: its migrations, forward only (PostgreSQL's are in schema_pg.py)."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import aiosqlite
+import sqlite3
 
 from server.errors import StoreError
+from server.store.database import Session
 
 # Each entry moves the schema one version forward; never edit a released step.
 MIGRATIONS: tuple[str, ...] = (
@@ -184,36 +182,58 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX alert_outbox_due ON alert_outbox (state, next_attempt);
     """,
+    # 12: the database itself refuses two overlapping bookings of one calendar
+    # (PostgreSQL: an exclusion constraint), behind the booking transaction's check.
+    """
+    CREATE TRIGGER booking_blocks_never_overlap BEFORE INSERT ON booking_blocks
+    WHEN EXISTS (SELECT 1 FROM booking_blocks WHERE calendar = NEW.calendar
+                 AND start_ts < NEW.end_ts AND end_ts > NEW.start_ts)
+    BEGIN SELECT RAISE(ABORT, 'overlapping booking'); END
+    """,
+    # 13: what several instances share: who syncs each source (a lease, its epoch
+    # fencing a round of a holder that lost it), who delivers each outbox row,
+    # OAuth tokens (encrypted), and the per-client rate limits.
+    """
+    CREATE TABLE source_leases (
+        source TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        expires INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    ALTER TABLE hold_outbox ADD COLUMN claimed_by TEXT;
+    ALTER TABLE hold_outbox ADD COLUMN claimed_until INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE alert_outbox ADD COLUMN claimed_by TEXT;
+    ALTER TABLE alert_outbox ADD COLUMN claimed_until INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE tokens (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE rate_buckets (
+        key TEXT PRIMARY KEY,
+        tokens REAL NOT NULL,
+        updated REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 
 
-def _prepare_file(path: Path) -> None:
-    """Create the folder and file private to this user (the data is personal)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not path.exists():
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    except OSError as exc:
-        raise StoreError(f"cannot create database {path}: {exc.strerror}") from exc
+def statements(script: str) -> list[str]:
+    """A script's statements; a trigger's body keeps its own semicolons."""
+    found, pending = [], ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                found.append(pending.strip())
+            pending = ""
+    if pending.strip(" \n;"):
+        found.append(pending.strip())
+    return found
 
 
-async def _connect(path: Path) -> aiosqlite.Connection:
-    db = await aiosqlite.connect(path, isolation_level=None)
-    try:
-        await db.execute("PRAGMA journal_mode = WAL")
-        await db.execute("PRAGMA synchronous = NORMAL")
-        await db.execute("PRAGMA foreign_keys = ON")
-        await db.execute("PRAGMA busy_timeout = 5000")
-    except BaseException:
-        # Its worker thread would otherwise keep the process from exiting.
-        await db.close()
-        raise
-    return db
-
-
-async def _migrate(db: aiosqlite.Connection) -> None:
-    cursor = await db.execute("PRAGMA user_version")
-    row = await cursor.fetchone()
+async def migrate_sqlite(db: Session) -> None:
+    row = await db.fetchone("PRAGMA user_version")
     version = int(row[0]) if row else 0
     if version > len(MIGRATIONS):
         raise StoreError(f"database schema version {version} is newer than this fbproxy "
@@ -222,9 +242,8 @@ async def _migrate(db: aiosqlite.Connection) -> None:
         # executescript would COMMIT on its own; run statements inside our transaction.
         await db.execute("BEGIN IMMEDIATE")
         try:
-            for statement in (s.strip() for s in script.split(";")):
-                if statement:
-                    await db.execute(statement)
+            for statement in statements(script):
+                await db.execute(statement)
             await db.execute(f"PRAGMA user_version = {target}")
         except BaseException:
             await db.execute("ROLLBACK")

@@ -7,10 +7,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import aiosqlite
-
 from server.errors import StoreError
 from server.store.connection import StoreBase
+from server.store.database import Session
 from server.store.records import _SOURCE_COLUMNS, SourceRecord, StoredItem, _source_record
 
 
@@ -22,22 +21,19 @@ class SourceQueries(StoreBase):
     async def ensure_source(self, name: str, kind: str) -> int:
         """The id of source ``name``; a changed kind starts it afresh."""
         async with self._transaction(busy_changes=True) as db:
-            cursor = await db.execute("SELECT id, kind FROM sources WHERE name = ?", (name,))
-            row = await cursor.fetchone()
+            row = await db.fetchone("SELECT id, kind FROM sources WHERE name = ?", (name,))
             if row is not None and row[1] == kind:
                 return int(row[0])
             if row is not None:
                 await db.execute("DELETE FROM sources WHERE id = ?", (row[0],))
-            cursor = await db.execute(
+            new_row = await db.fetchone(
                 "INSERT INTO sources (name, kind) VALUES (?, ?) RETURNING id", (name, kind))
-            new_row = await cursor.fetchone()
             assert new_row is not None
             return int(new_row[0])
 
     async def source(self, source_id: int) -> SourceRecord:
-        cursor = await self._reader.execute(
+        row = await self._reader.fetchone(
             f"SELECT {_SOURCE_COLUMNS} FROM sources WHERE id = ?", (source_id,))
-        row = await cursor.fetchone()
         if row is None:
             raise StoreError(f"no source with id {source_id}")
         return _source_record(row)
@@ -50,27 +46,27 @@ class SourceQueries(StoreBase):
         """
         read_at, records = self._sources_seen
         if max_age <= 0 or time.monotonic() - read_at >= max_age:
-            cursor = await self._reader.execute(
-                f"SELECT {_SOURCE_COLUMNS} FROM sources ORDER BY name")
-            records = [_source_record(row) for row in await cursor.fetchall()]
+            rows = await self._reader.fetchall(f"SELECT {_SOURCE_COLUMNS} FROM sources")
+            # Sorted here: PostgreSQL's collation may order names differently from SQLite.
+            records = sorted((_source_record(row) for row in rows), key=lambda r: r.name)
             self._sources_seen = (time.monotonic(), records)
         return list(records)
 
     async def item_hashes(self, source_id: int) -> dict[str, str]:
-        cursor = await self._reader.execute(
+        rows = await self._reader.fetchall(
             "SELECT item_key, content_hash FROM items WHERE source_id = ?", (source_id,))
-        return {key: digest for key, digest in await cursor.fetchall()}
+        return {key: digest for key, digest in rows}
 
     async def items(self, source_id: int) -> list[tuple[str, str, str]]:
         """Every stored item: (key, iCalendar text, content hash)."""
-        cursor = await self._reader.execute(
+        rows = await self._reader.fetchall(
             "SELECT item_key, ical, content_hash FROM items WHERE source_id = ?", (source_id,))
-        return [(key, ical, digest) for key, ical, digest in await cursor.fetchall()]
+        return [(key, ical, digest) for key, ical, digest in rows]
 
     async def recurring_items(self, source_id: int) -> list[tuple[str, str]]:
-        cursor = await self._reader.execute(
+        rows = await self._reader.fetchall(
             "SELECT item_key, ical FROM items WHERE source_id = ? AND recurring = 1", (source_id,))
-        return [(key, ical) for key, ical in await cursor.fetchall()]
+        return [(key, ical) for key, ical in rows]
 
     # -- writes ------------------------------------------------------------
 
@@ -84,15 +80,15 @@ class SourceQueries(StoreBase):
                 "DELETE FROM items WHERE source_id = ? AND item_key = ?",
                 ((source_id, key) for key in deletes))
             await self._write_items(db, source_id, upserts)
-            changed = 1 if upserts or deletes else 0
+            last_change = "?" if upserts or deletes else "COALESCE(last_change, ?)"
             await db.execute(
-                """UPDATE sources SET state = ?, last_attempt = ?, last_success = ?,
-                       last_change = CASE WHEN ? THEN ? ELSE COALESCE(last_change, ?) END,
+                f"""UPDATE sources SET state = ?, last_attempt = ?, last_success = ?,
+                       last_change = {last_change},
                        last_error = NULL, consecutive_failures = 0, needs_reauth = 0,
                        window_end = COALESCE(?, window_end),
                        item_count = (SELECT COUNT(*) FROM items WHERE source_id = ?)
                    WHERE id = ?""",
-                (json.dumps(state), now, now, changed, now, now, window_end, source_id, source_id))
+                (json.dumps(state), now, now, now, window_end, source_id, source_id))
 
     async def replace_instances(self, source_id: int, items: Sequence[StoredItem],
                                 window_end: int) -> None:
@@ -103,7 +99,7 @@ class SourceQueries(StoreBase):
                              (window_end, source_id))
 
     @staticmethod
-    async def _write_items(db: aiosqlite.Connection, source_id: int,
+    async def _write_items(db: Session, source_id: int,
                            items: Sequence[StoredItem]) -> None:
         await db.executemany(
             "DELETE FROM instances WHERE source_id = ? AND item_key = ?",
@@ -122,8 +118,8 @@ class SourceQueries(StoreBase):
              for i in items for row in i.instances))
         longest = max((row.end - row.start for i in items for row in i.instances), default=0)
         # Only ever grows: an upper bound is all busy queries need (see _busy_rows).
-        await db.execute("UPDATE sources SET max_span = MAX(max_span, ?) WHERE id = ?",
-                         (longest, source_id))
+        await db.execute("UPDATE sources SET max_span = ? WHERE id = ? AND max_span < ?",
+                         (longest, source_id, longest))
 
     async def record_unchanged(self, source_id: int, *, state: dict[str, Any], now: int) -> None:
         async with self._transaction() as db:
@@ -136,26 +132,24 @@ class SourceQueries(StoreBase):
                              needs_reauth: bool = False) -> int:
         """Remember a failed round; returns the number of failures in a row."""
         async with self._transaction() as db:
-            cursor = await db.execute(
+            row = await db.fetchone(
                 """UPDATE sources SET last_attempt = ?, last_error = ?,
                        consecutive_failures = consecutive_failures + 1, needs_reauth = ?
                    WHERE id = ? RETURNING consecutive_failures""",
                 (now, error[:2000], int(needs_reauth), source_id))
-            row = await cursor.fetchone()
             return int(row[0]) if row else 0
 
     async def prune_instances(self, source_id: int, *, before: int) -> int:
         """Drop instances that ended before ``before``; they can never matter again."""
         async with self._transaction(busy_changes=True) as db:
-            cursor = await db.execute(
+            return await db.execute(
                 "DELETE FROM instances WHERE source_id = ? AND end_ts < ?", (source_id, before))
-            return cursor.rowcount
 
     async def instance_counts(self) -> dict[int, int]:
         """Busy instances stored per source id (for the status page)."""
-        cursor = await self._reader.execute(
+        rows = await self._reader.fetchall(
             "SELECT source_id, COUNT(*) FROM instances GROUP BY source_id")
-        return {int(source): int(count) for source, count in await cursor.fetchall()}
+        return {int(source): int(count) for source, count in rows}
 
     async def record_duration(self, source_id: int, seconds: float) -> None:
         async with self._transaction() as db:
@@ -164,6 +158,6 @@ class SourceQueries(StoreBase):
 
     async def durations(self) -> dict[int, int]:
         """The last sync round's duration per source id, in milliseconds."""
-        cursor = await self._reader.execute(
+        rows = await self._reader.fetchall(
             "SELECT id, last_duration_ms FROM sources WHERE last_duration_ms IS NOT NULL")
-        return {int(source): int(ms) for source, ms in await cursor.fetchall()}
+        return {int(source): int(ms) for source, ms in rows}

@@ -1,0 +1,58 @@
+"""What the store's queries run on: a database with reads and write transactions.
+
+Two implementations: ``sqlite.py`` (one file, the default) and ``postgres.py``
+(a server several fbproxy instances share). The queries are written once, in
+the SQL both understand, with ``?`` for parameters; the few statements that
+differ ask ``dialect``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Literal, Protocol
+
+Row = Sequence[Any]
+Dialect = Literal["sqlite", "postgresql"]
+
+
+class Session(Protocol):
+    """Statements on one connection: a transaction's, or the shared reads'."""
+
+    async def fetchall(self, sql: str, args: Sequence[object] = ()) -> list[Row]: ...
+
+    async def fetchone(self, sql: str, args: Sequence[object] = ()) -> Row | None: ...
+
+    async def execute(self, sql: str, args: Sequence[object] = ()) -> int:
+        """Run one statement; the number of rows it changed."""
+        ...
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None: ...
+
+
+class Database(ABC):
+    """One store backend: committed reads, and write transactions one at a time."""
+
+    dialect: Dialect
+    # True when other processes may change the data at any time (PostgreSQL):
+    # caches then check the database's change counters on every request.
+    shared: bool
+
+    @property
+    @abstractmethod
+    def reads(self) -> Session:
+        """Reads outside any transaction; they see only committed data."""
+
+    @abstractmethod
+    def transaction(self) -> AbstractAsyncContextManager[Session]:
+        """One write transaction. Writers never interleave: on SQLite the file's
+        write lock, on PostgreSQL an advisory lock every instance takes."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """Where the data is, for messages (a path, or a URL without its password)."""

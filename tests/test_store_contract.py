@@ -1,0 +1,299 @@
+"""The store's contract, run against both backends: SQLite (a file) and PostgreSQL (real).
+
+Every method the server uses, with the same expectations on each, so a query
+written for one and wrong on the other fails here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from server.config.database import PostgresUrl
+from server.store import (
+    BookingRecord,
+    BusyRow,
+    PushChannel,
+    SlotTaken,
+    Store,
+    StoredItem,
+)
+
+pytestmark = pytest.mark.postgres
+
+
+def stored(key: str, *rows: tuple[int, int], recurring: bool = False,
+           ical: str = "BEGIN:VCALENDAR") -> StoredItem:
+    return StoredItem(key=key, ical=ical, content_hash=f"h-{key}", etag=f"e-{key}",
+                      recurring=recurring,
+                      instances=tuple(BusyRow(s, e, "busy") for s, e in rows))
+
+
+def booking(booking_id: str, start: int, end: int, *, host: str = "me", page: str = "p",
+            created: int = 1) -> BookingRecord:
+    return BookingRecord(id=booking_id, page=page, host=host, start=start, end=end,
+                         guest_name="Guest", guest_email="g@example.org",
+                         answers={"topic": "x"}, cancel_secret="s3cret", status="confirmed",
+                         created=created, video_link="", guest_timezone="Europe/Berlin")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | PostgresUrl:
+    if request.param == "sqlite":
+        return tmp_path / "store.sqlite3"
+    return PostgresUrl(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+async def store(location: Path | PostgresUrl) -> AsyncIterator[Store]:
+    opened = await Store.open(location)
+    yield opened
+    await opened.close()
+
+
+async def test_sources_are_created_once_and_a_new_kind_starts_afresh(store: Store) -> None:
+    first = await store.ensure_source("b", "ics")
+    assert await store.ensure_source("b", "ics") == first
+    await store.ensure_source("a", "caldav")
+    assert [s.name for s in await store.sources()] == ["a", "b"]
+    await store.apply_changes(first, upserts=[stored("x", (10, 20))], deletes=[], state={},
+                              now=1, window_end=None)
+    second = await store.ensure_source("b", "google")
+    assert second != first
+    assert await store.busy_rows([first, second], 0, 100) == []
+    assert (await store.source(second)).kind == "google"
+
+
+async def test_a_sync_round_is_stored_whole(store: Store) -> None:
+    source = await store.ensure_source("s", "ics")
+    await store.apply_changes(
+        source, upserts=[stored("x", (10, 20), (30, 40), recurring=True), stored("y", (50, 60))],
+        deletes=[], state={"token": "t1"}, now=100, window_end=1000)
+    record = await store.source(source)
+    assert (record.state, record.last_success, record.last_change, record.item_count,
+            record.window_end) == ({"token": "t1"}, 100, 100, 2, 1000)
+    assert sorted(tuple(r) for r in await store.busy_rows([source], 0, 100)) == [
+        (10, 20, "busy"), (30, 40, "busy"), (50, 60, "busy")]
+    assert sorted(tuple(r) for r in await store.busy_rows([source], 15, 35)) == [
+        (10, 20, "busy"), (30, 40, "busy")]
+    assert await store.item_hashes(source) == {"x": "h-x", "y": "h-y"}
+    assert [key for key, _ in await store.recurring_items(source)] == ["x"]
+    assert await store.instance_counts() == {source: 3}
+
+    # An unchanged round keeps last_change; a delete drops the item and its instances.
+    await store.apply_changes(source, upserts=[], deletes=[], state={"token": "t2"}, now=200,
+                              window_end=None)
+    record = await store.source(source)
+    assert (record.last_change, record.window_end, record.state) == (100, 1000, {"token": "t2"})
+    await store.apply_changes(source, upserts=[], deletes=["x"], state={}, now=300,
+                              window_end=None)
+    assert [tuple(r) for r in await store.busy_rows([source], 0, 100)] == [(50, 60, "busy")]
+    assert (await store.source(source)).last_change == 300
+
+
+async def test_a_failed_round_changes_nothing(store: Store) -> None:
+    source = await store.ensure_source("s", "ics")
+    await store.apply_changes(source, upserts=[stored("x", (10, 20))], deletes=[],
+                              state={"v": 1}, now=1, window_end=None)
+    with pytest.raises(Exception):  # noqa: B017, PT011 - each driver has its own error
+        await store.apply_changes(source, upserts=[stored("w", (60, 70)), stored("z", (50, 40))],
+                                  deletes=["x"], state={"v": 2}, now=2, window_end=None)
+    assert [tuple(r) for r in await store.busy_rows([source], 0, 100)] == [(10, 20, "busy")]
+    assert (await store.source(source)).state == {"v": 1}
+    # The store is usable after the failure.
+    await store.record_unchanged(source, state={"v": 3}, now=3)
+    assert (await store.source(source)).state == {"v": 3}
+
+
+async def test_failures_count_and_a_success_resets_them(store: Store) -> None:
+    source = await store.ensure_source("s", "ics")
+    assert await store.record_failure(source, error="boom", now=1) == 1
+    assert await store.record_failure(source, error="x" * 5000, now=2, needs_reauth=True) == 2
+    record = await store.source(source)
+    assert record.needs_reauth and len(record.last_error or "") == 2000
+    await store.record_unchanged(source, state={}, now=3)
+    record = await store.source(source)
+    assert (record.consecutive_failures, record.needs_reauth, record.last_error) == (0, False, None)
+    await store.record_duration(source, 1.5)
+    assert await store.durations() == {source: 1500}
+
+
+async def test_window_moves_and_old_instances_go(store: Store) -> None:
+    source = await store.ensure_source("s", "ics")
+    await store.apply_changes(source, upserts=[stored("r", (10, 20), recurring=True)],
+                              deletes=[], state={}, now=1, window_end=100)
+    await store.replace_instances(source, [stored("r", (10, 20), (110, 120), recurring=True)],
+                                  window_end=200)
+    assert (await store.source(source)).window_end == 200
+    assert await store.prune_instances(source, before=50) == 1
+    assert [tuple(r) for r in await store.busy_rows([source], 0, 500)] == [(110, 120, "busy")]
+
+
+async def test_a_long_instance_is_found_by_a_short_query(store: Store) -> None:
+    source = await store.ensure_source("s", "ics")
+    await store.apply_changes(source, upserts=[stored("long", (0, 10_000)), stored("s", (5, 6))],
+                              deletes=[], state={}, now=1, window_end=None)
+    assert sorted(tuple(r) for r in await store.busy_rows([source], 5000, 5001)) == [
+        (0, 10_000, "busy")]
+
+
+async def test_text_a_database_cannot_hold_is_kept_readable(store: Store) -> None:
+    source = await store.ensure_source("s", "ics")
+    await store.apply_changes(source, upserts=[stored("n", (1, 2), ical="A\x00B é 😀")],
+                              deletes=[], state={"name": "Zoë"}, now=1, window_end=None)
+    [(key, ical, _)] = await store.items(source)
+    assert key == "n" and ical in ("A\x00B é 😀", "A\ufffdB é 😀")
+    assert (await store.source(source)).state == {"name": "Zoë"}
+
+
+async def test_bookings_hold_time_and_cancelling_frees_it(store: Store) -> None:
+    async with store.booking_transaction() as tx:
+        await tx.insert(booking("bk_1", 100, 200, created=50), [("me", 100, 200),
+                                                                ("room", 100, 200)])
+        await tx.queue_hold("bk_1", "me", source="cal", calendar=None,
+                            hold={"summary": "Busy"}, now=50)
+    assert [tuple(r) for r in await store.busy_rows([], 0, 1000, ["room"])] == [
+        (100, 200, "busy")]
+    saved = await store.booking("bk_1")
+    assert saved == booking("bk_1", 100, 200, created=50)
+    assert await store.booking_starts("me", 0, 1000) == [100]
+    assert await store.known_bookings({"bk_1", "bk_nope"}) == {"bk_1"}
+    assert [b.id for b in await store.bookings_holding("room", 0, 1000)] == ["bk_1"]
+    async with store.booking_transaction() as tx:
+        assert await tx.host_stats(["me", "other"], since=0) == {"me": (1, 50)}
+        assert await tx.booking_starts("me", 0, 1000) == [100]
+    counts = await store.booking_counts(now=150)
+    assert (counts["p"].upcoming, counts["p"].past, counts["p"].cancelled) == (0, 1, 0)
+
+    assert await store.cancel_booking("bk_1", now=60)
+    assert not await store.cancel_booking("bk_1", now=61)
+    assert await store.busy_rows([], 0, 1000, ["me", "room"]) == []
+    assert (await store.booking("bk_1")).status == "cancelled"  # type: ignore[union-attr]
+    assert sorted((h.action, h.host) for h in await store.undelivered_holds()) == [
+        ("delete", "me"), ("write", "me")]
+    assert (await store.booking_counts(now=0))["p"].cancelled == 1
+
+
+async def test_the_database_refuses_two_bookings_of_one_calendar_at_once(store: Store) -> None:
+    async with store.booking_transaction() as tx:
+        await tx.insert(booking("bk_1", 100, 200), [("me", 100, 200)])
+    with pytest.raises(SlotTaken):
+        async with store.booking_transaction() as tx:
+            await tx.insert(booking("bk_2", 150, 250), [("me", 150, 250)])
+    assert await store.booking("bk_2") is None
+    # Back to back, or another calendar, is fine.
+    async with store.booking_transaction() as tx:
+        await tx.insert(booking("bk_3", 200, 300), [("me", 200, 300)])
+        await tx.insert(booking("bk_4", 150, 250, host="you"), [("you", 150, 250)])
+    # A cancelled booking's time can be booked again.
+    await store.cancel_booking("bk_1", now=1)
+    async with store.booking_transaction() as tx:
+        await tx.insert(booking("bk_5", 100, 200), [("me", 100, 200)])
+
+
+async def test_the_hold_outbox_delivers_and_retries(store: Store) -> None:
+    async with store.booking_transaction() as tx:
+        await tx.insert(booking("bk_1", 100, 200), [("me", 100, 200)])
+        await tx.queue_hold("bk_1", "me", source="cal", calendar="work",
+                            hold={"summary": "Busy"}, now=10)
+    [row] = await store.due_holds(now=10)
+    assert (row.booking_id, row.host, row.action, row.source, row.calendar) == (
+        "bk_1", "me", "write", "cal", "work")
+    await store.hold_failed(row, error="503", retry_at=40)
+    assert await store.due_holds(now=39) == []
+    assert await store.hold_pending(row)
+    [row] = await store.due_holds(now=40)
+    await store.hold_delivered(row, ref="/cal/bk_1.ics", etag='"1"',
+                               problem="no video link: Meet pending")
+    assert not await store.hold_pending(row)
+    assert await store.write_ref("bk_1", "me") == ("/cal/bk_1.ics", '"1"')
+    assert await store.video_problem("bk_1") == "Meet pending"
+    assert [(a, s, n) for a, s, n, _ in await store.hold_summary()] == [("write", "done", 1)]
+
+
+async def test_a_hold_cancelled_before_delivery_is_never_written(store: Store) -> None:
+    async with store.booking_transaction() as tx:
+        await tx.insert(booking("bk_1", 100, 200), [("me", 100, 200)])
+        await tx.queue_hold("bk_1", "me", source="cal", calendar=None, hold={}, now=10)
+    await store.retire_write("bk_1", "me")
+    assert await store.due_holds(now=10) == []
+
+
+async def test_the_caldav_change_log(store: Store) -> None:
+    await store.dav_refresh("c", [("a", 10, 20, "busy"), ("b", 30, 40, "tentative")], now=1,
+                            prune_before=0)
+    collection = await store.dav_collection("c")
+    assert collection is not None and collection.last_seq == 2
+    assert [m.uid for m in await store.dav_members("c")] == ["a", "b"]
+    assert [m.uid for m in await store.dav_members("c", start=25, end=50)] == ["b"]
+    assert [m.uid for m in await store.dav_members("c", uids=["b", "zz"])] == ["b"]
+    assert await store.dav_members("c", uids=[]) == []
+    await store.dav_refresh("c", [("b", 30, 40, "tentative"), ("c", 50, 60, "busy")], now=5,
+                            prune_before=0)
+    changes = await store.dav_changes("c", since=2, limit=10, initial=False)
+    assert [(m.uid, m.removed) for m in changes] == [("a", True), ("c", False)]
+    assert [m.uid for m in await store.dav_changes("c", since=0, limit=10, initial=True)] == [
+        "b", "c"]
+    # Pruning the removal moves the floor: older tokens are no longer good.
+    await store.dav_refresh("c", [("b", 30, 40, "tentative"), ("c", 50, 60, "busy")], now=9,
+                            prune_before=6)
+    collection = await store.dav_collection("c")
+    assert collection is not None and collection.floor_seq == 3
+    assert len(collection.lineage) >= 8
+
+
+async def test_push_channels_alerts_and_secrets(store: Store) -> None:
+    channel = PushChannel("ch1", "google-src", "primary", "res", "tok", 1000, 1)
+    await store.add_channel(channel)
+    assert await store.channel("ch1") == channel and await store.channels() == [channel]
+    await store.remove_channel("ch1")
+    assert await store.channel("ch1") is None
+
+    await store.change_alert_state("source:a", "failing", now=5,
+                                   messages=[("ops", {"text": "a fails"})])
+    assert await store.alert_states() == {"source:a": ("failing", 5)}
+    [message] = await store.due_alerts(now=5)
+    assert message.payload == {"text": "a fails"} and message.attempts == 0
+    await store.alert_failed(message.id, error="smtp down", retry_at=50)
+    assert await store.due_alerts(now=49) == []
+    [message] = await store.due_alerts(now=50)
+    assert message.attempts == 1
+    await store.alert_sent(message.id)
+    assert await store.due_alerts(now=100) == []
+
+    secret = await store.calendar_secret("me", now=1)
+    assert len(secret) >= 40 and await store.calendar_secret("me", now=2) == secret
+
+
+async def test_another_instance_sees_changes(location: Path | PostgresUrl) -> None:
+    """Two stores on one database: instances, or a server and `fbproxy sync`."""
+    first, second = await Store.open(location), await Store.open(location)
+    try:
+        before = await second.busy_generation(max_age=0)
+        async with first.booking_transaction() as tx:
+            await tx.insert(booking("bk_1", 100, 200), [("me", 100, 200)])
+        after = await second.busy_generation(max_age=0)
+        assert after != before
+        secrets = await asyncio.gather(first.calendar_secret("x", now=1),
+                                       second.calendar_secret("x", now=1))
+        assert secrets[0] == secrets[1]
+        assert await second.ensure_source("s", "ics") == await first.ensure_source("s", "ics")
+    finally:
+        await first.close()
+        await second.close()
+
+
+# TEMPORARY until the PostgreSQL fixture lands: a cluster started by hand.
+_counter = iter(range(10_000))
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    import subprocess
+    name = f"c{next(_counter)}_{__import__('os').getpid()}"
+    subprocess.run(["psql", "-q", "-h", "127.0.0.1", "-p", "55432", "-U", "postgres", "-c",
+                    f"CREATE DATABASE {name} OWNER fbproxy"], check=True)
+    return f"postgresql://fbproxy:pw@127.0.0.1:55432/{name}"
