@@ -137,3 +137,18 @@ async def serve(
         return client, app[RUNTIME]
 
     yield start
+
+
+# TEMPORARY until the PostgreSQL session fixture lands: a cluster started by hand
+# on 127.0.0.1:55432 (superuser postgres, trust; role fbproxy/pw).
+_pg_counter = iter(range(100_000))
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    import os
+    import subprocess
+    name = f"t{next(_pg_counter)}_{os.getpid()}"
+    subprocess.run(["psql", "-q", "-h", "127.0.0.1", "-p", "55432", "-U", "postgres", "-c",
+                    f"CREATE DATABASE {name} OWNER fbproxy"], check=True)
+    return f"postgresql://fbproxy:pw@127.0.0.1:55432/{name}"

@@ -285,15 +285,3 @@ async def test_another_instance_sees_changes(location: Path | PostgresUrl) -> No
         await first.close()
         await second.close()
 
-
-# TEMPORARY until the PostgreSQL fixture lands: a cluster started by hand.
-_counter = iter(range(10_000))
-
-
-@pytest.fixture
-def postgres_url() -> str:
-    import subprocess
-    name = f"c{next(_counter)}_{__import__('os').getpid()}"
-    subprocess.run(["psql", "-q", "-h", "127.0.0.1", "-p", "55432", "-U", "postgres", "-c",
-                    f"CREATE DATABASE {name} OWNER fbproxy"], check=True)
-    return f"postgresql://fbproxy:pw@127.0.0.1:55432/{name}"
