@@ -43,6 +43,14 @@ class SlotTaken(StoreError):
     """
 
 
+class LeaseLost(StoreError):
+    """A sync round's results were not stored: its source moved on without it.
+
+    Another instance took the source's lease, or another process stored a newer
+    sync state, while the round ran; the round is discarded, nothing changed.
+    """
+
+
 class RequestError(FbproxyError):
     """A client's request cannot be served; rendered once by the web middleware."""
 

@@ -30,6 +30,7 @@ from server.kit.single_flight import SingleFlight
 from server.store import Store
 from server.sync.adapter_kinds import ADAPTER_KINDS, AdapterContext
 from server.sync.alerts import Alerts
+from server.sync.leases import SourceLeases, instance_id
 from server.sync.loop import SourceSyncer, SyncManager
 from server.sync.push import HOOK_PATHS, PushChannels, Watcher
 
@@ -189,14 +190,26 @@ async def open_runtime(config: Config, *, clock: Clock, store: Store | None = No
             syncers.append(_syncer(config, source, source_ids[source.name], adapter, store,
                                    clock, executor, metrics))
         secrets = await _secrets(config, store, int(clock.now().timestamp()))
-        manager = SyncManager(syncers)
+        holder = instance_id(config.server.instance_name)
+        lease_seconds = config.server.lease_seconds
+        # Leases and claims only where instances share the database: on SQLite, one
+        # server per file (`fbproxy sync` beside it is fenced by the sync state), and
+        # a restart after a crash must not wait for its own old leases to run out.
+        shared = store.database.shared
+        leases = SourceLeases(store, clock, holder=holder, lease_seconds=lease_seconds) \
+            if shared else None
+        manager = SyncManager(syncers, leases=leases)
         stack.push_async_callback(manager.stop)
-        holds = HoldWorker(store, _writers(manager), clock, metrics=metrics)
+        # A claimed hold or alert whose instance died is retried after this.
+        claim = max(2 * lease_seconds, 60) if shared else 0
+        holds = HoldWorker(store, _writers(manager), clock, metrics=metrics, holder=holder,
+                           claim_seconds=claim)
         stack.push_async_callback(holds.stop)
         push = _push_channels(config, store, clock, manager)
         if push is not None:
             stack.push_async_callback(push.stop)
-        alerts = Alerts(config, store, clock, session) if config.alerts else None
+        alerts = Alerts(config, store, clock, session, holder=holder,
+                        claim_seconds=claim) if config.alerts else None
         if alerts is not None:
             stack.push_async_callback(alerts.stop)
         yield Runtime(config=config, store=store, clock=clock, executor=executor,

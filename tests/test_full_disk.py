@@ -29,10 +29,10 @@ async def test_a_full_database_refuses_cleanly_and_recovers(sources, make_config
             await writer.execute(
                 "INSERT INTO bookings (id, page, host, start_ts, end_ts, guest_name, "
                 "guest_email, cancel_secret, status, created) "
-                "VALUES (?, 'filler', 'filler', 1, 2, 'x', 'x@x.x', 'x', 'cancelled', 0)",
-                (f"filler{i:06d}",))
-            await writer.execute("INSERT INTO booking_blocks VALUES (?, 'filler', 1, 2)",
-                                 (f"filler{i:06d}",))
+                "VALUES (?, 'filler', 'filler', ?, ?, 'x', 'x@x.x', 'x', 'cancelled', 0)",
+                (f"filler{i:06d}", 2 * i + 1, 2 * i + 2))
+            await writer.execute("INSERT INTO booking_blocks VALUES (?, 'filler', ?, ?)",
+                                 (f"filler{i:06d}", 2 * i + 1, 2 * i + 2))
             await writer.commit()
         except sqlite3.OperationalError:
             await writer.rollback()

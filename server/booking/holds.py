@@ -73,7 +73,13 @@ class HoldWorker(BackgroundLoop):
     loop_name = "holds"
 
     def __init__(self, store: Store, writers: Mapping[str, HoldWriter], clock: Clock,
-                 rng: random.Random | None = None, metrics: Metrics | None = None) -> None:
+                 rng: random.Random | None = None, metrics: Metrics | None = None, *,
+                 holder: str = "local", claim_seconds: int = 60) -> None:
+        # Several instances deliver from one outbox: each row is claimed by one
+        # for claim_seconds; if it dies mid-delivery, another retries after that
+        # (write_hold is idempotent, so there is still one event upstream).
+        self.holder = holder
+        self._claim_seconds = claim_seconds
         self._store = store
         self._metrics = metrics
         self._writers = writers
@@ -99,7 +105,8 @@ class HoldWorker(BackgroundLoop):
         """Deliver every due row once; returns how many were delivered."""
         now = int(self._clock.now().timestamp())
         delivered = 0
-        for row in await self._store.due_holds(now):
+        for row in await self._store.claim_holds(now, holder=self.holder,
+                                                 claim_seconds=self._claim_seconds):
             result = "failed"
             try:
                 await self._deliver(row)

@@ -98,6 +98,9 @@ class ServerConfig:
     # Opens /status and /api/v1/status; None: one is generated and kept in the database.
     admin_secret: Secret | None = field(default=None, repr=False)
     metrics_public: bool = False  # /metrics without the admin secret (a private network)
+    # Several instances on one database: a dead one's sources move on within this.
+    lease_seconds: int = 30
+    instance_name: str | None = None  # in logs and leases; None: the host's name
 
     @property
     def zone(self) -> ZoneInfo:

@@ -21,6 +21,7 @@ from server.store.calendar_secrets import CalendarSecretQueries
 from server.store.channels import ChannelQueries, PushChannel
 from server.store.dav import DavCollection, DavMember, DavQueries
 from server.store.holds import HoldQueries
+from server.store.leases import Fence, LeaseQueries
 from server.store.postgres import PostgresDatabase
 from server.store.records import (
     STATUS_BUSY,
@@ -49,6 +50,7 @@ __all__ = [
     "BusyRow",
     "DavCollection",
     "DavMember",
+    "Fence",
     "OutboxRow",
     "PendingHold",
     "PushChannel",
@@ -61,7 +63,7 @@ __all__ = [
 
 
 class Store(SourceQueries, BookingQueries, HoldQueries, CalendarSecretQueries, DavQueries,
-            ChannelQueries, AlertQueries):
+            ChannelQueries, AlertQueries, LeaseQueries):
     """All persistent state. Create with ``await Store.open(location)``: a path
     (SQLite, the default) or a PostgreSQL URL (several instances share it)."""
 

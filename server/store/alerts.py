@@ -26,9 +26,19 @@ class AlertQueries(StoreBase):
         return {str(s): (str(state), int(since)) for s, state, since in rows}
 
     async def change_alert_state(self, subject: str, state: str, *, now: int,
-                                 messages: Sequence[tuple[str, dict[str, Any]]]) -> None:
-        """Record ``subject``'s new state and queue its messages, in one transaction."""
+                                 messages: Sequence[tuple[str, dict[str, Any]]],
+                                 seen: str | None = None) -> bool:
+        """Record ``subject``'s new state and queue its messages, in one transaction.
+
+        Only if its state is still ``seen`` (None: none recorded), the one the caller
+        judged the change from: of several instances seeing the same change, one
+        queues the messages. False when another got there first.
+        """
         async with self._transaction() as db:
+            row = await db.fetchone("SELECT state FROM alert_state WHERE subject = ?",
+                                    (subject,))
+            if (row[0] if row else None) != seen:
+                return False
             await db.execute(
                 """INSERT INTO alert_state (subject, state, since) VALUES (?, ?, ?)
                    ON CONFLICT (subject) DO UPDATE SET state = excluded.state,
@@ -36,6 +46,21 @@ class AlertQueries(StoreBase):
             await db.executemany(
                 "INSERT INTO alert_outbox (alert, payload, next_attempt) VALUES (?, ?, ?)",
                 ((alert, json.dumps(payload), now) for alert, payload in messages))
+        return True
+
+    async def claim_alerts(self, now: int, *, holder: str, claim_seconds: int,
+                           limit: int = 50) -> list[AlertMessage]:
+        """Take due messages for ``holder`` to send (see HoldQueries.claim_holds)."""
+        skip = " FOR UPDATE SKIP LOCKED" if self._db.dialect == "postgresql" else ""
+        async with self._transaction() as db:
+            rows = await db.fetchall(
+                f"""SELECT id, alert, payload, attempts FROM alert_outbox
+                    WHERE state = 'pending' AND next_attempt <= ? AND claimed_until <= ?
+                    ORDER BY id LIMIT ?{skip}""", (now, now, limit))
+            await db.executemany(
+                "UPDATE alert_outbox SET claimed_by = ?, claimed_until = ? WHERE id = ?",
+                ((holder, now + claim_seconds, row[0]) for row in rows))
+        return [AlertMessage(int(i), str(a), json.loads(p), int(n)) for i, a, p, n in rows]
 
     async def due_alerts(self, now: int, limit: int = 50) -> list[AlertMessage]:
         rows = await self._reader.fetchall(
@@ -47,11 +72,12 @@ class AlertQueries(StoreBase):
 
     async def alert_sent(self, message_id: int) -> None:
         async with self._transaction() as db:
-            await db.execute("UPDATE alert_outbox SET state = 'sent' WHERE id = ?",
-                             (message_id,))
+            await db.execute("UPDATE alert_outbox SET state = 'sent', claimed_by = NULL, "
+                             "claimed_until = 0 WHERE id = ?", (message_id,))
 
     async def alert_failed(self, message_id: int, *, error: str, retry_at: int) -> None:
         async with self._transaction() as db:
             await db.execute(
                 """UPDATE alert_outbox SET attempts = attempts + 1, last_error = ?,
-                       next_attempt = ? WHERE id = ?""", (error[:500], retry_at, message_id))
+                       next_attempt = ?, claimed_by = NULL, claimed_until = 0
+                   WHERE id = ?""", (error[:500], retry_at, message_id))

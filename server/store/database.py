@@ -9,7 +9,7 @@ differ ask ``dialect``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, Protocol
 
@@ -51,6 +51,16 @@ class Database(ABC):
 
     @abstractmethod
     async def close(self) -> None: ...
+
+    @abstractmethod
+    async def notify(self, channel: str, payload: str) -> None:
+        """Tell every process listening on ``channel`` (PostgreSQL NOTIFY)."""
+
+    @abstractmethod
+    async def listen(self, channel: str, callback: Callable[[str], None]) -> None:
+        """Call ``callback`` with each payload notified on ``channel``, from any process
+        on PostgreSQL, from this one on SQLite (another process on the same file
+        polls instead). Calling it again re-establishes a lost listening connection."""
 
     @property
     @abstractmethod

@@ -12,7 +12,26 @@ VIDEO_PROBLEM = "no video link: "
 class HoldQueries(StoreBase):
     """Store methods for the hold outbox."""
 
+    async def claim_holds(self, now: int, *, holder: str, claim_seconds: int,
+                          limit: int = 50) -> list[OutboxRow]:
+        """Take due rows for ``holder`` to deliver: nobody else gets them until they are
+        done, failed, or the claim runs out (its holder died mid-delivery)."""
+        # SKIP LOCKED: instances never wait on each other's claims (with the write
+        # lock every transaction takes, it never has to skip; it documents intent).
+        skip = " FOR UPDATE SKIP LOCKED" if self._db.dialect == "postgresql" else ""
+        async with self._transaction() as db:
+            rows = await db.fetchall(
+                f"""SELECT {_OUTBOX_COLUMNS} FROM hold_outbox
+                    WHERE state = 'pending' AND next_attempt <= ? AND claimed_until <= ?
+                    ORDER BY next_attempt LIMIT ?{skip}""", (now, now, limit))
+            await db.executemany(
+                """UPDATE hold_outbox SET claimed_by = ?, claimed_until = ?
+                   WHERE booking_id = ? AND host = ? AND action = ?""",
+                ((holder, now + claim_seconds, row[0], row[1], row[2]) for row in rows))
+        return [OutboxRow(*row) for row in rows]
+
     async def due_holds(self, now: int, limit: int = 50) -> list[OutboxRow]:
+        """Due rows, claimed or not (for tests and status; delivery claims them)."""
         rows = await self._reader.fetchall(
             f"""SELECT {_OUTBOX_COLUMNS} FROM hold_outbox
                 WHERE state = 'pending' AND next_attempt <= ?
@@ -33,7 +52,7 @@ class HoldQueries(StoreBase):
         async with self._transaction() as db:
             await db.execute(
                 """UPDATE hold_outbox SET state = 'done', attempts = attempts + 1, ref = ?,
-                       etag = ?, last_error = ?
+                       etag = ?, last_error = ?, claimed_by = NULL, claimed_until = 0
                    WHERE booking_id = ? AND host = ? AND action = ?""",
                 (ref, etag, problem[:2000] if problem else None, row.booking_id, row.host,
                  row.action))
@@ -63,7 +82,7 @@ class HoldQueries(StoreBase):
         async with self._transaction() as db:
             await db.execute(
                 """UPDATE hold_outbox SET attempts = attempts + 1, last_error = ?,
-                       next_attempt = ?
+                       next_attempt = ?, claimed_by = NULL, claimed_until = 0
                    WHERE booking_id = ? AND host = ? AND action = ?""",
                 (error[:2000], retry_at, row.booking_id, row.host, row.action))
 

@@ -120,9 +120,13 @@ class PostgresDatabase(Database):
     dialect = "postgresql"
     shared = True
 
-    def __init__(self, pool: asyncpg.Pool, location: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, location: str, url: str = "") -> None:
         self.pool = pool
         self._location = location
+        self._url = url
+        # One connection of its own for LISTEN: a pooled one would be handed on.
+        self._listener: asyncpg.Connection | None = None
+        self._listening: dict[str, list[Callable[[str], None]]] = {}
         self._reads = PoolReads(pool, location)
         # Queue this process's writers here rather than each holding a pooled
         # connection while it waits for the advisory lock.
@@ -145,7 +149,7 @@ class PostgresDatabase(Database):
         except BaseException:
             await pool.close()
             raise
-        return cls(pool, location)
+        return cls(pool, location, url)
 
     @property
     def location(self) -> str:
@@ -163,5 +167,32 @@ class PostgresDatabase(Database):
                 await connection.execute("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK)
                 yield PostgresSession(connection, self._location)
 
+    async def notify(self, channel: str, payload: str) -> None:
+        await self._reads.execute("SELECT pg_notify(?, ?)", (channel, payload))
+
+    async def listen(self, channel: str, callback: Callable[[str], None]) -> None:
+        callbacks = self._listening.setdefault(channel, [])
+        if callback not in callbacks:
+            callbacks.append(callback)
+        if self._listener is not None and not self._listener.is_closed():
+            if len(callbacks) == 1:
+                await self._add_listener(channel)
+            return
+        async with _errors(self._location):
+            self._listener = await asyncpg.connect(
+                self._url, server_settings={"application_name": "fbproxy-listen"})
+            for name in self._listening:
+                await self._add_listener(name)
+
+    async def _add_listener(self, channel: str) -> None:
+        def deliver(_connection: object, _pid: int, _channel: str, payload: object) -> None:
+            for callback in self._listening.get(channel, ()):
+                callback(str(payload))
+
+        assert self._listener is not None
+        await self._listener.add_listener(channel, deliver)
+
     async def close(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
         await self.pool.close()

@@ -10,6 +10,7 @@ from typing import Any
 from server.errors import StoreError
 from server.store.connection import StoreBase
 from server.store.database import Session
+from server.store.leases import Fence, check_fence
 from server.store.records import _SOURCE_COLUMNS, SourceRecord, StoredItem, _source_record
 
 
@@ -72,10 +73,11 @@ class SourceQueries(StoreBase):
 
     async def apply_changes(
         self, source_id: int, *, upserts: Sequence[StoredItem], deletes: Sequence[str],
-        state: dict[str, Any], now: int, window_end: int | None,
+        state: dict[str, Any], now: int, window_end: int | None, fence: Fence | None = None,
     ) -> None:
         """Apply one sync round atomically and mark the source healthy."""
         async with self._transaction(busy_changes=bool(upserts) or bool(deletes)) as db:
+            await check_fence(db, source_id, fence)
             await db.executemany(
                 "DELETE FROM items WHERE source_id = ? AND item_key = ?",
                 ((source_id, key) for key in deletes))
@@ -91,9 +93,10 @@ class SourceQueries(StoreBase):
                 (json.dumps(state), now, now, now, window_end, source_id, source_id))
 
     async def replace_instances(self, source_id: int, items: Sequence[StoredItem],
-                                window_end: int) -> None:
+                                window_end: int, *, fence: Fence | None = None) -> None:
         """Re-store the instances of recurring items when the window moves on."""
         async with self._transaction(busy_changes=True) as db:
+            await check_fence(db, source_id, fence)
             await self._write_items(db, source_id, items)
             await db.execute("UPDATE sources SET window_end = ? WHERE id = ?",
                              (window_end, source_id))
@@ -121,8 +124,10 @@ class SourceQueries(StoreBase):
         await db.execute("UPDATE sources SET max_span = ? WHERE id = ? AND max_span < ?",
                          (longest, source_id, longest))
 
-    async def record_unchanged(self, source_id: int, *, state: dict[str, Any], now: int) -> None:
+    async def record_unchanged(self, source_id: int, *, state: dict[str, Any], now: int,
+                               fence: Fence | None = None) -> None:
         async with self._transaction() as db:
+            await check_fence(db, source_id, fence)
             await db.execute(
                 """UPDATE sources SET state = ?, last_attempt = ?, last_success = ?,
                        last_error = NULL, consecutive_failures = 0, needs_reauth = 0

@@ -56,6 +56,7 @@ class SqliteDatabase(Database):
         self._writer = SqliteSession(writer)
         self._reader = SqliteSession(reader)
         self._write_lock = asyncio.Lock()
+        self._listeners: dict[str, list[Callable[[str], None]]] = {}
 
     @classmethod
     async def open(cls, path: Path,
@@ -111,6 +112,15 @@ class SqliteDatabase(Database):
                 with contextlib.suppress(sqlite3.OperationalError):
                     await self._writer.execute("ROLLBACK")
                 raise StoreFull() if _is_full(exc) else exc from exc
+
+    async def notify(self, channel: str, payload: str) -> None:
+        for callback in self._listeners.get(channel, ()):
+            callback(payload)
+
+    async def listen(self, channel: str, callback: Callable[[str], None]) -> None:
+        callbacks = self._listeners.setdefault(channel, [])
+        if callback not in callbacks:
+            callbacks.append(callback)
 
     async def close(self) -> None:
         await self._reader.connection.close()

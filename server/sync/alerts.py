@@ -48,7 +48,10 @@ class Alerts(BackgroundLoop):
     loop_name = "alerts"
 
     def __init__(self, config: Config, store: Store, clock: Clock,
-                 session: aiohttp.ClientSession, rng: random.Random | None = None) -> None:
+                 session: aiohttp.ClientSession, rng: random.Random | None = None, *,
+                 holder: str = "local", claim_seconds: int = 60) -> None:
+        self.holder = holder  # this instance, claiming messages to send
+        self._claim_seconds = claim_seconds
         self._config = config
         self._store = store
         self._clock = clock
@@ -81,7 +84,8 @@ class Alerts(BackgroundLoop):
                 record = records.get(source.name)
                 state = _source_state(record, alert, now)
                 subject = f"{alert.name}:source:{source.name}"
-                previous = reported.get(subject, ("ok", 0))[0]
+                seen = reported[subject][0] if subject in reported else None
+                previous = seen or "ok"
                 if state == previous:
                     continue
                 event = _EVENTS.get((previous, state))
@@ -89,8 +93,9 @@ class Alerts(BackgroundLoop):
                 if event in alert.events:
                     messages.append((alert.name, self._source_payload(
                         event, source, record, now)))
-                await self._store.change_alert_state(subject, state, now=now, messages=messages)
-                queued += len(messages)
+                if await self._store.change_alert_state(subject, state, now=now,
+                                                        messages=messages, seen=seen):
+                    queued += len(messages)
             for hold in stuck:
                 subject = f"{alert.name}:hold:{hold.booking_id}:{hold.host}:{hold.action}"
                 if subject in reported or "hold_failing" not in alert.events:
@@ -101,9 +106,9 @@ class Alerts(BackgroundLoop):
                            "message": f"the {hold.action} of booking {hold.booking_id}'s hold "
                                       f"on {hold.source} failed {hold.attempts} times: "
                                       f"{hold.last_error}"}
-                await self._store.change_alert_state(subject, "failing", now=now,
-                                                     messages=[(alert.name, payload)])
-                queued += 1
+                if await self._store.change_alert_state(subject, "failing", now=now,
+                                                        messages=[(alert.name, payload)]):
+                    queued += 1
         return queued
 
     def _source_payload(self, event: str, source: SourceConfig, record: SourceRecord | None,
@@ -126,7 +131,8 @@ class Alerts(BackgroundLoop):
         now = int(self._clock.now().timestamp())
         sent = 0
         alerts = {a.name: a for a in self._config.alerts}
-        for message in await self._store.due_alerts(now):
+        for message in await self._store.claim_alerts(now, holder=self.holder,
+                                                      claim_seconds=self._claim_seconds):
             alert = alerts.get(message.alert)
             if alert is None:  # removed from the config: nothing to send it to
                 await self._store.alert_sent(message.id)

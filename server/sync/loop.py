@@ -12,10 +12,11 @@ import hashlib
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from typing import Any
 
 from adapters.base import (
     AdapterError,
@@ -27,11 +28,12 @@ from adapters.base import (
     SyncTokenInvalid,
 )
 from server.config.model import SourceConfig
-from server.errors import StoreError
+from server.errors import LeaseLost, StoreError
 from server.kit.clock import Clock
 from server.kit.metrics import Metrics
-from server.store import SourceRecord, Store, StoredItem
+from server.store import Fence, SourceRecord, Store, StoredItem
 from server.sync.expand import EXPANSION_VERSION, BadItem, ExpandContext, expand_item
+from server.sync.leases import WAKE_CHANNEL, SourceLeases
 
 log = logging.getLogger("fbproxy.sync")
 
@@ -57,9 +59,13 @@ class SyncOutcome:
     bytes_received: int = 0
     requests: int = 0
     fetched: int = 0
+    # Run by the instance holding the source's lease, not by this one.
+    elsewhere: bool = False
 
 
 MAX_RETRY_AFTER = 86400.0
+# How often a booking's re-check looks whether the lease holder has run its round.
+ELSEWHERE_POLL = 0.1
 
 
 def retry_delay(failures: int, poll_interval: timedelta, rng: random.Random) -> float:
@@ -129,6 +135,10 @@ class SourceSyncer:
         # Whether the stored items were checked against this run's expansion (its
         # version, the source's zone and owners) since this syncer started.
         self._expansions_checked = False
+        # Who runs this source's rounds when several instances share the store
+        # (None: this syncer alone), and the fence of the round under way.
+        self.leases: SourceLeases | None = None
+        self._fence: Fence | None = None
 
     def context(self) -> ExpandContext:
         now = self._clock.now()
@@ -140,8 +150,14 @@ class SourceSyncer:
         """Sync now instead of waiting for the next poll (push, manual)."""
         self._wake.set()
 
+    def held_here(self) -> bool:
+        return self.leases is None or self.leases.holds(self.source.name)
+
     async def run_forever(self) -> None:
         while True:
+            if not self.held_here():
+                assert self.leases is not None
+                await self.leases.wait_held(self.source.name)
             await self.run_once()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.next_delay())
@@ -156,14 +172,33 @@ class SourceSyncer:
         """A round that started at ``since`` (time.perf_counter) or later.
 
         Many bookings checking the same source at once share one round instead
-        of each asking the upstream again.
+        of each asking the upstream again. When another instance holds the
+        source's lease, it is asked to run the round, and this one waits for it.
         """
+        if not self.held_here():
+            return await self._round_elsewhere()
         if self._latest_round is None or self._latest_round[0] < since:
             task = asyncio.create_task(self.run_once())
             self._rounds.add(task)
             task.add_done_callback(self._rounds.discard)
             self._latest_round = (time.perf_counter(), task)
         return await asyncio.shield(self._latest_round[1])
+
+    async def _round_elsewhere(self) -> SyncOutcome:
+        """Wake the lease holder's syncer and wait for the round it then runs.
+
+        The caller bounds the wait (a booking's recheck_timeout)."""
+        asked = int(self._clock.now().timestamp())
+        await self._store.database.notify(WAKE_CHANNEL, self.source.name)
+        while True:
+            record = await self._store.source(self.source_id)
+            if record.last_attempt is not None and record.last_attempt >= asked:
+                ok = record.last_success is not None and record.last_success >= asked
+                return SyncOutcome(self.source.name, ok=ok, elsewhere=True,
+                                   error=None if ok else record.last_error)
+            if self.held_here():  # the holder went away and this instance took over
+                return await self.run_once()
+            await asyncio.sleep(ELSEWHERE_POLL)
 
     async def cancel_rounds(self) -> None:
         """Stop the re-check rounds still running (shutdown: the store closes next)."""
@@ -177,6 +212,9 @@ class SourceSyncer:
             started = time.perf_counter()
             try:
                 outcome = await self._round()
+            except LeaseLost as exc:  # discarded: the source's new holder does the work
+                log.warning("%s", exc)
+                return SyncOutcome(self.source.name, ok=False, error=str(exc), elsewhere=True)
             except StoreError as exc:  # e.g. a full disk: this round is undone, try later
                 log.error("source %s: %s", self.source.name, exc)
                 outcome = SyncOutcome(self.source.name, ok=False, error=str(exc))
@@ -184,6 +222,8 @@ class SourceSyncer:
                     await self._store.record_failure(
                         self.source_id, error=str(exc), now=int(self._clock.now().timestamp()))
             outcome = replace(outcome, seconds=time.perf_counter() - started)
+            if outcome.elsewhere:
+                return outcome
             self.failures = 0 if outcome.ok else self.failures + 1
             with contextlib.suppress(StoreError):
                 await self._store.record_duration(self.source_id, outcome.seconds)
@@ -194,6 +234,13 @@ class SourceSyncer:
 
     async def _round(self) -> SyncOutcome:
         record = await self._store.source(self.source_id)
+        if self.leases is None:
+            self._fence = Fence(state=dict(record.state))
+        else:
+            self._fence = self.leases.fence(self.source.name, record.state)
+            if self._fence is None:
+                return SyncOutcome(self.source.name, ok=False, elsewhere=True,
+                                   error="another instance syncs this source")
         context = self.context()
         try:
             changes = await self._fetch(record)
@@ -209,7 +256,9 @@ class SourceSyncer:
             await self._expand_outdated(record, context)
             self._expansions_checked = True
         if changes.unchanged:
-            await self._store.record_unchanged(self.source_id, state=dict(changes.state), now=now)
+            await self._store.record_unchanged(self.source_id, state=dict(changes.state),
+                                               now=now, fence=self._fence)
+            self._moved_to(changes.state)
             skipped = await self._roll_window(record, context)
             return SyncOutcome(self.source.name, ok=True, unchanged=True,
                                items=record.item_count, skipped=tuple(skipped),
@@ -240,7 +289,9 @@ class SourceSyncer:
         fresh_window = record.window_end is None
         await self._store.apply_changes(
             self.source_id, upserts=stored, deletes=sorted(deletes), state=dict(changes.state),
-            now=now, window_end=int(context.window_end.timestamp()) if fresh_window else None)
+            now=now, window_end=int(context.window_end.timestamp()) if fresh_window else None,
+            fence=self._fence)
+        self._moved_to(changes.state)
         self._log_skipped(changes.skipped)
         if stored or deletes:
             log.info("source %s: %d item(s) updated, %d deleted", self.source.name,
@@ -254,6 +305,11 @@ class SourceSyncer:
             expanded=len(stored), deleted=len(deletes), skipped=all_skipped,
             bytes_received=changes.bytes_received, requests=changes.requests,
             fetched=changes.fetched)
+
+    def _moved_to(self, state: Mapping[str, Any]) -> None:
+        """The round stored a new sync state: its later writes are fenced by that one."""
+        if self._fence is not None:
+            self._fence = replace(self._fence, state=dict(state))
 
     async def _expand(self, items: Sequence[Item], context: ExpandContext,
                       fingerprints: dict[str, str]) -> tuple[list[StoredItem], list[SkippedItem]]:
@@ -290,7 +346,7 @@ class SourceSyncer:
         items = [Item(key=key, ical=ical) for key, ical in recurring]
         fingerprints = {item.key: item_fingerprint(item, context) for item in items}
         stored, skipped = await self._expand(items, context, fingerprints)
-        await self._store.replace_instances(self.source_id, stored, target)
+        await self._store.replace_instances(self.source_id, stored, target, fence=self._fence)
         await self._store.prune_instances(
             self.source_id, before=int(context.window_start.timestamp()))
         log.info("source %s: window moved on; re-expanded %d recurring item(s)",
@@ -311,7 +367,8 @@ class SourceSyncer:
         if not outdated:
             return
         expanded, skipped = await self._expand(outdated, context, fingerprints)
-        await self._store.replace_instances(self.source_id, expanded, record.window_end)
+        await self._store.replace_instances(self.source_id, expanded, record.window_end,
+                                            fence=self._fence)
         log.info("source %s: expanded %d stored item(s) again for this version or config",
                  self.source.name, len(expanded))
 
@@ -331,17 +388,46 @@ class SourceSyncer:
 
 
 class SyncManager:
-    """Owns every source's syncer and background task."""
+    """Owns every source's syncer and background task, and the leases that say which
+    sources this instance syncs while others share the store."""
 
-    def __init__(self, syncers: Sequence[SourceSyncer]) -> None:
+    def __init__(self, syncers: Sequence[SourceSyncer], *,
+                 leases: SourceLeases | None = None) -> None:
         self.syncers = {s.source.name: s for s in syncers}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.running = False
+        self.leases = leases
+        for syncer in syncers:
+            syncer.leases = leases
+        if leases is not None:
+            leases.sources = self.syncers.keys
+            leases.on_gain = self._gained
+            leases.on_wake = self._woken
 
     def start(self) -> None:
         self.running = True
+        if self.leases is not None:
+            self.leases.start()
         for name in self.syncers:
             self._start(name)
+
+    def _gained(self, source: str) -> None:
+        syncer = self.syncers.get(source)
+        if syncer is not None:  # its last holder may have died mid-round: sync now
+            syncer.trigger()
+
+    def _woken(self, source: str) -> None:
+        syncer = self.syncers.get(source)
+        if syncer is not None and syncer.held_here():
+            syncer.trigger()
+
+    async def wake(self, store: Store, source: str) -> None:
+        """Sync ``source`` soon: here if this instance holds it, else its holder."""
+        syncer = self.syncers.get(source)
+        if syncer is not None and syncer.held_here():
+            syncer.trigger()
+        else:
+            await store.database.notify(WAKE_CHANNEL, source)
 
     def _start(self, name: str) -> None:
         self._tasks[name] = asyncio.create_task(self.syncers[name].run_forever(),
@@ -355,6 +441,8 @@ class SyncManager:
         self._tasks.clear()
         for syncer in self.syncers.values():
             await syncer.cancel_rounds()
+        if self.leases is not None:  # after the rounds: released, others take over at once
+            await self.leases.stop()
 
     async def remove(self, name: str) -> SourceSyncer | None:
         """Stop and forget one source's syncer (a config reload dropped or changed it)."""
@@ -369,6 +457,7 @@ class SyncManager:
 
     def add(self, syncer: SourceSyncer) -> None:
         """Take on a new syncer; its loop starts at once if the others run."""
+        syncer.leases = self.leases
         self.syncers[syncer.source.name] = syncer
         if self.running:
             self._start(syncer.source.name)

@@ -7,6 +7,10 @@ source or calendar leaves the config or fbproxy shuts down. A notification only
 wakes the source's sync loop: the change itself is read by the next incremental
 sync, so a forged or repeated notification costs one cheap round and nothing
 else.
+
+With several instances, the one holding a source's lease creates, renews and
+stops its channels (once, not once per instance); a notification may reach
+any instance, which passes it on to the holder.
 """
 
 from __future__ import annotations
@@ -80,12 +84,19 @@ class PushChannels(BackgroundLoop):
         self._unknown_stops = RateLimiter(UNKNOWN_STOPS)
         self._stopped_unknown = RateLimiter(Rate(1, timedelta(days=7)), max_clients=1000)
 
+    def _ours(self, source: str) -> bool:
+        """Whether this instance looks after ``source``'s channels (holds its lease);
+        a source no longer in the config is anyone's to clean up."""
+        syncer = self._sync.syncers.get(source)
+        return syncer is None or syncer.held_here()
+
     async def stop(self) -> None:
         await super().stop()
         # Stops of unknown channels still under way finish first: they are bounded.
         await asyncio.gather(*self._background, return_exceptions=True)
         for channel in await self._store.channels():
-            await self._retire(channel)
+            if self._ours(channel.source):
+                await self._retire(channel)
 
     async def _run_forever(self) -> None:
         while True:
@@ -97,10 +108,14 @@ class PushChannels(BackgroundLoop):
         now = int(self._clock.now().timestamp())
         channels = await self._store.channels()
         for channel in channels:
+            if not self._ours(channel.source):
+                continue
             wanted = channel.calendar in self._calendars.get(channel.source, ())
             if not wanted or channel.expiration <= now:
                 await self._retire(channel)
         for source, calendar_ids in self._calendars.items():
+            if not self._ours(source):
+                continue
             for calendar_id in calendar_ids:
                 mine = [c for c in channels if (c.source, c.calendar) == (source, calendar_id)
                         and c.expiration > now]
@@ -145,9 +160,7 @@ class PushChannels(BackgroundLoop):
                 task.add_done_callback(self._background.discard)
             return False
         if state != "sync":  # "sync" only confirms a new channel
-            syncer = self._sync.syncers.get(channel.source)
-            if syncer is not None:
-                syncer.trigger()
+            await self._sync.wake(self._store, channel.source)
         return True
 
     def _may_stop(self, channel_id: str) -> bool:
