@@ -200,16 +200,18 @@ async def open_runtime(config: Config, *, clock: Clock, store: Store | None = No
             if shared else None
         manager = SyncManager(syncers, leases=leases)
         stack.push_async_callback(manager.stop)
-        # A claimed hold or alert whose instance died is retried after this.
-        claim = max(2 * lease_seconds, 60) if shared else 0
+        # A claimed hold (renewed while delivered) or alert whose instance died is
+        # delivered by another after this.
+        claim = lease_seconds if shared else 0
         holds = HoldWorker(store, _writers(manager), clock, metrics=metrics, holder=holder,
                            claim_seconds=claim)
         stack.push_async_callback(holds.stop)
         push = _push_channels(config, store, clock, manager)
         if push is not None:
             stack.push_async_callback(push.stop)
+        # An alert's send is not renewed: bounded by its timeout; at worst sent twice.
         alerts = Alerts(config, store, clock, session, holder=holder,
-                        claim_seconds=claim) if config.alerts else None
+                        claim_seconds=2 * claim) if config.alerts else None
         if alerts is not None:
             stack.push_async_callback(alerts.stop)
         yield Runtime(config=config, store=store, clock=clock, executor=executor,

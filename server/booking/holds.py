@@ -14,13 +14,14 @@ import contextlib
 import json
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from adapters.base import AdapterError, Hold, HoldRef
 from server.config.model import BookingPageConfig
 from server.config.pages import MADE_UPSTREAM
+from server.errors import StoreError
 from server.kit.background import BackgroundLoop
 from server.kit.clock import Clock, iso
 from server.kit.metrics import Metrics
@@ -76,8 +77,9 @@ class HoldWorker(BackgroundLoop):
                  rng: random.Random | None = None, metrics: Metrics | None = None, *,
                  holder: str = "local", claim_seconds: int = 60) -> None:
         # Several instances deliver from one outbox: each row is claimed by one
-        # for claim_seconds; if it dies mid-delivery, another retries after that
-        # (write_hold is idempotent, so there is still one event upstream).
+        # for claim_seconds, renewed while its delivery runs; if the instance dies
+        # mid-delivery, another retries once the claim has run out (write_hold is
+        # idempotent, so there is still one event upstream). 0: no claims (SQLite).
         self.holder = holder
         self._claim_seconds = claim_seconds
         self._store = store
@@ -109,7 +111,8 @@ class HoldWorker(BackgroundLoop):
                                                  claim_seconds=self._claim_seconds):
             result = "failed"
             try:
-                await self._deliver(row)
+                async with self._claim_kept(row):
+                    await self._deliver(row)
                 delivered += 1
                 result = "delivered"
             except AdapterError as exc:
@@ -120,6 +123,31 @@ class HoldWorker(BackgroundLoop):
             if self._metrics is not None:
                 self._metrics.holds.labels(row.action, result).inc()
         return delivered
+
+    @contextlib.asynccontextmanager
+    async def _claim_kept(self, row: OutboxRow) -> AsyncIterator[None]:
+        """Renew the row's claim every third of its life while the body runs."""
+        if self._claim_seconds <= 0:
+            yield
+            return
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self._claim_seconds / 3)
+                until = int(self._clock.now().timestamp()) + self._claim_seconds
+                with contextlib.suppress(StoreError):
+                    if not await self._store.renew_hold_claim(row, holder=self.holder,
+                                                              until=until):
+                        log.warning("hold %s for booking %s: claim lost mid-delivery",
+                                    row.action, row.booking_id)
+                        return
+
+        renewal = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            renewal.cancel()
+            await asyncio.gather(renewal, return_exceptions=True)
 
     async def _deliver(self, row: OutboxRow) -> None:
         writer = self._writers.get(row.source)

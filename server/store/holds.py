@@ -30,6 +30,15 @@ class HoldQueries(StoreBase):
                 ((holder, now + claim_seconds, row[0], row[1], row[2]) for row in rows))
         return [OutboxRow(*row) for row in rows]
 
+    async def renew_hold_claim(self, row: OutboxRow, *, holder: str, until: int) -> bool:
+        """Keep a claim while its delivery runs; False if it was lost meanwhile."""
+        async with self._transaction() as db:
+            return await db.execute(
+                """UPDATE hold_outbox SET claimed_until = ?
+                   WHERE booking_id = ? AND host = ? AND action = ? AND claimed_by = ?
+                   AND state = 'pending'""",
+                (until, row.booking_id, row.host, row.action, holder)) == 1
+
     async def due_holds(self, now: int, limit: int = 50) -> list[OutboxRow]:
         """Due rows, claimed or not (for tests and status; delivery claims them)."""
         rows = await self._reader.fetchall(
