@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -17,6 +18,7 @@ from server.app import create_app
 from server.config.model import Config, parse_config
 from server.kit.clock import FixedClock
 from server.runtime import RUNTIME, Runtime
+from tests import postgres
 
 # Real CalDAV peers (Radicale, Xandikos) for the CalDAV tests; the booking tests' world.
 pytest_plugins = ["tests.peers", "tests.booking_world", "tests.fake_google",
@@ -54,7 +56,8 @@ SUITE_SECRETS = ("s3cret-s3cret-s3cret-0001", "secret-of-alex-0123456789",
                  "admin-admin-admin-0001", "subscriber-busy-only-0001",
                  "subscriber-assistant-0001", "partner-old-secret-01", "partner-new-secret-01",
                  "assistant-secret-0001", "owner-owner-owner-0001", "webhook-signing-key-0001",
-                 "fake-client-secret", "correct horse")
+                 "fake-client-secret", "correct horse",
+                 postgres.PASSWORD, quote(postgres.PASSWORD, safe=""))
 TOKEN_SHAPES = re.compile(r"1//[A-Za-z0-9_-]{20,}|ya29\.[A-Za-z0-9_-]{10,}")
 
 
@@ -95,12 +98,42 @@ def clock() -> FixedClock:
 # one is clock_sensitive. Tests that run the console script or a client on the wall
 # clock carry the marker themselves.
 WALL_CLOCK_FIXTURES = frozenset({"fake_google", "fake_microsoft", "peer_pool"})
+# A test using one of these needs the PostgreSQL server: marked postgres.
+POSTGRES_FIXTURES = frozenset({"postgres_server", "postgres_url"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if WALL_CLOCK_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if WALL_CLOCK_FIXTURES & fixtures:
             item.add_marker(pytest.mark.clock_sensitive)
+        if POSTGRES_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.postgres)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[postgres.PostgresServer]:
+    """One PostgreSQL server for the session (tests/postgres.py), stopped and removed at
+    the end. A machine without PostgreSQL fails the tests that need it, never skips them."""
+    try:
+        server = postgres.start_postgres()
+    except postgres.PostgresMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: postgres.PostgresServer) -> Iterator[str]:
+    """A fresh database owned by the role fbproxy, as
+    postgresql://fbproxy:PASSWORD@127.0.0.1:PORT/test_N; dropped after the test."""
+    name = postgres_server.create_database()
+    try:
+        yield postgres_server.url(name)
+    finally:
+        postgres_server.drop_database(name)
 
 
 @pytest.fixture
@@ -138,17 +171,3 @@ async def serve(
 
     yield start
 
-
-# TEMPORARY until the PostgreSQL session fixture lands: a cluster started by hand
-# on 127.0.0.1:55432 (superuser postgres, trust; role fbproxy/pw).
-_pg_counter = iter(range(100_000))
-
-
-@pytest.fixture
-def postgres_url() -> str:
-    import os
-    import subprocess
-    name = f"t{next(_pg_counter)}_{os.getpid()}"
-    subprocess.run(["psql", "-q", "-h", "127.0.0.1", "-p", "55432", "-U", "postgres", "-c",
-                    f"CREATE DATABASE {name} OWNER fbproxy"], check=True)
-    return f"postgresql://fbproxy:pw@127.0.0.1:55432/{name}"

@@ -9,7 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from server.config.reader import Reader, Secret, read_endpoint, read_push, read_state_file
+from server.config.reader import (
+    Reader,
+    Secret,
+    StateFolder,
+    read_endpoint,
+    read_push,
+    read_state_file,
+)
 
 GOOGLE_KEYS = {"client_secret_file", "client_id", "client_secret", "client_secret_env",
                "token_file", "push", "api_endpoint", "token_uri", "auth_uri"}
@@ -32,10 +39,10 @@ class GoogleConfig:
 
 
 def read_google(raw: Mapping[str, Any], path: str, reader: Reader, *, name: str,
-                database: Path, base_url: str) -> GoogleConfig:
+                state: StateFolder, base_url: str) -> GoogleConfig:
     client_id, client_secret = _client(raw, path, reader)
-    token_file = read_state_file(raw, "token_file", path, reader,
-                                 database.parent / f"google-{name}.token.json")
+    token_file = read_state_file(raw, "token_file", path, reader, state,
+                                 f"google-{name}.token.json")
     push = read_push(raw, path, reader, base_url=base_url, upstream="Google")
     endpoints = {key: read_endpoint(raw, key, f"{path}.{key}", default, reader)
                  for key, default in (("api_endpoint", GOOGLE_API),

@@ -8,7 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from server.config.reader import Reader, Secret, read_endpoint, read_push, read_state_file
+from server.config.reader import (
+    Reader,
+    Secret,
+    StateFolder,
+    read_endpoint,
+    read_push,
+    read_state_file,
+)
 
 MICROSOFT_KEYS = {"tenant", "client_id", "client_secret", "client_secret_env",
                   "client_secret_file", "token_cache_file", "user", "push", "graph_url",
@@ -34,7 +41,7 @@ class MicrosoftConfig:
 
 
 def read_microsoft(raw: Mapping[str, Any], path: str, reader: Reader, *, name: str,
-                   database: Path, base_url: str) -> MicrosoftConfig:
+                   state: StateFolder, base_url: str) -> MicrosoftConfig:
     tenant = reader.typed(raw, "tenant", f"{path}.tenant", str, "common") or "common"
     if not _TENANT.fullmatch(tenant):
         reader.fail(f"{path}.tenant", f"{tenant!r} is not a tenant: use its id (a GUID), its "
@@ -51,8 +58,8 @@ def read_microsoft(raw: Mapping[str, Any], path: str, reader: Reader, *, name: s
     if secret is not None and tenant in ("common", "organizations", "consumers"):
         reader.fail(f"{path}.tenant", "app-only access (client_secret) needs the organization's "
                     "tenant id or domain")
-    cache = read_state_file(raw, "token_cache_file", path, reader,
-                            database.parent / f"microsoft-{name}.tokens.json")
+    cache = read_state_file(raw, "token_cache_file", path, reader, state,
+                            f"microsoft-{name}.tokens.json")
     push = read_push(raw, path, reader, base_url=base_url, upstream="Microsoft Graph")
     endpoints = {key: read_endpoint(raw, key, f"{path}.{key}", default, reader)
                  for key, default in (("graph_url", GRAPH_URL), ("login_url", LOGIN_URL))}

@@ -19,6 +19,14 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from server.config.alerts import AlertConfig, read_alerts
+from server.config.database import (
+    PostgresUrl,
+    read_database,
+    read_instance_name,
+    read_lease_seconds,
+    read_secrets_key,
+    state_folder,
+)
 from server.config.google import GOOGLE_KEYS, GoogleConfig, read_google
 from server.config.microsoft import MICROSOFT_KEYS, MicrosoftConfig, read_microsoft
 from server.config.pages import (
@@ -44,6 +52,7 @@ from server.config.reader import (
     IPNetwork,
     Reader,
     Secret,
+    StateFolder,
     kinds_taking,
     list_of_tables,
     parse_duration_value,
@@ -61,8 +70,8 @@ __all__ = [
     "HOLD_TITLE_FIELDS", "MIN_POLL_INTERVAL", "NAME_PATTERN", "QUESTION_KINDS",
     "QUESTION_NAME_PATTERN", "SECRET_PATTERN", "SLUG_PATTERN", "SOURCE_KINDS",
     "VIDEO_LINK_FIELDS", "WEEKDAYS", "BookingPageConfig", "CalendarConfig", "Config",
-    "HoldTargetConfig", "QuestionConfig", "Secret", "ServerConfig", "SourceConfig", "TimeRange",
-    "load_config", "parse_config",
+    "HoldTargetConfig", "PostgresUrl", "QuestionConfig", "Secret", "ServerConfig", "SourceConfig",
+    "TimeRange", "load_config", "parse_config",
 ]
 
 SOURCE_KINDS = ("ics", "caldav", "google", "microsoft")
@@ -83,7 +92,8 @@ class ServerConfig:
     listen_port: int = 8080
     base_url: str = "http://127.0.0.1:8080"
     base_url_configured: bool = False  # False: base_url was derived from listen
-    database: Path = Path("fbproxy.sqlite3")
+    # An SQLite file, or a PostgreSQL server shared by several instances.
+    database: Path | PostgresUrl = Path("fbproxy.sqlite3")
     timezone: str = "UTC"
     horizon_days: int = 120
     # Per client address; None turns a limit off (e.g. when a proxy in front limits).
@@ -98,9 +108,12 @@ class ServerConfig:
     # Opens /status and /api/v1/status; None: one is generated and kept in the database.
     admin_secret: Secret | None = field(default=None, repr=False)
     metrics_public: bool = False  # /metrics without the admin secret (a private network)
-    # Several instances on one database: a dead one's sources move on within this.
+    # Several instances on one PostgreSQL database: a source is synced by the instance
+    # holding its lease; a dead instance's sources wait this long before another takes them.
     lease_seconds: int = 30
-    instance_name: str | None = None  # in logs and leases; None: the host's name
+    instance_name: str | None = None  # in logs and status; the prefix of its lease holder id
+    # The Fernet key that encrypts tokens kept in the database; None: they are not.
+    secrets_key: Secret | None = field(default=None, repr=False)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -194,12 +207,14 @@ def _check_source_url(kind: str, url: str, reader: Reader, path: str, *, enabled
     return str(reader.readable_file(local, path) if enabled else reader.path(local))
 
 
-_SERVER_KEYS = {"listen", "base_url", "database", "timezone", "horizon_days",
+_SERVER_KEYS = {"listen", "base_url", "database", "database_url_env", "database_url_file",
+                "timezone", "horizon_days",
                 "rate_limit_bookings", "rate_limit_failed_bookings", "rate_limit_pages",
                 "rate_limit_secrets",
                 "trusted_proxies",
                 "caldav_token_retention", "admin_secret", "admin_secret_env",
-                "admin_secret_file", "metrics_public"}
+                "admin_secret_file", "metrics_public", "lease_seconds", "instance_name",
+                "secrets_key_env", "secrets_key_file"}
 _COMMON_SOURCE_KEYS = {
     "name", "kind", "poll_interval", "stale_after", "on_stale", "timezone", "enabled",
     "owner_emails",
@@ -236,16 +251,15 @@ def _read_server(raw: Mapping[str, Any], reader: Reader) -> ServerConfig:
     assert base_url is not None
     if urlsplit(base_url).scheme not in ("http", "https") or not urlsplit(base_url).netloc:
         reader.fail("server.base_url", f"{base_url!r} is not an http(s) URL")
-    database = reader.typed(raw, "database", "server.database", str, "fbproxy.sqlite3")
     horizon = reader.typed(raw, "horizon_days", "server.horizon_days", int, 120)
-    assert horizon is not None and database is not None
+    assert horizon is not None
     if not 1 <= horizon <= 1000:
         reader.fail("server.horizon_days", f"{horizon} is out of range; use 1 to 1000")
         horizon = 120
     return ServerConfig(
         listen_host=host, listen_port=port, base_url=base_url.rstrip("/"),
         base_url_configured="base_url" in raw,
-        database=reader.writable_file(database, "server.database"),
+        database=read_database(raw, reader),
         timezone=reader.zone(raw, "server.timezone", "UTC"),
         horizon_days=horizon,
         rate_limit_bookings=reader.converted(raw, "rate_limit_bookings",
@@ -265,6 +279,9 @@ def _read_server(raw: Mapping[str, Any], reader: Reader) -> ServerConfig:
         admin_secret=_admin_secret(raw, reader),
         metrics_public=bool(reader.typed(raw, "metrics_public", "server.metrics_public", bool,
                                          False)),
+        lease_seconds=read_lease_seconds(raw, reader),
+        instance_name=read_instance_name(raw, reader),
+        secrets_key=read_secrets_key(raw, reader),
     )
 
 
@@ -335,11 +352,17 @@ def _read_source(raw: Mapping[str, Any], path: str, reader: Reader, server: Serv
         calendars=tuple(calendars or ()),
         hold_calendar=reader.typed(raw, "hold_calendar", f"{path}.hold_calendar", str),
         ca_file=_read_ca_file(raw, f"{path}.ca_file", reader),
-        google=read_google(raw, path, reader, name=name, database=server.database,
+        google=read_google(raw, path, reader, name=name, state=_state(server, reader),
                            base_url=server.base_url) if kind == "google" else None,
-        microsoft=read_microsoft(raw, path, reader, name=name, database=server.database,
+        microsoft=read_microsoft(raw, path, reader, name=name, state=_state(server, reader),
                                  base_url=server.base_url) if kind == "microsoft" else None,
     )
+
+
+def _state(server: ServerConfig, reader: Reader) -> StateFolder:
+    """Where token files go unless a source names one (see ``StateFolder``)."""
+    folder = state_folder(server.database, reader)
+    return StateFolder(folder, checked=isinstance(server.database, Path))
 
 
 def _read_ca_file(raw: Mapping[str, Any], path: str, reader: Reader) -> str | None:

@@ -14,6 +14,7 @@ import os
 import re
 import stat
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -395,10 +396,29 @@ def read_push(raw: Mapping[str, Any], path: str, reader: Reader, *, base_url: st
     return push
 
 
-def read_state_file(raw: Mapping[str, Any], key: str, path: str, reader: Reader,
-                    default: Path) -> Path:
-    """A file fbproxy writes tokens to; by default next to the database (systemd's
-    state folder, checked as server.database)."""
-    name = reader.typed(raw, key, f"{path}.{key}", str)
-    return reader.writable_file(name, f"{path}.{key}") if name else default
+@dataclass(frozen=True)
+class StateFolder:
+    """Where files fbproxy writes (token files) go when the config names none."""
 
+    path: Path
+    # True: the folder is the SQLite database's, which check-config checks as
+    # server.database already; False (PostgreSQL: the config file's folder): each
+    # default file is checked under the key that would name it.
+    checked: bool
+
+
+def read_state_file(raw: Mapping[str, Any], key: str, path: str, reader: Reader,
+                    state: StateFolder, default_name: str) -> Path:
+    """A file fbproxy writes tokens to; by default ``default_name`` in ``state``'s folder."""
+    where = f"{path}.{key}"
+    name = reader.typed(raw, key, where, str)
+    if name:
+        return reader.writable_file(name, where)
+    default = state.path / default_name
+    if state.checked or not reader.check_files:
+        return default
+    problem = _not_writable(default)
+    if problem:
+        reader.fail(where, f"{problem} (with a PostgreSQL database, token files go in the "
+                    f"config file's folder unless {key} names one)")
+    return default
