@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 
 from server.config.database import PostgresUrl
+from server.errors import LeaseLost
 from server.store import (
     BookingRecord,
     BusyRow,
+    Fence,
     PushChannel,
     SlotTaken,
     Store,
@@ -285,3 +287,75 @@ async def test_another_instance_sees_changes(location: Path | PostgresUrl) -> No
         await first.close()
         await second.close()
 
+
+
+async def test_leases_are_taken_renewed_and_taken_over_with_a_new_epoch(store: Store) -> None:
+    names = ["a", "b"]
+    assert await store.take_leases(names, "one", now=100, ttl=10) == {"a": 1, "b": 1}
+    # Held: another instance gets nothing until they run out; then it gets a new epoch.
+    assert await store.take_leases(names, "two", now=105, ttl=10) == {}
+    assert await store.take_leases(names, "one", now=108, ttl=10) == {"a": 1}, \
+        "two is alive now: one keeps its share and lets b go"
+    assert await store.take_leases(names, "two", now=109, ttl=10) == {"b": 2}
+    assert (await store.lease_holders())["b"] == ("two", 119)
+    # one dies (no renewal): after its leases ran out, two takes a as well.
+    assert await store.take_leases(names, "two", now=115, ttl=10) == {"b": 2}
+    assert await store.take_leases(names, "two", now=119, ttl=10) == {"a": 2, "b": 2}
+    # A clean shutdown frees them at once.
+    await store.release_leases("two")
+    assert await store.take_leases(names, "three", now=120, ttl=10) == {"a": 3, "b": 3}
+
+
+async def test_a_round_commits_only_under_its_fence(store: Store) -> None:
+    source = await store.ensure_source("a", "ics")
+    await store.take_leases(["a"], "one", now=100, ttl=10)
+    mine = Fence(state={}, holder="one", epoch=1)
+    await store.apply_changes(source, upserts=[stored("x", (10, 20))], deletes=[],
+                              state={"t": 1}, now=100, window_end=None,
+                              fence=mine)
+    # The state moved on: a round that started from {} is refused, also under the lease.
+    with pytest.raises(LeaseLost, match="sync state changed"):
+        await store.record_unchanged(source, state={"t": 0}, now=101, fence=mine)
+    # Another instance took the lease over: the old holder's round is discarded.
+    await store.take_leases(["a"], "two", now=111, ttl=10)
+    stale = Fence(state={"t": 1}, holder="one", epoch=1)
+    with pytest.raises(LeaseLost, match="took over"):
+        await store.apply_changes(source, upserts=[stored("y", (30, 40))], deletes=["x"],
+                                  state={"t": 2}, now=112, window_end=None, fence=stale)
+    with pytest.raises(LeaseLost):
+        await store.replace_instances(source, [stored("x", (50, 60))], 1000, fence=stale)
+    assert [tuple(r) for r in await store.busy_rows([source], 0, 100)] == [(10, 20, "busy")]
+    assert (await store.source(source)).state == {"t": 1}
+    await store.record_unchanged(source, state={"t": 3}, now=113,
+                                 fence=Fence(state={"t": 1}, holder="two", epoch=2))
+
+
+async def test_outbox_rows_are_claimed_by_one_instance(store: Store) -> None:
+    async with store.booking_transaction() as tx:
+        for n in range(3):
+            await tx.insert(booking(f"bk_{n}", 100 + 100 * n, 150 + 100 * n), [
+                ("me", 100 + 100 * n, 150 + 100 * n)])
+            await tx.queue_hold(f"bk_{n}", "me", source="cal", calendar=None, hold={}, now=10)
+    first = await store.claim_holds(10, holder="one", claim_seconds=30, limit=2)
+    second = await store.claim_holds(10, holder="two", claim_seconds=30)
+    assert len(first) == 2 and len(second) == 1
+    assert {r.booking_id for r in first} | {r.booking_id for r in second} == {
+        "bk_0", "bk_1", "bk_2"}
+    assert await store.claim_holds(20, holder="two", claim_seconds=30) == []
+    assert await store.renew_hold_claim(first[0], holder="one", until=60)
+    assert not await store.renew_hold_claim(first[0], holder="two", until=60)
+    # Claims run out (the renewed one later): "one" died, "two" may deliver them.
+    assert sorted(r.booking_id for r in await store.claim_holds(40, holder="two",
+                                                                claim_seconds=30)) == sorted(
+        [first[1].booking_id, second[0].booking_id])
+    await store.hold_failed(second[0], error="503", retry_at=10)
+    assert [r.booking_id for r in await store.claim_holds(40, holder="three",
+                                                          claim_seconds=30)] == [
+        second[0].booking_id], "a failed delivery's claim ends with it"
+
+    await store.change_alert_state("s", "failing", now=1, messages=[("ops", {"n": 1})])
+    assert not await store.change_alert_state("s", "failing", now=1,
+                                              messages=[("ops", {"n": 1})]), \
+        "another instance saw the same change: queued once"
+    assert len(await store.claim_alerts(1, holder="one", claim_seconds=30)) == 1
+    assert await store.claim_alerts(1, holder="two", claim_seconds=30) == []
