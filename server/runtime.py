@@ -216,10 +216,14 @@ async def open_runtime(config: Config, *, clock: Clock, store: Store | None = No
                         claim_seconds=2 * claim) if config.alerts else None
         if alerts is not None:
             stack.push_async_callback(alerts.stop)
-        yield Runtime(config=config, store=store, clock=clock, executor=executor,
-                      session=session, sync=manager, source_ids=source_ids,
-                      calendar_secrets=secrets, holds=holds, push=push, metrics=metrics,
-                      alerts=alerts)
+        runtime = Runtime(config=config, store=store, clock=clock, executor=executor,
+                          session=session, sync=manager, source_ids=source_ids,
+                          calendar_secrets=secrets, holds=holds, push=push, metrics=metrics,
+                          alerts=alerts)
+        # A source's lease taken here: its push channels are looked after here now
+        # (runtime.push: the one of the config in force, after reloads too).
+        manager.on_gain.append(lambda source: runtime.push.trigger() if runtime.push else None)
+        yield runtime
 
 
 def _syncer(config: Config, source: SourceConfig, source_id: int, adapter: SourceAdapter,

@@ -30,7 +30,7 @@ from server.booking.busy import (
 )
 from server.booking.holds import hold_fields
 from server.config.model import CalendarConfig
-from server.errors import RequestError, StoreError
+from server.errors import RequestError, StoreError, StoreUnavailable
 from server.kit import durations
 from server.kit.clock import iso
 from server.kit.metrics import CONTENT_TYPE
@@ -96,8 +96,12 @@ async def _handled(request: web.Request, handler: Handler) -> web.StreamResponse
         response = _error_response(request, exc.status, exc.reason, exc.headers)
     except StoreError as exc:  # e.g. the disk is full: refuse, nothing was changed
         log.error("serving %s %s: %s", request.method, redact(request.path), exc)
-        response = _error_response(request, 503, f"{exc}; please try again later",
-                                   {"Retry-After": "60"})
+        # Where the database is (host, name) is the operator's business, not a guest's.
+        reason = "the database is unavailable" if isinstance(exc, StoreUnavailable) else \
+            str(exc)
+        response = _error_response(request, 503, f"{reason}; please try again later",
+                                   {"Retry-After": "10" if isinstance(exc, StoreUnavailable)
+                                    else "60"})
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

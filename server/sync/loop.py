@@ -397,6 +397,9 @@ class SyncManager:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.running = False
         self.leases = leases
+        # Called with a source's name when this instance takes its lease (push
+        # channels are then looked after here).
+        self.on_gain: list[Callable[[str], None]] = []
         for syncer in syncers:
             syncer.leases = leases
         if leases is not None:
@@ -415,6 +418,8 @@ class SyncManager:
         syncer = self.syncers.get(source)
         if syncer is not None:  # its last holder may have died mid-round: sync now
             syncer.trigger()
+        for callback in self.on_gain:
+            callback(source)
 
     def _woken(self, source: str) -> None:
         syncer = self.syncers.get(source)

@@ -81,6 +81,7 @@ class PushChannels(BackgroundLoop):
         self._addresses = addresses  # source name -> the URL its upstream notifies
         self._calendars = calendars  # source name -> calendar ids to watch
         self._watchers = watchers
+        self._wake = asyncio.Event()
         self._unknown_stops = RateLimiter(UNKNOWN_STOPS)
         self._stopped_unknown = RateLimiter(Rate(1, timedelta(days=7)), max_clients=1000)
 
@@ -98,10 +99,16 @@ class PushChannels(BackgroundLoop):
             if self._ours(channel.source):
                 await self._retire(channel)
 
+    def trigger(self) -> None:
+        """Check the channels now (this instance took a source's lease)."""
+        self._wake.set()
+
     async def _run_forever(self) -> None:
         while True:
             await self.ensure()
-            await asyncio.sleep(CHECK_EVERY.total_seconds())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), CHECK_EVERY.total_seconds())
+            self._wake.clear()
 
     async def ensure(self) -> None:
         """One channel per watched calendar, none close to expiry, no strays."""

@@ -1,0 +1,126 @@
+"""Two instances in one test process, one real PostgreSQL: who syncs, who is asked.
+
+The instances share the database and nothing else (each its own store, pool,
+leases and loops); only the test's clock is common. A booking's re-check on the
+instance that does not hold a source waits for the holder's round; push
+channels are opened once, by the holder; a notification reaching the other
+instance wakes the holder. (postgres_url comes first in each test's arguments:
+its database is dropped after the apps have closed.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server.app import create_app
+from server.runtime import RUNTIME, Runtime
+from tests.booking_world import SLOT, build, guest
+from tests.conftest import event, ics
+from tests.peers import free_port
+from tests.test_google_source import OWNER, busy, google, source, timed  # noqa: F401
+
+pytestmark = pytest.mark.postgres
+
+
+async def until(condition: Callable[[], Any], what: str) -> None:
+    """Wait for the background loops (real tasks, not the test's clock) to get there."""
+    for _ in range(400):
+        if await condition():
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"never: {what}")
+
+
+async def two(config: Any, aiohttp_client: Any, clock: Any,
+              ports: tuple[int, int] | None = None) -> list[tuple[Any, Runtime]]:
+    started = []
+    for n in range(2):
+        app = create_app(config, clock=clock, start_sync=True)
+        kwargs = {"server_kwargs": {"port": ports[n]}} if ports else {}
+        client = await aiohttp_client(app, **kwargs)
+        started.append((client, app[RUNTIME]))
+    return started
+
+
+def holder_of(instances: list[tuple[Any, Runtime]], source: str) -> int:
+    [index] = [n for n, (_, runtime) in enumerate(instances)
+               if runtime.sync.leases is not None and source in runtime.sync.leases._held]  # noqa: SLF001
+    return index
+
+
+async def settled(instances: list[tuple[Any, Runtime]], sources: list[str]) -> None:
+    """Every source held by exactly one instance, and synced."""
+    async def check() -> bool:
+        held = [name for _, runtime in instances if runtime.sync.leases is not None
+                for name in runtime.sync.leases._held]  # noqa: SLF001
+        records = await instances[0][1].store.sources()
+        return sorted(held) == sorted(sources) and all(r.last_success for r in records)
+    await until(check, "every source held once and synced")
+
+
+async def test_a_recheck_on_the_other_instance_waits_for_the_holders_round(
+        postgres_url, sources, make_config, aiohttp_client, clock, tmp_path: Path) -> None:
+    config = build(make_config, sources, recheck="required", recheck_timeout="10s",
+                   server={"database": postgres_url, "lease_seconds": 5})
+    instances = await two(config, aiohttp_client, clock)
+    await settled(instances, ["alex", "kim", "sam"])
+    other = 1 - holder_of(instances, "alex")
+    client, runtime = instances[other]
+    assert SLOT in [s["start"] for s in (await (await client.get(
+        "/api/v1/pages/intro/slots?start=2026-11-26&end=2026-11-27")).json())["slots"]]
+
+    # An event lands upstream a moment before a guest books through the instance
+    # that does not sync alex: its re-check asks the holder, whose round sees it.
+    path = tmp_path / "alex.ics"
+    path.write_text(ics(event("a1", "20261126T090000Z", "20261126T093000Z"),
+                        event("a2", "20261126T100000Z", "20261126T103000Z")))
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))
+    clock.set(clock.now() + timedelta(seconds=2))
+    response = await client.post("/api/v1/pages/intro/bookings", json=guest())
+    assert response.status == 409, await response.text()
+    record = next(r for r in await runtime.store.sources() if r.name == "alex")
+    assert record.last_attempt == int(clock.now().timestamp()), "the holder ran the round"
+    for _, each in instances:
+        await each.sync.stop()
+
+
+async def test_push_channels_are_opened_once_and_any_instance_takes_notifications(
+        postgres_url, google, tmp_path, make_config, aiohttp_client, clock) -> None:  # noqa: F811
+    ports = (free_port(), free_port())
+    config = make_config([source(google, tmp_path, push=True)], database=postgres_url,
+                         lease_seconds=5, base_url=f"http://127.0.0.1:{ports[0]}")
+    instances = await two(config, aiohttp_client, clock, ports)
+    await settled(instances, ["g"])
+    await until(lambda: _channels(instances), "a channel")
+    for _, runtime in instances:  # each checks its channels once more
+        assert runtime.push is not None
+        await runtime.push.ensure()
+    watches = [p for m, p, _ in google.requests if p.endswith("/watch")]
+    assert len(watches) == 1, "one channel for both instances"
+    [channel] = await instances[0][1].store.channels()
+
+    # The notification reaches the instance that does not sync g: the holder syncs.
+    other = 1 - holder_of(instances, "g")
+    google.put_event(OWNER, timed("new", "2026-11-26T09:00:00Z", "2026-11-26T10:00:00Z"))
+    response = await instances[other][0].post("/hooks/google", headers={
+        "X-Goog-Channel-ID": channel.channel_id, "X-Goog-Channel-Token": channel.token,
+        "X-Goog-Resource-ID": channel.resource_id, "X-Goog-Resource-State": "exists"})
+    assert response.status == 200
+
+    async def seen() -> bool:
+        return await busy(instances[other][0]) == [("26T09:00", "10:00", "busy")]
+    await until(seen, "the holder's round after the notification")
+    for _, runtime in instances:
+        await runtime.sync.stop()
+
+
+async def _channels(instances: list[tuple[Any, Runtime]]) -> bool:
+    return bool(await instances[0][1].store.channels())
