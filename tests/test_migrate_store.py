@@ -9,7 +9,10 @@ PostgreSQL. The others fill every table by hand and check the copy's guards.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ import pytest
 from icalendar import Calendar as ICalendar
 
 from adapters.caldav import HOLD_MARKER
+from server.cli import main
 from server.config.database import PostgresUrl
 from server.config.model import Config
 from server.outputs.status import admin_secret
@@ -32,6 +36,7 @@ from tests.peers import Peer
 
 pytestmark = pytest.mark.postgres
 
+REPO = Path(__file__).resolve().parents[1]
 SECRET = "s3cret-s3cret-s3cret-0001"
 SLOT = "2026-11-26T10:00:00Z"
 
@@ -395,3 +400,66 @@ async def test_an_older_file_is_migrated_first_a_newer_missing_or_broken_one_ref
         db.execute("PRAGMA user_version = 99")
     with pytest.raises(TransferError, match="schema version 99, newer"):
         await migrate_store(config, PostgresUrl(postgres_url))
+
+
+# -- the command ------------------------------------------------------------------
+
+CONFIG_TOML = """
+[server]
+database = "db/fbproxy.sqlite3"
+timezone = "UTC"
+
+[[sources]]
+name = "work"
+kind = "ics"
+url = "work.ics"
+
+[[calendars]]
+name = "me"
+sources = ["work"]
+"""
+
+
+async def test_the_command_copies_prints_the_next_steps_and_refuses_a_second_time(
+        config: Config, postgres_url: str, tmp_path: Path) -> None:
+    await filled_installation(config)
+    (tmp_path / "config.toml").write_text(CONFIG_TOML)
+    (tmp_path / "target-url").write_text(postgres_url + "\n")
+    env = {**os.environ, "FBPROXY_TARGET": postgres_url,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+           "PYTHONWARNINGS": "ignore::FutureWarning:google.api_core._python_version_support"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(Path(sys.executable).with_name("fbproxy")), "migrate-store", "--config",
+             "config.toml", *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+            timeout=120, check=False)
+
+    done = await asyncio.to_thread(run, "--to-env", "FBPROXY_TARGET")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "into postgresql://fbproxy:***@" in out and ":pw@" not in out + done.stderr
+    assert "\n  bookings                   2\n" in out
+    assert "\n  source_leases              -  not copied: leases belong" in out
+    assert 'database = "postgresql://…"' in out and "as a backup" in out
+    assert "NUL" in out and "WARNING" not in out
+
+    again = await asyncio.to_thread(run, "--to-file", "target-url")
+    assert again.returncode == 1
+    assert "already holds data" in again.stderr and ":pw@" not in again.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--to", "mysql://x/y"], "--to: not a postgresql:// URL"),
+    (["--to-env", "FBPROXY_TEST_UNSET"], "the environment variable is not set"),
+    (["--to-file", "missing"], "--to-file missing: No such file or directory"),
+])
+def test_the_command_names_a_target_it_cannot_use(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        args: list[str], message: str) -> None:
+    (tmp_path / "config.toml").write_text(CONFIG_TOML)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FBPROXY_TEST_UNSET", raising=False)
+    assert main(["migrate-store", "--config", "config.toml", *args]) == 2
+    assert message in capsys.readouterr().err
+
