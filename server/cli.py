@@ -1,4 +1,4 @@
-"""The `fbproxy` command: serve, check-config, sync, urls, status."""
+"""The `fbproxy` command: serve, check-config, sync, urls, status, migrate-store, …"""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ from aiohttp import web
 
 from adapters.base import FbproxyError
 from server.app import create_app
+from server.config.database import PostgresUrl
 from server.config.model import Config, SourceConfig, load_config, reauth_fix
 from server.config.reader import parse_listen
 from server.errors import ConfigError
 from server.kit.clock import SystemClock, iso
 from server.outputs.web import RedactingAccessLogger
 from server.runtime import Runtime, open_runtime, subscriber_key
+from server.store.transfer import NOT_COPIED, TransferReport, migrate_store
 from server.sync.loop import SyncOutcome
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -73,6 +75,13 @@ def _parser() -> argparse.ArgumentParser:
                       help="google: print the address to open instead of opening a browser")
     auth.add_argument("--port", type=int, default=0,
                       help="google: local port for the redirect (default: any free port)")
+    migrate = command("migrate-store", "copy the SQLite database into an empty PostgreSQL one")
+    target = migrate.add_mutually_exclusive_group(required=True)
+    target.add_argument("--to", metavar="URL", help="postgresql://user:password@host/db")
+    # The URL carries a password: from the environment or a file it stays out of
+    # the shell's history and the process list.
+    target.add_argument("--to-env", metavar="VAR", help="the URL is in this environment variable")
+    target.add_argument("--to-file", metavar="PATH", help="the URL is in this file")
     return parser
 
 
@@ -89,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(config, args.listen)
         if args.command == "auth":
             return _auth(config, args)
+        if args.command == "migrate-store":
+            return _migrate_store(config, args)
         return asyncio.run(_offline_command(args.command, config, args))
     except ConfigError as exc:
         print(exc.report(), file=sys.stderr)
@@ -139,6 +150,67 @@ def _auth(config: Config, args: argparse.Namespace) -> int:
                                   port=args.port)
     print(f"authorized: the token is in {token_file} (mode 0600); the next sync uses it")
     return EXIT_OK
+
+
+def _migrate_store(config: Config, args: argparse.Namespace) -> int:
+    url, problem = _target_url(args)
+    if url is None:
+        print(f"fbproxy migrate-store: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    async def progress(table: str, done: int, total: int) -> None:
+        if done == total:
+            print(f"  {table}: {done} rows copied", file=sys.stderr, flush=True)
+
+    target = PostgresUrl(url)
+    print(f"copying {config.server.database} into {target.display()}…", file=sys.stderr,
+          flush=True)
+    report = asyncio.run(migrate_store(config, target, progress=progress))
+    _print_transfer(config, report)
+    return EXIT_OK
+
+
+def _target_url(args: argparse.Namespace) -> tuple[str | None, str]:
+    """The PostgreSQL URL from --to, --to-env or --to-file; else None and why."""
+    if args.to_env is not None:
+        url, where = os.environ.get(args.to_env, "").strip(), f"--to-env {args.to_env}"
+        if not url:
+            return None, f"{where}: the environment variable is not set"
+    elif args.to_file is not None:
+        where = f"--to-file {args.to_file}"
+        try:
+            url = Path(args.to_file).read_text().strip()
+        except (OSError, UnicodeError) as exc:
+            return None, f"{where}: {getattr(exc, 'strerror', None) or exc}"
+    else:
+        url, where = args.to, "--to"
+    if not url.startswith(("postgresql://", "postgres://")):
+        return None, f"{where}: not a postgresql:// URL"
+    return url, ""
+
+
+def _print_transfer(config: Config, report: TransferReport) -> None:
+    print(f"copied {report.source} into {report.target} in {report.seconds:.1f}s"
+          + (f" (its schema upgraded from version {report.upgraded_from} first)"
+             if report.upgraded_from is not None else "") + ":")
+    print(f"  {'table':<18} {'rows':>9}")
+    for table, rows in report.rows.items():
+        print(f"  {table:<18} {rows:>9}")
+    for table, why in NOT_COPIED.items():
+        print(f"  {table:<18} {'-':>9}  not copied: {why}")
+    if report.nul_replaced:
+        print(f"note: {report.nul_replaced} text values held NUL characters, which PostgreSQL "
+              "cannot store: they hold U+FFFD instead (as the PostgreSQL store does)")
+    if report.changed_during_copy:
+        print(f"WARNING: fbproxy wrote to {report.source} while it was copied; what it wrote "
+              "after the copy began is not in PostgreSQL. Stop fbproxy, empty the target "
+              "(drop and create the database) and run migrate-store again.")
+    print(f"""next steps:
+  1. in {config.path}, [server]: database = "postgresql://…"
+     (or database_url_env / database_url_file, to keep the password out of the file)
+  2. restart fbproxy (every instance on that database); feed URLs, bookings and
+     CalDAV clients' sync tokens carry over
+  3. keep {report.source} as a backup: fbproxy no longer writes to it""")
 
 
 KEEPALIVE_SECONDS = 75.0
