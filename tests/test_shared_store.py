@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from server.app import create_app
+from server.outputs.status import admin_secret
 from server.runtime import RUNTIME, Runtime
 from tests.booking_world import SLOT, build, guest
 from tests.conftest import event, ics
@@ -88,6 +89,14 @@ async def test_a_recheck_on_the_other_instance_waits_for_the_holders_round(
     assert response.status == 409, await response.text()
     record = next(r for r in await runtime.store.sources() if r.name == "alex")
     assert record.last_attempt == int(clock.now().timestamp()), "the holder ran the round"
+
+    # Either instance's status says which instance syncs what.
+    secret = await admin_secret(runtime)
+    report = await (await client.get("/api/v1/status", headers={
+        "Authorization": f"Bearer {secret}"})).json()
+    holder = instances[1 - other][1].sync.leases
+    assert holder is not None and report["instance"] == runtime.sync.leases.holder  # type: ignore[union-attr]
+    assert {s["name"]: s["synced_by"] for s in report["sources"]}["alex"] == holder.holder
     for _, each in instances:
         await each.sync.stop()
 

@@ -69,6 +69,7 @@ async def status_report(runtime: Runtime) -> dict[str, Any]:
     records = {r.name: r for r in await runtime.store.sources()}
     instances = await runtime.store.instance_counts()
     durations = await runtime.store.durations()
+    leases = await runtime.store.lease_holders() if runtime.sync.leases is not None else {}
     sources = []
     for source in runtime.config.sources:
         record = records.get(source.name)
@@ -86,6 +87,9 @@ async def status_report(runtime: Runtime) -> dict[str, Any]:
             "instances": instances.get(record.id, 0) if record else 0,
             "last_sync_seconds": durations[record.id] / 1000
             if record and record.id in durations else None,
+            # Several instances: the one holding the source's lease, while it is live.
+            "synced_by": leases[source.name][0]
+            if source.name in leases and leases[source.name][1] > now else None,
         })
     holds = [{"action": a, "state": s, "count": n, "last_error": e}
              for a, s, n, e in await runtime.store.hold_summary()]
@@ -107,7 +111,9 @@ async def status_report(runtime: Runtime) -> dict[str, Any]:
          if (calendar.name, name) in runtime.last_access else None}
         for calendar in runtime.config.calendars
         for name in ("", *(s.name for s in calendar.subscribers))]
-    return {"generated": iso(now), "sources": sources, "holds": holds,
+    return {"generated": iso(now),
+            "instance": runtime.sync.leases.holder if runtime.sync.leases else None,
+            "sources": sources, "holds": holds,
             "undelivered_holds": pending, "booking_pages": pages, "subscribers": subscribers,
             "ok": not any(s["stale"] or s["needs_reauth"] or s["last_error"]
                           for s in sources if s["enabled"])}
