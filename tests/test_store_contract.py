@@ -359,3 +359,35 @@ async def test_outbox_rows_are_claimed_by_one_instance(store: Store) -> None:
         "another instance saw the same change: queued once"
     assert len(await store.claim_alerts(1, holder="one", claim_seconds=30)) == 1
     assert await store.claim_alerts(1, holder="two", claim_seconds=30) == []
+
+
+async def test_instances_starting_together_migrate_once(postgres_url: str) -> None:
+    import asyncpg
+
+    from server.errors import StoreError
+    from server.store.schema_pg import PG_MIGRATIONS
+
+    stores = await asyncio.gather(*(Store.open(PostgresUrl(postgres_url)) for _ in range(5)))
+    for opened in stores:
+        await opened.close()
+    connection = await asyncpg.connect(postgres_url)
+    try:
+        versions = [r["version"] for r in await connection.fetch(
+            "SELECT version FROM schema_migrations ORDER BY version")]
+        assert versions == list(range(1, len(PG_MIGRATIONS) + 1))
+        await connection.execute("INSERT INTO schema_migrations (version) VALUES ($1)",
+                                 len(PG_MIGRATIONS) + 1)
+    finally:
+        await connection.close()
+    with pytest.raises(StoreError, match="newer than this fbproxy"):
+        await Store.open(PostgresUrl(postgres_url))
+
+
+async def test_an_unreachable_database_is_a_clear_error() -> None:
+    from server.errors import StoreUnavailable
+    from tests.peers import free_port
+
+    url = f"postgresql://fbproxy:secret-pw@127.0.0.1:{free_port()}/nowhere"
+    with pytest.raises(StoreUnavailable) as caught:
+        await Store.open(PostgresUrl(url))
+    assert "secret-pw" not in str(caught.value) and "***" in str(caught.value)
