@@ -1,4 +1,5 @@
-"""The `fbproxy` command: serve, check-config, sync, urls, status, migrate-store, …"""
+"""The `fbproxy` command: serve, check-config, sync, urls, status, auth, reload, backup,
+migrate-store."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from server.errors import ConfigError
 from server.kit.clock import SystemClock, iso
 from server.outputs.web import RedactingAccessLogger
 from server.runtime import Runtime, open_runtime, subscriber_key
+from server.store.backup import backup_sqlite
 from server.store.transfer import NOT_COPIED, TransferReport, migrate_store
 from server.sync.loop import SyncOutcome
 
@@ -68,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     command("urls", "print every feed and API URL with its secret, and the booking pages")
     command("status", "print each source's last sync, age and error")
     command("reload", "make the running server re-read its config (like systemctl reload)")
+    backup = command("backup", "copy the SQLite database consistently, also while fbproxy "
+                               "runs (PostgreSQL: use pg_dump)")
+    backup.add_argument("path", type=Path, help="the backup file to write")
+    backup.add_argument("--force", action="store_true", help="replace PATH if it exists")
     auth = command("auth", "authorize a source's account (OAuth) and store its token")
     auth.add_argument("provider", choices=["google", "microsoft"])
     auth.add_argument("--source", required=True, help="the [[sources]] name to authorize")
@@ -100,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _auth(config, args)
         if args.command == "migrate-store":
             return _migrate_store(config, args)
+        if args.command == "backup":
+            return _backup(config, args.path, force=args.force)
         return asyncio.run(_offline_command(args.command, config, args))
     except ConfigError as exc:
         print(exc.report(), file=sys.stderr)
@@ -211,6 +219,21 @@ def _print_transfer(config: Config, report: TransferReport) -> None:
   2. restart fbproxy (every instance on that database); feed URLs, bookings and
      CalDAV clients' sync tokens carry over
   3. keep {report.source} as a backup: fbproxy no longer writes to it""")
+
+
+def _backup(config: Config, target: Path, *, force: bool) -> int:
+    database = config.server.database
+    if not isinstance(database, Path):
+        # Never the URL itself: it may carry the password.
+        print(f"fbproxy backup: server.database is PostgreSQL ({database.display()}); "
+              "fbproxy backup copies SQLite only. Back PostgreSQL up with pg_dump: "
+              f"pg_dump --format=custom --file={target} --dbname='<the database URL>'",
+              file=sys.stderr)
+        return EXIT_FAILED
+    result = backup_sqlite(database, target, force=force)
+    print(f"backed up {database} to {result.path} ({result.size} bytes, schema version "
+          f"{result.schema_version})")
+    return EXIT_OK
 
 
 KEEPALIVE_SECONDS = 75.0

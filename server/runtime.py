@@ -171,9 +171,7 @@ async def open_runtime(config: Config, *, clock: Clock, store: Store | None = No
                        ) -> AsyncIterator[Runtime]:
     async with AsyncExitStack() as stack:
         if store is None:
-            # Until Store.open takes a PostgresUrl too (issue 21's store work), mypy
-            # sees a Path expected here; unused-ignore keeps the line quiet after it.
-            store = await Store.open(config.server.database)  # type: ignore[arg-type, unused-ignore]
+            store = await Store.open(config.server.database)
             stack.push_async_callback(store.close)
         executor = ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="fbproxy-worker")
         stack.callback(executor.shutdown, wait=False, cancel_futures=True)
