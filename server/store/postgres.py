@@ -64,56 +64,36 @@ async def _errors(location: str) -> AsyncIterator[None]:
 
 
 class PostgresSession:
-    """Statements on one pooled connection (a transaction's)."""
+    """Statements on one pooled connection (a transaction's), or on the pool itself
+    (reads: whichever connection is free; each sees committed data). asyncpg gives
+    both the same methods."""
 
-    def __init__(self, connection: Any, location: str) -> None:
-        self.connection = connection
+    def __init__(self, target: Any, location: str) -> None:
+        self._target = target
         self._location = location
+
+    @property
+    def connection(self) -> Any:
+        """The asyncpg connection (a transaction's session): for COPY (transfer.py)."""
+        return self._target
 
     async def fetchall(self, sql: str, args: Sequence[object] = ()) -> list[Row]:
         async with _errors(self._location):
-            return cast(list[Row], await self.connection.fetch(numbered(sql), *_clean(args)))
+            return cast(list[Row], await self._target.fetch(numbered(sql), *_clean(args)))
 
     async def fetchone(self, sql: str, args: Sequence[object] = ()) -> Row | None:
         async with _errors(self._location):
-            return cast(Row | None,
-                        await self.connection.fetchrow(numbered(sql), *_clean(args)))
+            return cast(Row | None, await self._target.fetchrow(numbered(sql), *_clean(args)))
 
     async def execute(self, sql: str, args: Sequence[object] = ()) -> int:
         async with _errors(self._location):
-            return _rowcount(await self.connection.execute(numbered(sql), *_clean(args)))
+            return _rowcount(await self._target.execute(numbered(sql), *_clean(args)))
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
         batch = [_clean(row) for row in rows]
         if batch:
             async with _errors(self._location):
-                await self.connection.executemany(numbered(sql), batch)
-
-
-class PoolReads:
-    """Reads on whichever pooled connection is free; each sees committed data."""
-
-    def __init__(self, pool: asyncpg.Pool, location: str) -> None:
-        self._pool = pool
-        self._location = location
-
-    async def fetchall(self, sql: str, args: Sequence[object] = ()) -> list[Row]:
-        async with _errors(self._location):
-            return cast(list[Row], await self._pool.fetch(numbered(sql), *_clean(args)))
-
-    async def fetchone(self, sql: str, args: Sequence[object] = ()) -> Row | None:
-        async with _errors(self._location):
-            return cast(Row | None, await self._pool.fetchrow(numbered(sql), *_clean(args)))
-
-    async def execute(self, sql: str, args: Sequence[object] = ()) -> int:
-        async with _errors(self._location):
-            return _rowcount(await self._pool.execute(numbered(sql), *_clean(args)))
-
-    async def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
-        batch = [_clean(row) for row in rows]
-        if batch:
-            async with _errors(self._location):
-                await self._pool.executemany(numbered(sql), batch)
+                await self._target.executemany(numbered(sql), batch)
 
 
 class PostgresDatabase(Database):
@@ -127,7 +107,7 @@ class PostgresDatabase(Database):
         # One connection of its own for LISTEN: a pooled one would be handed on.
         self._listener: asyncpg.Connection | None = None
         self._listening: dict[str, list[Callable[[str], None]]] = {}
-        self._reads = PoolReads(pool, location)
+        self._reads = PostgresSession(pool, location)
         # Queue this process's writers here rather than each holding a pooled
         # connection while it waits for the advisory lock.
         self._write_lock = asyncio.Lock()
@@ -156,7 +136,7 @@ class PostgresDatabase(Database):
         return self._location
 
     @property
-    def reads(self) -> PoolReads:
+    def reads(self) -> PostgresSession:
         return self._reads
 
     @asynccontextmanager
