@@ -53,6 +53,12 @@ from server.config.reader import (
     read_choice,
     read_name,
 )
+from server.config.secrets_key import (
+    SECRETS_KEY_KEYS,
+    read_secrets_key,
+    secrets_key_problems,
+    shares_database,
+)
 from server.errors import ConfigError
 from server.kit.ratelimit import Rate, parse_rate
 
@@ -98,6 +104,8 @@ class ServerConfig:
     # Opens /status and /api/v1/status; None: one is generated and kept in the database.
     admin_secret: Secret | None = field(default=None, repr=False)
     metrics_public: bool = False  # /metrics without the admin secret (a private network)
+    # Fernet keys (one a line) encrypting OAuth tokens kept in a PostgreSQL database.
+    secrets_key: Secret | None = field(default=None, repr=False)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -196,7 +204,7 @@ _SERVER_KEYS = {"listen", "base_url", "database", "timezone", "horizon_days",
                 "rate_limit_secrets",
                 "trusted_proxies",
                 "caldav_token_retention", "admin_secret", "admin_secret_env",
-                "admin_secret_file", "metrics_public"}
+                "admin_secret_file", "metrics_public", *SECRETS_KEY_KEYS}
 _COMMON_SOURCE_KEYS = {
     "name", "kind", "poll_interval", "stale_after", "on_stale", "timezone", "enabled",
     "owner_emails",
@@ -262,6 +270,7 @@ def _read_server(raw: Mapping[str, Any], reader: Reader) -> ServerConfig:
         admin_secret=_admin_secret(raw, reader),
         metrics_public=bool(reader.typed(raw, "metrics_public", "server.metrics_public", bool,
                                          False)),
+        secrets_key=read_secrets_key(raw, reader),
     )
 
 
@@ -422,6 +431,9 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path, path: Path | None = 
         for i, table in enumerate(list_of_tables(raw, "booking_pages", reader))
     )
     alerts = read_alerts(raw, reader)
+    reader.problems.extend(secrets_key_problems(shares_database(server.database),
+                                                server.secrets_key,
+                                                ((s.name, s.kind) for s in sources)))
     if reader.problems:
         raise ConfigError(reader.problems, path=str(path or ""))
     return Config(server=server, sources=sources, calendars=calendars,

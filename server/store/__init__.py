@@ -37,6 +37,7 @@ from server.store.schema import MIGRATIONS, migrate_sqlite
 from server.store.schema_pg import migrate_postgres
 from server.store.sources import SourceQueries
 from server.store.sqlite import SqliteDatabase
+from server.store.tokens import TokenQueries
 
 __all__ = [
     "AlertMessage",
@@ -61,7 +62,7 @@ __all__ = [
 
 
 class Store(SourceQueries, BookingQueries, HoldQueries, CalendarSecretQueries, DavQueries,
-            ChannelQueries, AlertQueries):
+            ChannelQueries, AlertQueries, TokenQueries):
     """All persistent state. Create with ``await Store.open(location)``: a path
     (SQLite, the default) or a PostgreSQL URL (several instances share it)."""
 
