@@ -22,6 +22,7 @@ from server.store.channels import ChannelQueries, PushChannel
 from server.store.dav import DavCollection, DavMember, DavQueries
 from server.store.holds import HoldQueries
 from server.store.postgres import PostgresDatabase
+from server.store.ratelimits import RateBucketQueries
 from server.store.records import (
     STATUS_BUSY,
     STATUS_TENTATIVE,
@@ -62,7 +63,7 @@ __all__ = [
 
 
 class Store(SourceQueries, BookingQueries, HoldQueries, CalendarSecretQueries, DavQueries,
-            ChannelQueries, AlertQueries, TokenQueries):
+            ChannelQueries, AlertQueries, TokenQueries, RateBucketQueries):
     """All persistent state. Create with ``await Store.open(location)``: a path
     (SQLite, the default) or a PostgreSQL URL (several instances share it)."""
 
