@@ -14,7 +14,7 @@ abuser can send fastest, and a database write for each would turn the limit
 into load on the database all instances need (and a page view that costs
 nothing today into a write). Per instance, a client gets at most the limit
 times the number of instances, which still bounds the load each instance
-takes; guessing a secret stays hopeless either way (256 random bits).
+takes; guessing a generated secret (256 random bits) stays hopeless either way.
 """
 
 from __future__ import annotations
