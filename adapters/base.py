@@ -152,6 +152,37 @@ class HoldRef:
     video_problem: str = ""
 
 
+class TokenVault(Protocol):
+    """Where one source's OAuth tokens are kept between runs, read and written whole.
+
+    With one server, a file of their own (``secrets_file.FileTokenVault``); with
+    several instances on one PostgreSQL database, an encrypted row of it
+    (``server/sync/tokens.py``). The adapter reads the text before it needs the
+    tokens (and again when they are refused: another instance or `fbproxy auth`
+    may have stored newer ones) and writes back what its client library
+    refreshed, so every instance works from the newest. What the text means is
+    the adapter's business; the vault never logs it.
+    """
+
+    @property
+    def where(self) -> str:
+        """Where the tokens are, for messages ("the token file /var/…")."""
+        ...
+
+    async def load(self) -> str | None:
+        """The stored text, or None when nothing was stored yet.
+
+        Raises OSError or ValueError when it cannot be read, AuthExpired
+        (naming the source) when it is there but cannot be decrypted, and
+        UpstreamUnavailable when where it is kept cannot be reached now.
+        """
+        ...
+
+    async def save(self, text: str) -> None:
+        """Replace the stored text, all at once (a reader never sees half)."""
+        ...
+
+
 @runtime_checkable
 class SourceAdapter(Protocol):
     """The contract every upstream kind implements."""

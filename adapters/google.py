@@ -48,6 +48,7 @@ from adapters.base import (
     Item,
     SkippedItem,
     SyncState,
+    TokenVault,
     UpstreamUnavailable,
     kind_of,
     page_entries,
@@ -59,7 +60,7 @@ from adapters.google_series import (
     reduced,
     series_item,
 )
-from adapters.secrets_file import write_private
+from adapters.secrets_file import FileTokenVault, write_private
 
 READ_SCOPE = "https://www.googleapis.com/auth/calendar.events.readonly"
 WRITE_SCOPE = "https://www.googleapis.com/auth/calendar.events"
@@ -107,12 +108,17 @@ def scopes_for(holds: bool) -> list[str]:
     return [WRITE_SCOPE] if holds else [READ_SCOPE]
 
 
+def token_document(refresh_token: str, scopes: Sequence[str], token_uri: str) -> str:
+    """What is kept of an authorization: the refresh token, its scopes and where it is used."""
+    return json.dumps({"refresh_token": refresh_token, "scopes": list(scopes),
+                       "token_uri": token_uri,
+                       "saved": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")})
+
+
 def save_token(token_file: Path, refresh_token: str, scopes: Sequence[str],
                token_uri: str) -> None:
     """Write the refresh token 0600, atomically (a half-written file is never read)."""
-    document = {"refresh_token": refresh_token, "scopes": list(scopes), "token_uri": token_uri,
-                "saved": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
-    write_private(token_file, json.dumps(document))
+    write_private(token_file, token_document(refresh_token, scopes, token_uri))
 
 
 def hold_event_id(booking_id: str) -> str:
@@ -127,30 +133,57 @@ class GoogleAdapter:
 
     def __init__(self, name: str, settings: GoogleSettings, *,
                  executor: Executor | None = None,
-                 http_factory: Callable[[], httplib2.Http] | None = None) -> None:
+                 http_factory: Callable[[], httplib2.Http] | None = None,
+                 tokens: TokenVault | None = None) -> None:
         self.name = name
         self.settings = settings
         self._executor = executor
         self._http_factory = http_factory or (
             lambda: httplib2.Http(timeout=int(settings.timeout_seconds)))
+        self._tokens: TokenVault = tokens or FileTokenVault(settings.token_file)
         self._service: Any = None
         self._credentials: Credentials | None = None
+        # The stored token text the service was (or is about to be) built from, the
+        # credentials read from it, and its refresh token (the credentials' own may
+        # change: google-auth refreshes them in place).
+        self._token_text: str | None = None
+        self._loaded: Credentials | None = None
+        self._stored_refresh_token = ""
         self._lock = threading.Lock()
 
     async def close(self) -> None:
         self._service = None
 
     async def _run(self, blocking: Callable[[], T]) -> T:
+        """Run ``blocking`` in a worker thread, with the stored token read first."""
+        try:
+            return await self._run_once(blocking)
+        except AuthExpired:
+            # Refused: if another instance or `fbproxy auth` stored a new token since
+            # this one was read, try once more with it before asking a human.
+            if not await self._token_replaced():
+                raise
+            self._service = None
+            return await self._run_once(blocking)
+
+    async def _run_once(self, blocking: Callable[[], T]) -> T:
+        if self._service is None:
+            await self._read_token()
+
         def locked() -> T:
             with self._lock:
                 return blocking()
-        return await asyncio.get_running_loop().run_in_executor(self._executor, locked)
+        result = await asyncio.get_running_loop().run_in_executor(self._executor, locked)
+        await self._keep_new_refresh_token()
+        return result
 
     # -- connection ---------------------------------------------------------------
 
     def _api(self) -> Any:
         if self._service is None:
-            credentials = self._load_credentials()
+            credentials = self._loaded
+            if credentials is None:  # _run_once reads the token before any call
+                raise AuthExpired("the token was not read", source=self.name)
             http = google_auth_httplib2.AuthorizedHttp(credentials, http=self._http_factory())
             self._service = build("calendar", "v3", http=http, static_discovery=True,
                                   cache_discovery=False,
@@ -158,23 +191,56 @@ class GoogleAdapter:
             self._credentials = credentials
         return self._service
 
-    def _load_credentials(self) -> Credentials:
-        path = self.settings.token_file
+    async def _read_token(self) -> None:
+        """Read the stored token (a file, or the shared database) for the next connection."""
+        where = self._tokens.where
         try:
-            document = json.loads(path.read_text(encoding="utf-8"))
+            text = await self._tokens.load()
+        except (OSError, ValueError) as exc:
+            raise AuthExpired(f"cannot read {where}: {exc}; run `fbproxy auth google "
+                              f"--source {self.name}` again", source=self.name) from exc
+        if text is None:
+            raise AuthExpired(f"not authorized yet: run `fbproxy auth google --source "
+                              f"{self.name}`", source=self.name)
+        try:
+            document = json.loads(text)
             refresh_token = str(document["refresh_token"])
             scopes = [str(s) for s in document.get("scopes", [])]
-        except FileNotFoundError as exc:
-            raise AuthExpired(f"not authorized yet: run `fbproxy auth google --source "
-                              f"{self.name}`", source=self.name) from exc
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise AuthExpired(f"cannot read the token file {path}: {exc}; run `fbproxy auth "
-                              f"google --source {self.name}` again", source=self.name) from exc
-        credentials: Credentials = Credentials(  # type: ignore[no-untyped-call]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            # Only the exception's type: its text could quote the token.
+            raise AuthExpired(f"cannot read {where} ({type(exc).__name__}); run `fbproxy "
+                              f"auth google --source {self.name}` again",
+                              source=self.name) from None
+        self._loaded = Credentials(  # type: ignore[no-untyped-call]
             token=None, refresh_token=refresh_token, token_uri=self.settings.token_uri,
             client_id=self.settings.client_id, client_secret=self.settings.client_secret,
             scopes=scopes)
-        return credentials
+        self._token_text, self._stored_refresh_token = text, refresh_token
+        self._credentials = None  # the old service's, never to be stored back
+
+    async def _token_replaced(self) -> bool:
+        """Whether the stored token is no longer the one this adapter read."""
+        try:
+            text = await self._tokens.load()
+        except (AdapterError, OSError, ValueError):
+            return False
+        return text is not None and text != self._token_text
+
+    async def _keep_new_refresh_token(self) -> None:
+        """Store the refresh token Google handed out in place of the old one, if it did.
+
+        Google usually keeps a refresh token for good and refreshes only access
+        tokens (each instance its own); should it rotate one, the other
+        instances must get the new one before the old one stops working.
+        """
+        credentials = self._credentials
+        if credentials is None or not credentials.refresh_token or \
+                credentials.refresh_token == self._stored_refresh_token:
+            return
+        refresh_token = str(credentials.refresh_token)
+        text = token_document(refresh_token, credentials.scopes or [], self.settings.token_uri)
+        await self._tokens.save(text)
+        self._token_text, self._stored_refresh_token = text, refresh_token
 
     def _execute(self, request: Any) -> Any:
         """Run one API request, retrying transient failures within the source's timeout.
@@ -205,7 +271,7 @@ class GoogleAdapter:
         try:
             return request.execute(num_retries=0)
         except RefreshError as exc:
-            self._service = None  # read the token file again next time (after `auth`)
+            self._service = None  # read the token again next time (after `auth`)
             raise AuthExpired(f"Google refused the refresh token ({exc}); run `fbproxy auth "
                               f"google --source {self.name}`", source=self.name) from exc
         except HttpError as exc:

@@ -9,9 +9,12 @@ the default one whose delta Graph refuses (the v1.0 reference documents delta
 only on the default calendar's view) is listed in full each round instead.
 
 Tokens: signed in with `fbproxy auth microsoft` (device code), msal keeps its
-cache in ``token_cache_file`` (0600) and refreshes silently; with a client
-secret the app reads one user's calendars on its own (client credentials).
-msal is blocking, so it runs in a worker thread.
+cache in a ``TokenVault`` (``token_cache_file``, 0600, with one server; the
+shared database with several) and refreshes silently; with a client secret the
+app reads one user's calendars on its own (client credentials). The cache is
+read before each token request and written back whenever msal changed it, so
+a refresh made by one instance is what the others start from. msal is
+blocking, so it runs in a worker thread.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -48,11 +50,12 @@ from adapters.base import (
     Item,
     SkippedItem,
     SyncState,
+    TokenVault,
     UpstreamUnavailable,
     kind_of,
     page_entries,
 )
-from adapters.secrets_file import write_private
+from adapters.secrets_file import FileTokenVault, write_private
 
 log = logging.getLogger("fbproxy.microsoft")
 
@@ -167,14 +170,17 @@ class MicrosoftAdapter:
     capabilities = Capabilities(incremental=True, push=True, holds=True)
 
     def __init__(self, name: str, settings: MicrosoftSettings, *, session: aiohttp.ClientSession,
-                 executor: Executor | None, clock: Callable[[], datetime]) -> None:
+                 executor: Executor | None, clock: Callable[[], datetime],
+                 tokens: TokenVault | None = None) -> None:
         self.name = name
         self.settings = settings
         self._session = session
         self._executor = executor
         self._now = clock
+        self._tokens: TokenVault = tokens or FileTokenVault(settings.token_cache_file)
         self._token: tuple[str, float] | None = None  # (access token, expires at)
-        self._token_lock = threading.Lock()
+        # One token request at a time: concurrent callers wait for it, then use its token.
+        self._token_lock = asyncio.Lock()
         # The delegated scopes the signed-in account consented to (None: not known, or
         # app-only), to name the missing one when Graph answers 403.
         self._granted: frozenset[str] | None = None
@@ -189,42 +195,55 @@ class MicrosoftAdapter:
         loop = asyncio.get_running_loop()
         if not force and self._token is not None and self._token[1] > loop.time() + 300:
             return self._token[0]
-        result = await loop.run_in_executor(self._executor, self._acquire_blocking, force)
-        self._token = (str(result["access_token"]),
-                       loop.time() + float(result.get("expires_in", 3600)))
-        return self._token[0]
-
-    def _acquire_blocking(self, force: bool) -> Mapping[str, Any]:
-        with self._token_lock:
-            path = self.settings.token_cache_file
-            try:
-                # App-only tokens are cheap to get again; a forced one skips the cache.
-                app_only = bool(self.settings.client_secret)
-                cache = msal.SerializableTokenCache() if app_only and force else load_cache(path)
-            except (OSError, ValueError) as exc:
-                raise self._reauth(f"cannot read the token cache {path}: {exc}") from exc
-            app = msal_app(self.settings, cache)
-            try:
-                if isinstance(app, msal.ConfidentialClientApplication):
-                    result = app.acquire_token_for_client(scopes=APP_SCOPES)
-                else:
-                    accounts = app.get_accounts()
-                    if not accounts:
-                        raise self._reauth("not signed in yet")
-                    result = app.acquire_token_silent(_cached_scopes(cache), account=accounts[0],
-                                                      force_refresh=force)
-                    self._granted = _granted_scopes(cache)
-            except (requests.RequestException, OSError) as exc:
-                raise UpstreamUnavailable(f"cannot reach Microsoft's sign-in: {exc}",
-                                          source=self.name) from exc
-            if cache.has_state_changed:
-                save_cache(path, cache)
+        async with self._token_lock:
+            if not force and self._token is not None and self._token[1] > loop.time() + 300:
+                return self._token[0]  # fetched while this call waited
+            # App-only tokens are cheap to get again; a forced one skips the cache.
+            app_only = bool(self.settings.client_secret)
+            cached = None if app_only and force else await self._read_cache()
+            result, changed = await loop.run_in_executor(
+                self._executor, self._acquire_blocking, force, cached)
+            if changed is not None:
+                await self._tokens.save(changed)
             if not result or "access_token" not in result:
-                detail = (result or {}).get("error_description") or (result or {}).get("error") \
-                    or "no usable token in the cache"
+                detail = (result or {}).get("error_description") or \
+                    (result or {}).get("error") or "no usable token in the cache"
                 raise self._reauth(str(detail).splitlines()[0])
-            answer: Mapping[str, Any] = result
-            return answer
+            self._token = (str(result["access_token"]),
+                           loop.time() + float(result.get("expires_in", 3600)))
+            return self._token[0]
+
+    async def _read_cache(self) -> str | None:
+        try:
+            return await self._tokens.load()
+        except (OSError, ValueError) as exc:
+            raise self._reauth(f"cannot read {self._tokens.where}: {exc}") from exc
+
+    def _acquire_blocking(self, force: bool, cached: str | None,
+                          ) -> tuple[Mapping[str, Any] | None, str | None]:
+        """msal's answer, and the cache to store if msal changed it (else None)."""
+        cache = msal.SerializableTokenCache()
+        if cached:
+            try:
+                cache.deserialize(cached)
+            except ValueError as exc:
+                raise self._reauth(f"cannot read {self._tokens.where} "
+                                   f"({type(exc).__name__})") from None
+        app = msal_app(self.settings, cache)
+        try:
+            if isinstance(app, msal.ConfidentialClientApplication):
+                result = app.acquire_token_for_client(scopes=APP_SCOPES)
+            else:
+                accounts = app.get_accounts()
+                if not accounts:
+                    raise self._reauth("not signed in yet")
+                result = app.acquire_token_silent(_cached_scopes(cache), account=accounts[0],
+                                                  force_refresh=force)
+                self._granted = _granted_scopes(cache)
+        except (requests.RequestException, OSError) as exc:
+            raise UpstreamUnavailable(f"cannot reach Microsoft's sign-in: {exc}",
+                                      source=self.name) from exc
+        return result, cache.serialize() if cache.has_state_changed else None
 
     def _forbidden(self, payload: Any, need: str, what: str) -> AdapterError:
         """Graph's 403: the token is valid (an expired one is 401), but it may not do this.
@@ -727,10 +746,13 @@ def _error(payload: Any) -> str:
     return "no details"
 
 
-def device_code_sign_in(settings: MicrosoftSettings, scopes: Sequence[str],
-                        show: Callable[[str], None]) -> str:
-    """The device-code flow (blocking): show the message, wait, save the cache; the account."""
-    cache = load_cache(settings.token_cache_file)
+def device_code_flow(settings: MicrosoftSettings, scopes: Sequence[str],
+                     show: Callable[[str], None], cache: msal.SerializableTokenCache) -> str:
+    """The device-code flow (blocking): show the message, wait; msal fills ``cache``.
+
+    Returns the account signed in; the caller stores the cache where the
+    source's adapter reads it (its ``TokenVault``).
+    """
     app = msal_app(settings, cache)
     if not isinstance(app, msal.PublicClientApplication):
         raise AdapterError("with client_secret set, fbproxy signs in as the app itself; "
@@ -743,6 +765,14 @@ def device_code_sign_in(settings: MicrosoftSettings, scopes: Sequence[str],
     result = app.acquire_token_by_device_flow(flow)
     if "access_token" not in result:
         raise AdapterError(f"sign-in failed: {result.get('error_description') or result}")
-    save_cache(settings.token_cache_file, cache)
     claims = result.get("id_token_claims") or {}
     return str(claims.get("preferred_username") or "the account")
+
+
+def device_code_sign_in(settings: MicrosoftSettings, scopes: Sequence[str],
+                        show: Callable[[str], None]) -> str:
+    """The device-code flow with the cache in ``token_cache_file``; the account signed in."""
+    cache = load_cache(settings.token_cache_file)
+    account = device_code_flow(settings, scopes, show, cache)
+    save_cache(settings.token_cache_file, cache)
+    return account

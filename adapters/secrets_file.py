@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 from pathlib import Path
@@ -19,3 +20,28 @@ def write_private(path: Path, text: str) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def read_private(path: Path) -> str | None:
+    """The file's text, or None when there is no such file."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+
+
+class FileTokenVault:
+    """A source's tokens in a file of their own: the ``TokenVault`` of one server (SQLite)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @property
+    def where(self) -> str:
+        return f"the token file {self.path}"
+
+    async def load(self) -> str | None:
+        return await asyncio.to_thread(read_private, self.path)
+
+    async def save(self, text: str) -> None:
+        await asyncio.to_thread(write_private, self.path, text)

@@ -43,6 +43,10 @@ def create_app(config: Config, *, store: Store | None = None,
         async with open_runtime(config, clock=chosen_clock, store=store,
                                 adapters=adapters) as runtime:
             app[RUNTIME] = runtime
+            if runtime.store.database.shared:
+                # Only now is the store known: the booking limits count in it, for
+                # every instance (guard.py says which limits and why).
+                app[RATE_LIMITERS].update(rate_limiters(config, runtime.store))
             if start_sync:
                 runtime.sync.start()
                 if runtime.holds is not None:

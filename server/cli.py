@@ -1,5 +1,5 @@
 """The `fbproxy` command: serve, check-config, sync, urls, status, auth, reload, backup,
-migrate-store."""
+migrate-store, rotate-tokens."""
 
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ from pathlib import Path
 
 from aiohttp import web
 
-from adapters.base import FbproxyError
+from adapters.base import FbproxyError, TokenVault
+from adapters.secrets_file import FileTokenVault
 from server.app import create_app
 from server.config.database import PostgresUrl
 from server.config.model import Config, SourceConfig, load_config, reauth_fix
 from server.config.reader import parse_listen
+from server.config.secrets_key import shares_database
 from server.errors import ConfigError
 from server.kit.clock import SystemClock, iso
 from server.outputs.web import RedactingAccessLogger
@@ -25,6 +27,7 @@ from server.runtime import Runtime, open_runtime, subscriber_key
 from server.store.backup import backup_sqlite
 from server.store.transfer import NOT_COPIED, TransferReport, migrate_store
 from server.sync.loop import SyncOutcome
+from server.sync.tokens import open_token_vaults
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 # syslog priorities; journald reads a "<N>" prefix on each stderr line.
@@ -88,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     # the shell's history and the process list.
     target.add_argument("--to-env", metavar="VAR", help="the URL is in this environment variable")
     target.add_argument("--to-file", metavar="PATH", help="the URL is in this file")
+    command("rotate-tokens", "re-encrypt the OAuth tokens kept in a PostgreSQL database with "
+            "the first key of server.secrets_key")
     return parser
 
 
@@ -108,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _migrate_store(config, args)
         if args.command == "backup":
             return _backup(config, args.path, force=args.force)
+        if args.command == "rotate-tokens":
+            return asyncio.run(_rotate_tokens(config))
         return asyncio.run(_offline_command(args.command, config, args))
     except ConfigError as exc:
         print(exc.report(), file=sys.stderr)
@@ -123,7 +130,9 @@ def _check_config(config: Config) -> int:
           f"{len(config.calendars)} calendars)")
     # Not a config problem (the config is right, the step after it is missing), but
     # the first sync would fail on it: say so now, with the command that fixes it.
-    for index, source in enumerate(config.sources):
+    # (With PostgreSQL the tokens are in the database, which check-config does not open.)
+    sources = () if shares_database(config.server.database) else config.sources
+    for index, source in enumerate(sources):
         token = _token_file(source)
         if source.enabled and token is not None and not token.exists():
             print(f"note: sources[{index}] ({source.name}) is not authorized yet (no token in "
@@ -141,22 +150,55 @@ def _token_file(source: SourceConfig) -> Path | None:
 
 
 def _auth(config: Config, args: argparse.Namespace) -> int:
-    from server.sync.auth import authorize_google, sign_in_microsoft  # OAuth libraries: only here
-
     source = config.source(args.source)
     if source is None or source.kind != args.provider:
         names = [s.name for s in config.sources if s.kind == args.provider]
         print(f"--source: {args.source!r} is not a {args.provider} source of {config.path}; "
               f"{args.provider} sources: {', '.join(names) or 'none'}", file=sys.stderr)
         return EXIT_CONFIG
-    if args.provider == "microsoft":
-        account, token_file = sign_in_microsoft(config, source)
-        print(f"signed in as {account}: the tokens are in {token_file} (mode 0600); "
-              "the next sync uses them")
+    return asyncio.run(_authorize(config, source, args))
+
+
+async def _authorize(config: Config, source: SourceConfig, args: argparse.Namespace) -> int:
+    from server.sync.auth import authorize_google, sign_in_microsoft  # OAuth libraries: only here
+
+    async with open_token_vaults(config) as vaults:
+        tokens = vaults.for_source(source)
+        assert tokens is not None, "google and microsoft sources keep tokens"
+        who = "every instance's next sync" if vaults.in_database else "the next sync"
+        if args.provider == "microsoft":
+            account = await sign_in_microsoft(config, source, tokens,
+                                              show=lambda message: print(message, flush=True))
+            print(f"signed in as {account}: the tokens are in {_shown(tokens)}; {who} "
+                  "uses them")
+            return EXIT_OK
+        await authorize_google(config, source, tokens, open_browser=not args.no_browser,
+                               port=args.port)
+        print(f"authorized: the token is in {_shown(tokens)}; {who} uses it")
         return EXIT_OK
-    token_file = authorize_google(config, source, open_browser=not args.no_browser,
-                                  port=args.port)
-    print(f"authorized: the token is in {token_file} (mode 0600); the next sync uses it")
+
+
+def _shown(tokens: TokenVault) -> str:
+    return f"{tokens.path} (mode 0600)" if isinstance(tokens, FileTokenVault) else tokens.where
+
+
+async def _rotate_tokens(config: Config) -> int:
+    if not shares_database(config.server.database):
+        print("fbproxy: server.database is SQLite: each source's tokens are in a file of its "
+              "own (mode 0600), not encrypted; there is nothing to rotate", file=sys.stderr)
+        return EXIT_CONFIG
+    async with open_token_vaults(config) as vaults:
+        rotation = await vaults.rotate()
+        keys = vaults.box.key_count
+    print(f"re-encrypted {rotation.rotated} token(s) with the first of the {keys} key(s) in "
+          "server.secrets_key")
+    if rotation.undecryptable:
+        print(f"fbproxy: no key decrypts {', '.join(rotation.undecryptable)}: left as they "
+              "were; sign those sources in again with `fbproxy auth`", file=sys.stderr)
+        return EXIT_FAILED
+    if keys > 1:
+        print("if every instance already runs with this key first, the others can now be "
+              "removed from server.secrets_key")
     return EXIT_OK
 
 

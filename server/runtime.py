@@ -33,6 +33,7 @@ from server.sync.alerts import Alerts
 from server.sync.leases import SourceLeases, instance_id
 from server.sync.loop import SourceSyncer, SyncManager
 from server.sync.push import HOOK_PATHS, PushChannels, Watcher
+from server.sync.tokens import TokenVaults
 
 # Bounds the blocking client libraries and CPU-heavy expansion.
 WORKER_THREADS = 4
@@ -71,6 +72,7 @@ class Runtime:
     push: PushChannels | None = None  # when a source has push = true
     metrics: Metrics = field(default_factory=Metrics, repr=False)
     alerts: Alerts | None = None  # when the config has [[alerts]]
+    tokens: TokenVaults | None = None  # where OAuth sources keep their tokens
     # (calendar, subscriber or "") -> when its secret was last used; since the start.
     last_access: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
     # Per calendar: ((instance generation, window), merged synced busy blocks) ...
@@ -119,6 +121,8 @@ class Runtime:
         if (new.server.listen_host, new.server.listen_port) != \
                 (old.server.listen_host, old.server.listen_port):
             notes.append("server.listen changes at the next restart")
+        if self.tokens is not None:
+            self.tokens.rekey(new)  # refused (ConfigError) before anything changed
         secrets = await _secrets(new, self.store, int(self.clock.now().timestamp()))
         before = {s.name: s for s in old.sources}
         after = {s.name: s for s in new.sources}
@@ -133,7 +137,8 @@ class Runtime:
                 self.source_ids[name] = await self.store.ensure_source(name, source.kind)
                 if source.enabled:
                     adapter = ADAPTER_KINDS[source.kind](source, AdapterContext(
-                        self.session, self.executor, self.clock, new.server.horizon_days))
+                        self.session, self.executor, self.clock, new.server.horizon_days,
+                        self.tokens))
                     self.sync.add(_syncer(new, source, self.source_ids[name], adapter,
                                           self.store, self.clock, self.executor, self.metrics))
             notes.append(f"source {name}: " + ("removed" if source is None else
@@ -177,6 +182,7 @@ async def open_runtime(config: Config, *, clock: Clock, store: Store | None = No
         stack.callback(executor.shutdown, wait=False, cancel_futures=True)
         session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}, trust_env=True)
         stack.push_async_callback(session.close)
+        tokens = TokenVaults.for_store(config, store, clock)
         source_ids: dict[str, int] = {}
         metrics = Metrics()
         syncers = []
@@ -185,7 +191,8 @@ async def open_runtime(config: Config, *, clock: Clock, store: Store | None = No
             if not source.enabled:
                 continue
             adapter = (adapters or {}).get(source.name) or ADAPTER_KINDS[source.kind](
-                source, AdapterContext(session, executor, clock, config.server.horizon_days))
+                source, AdapterContext(session, executor, clock, config.server.horizon_days,
+                                       tokens))
             stack.push_async_callback(adapter.close)
             syncers.append(_syncer(config, source, source_ids[source.name], adapter, store,
                                    clock, executor, metrics))
@@ -217,7 +224,7 @@ async def open_runtime(config: Config, *, clock: Clock, store: Store | None = No
         runtime = Runtime(config=config, store=store, clock=clock, executor=executor,
                           session=session, sync=manager, source_ids=source_ids,
                           calendar_secrets=secrets, holds=holds, push=push, metrics=metrics,
-                          alerts=alerts)
+                          alerts=alerts, tokens=tokens)
         # A source's lease taken here: its push channels are looked after here now
         # (runtime.push: the one of the config in force, after reloads too).
         manager.on_gain.append(lambda source: runtime.push.trigger() if runtime.push else None)

@@ -364,6 +364,9 @@ class FakeMicrosoft(LocalServer):
         self.now: Callable[[], datetime] = self.clock.now
         self.page_size = DEFAULT_PAGE_SIZE
         self.device_code_interval = 1  # seconds msal waits between polls
+        # Device codes issued already approved: for a test that cannot see the message
+        # (the user "signs in" before msal's first poll, so it never waits).
+        self.approve_at_once = False
         self.validation_timeout = 10.0
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.token_requests: list[dict[str, str]] = []
@@ -702,7 +705,8 @@ class FakeMicrosoft(LocalServer):
         letters = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
         user_code = "".join(secrets.choice(letters) for _ in range(9))
         code = DeviceCode("DAQABIQEAAAB" + secrets.token_urlsafe(48), user_code,
-                          tuple(form.get("scope", "").split()), time.time() + 900)
+                          tuple(form.get("scope", "").split()), time.time() + 900,
+                          state="approved" if self.approve_at_once else "pending")
         self._device_codes[code.device_code] = code
         uri = "https://microsoft.com/devicelogin"
         return web.json_response({

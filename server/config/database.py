@@ -9,8 +9,6 @@ taken for a path, so a mistyped URL is an error, not a file named "mysql:".
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,10 +16,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
-from server.config.reader import NAME_PATTERN, Reader, Secret, read_int
+from server.config.reader import NAME_PATTERN, Reader, read_int
 
 __all__ = ["PostgresUrl", "parse_postgres_url", "read_database", "read_instance_name",
-           "read_lease_seconds", "read_secrets_key", "state_folder"]
+           "read_lease_seconds", "state_folder"]
 
 SCHEMES = ("postgresql", "postgres")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -187,25 +185,6 @@ def state_folder(database: Path | PostgresUrl, reader: Reader) -> Path:
     """Where token files go by default: next to an SQLite file; with PostgreSQL,
     which has no folder of ours, the config file's folder."""
     return database.parent if isinstance(database, Path) else reader.base_dir
-
-
-def read_secrets_key(raw: Mapping[str, Any], reader: Reader) -> Secret | None:
-    """``secrets_key_env`` / ``secrets_key_file``: the Fernet key tokens are encrypted with."""
-    keys = {key: raw[key] for key in ("secrets_key_env", "secrets_key_file") if key in raw}
-    secret = reader.secret(keys, "secrets_key", "server.secrets_key")
-    if secret is None:
-        return None
-    try:
-        key = base64.b64decode(secret.encode("ascii"), altchars=b"-_", validate=True)
-        valid = len(key) == 32
-    except (binascii.Error, ValueError):  # not base64 (or not ASCII at all)
-        valid = False
-    if not valid:
-        reader.fail(f"server.{next(iter(keys))}", "is not a Fernet key (32 bytes in URL-safe "
-                    "base64, 44 characters); make one with: python3 -c 'from cryptography."
-                    "fernet import Fernet; print(Fernet.generate_key().decode())'")
-        return None
-    return secret
 
 
 def read_lease_seconds(raw: Mapping[str, Any], reader: Reader) -> int:

@@ -24,7 +24,6 @@ from server.config.database import (
     read_database,
     read_instance_name,
     read_lease_seconds,
-    read_secrets_key,
     state_folder,
 )
 from server.config.google import GOOGLE_KEYS, GoogleConfig, read_google
@@ -61,6 +60,12 @@ from server.config.reader import (
     parse_size,
     read_choice,
     read_name,
+)
+from server.config.secrets_key import (
+    SECRETS_KEY_KEYS,
+    read_secrets_key,
+    secrets_key_problems,
+    shares_database,
 )
 from server.errors import ConfigError
 from server.kit.ratelimit import Rate, parse_rate
@@ -112,7 +117,7 @@ class ServerConfig:
     # holding its lease; a dead instance's sources wait this long before another takes them.
     lease_seconds: int = 30
     instance_name: str | None = None  # in logs and status; the prefix of its lease holder id
-    # The Fernet key that encrypts tokens kept in the database; None: they are not.
+    # Fernet keys (one a line) encrypting OAuth tokens kept in a PostgreSQL database.
     secrets_key: Secret | None = field(default=None, repr=False)
 
     @property
@@ -214,7 +219,7 @@ _SERVER_KEYS = {"listen", "base_url", "database", "database_url_env", "database_
                 "trusted_proxies",
                 "caldav_token_retention", "admin_secret", "admin_secret_env",
                 "admin_secret_file", "metrics_public", "lease_seconds", "instance_name",
-                "secrets_key_env", "secrets_key_file"}
+                *SECRETS_KEY_KEYS}
 _COMMON_SOURCE_KEYS = {
     "name", "kind", "poll_interval", "stale_after", "on_stale", "timezone", "enabled",
     "owner_emails",
@@ -448,6 +453,9 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path, path: Path | None = 
         for i, table in enumerate(list_of_tables(raw, "booking_pages", reader))
     )
     alerts = read_alerts(raw, reader)
+    reader.problems.extend(secrets_key_problems(shares_database(server.database),
+                                                server.secrets_key,
+                                                ((s.name, s.kind) for s in sources)))
     if reader.problems:
         raise ConfigError(reader.problems, path=str(path or ""))
     return Config(server=server, sources=sources, calendars=calendars,

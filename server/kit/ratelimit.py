@@ -4,6 +4,11 @@ Pure bookkeeping with the time passed in, so tests drive it with a fixed clock.
 Clients are keyed by address; an IPv6 client owns its whole /64, so it counts
 as one. ``take`` before the work and ``refund`` after it let a request count
 only when its outcome says so (see ``guard.booking_attempt``).
+
+``RateLimiter`` keeps its buckets in memory: one process. ``SharedRateLimiter``
+keeps them where several instances see them (the store's rate_buckets table,
+behind the ``SharedBuckets`` protocol), so a guest cannot multiply a limit by
+the number of instances behind the proxy.
 """
 
 from __future__ import annotations
@@ -13,10 +18,13 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol
 
 from server.kit.durations import format_duration, parse_duration
 
 MAX_CLIENTS = 20_000  # buckets kept; the least recently seen go first
+# How often (seconds) an instance clears the shared buckets that are full again.
+PRUNE_EVERY = 60.0
 _RATE = re.compile(r"\s*(\d+)\s*/\s*(\S+)\s*")
 
 
@@ -102,3 +110,55 @@ class RateLimiter:
             (client, (min(tokens, float(rate.count)), then))
             for client, (tokens, then) in self._buckets.items())
         return limiter
+
+
+class SharedBuckets(Protocol):
+    """Token buckets several processes share, each take and refund atomic (the Store)."""
+
+    async def take_rate_token(self, key: str, burst: float, per_second: float,
+                              now: float) -> float: ...
+
+    async def refund_rate_token(self, key: str, burst: float, per_second: float,
+                                now: float) -> None: ...
+
+    async def prune_rate_buckets(self, prefix: str, *, idle_since: float, keep: int) -> int: ...
+
+
+class SharedRateLimiter:
+    """A ``RateLimiter`` whose buckets every instance shares; ``take`` and ``refund`` await.
+
+    ``name`` keeps this limit's buckets apart from other limits' in the same
+    table. Buckets idle for a whole period are full again and are dropped
+    (at most every ``PRUNE_EVERY`` seconds, by whichever instance counts
+    then), and never more than ``max_clients`` are kept, as in memory.
+    """
+
+    def __init__(self, name: str, rate: Rate, buckets: SharedBuckets, *,
+                 max_clients: int = MAX_CLIENTS) -> None:
+        self.name = name
+        self.rate = rate
+        self._buckets = buckets
+        self._burst = float(rate.count)
+        self._per_second = rate.count / rate.period.total_seconds()
+        self._max_clients = max_clients
+        self._next_prune = float("-inf")
+
+    async def take(self, client: str, now: float) -> float:
+        """Spend one token of ``client``'s bucket; else the seconds until one is back."""
+        if now >= self._next_prune:
+            self._next_prune = now + PRUNE_EVERY
+            await self._buckets.prune_rate_buckets(
+                f"{self.name}:", idle_since=now - self.rate.period.total_seconds(),
+                keep=self._max_clients)
+        return await self._buckets.take_rate_token(f"{self.name}:{client}", self._burst,
+                                                   self._per_second, now)
+
+    async def refund(self, client: str, now: float) -> None:
+        """Give back the token a ``take`` spent (see ``RateLimiter.refund``)."""
+        await self._buckets.refund_rate_token(f"{self.name}:{client}", self._burst,
+                                              self._per_second, now)
+
+    def with_rate(self, rate: Rate) -> SharedRateLimiter:
+        """The same buckets at ``rate`` (a reload; what clients used stays counted, and a
+        bucket fuller than the new burst is capped at its next take)."""
+        return SharedRateLimiter(self.name, rate, self._buckets, max_clients=self._max_clients)

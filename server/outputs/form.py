@@ -177,7 +177,7 @@ async def submit_booking(request: web.Request) -> web.Response:
               "answers": {q.name: form.get(f"answer.{q.name}", "") for q in page.questions}}
     try:
         # Its 429 is a RequestError too, re-raised below (the "please wait" page).
-        with booking_attempt(request):
+        async with booking_attempt(request):
             booking = await book(runtime, page, parse_booking_request({
                 "start": choices.start, "duration": int(choices.duration.total_seconds() // 60),
                 "timezone": choices.zone.key, **fields}, page))
@@ -325,7 +325,7 @@ async def cancel_booking(request: web.Request) -> web.Response:
     """POST /booking/{id}/cancel (secret in the form): frees the slot at once."""
     form = await request.post()
     check_csrf(request, _text(form, CSRF_FIELD))
-    with booking_attempt(request):
+    async with booking_attempt(request):
         booking = await _booking_from(request, _text(form, "secret"))
         await cancel(request.app[RUNTIME], booking)
     raise web.HTTPSeeOther(manage_path(booking))  # outside: a redirect is no failure

@@ -4,37 +4,69 @@ CSRF uses the double-submit pattern: a random token in a SameSite=Strict,
 HttpOnly cookie and the same token in each form; another site can neither read
 the cookie nor set it, so it cannot forge a matching pair. Origin is checked
 too when the browser sends it.
+
+With several instances on one PostgreSQL database the booking limits
+(``bookings``, ``failed_bookings``) are counted in the database, so a guest
+gets the configured number of bookings whichever instance the proxy sends
+them to. ``pages`` and ``secrets`` stay counted per instance, on purpose:
+they are checked on every page view and every wrong secret, the requests an
+abuser can send fastest, and a database write for each would turn the limit
+into load on the database all instances need (and a page view that costs
+nothing today into a write). Per instance, a client gets at most the limit
+times the number of instances, which still bounds the load each instance
+takes; guessing a generated secret (256 random bits) stays hopeless either way.
 """
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Literal
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from server.config.model import Config
-from server.errors import RequestError
-from server.kit.ratelimit import RateLimiter, client_key
+from server.errors import RequestError, StoreError
+from server.kit.ratelimit import RateLimiter, SharedBuckets, SharedRateLimiter, client_key
 from server.runtime import RUNTIME
 
-RATE_LIMITERS: web.AppKey[dict[str, RateLimiter]] = web.AppKey("rate_limiters", dict)
+log = logging.getLogger("fbproxy.guard")
+
+Limiter = RateLimiter | SharedRateLimiter
+RATE_LIMITERS: web.AppKey[dict[str, Limiter]] = web.AppKey("rate_limiters", dict)
+# The limits every instance counts together when the database is shared (see above).
+SHARED_KINDS = frozenset({"bookings", "failed_bookings"})
 CSRF_COOKIE = "fbproxy_csrf"
 CSRF_FIELD = "csrf"
 _TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
-def rate_limiters(config: Config) -> dict[str, RateLimiter]:
-    """One limiter per kind of guest request that the config limits."""
+def rate_limiters(config: Config, shared: SharedBuckets | None = None) -> dict[str, Limiter]:
+    """One limiter per kind of guest request that the config limits; with ``shared``
+    buckets (a PostgreSQL store) the booking limits count there."""
     rates = {"bookings": config.server.rate_limit_bookings,
              "failed_bookings": config.server.rate_limit_failed_bookings,
              "pages": config.server.rate_limit_pages,
              "secrets": config.server.rate_limit_secrets}
-    return {kind: RateLimiter(rate) for kind, rate in rates.items() if rate is not None}
+    return {kind: SharedRateLimiter(kind, rate, shared)
+            if shared is not None and kind in SHARED_KINDS else RateLimiter(rate)
+            for kind, rate in rates.items() if rate is not None}
+
+
+def renewed_limiters(old: dict[str, Limiter], fresh: dict[str, Limiter]) -> dict[str, Limiter]:
+    """``fresh`` (a reloaded config's), keeping what each client used under ``old``."""
+    renewed = dict(fresh)
+    for kind, limiter in fresh.items():
+        before = old.get(kind)
+        if isinstance(before, RateLimiter) and isinstance(limiter, RateLimiter):
+            renewed[kind] = before.with_rate(limiter.rate)
+        # A shared limiter's buckets are in the database: the fresh one reads them.
+    return renewed
 
 
 def client_address(request: web.Request) -> str:
@@ -59,18 +91,19 @@ def client_address(request: web.Request) -> str:
     return address
 
 
-def check_rate(request: web.Request, kind: str) -> None:
+def check_rate(request: web.Request, kind: Literal["pages", "secrets"]) -> None:
     """Raise 429 with Retry-After when this client has used up its ``kind`` requests."""
     limiter = request.app[RATE_LIMITERS].get(kind)
     if limiter is None:
         return
+    assert isinstance(limiter, RateLimiter), "pages and secrets are counted per instance"
     now = request.app[RUNTIME].clock.now().timestamp()
     wait = limiter.take(client_key(client_address(request)), now)
     if wait > 0:
         raise _too_many(kind, limiter, wait)
 
 
-def _too_many(kind: str, limiter: RateLimiter, wait: float) -> RequestError:
+def _too_many(kind: str, limiter: Limiter, wait: float) -> RequestError:
     seconds = max(1, round(wait))
     what = {"bookings": "bookings", "failed_bookings": "failed booking attempts",
             "secrets": "wrong secrets"}.get(kind, "requests")
@@ -82,8 +115,8 @@ def _too_many(kind: str, limiter: RateLimiter, wait: float) -> RequestError:
 _SUCCEEDED, _FAILED = "bookings", "failed_bookings"
 
 
-@contextmanager
-def booking_attempt(request: web.Request) -> Iterator[None]:
+@asynccontextmanager
+async def booking_attempt(request: web.Request) -> AsyncIterator[None]:
     """Count one booking or cancellation (form or API) against the client's limits.
 
     A successful one counts against ``rate_limit_bookings``; one that fails
@@ -99,28 +132,41 @@ def booking_attempt(request: web.Request) -> Iterator[None]:
     client = client_key(client_address(request))
     now = clock.now().timestamp()
     # The limiters themselves, not their names: a reload may replace them meanwhile.
-    taken: dict[str, RateLimiter] = {}
+    taken: dict[str, Limiter] = {}
     for kind in (_SUCCEEDED, _FAILED):
         limiter = limiters.get(kind)
         if limiter is None:
             continue
-        wait = limiter.take(client, now)
+        wait = await _take(limiter, client, now)
         if wait > 0:
             for other in taken.values():
-                other.refund(client, now)
+                await _give_back(other, client, now)
             raise _too_many(kind, limiter, wait)
         taken[kind] = limiter
     try:
         yield
     except BaseException:
-        _refund(taken.get(_SUCCEEDED), client, clock.now().timestamp())
+        await _give_back(taken.get(_SUCCEEDED), client, clock.now().timestamp())
         raise
-    _refund(taken.get(_FAILED), client, clock.now().timestamp())
+    await _give_back(taken.get(_FAILED), client, clock.now().timestamp())
 
 
-def _refund(limiter: RateLimiter | None, client: str, now: float) -> None:
-    if limiter is not None:
+async def _take(limiter: Limiter, client: str, now: float) -> float:
+    if isinstance(limiter, SharedRateLimiter):
+        return await limiter.take(client, now)
+    return limiter.take(client, now)
+
+
+async def _give_back(limiter: Limiter | None, client: str, now: float) -> None:
+    if isinstance(limiter, RateLimiter):
         limiter.refund(client, now)
+    elif limiter is not None:
+        # A refund the database could not take costs the guest one token, no more;
+        # it must not replace the answer the request already has.
+        try:
+            await limiter.refund(client, now)
+        except StoreError as exc:
+            log.warning("could not give back a %s token: %s", limiter.name, exc)
 
 
 def wrong_secret(request: web.Request, error: RequestError) -> RequestError:

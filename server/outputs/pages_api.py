@@ -136,7 +136,7 @@ async def api_create_booking(request: web.Request) -> web.Response:
     """POST /api/v1/pages/{slug}/bookings: 201 with the booking, or 409 if just taken."""
     runtime = request.app[RUNTIME]
     page = booking_page_of(request, runtime)
-    with booking_attempt(request):
+    async with booking_attempt(request):
         if request.content_type != "application/json":
             # Also keeps other sites' plain HTML forms from posting here.
             raise RequestError(415, "send the booking as Content-Type: application/json")
@@ -149,7 +149,7 @@ async def api_create_booking(request: web.Request) -> web.Response:
 async def api_cancel_booking(request: web.Request) -> web.Response:
     """POST /api/v1/bookings/{id}/cancel?secret=…: frees the slot at once."""
     runtime = request.app[RUNTIME]
-    with booking_attempt(request):
+    async with booking_attempt(request):
         booking = await find_booking(runtime, request.match_info["booking_id"],
                                      request.query.get("secret", ""))
         cancelled = await cancel(runtime, booking)

@@ -14,7 +14,12 @@ from aiohttp import web
 from server.config.model import load_config
 from server.errors import ConfigError, RequestError
 from server.outputs.feed_cache import FEEDS
-from server.outputs.guard import RATE_LIMITERS, check_not_cross_site, rate_limiters
+from server.outputs.guard import (
+    RATE_LIMITERS,
+    check_not_cross_site,
+    rate_limiters,
+    renewed_limiters,
+)
 from server.outputs.status import authorize_admin
 from server.runtime import RUNTIME
 
@@ -34,10 +39,10 @@ async def reload_from_disk(app: web.Application) -> list[str]:
         log.error("config reload refused, the running config stays:\n%s", exc.report())
         raise
     limiters = app[RATE_LIMITERS]
-    fresh = rate_limiters(new)
-    for kind, limiter in fresh.items():
-        if kind in limiters:  # what each client used before the reload still counts
-            fresh[kind] = limiters[kind].with_rate(limiter.rate)
+    store = runtime.store
+    # What each client used before the reload still counts.
+    fresh = renewed_limiters(limiters, rate_limiters(new, store if store.database.shared
+                                                     else None))
     limiters.clear()
     limiters.update(fresh)
     app[FEEDS].clear()

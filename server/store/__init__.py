@@ -23,6 +23,7 @@ from server.store.dav import DavCollection, DavMember, DavQueries
 from server.store.holds import HoldQueries
 from server.store.leases import Fence, LeaseQueries
 from server.store.postgres import PostgresDatabase
+from server.store.ratelimits import RateBucketQueries
 from server.store.records import (
     STATUS_BUSY,
     STATUS_TENTATIVE,
@@ -38,6 +39,7 @@ from server.store.schema import MIGRATIONS, migrate_sqlite
 from server.store.schema_pg import migrate_postgres
 from server.store.sources import SourceQueries
 from server.store.sqlite import SqliteDatabase
+from server.store.tokens import TokenQueries
 
 __all__ = [
     "AlertMessage",
@@ -63,7 +65,7 @@ __all__ = [
 
 
 class Store(SourceQueries, BookingQueries, HoldQueries, CalendarSecretQueries, DavQueries,
-            ChannelQueries, AlertQueries, LeaseQueries):
+            ChannelQueries, AlertQueries, LeaseQueries, TokenQueries, RateBucketQueries):
     """All persistent state. Create with ``await Store.open(location)``: a path
     (SQLite, the default) or a PostgreSQL URL (several instances share it)."""
 

@@ -18,6 +18,7 @@ from adapters.ics import IcsAdapter, IcsSettings
 from adapters.microsoft import MicrosoftAdapter, MicrosoftSettings
 from server.config.model import SourceConfig
 from server.kit.clock import Clock
+from server.sync.tokens import TokenVaults
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class AdapterContext:
     executor: ThreadPoolExecutor
     clock: Clock
     horizon_days: int
+    # Where OAuth sources keep their tokens; None: each in its own file (the adapter's default).
+    tokens: TokenVaults | None = None
 
 
 AdapterFactory = Callable[[SourceConfig, AdapterContext], SourceAdapter]
@@ -58,7 +61,8 @@ def _google_adapter(source: SourceConfig, context: AdapterContext) -> SourceAdap
         hold_calendar=source.hold_calendar, timeout_seconds=source.timeout.total_seconds(),
         api_endpoint=google.api_endpoint, token_uri=google.token_uri,
         owner_emails=source.owner_emails)
-    return GoogleAdapter(source.name, settings, executor=context.executor)
+    return GoogleAdapter(source.name, settings, executor=context.executor,
+                         tokens=context.tokens.for_source(source) if context.tokens else None)
 
 
 def _microsoft_adapter(source: SourceConfig, context: AdapterContext) -> SourceAdapter:
@@ -72,7 +76,8 @@ def _microsoft_adapter(source: SourceConfig, context: AdapterContext) -> SourceA
         graph_url=microsoft.graph_url, login_url=microsoft.login_url,
         timeout_seconds=source.timeout.total_seconds(), horizon_days=context.horizon_days)
     return MicrosoftAdapter(source.name, settings, session=context.session,
-                            executor=context.executor, clock=context.clock.now)
+                            executor=context.executor, clock=context.clock.now,
+                            tokens=context.tokens.for_source(source) if context.tokens else None)
 
 
 ADAPTER_KINDS: Mapping[str, AdapterFactory] = {

@@ -2,18 +2,22 @@
 
 Google: the installed-app OAuth flow with a loopback redirect. Microsoft: the
 device-code flow (a code to enter at microsoft.com/devicelogin), which also
-works on a server without a browser.
+works on a server without a browser. The tokens go where the source's adapter
+reads them (its ``TokenVault``): a 0600 file with SQLite, the database
+(encrypted) with PostgreSQL, so every instance has them.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import asyncio
+from collections.abc import Callable
 
+import msal
 from google_auth_oauthlib.flow import InstalledAppFlow
 
 from adapters import microsoft
-from adapters.base import AdapterError
-from adapters.google import save_token, scopes_for
+from adapters.base import AdapterError, AuthExpired, TokenVault
+from adapters.google import scopes_for, token_document
 from server.config.model import Config, SourceConfig
 
 PROMPT = ("Open this address in a browser and allow access (on a server without one, "
@@ -27,9 +31,17 @@ def receives_holds(config: Config, source: SourceConfig) -> bool:
                for target in page.hold_target.values())
 
 
-def authorize_google(config: Config, source: SourceConfig, *, open_browser: bool,
-                     port: int = 0) -> Path:
-    """Run the consent flow on a loopback redirect; save the refresh token 0600."""
+async def authorize_google(config: Config, source: SourceConfig, tokens: TokenVault, *,
+                           open_browser: bool, port: int = 0) -> None:
+    """Run the consent flow on a loopback redirect; store the refresh token in ``tokens``."""
+    document = await asyncio.to_thread(_google_consent, config, source,
+                                       open_browser=open_browser, port=port)
+    await tokens.save(document)
+
+
+def _google_consent(config: Config, source: SourceConfig, *, open_browser: bool,
+                    port: int) -> str:
+    """The consent flow (blocking: it waits for the browser); the token document."""
     google = source.google
     if google is None:
         raise AdapterError(f"source {source.name} is of kind {source.kind}, not google")
@@ -49,12 +61,12 @@ def authorize_google(config: Config, source: SourceConfig, *, open_browser: bool
         raise AdapterError("Google returned no refresh token; revoke fbproxy's access at "
                            "https://myaccount.google.com/permissions and run this again",
                            source=source.name)
-    save_token(google.token_file, refresh_token, scopes, google.token_uri)
-    return google.token_file
+    return token_document(refresh_token, scopes, google.token_uri)
 
 
-def sign_in_microsoft(config: Config, source: SourceConfig) -> tuple[str, Path]:
-    """The device-code flow; returns the signed-in account and where its tokens are."""
+async def sign_in_microsoft(config: Config, source: SourceConfig, tokens: TokenVault, *,
+                            show: Callable[[str], None]) -> str:
+    """The device-code flow, adding to the cache in ``tokens``; the account signed in."""
     settings = source.microsoft
     if settings is None:
         raise AdapterError(f"source {source.name} is of kind {source.kind}, not microsoft")
@@ -63,6 +75,16 @@ def sign_in_microsoft(config: Config, source: SourceConfig) -> tuple[str, Path]:
         token_cache_file=settings.token_cache_file, login_url=settings.login_url,
         client_secret=str(settings.client_secret) if settings.client_secret else None)
     scopes = microsoft.scopes_for(receives_holds(config, source))
-    account = microsoft.device_code_sign_in(adapter_settings, scopes,
-                                            lambda message: print(message, flush=True))
-    return account, settings.token_cache_file
+    cache = msal.SerializableTokenCache()
+    try:
+        stored = await tokens.load()
+        if stored:
+            cache.deserialize(stored)
+    except (AuthExpired, ValueError):
+        # Unreadable (its key is gone, say): this sign-in starts a new cache, which is
+        # what the error asking for it promised.
+        cache = msal.SerializableTokenCache()
+    account = await asyncio.to_thread(microsoft.device_code_flow, adapter_settings, scopes,
+                                      show, cache)
+    await tokens.save(cache.serialize())
+    return account
