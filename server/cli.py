@@ -248,6 +248,9 @@ def _print_transfer(config: Config, report: TransferReport) -> None:
         print(f"  {table:<18} {rows:>9}")
     for table, why in NOT_COPIED.items():
         print(f"  {table:<18} {'-':>9}  not copied: {why}")
+    if report.tokens:
+        print(f"tokens: {', '.join(report.tokens)} copied from their files into the database, "
+              "encrypted with server.secrets_key; with PostgreSQL fbproxy reads them there")
     if report.nul_replaced:
         print(f"note: {report.nul_replaced} text values held NUL characters, which PostgreSQL "
               "cannot store: they hold U+FFFD instead (as the PostgreSQL store does)")

@@ -464,3 +464,37 @@ def test_the_command_names_a_target_it_cannot_use(
     assert main(["migrate-store", "--config", "config.toml", *args]) == 2
     assert message in capsys.readouterr().err
 
+
+
+async def test_token_files_move_into_the_database_encrypted(
+        make_config: Any, tmp_path: Path, postgres_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from server.kit.secretbox import SecretBox
+    from server.sync.tokens import StoreTokenVault, open_token_vaults
+    from tests.test_tokens import KEY_NEW, google_raw, on_postgres
+
+    token = '{"refresh_token": "1//moved-refresh-token", "scopes": []}'
+    (tmp_path / "g.token.json").write_text(token)
+    sources = [google_raw(token_file="g.token.json"), {"name": "work", "kind": "ics",
+                                                       "url": "work.ics"}]
+    (tmp_path / "work.ics").write_text(ics())
+    without_key = make_config(sources)
+    store = await Store.open(without_key.server.database)  # the installation to copy
+    await store.close()
+    with pytest.raises(TransferError, match="secrets_key_env"):
+        await migrate_store(without_key, PostgresUrl(postgres_url))
+    assert await pg(postgres_url, "SELECT to_regclass('sources')") == [(None,)], \
+        "refused before the target was touched"
+
+    monkeypatch.setenv("FBPROXY_TEST_KEYS", KEY_NEW)
+    config = make_config(sources, secrets_key_env="FBPROXY_TEST_KEYS")
+    report = await migrate_store(config, PostgresUrl(postgres_url))
+    assert report.tokens == ("google:g",)
+    [(stored,)] = await pg(postgres_url, "SELECT value FROM tokens WHERE name = 'google:g'")
+    assert "moved-refresh-token" not in stored
+    assert SecretBox.from_text(KEY_NEW).decrypt(stored) == token
+    # What fbproxy on PostgreSQL reads for the source: the file's token.
+    moved = on_postgres(config, postgres_url, KEY_NEW)
+    async with open_token_vaults(moved) as vaults:
+        vault = vaults.for_source(moved.source("g"))
+        assert isinstance(vault, StoreTokenVault) and await vault.load() == token

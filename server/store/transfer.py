@@ -26,6 +26,7 @@ import asyncpg
 from server.config.database import PostgresUrl
 from server.config.model import Config
 from server.errors import StoreError
+from server.kit.secretbox import SecretBox
 from server.store import MIGRATIONS, Store
 from server.store.database import Session
 from server.store.postgres import PostgresDatabase
@@ -60,12 +61,14 @@ class TransferReport:
     upgraded_from: int | None  # the file's schema version, when it was migrated first
     changed_during_copy: bool  # something wrote to the file after the snapshot
     nul_replaced: int  # text values whose NUL characters became U+FFFD
+    tokens: tuple[str, ...] = ()  # token files copied into the tokens table, encrypted
 
 
 async def migrate_store(config: Config, target: PostgresUrl, *, batch_rows: int = BATCH_ROWS,
                         progress: Progress | None = None) -> TransferReport:
     """Copy the SQLite store of ``config`` into the empty PostgreSQL database ``target``."""
     source = _sqlite_path(config)
+    token_files = _token_files(config)  # refused before anything is written without a key
     upgraded_from = await _bring_up_to_date(source)
     started = time.perf_counter()
     store = await Store.open(target)  # creates or migrates the target's schema
@@ -78,7 +81,8 @@ async def migrate_store(config: Config, target: PostgresUrl, *, batch_rows: int 
                     copy = _Copy(snapshot, session.connection, database.location, batch_rows,
                                  progress)
                     rows = await copy.run()
-                    await copy_token_files(config, session)
+                    tokens = await copy_token_files(config, token_files, session,
+                                                    now=int(time.time()))
             except asyncpg.PostgresError as exc:
                 raise TransferError(f"{database.location}: {exc}; nothing was copied") from exc
             changed = await snapshot.changed_since()
@@ -86,19 +90,49 @@ async def migrate_store(config: Config, target: PostgresUrl, *, batch_rows: int 
         await store.close()
     return TransferReport(source=source, target=target.display(), rows=rows,
                           seconds=time.perf_counter() - started, upgraded_from=upgraded_from,
-                          changed_during_copy=changed, nul_replaced=copy.nul_replaced)
+                          changed_during_copy=changed, nul_replaced=copy.nul_replaced,
+                          tokens=tokens)
 
 
-async def copy_token_files(config: Config, target: Session) -> None:
-    """Where the Google and Microsoft token files (next to the database today) are
-    to be copied into the target's ``tokens`` table, encrypted.
+def _token_files(config: Config) -> list[tuple[str, Path]]:
+    """The token files of Google and Microsoft sources that exist, each with its row's name
+    (``google:work``, as server/sync/tokens.py names them); refused without a key."""
+    files = []
+    for source in config.sources:
+        path = source.google.token_file if source.google is not None else \
+            source.microsoft.token_cache_file if source.microsoft is not None else None
+        if path is not None and path.is_file():
+            files.append((f"{source.kind}:{source.name}", path))
+    if files and config.server.secrets_key is None:
+        names = ", ".join(name for name, _ in files)
+        raise TransferError(
+            f"{config.path}: the tokens of {names} are kept encrypted in PostgreSQL: set "
+            f"[server] secrets_key_env or secrets_key_file first (see docs/configuration.md); "
+            f"nothing was copied")
+    return files
 
-    It does nothing yet, on purpose: the token files move into ``tokens`` on
-    another branch, which also brings their encryption; this hook is wired once
-    that is merged. It runs inside the copy's transaction, after the row counts
-    were checked, so rows it adds are not counted there (and a ``tokens`` row
-    copied from the file may already hold the same name).
-    """
+
+async def copy_token_files(config: Config, files: list[tuple[str, Path]], target: Session, *,
+                           now: int) -> tuple[str, ...]:
+    """Copy the sources' token files into the target's ``tokens`` table, encrypted with the
+    first key of ``server.secrets_key``: with PostgreSQL every instance reads them there.
+    A row of that name copied from the file's own ``tokens`` table is replaced: the file
+    is what this installation used."""
+    if not files:
+        return ()
+    assert config.server.secrets_key is not None
+    box = SecretBox.from_text(str(config.server.secrets_key))
+    for name, path in files:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeError) as exc:
+            raise TransferError(f"cannot read the token file {path}: {exc}; nothing was "
+                                "copied") from exc
+        await target.execute(
+            "INSERT INTO tokens (name, value, updated) VALUES (?, ?, ?) ON CONFLICT (name) "
+            "DO UPDATE SET value = excluded.value, updated = excluded.updated",
+            (name, box.encrypt(text), now))
+    return tuple(name for name, _ in files)
 
 
 def _sqlite_path(config: Config) -> Path:
