@@ -260,6 +260,7 @@ async def test_holds_land_once_each_across_killed_instances(tmp_path: Path, post
             username=peer.username, password=peer.password))
     booked: set[str] = set()
     kills = 0
+    claimed_at_kill: list[int] = []
     connection = await asyncpg.connect(postgres_url)
     try:
         async with aiohttp.ClientSession() as session:
@@ -285,6 +286,9 @@ async def test_holds_land_once_each_across_killed_instances(tmp_path: Path, post
                     booked.add((await response.json())["id"])
                 await asyncio.sleep(rng.uniform(0.0, 0.3))
                 victim = instances[rng.randrange(3)]
+                claimed_at_kill.append(await connection.fetchval(
+                    "SELECT COUNT(*) FROM hold_outbox WHERE state = 'pending' AND claimed_by "
+                    "LIKE $1 AND claimed_until > 0", f"i{victim.port}:%"))
                 await stop(victim, signal.SIGKILL)
                 kills += 1
                 await start(victim, configs[victim.port], session)
@@ -307,4 +311,5 @@ async def test_holds_land_once_each_across_killed_instances(tmp_path: Path, post
                     if HOLD_MARKER in e]
     assert len(booked) == 30
     assert sorted(markers) == sorted(booked), "each booking's hold exactly once"
-    print(f"\n{len(booked)} holds over {kills} killed instances; each upstream exactly once")
+    print(f"\n{len(booked)} holds over {kills} killed instances (holds claimed by the killed "
+          f"one at each kill: {claimed_at_kill}); each upstream exactly once")
