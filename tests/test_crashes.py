@@ -30,7 +30,7 @@ import pytest
 from tests.peers import free_port
 
 # The console script runs on the wall clock; every date here comes from the real now.
-pytestmark = pytest.mark.clock_sensitive
+pytestmark = [pytest.mark.clock_sensitive, pytest.mark.slow]
 FBPROXY = str(Path(sys.executable).with_name("fbproxy"))
 # The console script runs this checkout's code, also when the venv was installed from
 # another checkout (as in tests/test_cli.py).
