@@ -102,10 +102,21 @@ async def test_a_recheck_on_the_other_instance_waits_for_the_holders_round(
 
 
 async def test_push_channels_are_opened_once_and_any_instance_takes_notifications(
-        postgres_url, google, tmp_path, make_config, aiohttp_client, clock) -> None:  # noqa: F811
+        postgres_url, google, tmp_path, make_config, aiohttp_client, clock,  # noqa: F811
+        monkeypatch) -> None:
+    from server.sync.tokens import open_token_vaults
+    from tests.test_tokens import KEY_NEW
+
+    monkeypatch.setenv("FBPROXY_TEST_KEYS", KEY_NEW)
     ports = (free_port(), free_port())
-    config = make_config([source(google, tmp_path, push=True)], database=postgres_url,
+    raw = source(google, tmp_path, push=True)
+    config = make_config([raw], database=postgres_url, secrets_key_env="FBPROXY_TEST_KEYS",
                          lease_seconds=5, base_url=f"http://127.0.0.1:{ports[0]}")
+    # With PostgreSQL the token is kept in the database: `fbproxy auth` puts it there.
+    async with open_token_vaults(config) as vaults:
+        vault = vaults.for_source(config.source("g"))
+        assert vault is not None
+        await vault.save(Path(raw["token_file"]).read_text())
     instances = await two(config, aiohttp_client, clock, ports)
     await settled(instances, ["g"])
     await until(lambda: _channels(instances), "a channel")

@@ -367,7 +367,9 @@ def _read_source(raw: Mapping[str, Any], path: str, reader: Reader, server: Serv
 def _state(server: ServerConfig, reader: Reader) -> StateFolder:
     """Where token files go unless a source names one (see ``StateFolder``)."""
     folder = state_folder(server.database, reader)
-    return StateFolder(folder, checked=isinstance(server.database, Path))
+    # With PostgreSQL the tokens are kept in the database (server/sync/tokens.py): the
+    # default files are never written, so there is nothing to check.
+    return StateFolder(folder, checked=True)
 
 
 def _read_ca_file(raw: Mapping[str, Any], path: str, reader: Reader) -> str | None:

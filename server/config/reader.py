@@ -401,9 +401,9 @@ class StateFolder:
     """Where files fbproxy writes (token files) go when the config names none."""
 
     path: Path
-    # True: the folder is the SQLite database's, which check-config checks as
-    # server.database already; False (PostgreSQL: the config file's folder): each
-    # default file is checked under the key that would name it.
+    # True: nothing more to check (the folder is the SQLite database's, which
+    # check-config checks as server.database; with PostgreSQL the files are not
+    # used); False: each default file is checked under the key that would name it.
     checked: bool
 
 
