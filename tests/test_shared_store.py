@@ -110,13 +110,14 @@ async def test_push_channels_are_opened_once_and_any_instance_takes_notification
     monkeypatch.setenv("FBPROXY_TEST_KEYS", KEY_NEW)
     ports = (free_port(), free_port())
     raw = source(google, tmp_path, push=True)
+    token = Path(raw["token_file"]).read_text()  # noqa: ASYNC240 - a test's small file
     config = make_config([raw], database=postgres_url, secrets_key_env="FBPROXY_TEST_KEYS",
                          lease_seconds=5, base_url=f"http://127.0.0.1:{ports[0]}")
     # With PostgreSQL the token is kept in the database: `fbproxy auth` puts it there.
     async with open_token_vaults(config) as vaults:
         vault = vaults.for_source(config.source("g"))
         assert vault is not None
-        await vault.save(Path(raw["token_file"]).read_text())
+        await vault.save(token)
     instances = await two(config, aiohttp_client, clock, ports)
     await settled(instances, ["g"])
     await until(lambda: _channels(instances), "a channel")
