@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -243,9 +242,9 @@ def test_many_copies_with_many_overrides_are_bounded_and_reported() -> None:
     overrides = [vevent("many", f"RECURRENCE-ID:20260309T{i % 24:02d}{i // 24:02d}00Z",
                         f"DTSTART:20260310T{i % 24:02d}{i // 24:02d}00Z", "DURATION:PT5M")
                  for i in range(400)]
-    started = time.perf_counter()
+    # The bound is on work (copies x overrides read), shown by the reason below; no
+    # wall-clock limit here, which a loaded machine would break (bench/ measures time).
     [expansion] = expansions(calendar(*copies, *overrides)).values()
-    assert time.perf_counter() - started < 5
     [reason] = expansion.skipped
     assert reason == ("351 more VEVENTs with this UID and no RECURRENCE-ID, from VEVENT 50 of "
                       "800, are left out: each copy is expanded with the 400 overrides, and "
