@@ -145,3 +145,33 @@ async def test_push_channels_are_opened_once_and_any_instance_takes_notification
 
 async def _channels(instances: list[tuple[Any, Runtime]]) -> bool:
     return bool(await instances[0][1].store.channels())
+
+
+async def test_round_robin_and_daily_limits_hold_across_instances(
+        postgres_url, sources, make_config, aiohttp_client, clock) -> None:
+    """The page's rules are checked in the booking transaction, which every instance's
+    takes one at a time: fairness and limits see the other instance's bookings."""
+    from tests.booking_world import HOSTS
+
+    config = build(make_config, sources, hosts=list(HOSTS), mode="round_robin", daily_limit=1,
+                   server={"database": postgres_url})
+    clients = []
+    for _ in range(2):
+        app = create_app(config, clock=clock, start_sync=False)
+        clients.append(await aiohttp_client(app))
+    await app[RUNTIME].sync.run_all_once()
+    slot = "2026-11-26T09:00:00Z"  # alex is busy then: only sam and kim can take it
+    responses = await asyncio.gather(*(
+        clients[n % 2].post("/api/v1/pages/intro/bookings", json=guest(start=slot,
+                                                                      name=f"G{n}"))
+        for n in range(6)))
+    assert sorted(r.status for r in responses) == [201, 201, 409, 409, 409, 409]
+    assert sorted([(await r.json())["host"] for r in responses if r.status == 201]) == [
+        "kim", "sam"]
+    # Each host's one booking that day used its limit: alex alone is left, once.
+    responses = await asyncio.gather(*(
+        clients[n % 2].post("/api/v1/pages/intro/bookings",
+                            json=guest(start="2026-11-26T11:00:00Z", name=f"H{n}"))
+        for n in range(4)))
+    assert sorted(r.status for r in responses) == [201, 409, 409, 409]
+    assert [(await r.json())["host"] for r in responses if r.status == 201] == ["alex"]
