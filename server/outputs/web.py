@@ -37,8 +37,9 @@ from server.kit.metrics import CONTENT_TYPE
 from server.outputs.bodies import json_body
 from server.outputs.caldav_endpoint import setup_caldav
 from server.outputs.feed_cache import FEED_RENDERS, FEEDS, CachedFeed, RenderedFeed
-from server.outputs.feeds import EventBytes, clip, render_busy_feed_reusing, render_freebusy
+from server.outputs.feeds import EventBytes, clip, render_busy_feed_reusing
 from server.outputs.form import form_error, setup_form
+from server.outputs.freebusy_pieces import render_freebusy_reusing
 from server.outputs.guard import wrong_secret
 from server.outputs.pages_api import api_cancel_booking, api_create_booking, api_page_slots
 from server.outputs.reload import api_reload
@@ -292,9 +293,9 @@ async def _render(app: web.Application, runtime: Runtime, viewer: Viewer, kind: 
                                    refresh=refresh, holds=holds,
                                    previous=previous.events if previous else {})
     else:
-        def render() -> tuple[bytes, EventBytes]:
-            return render_freebusy(calendar.name, blocks, window_start=window[0],
-                                   window_end=window[1], stamp=stamp, refresh=refresh), {}
+        render = functools.partial(render_freebusy_reusing, calendar.name, blocks,
+                                   window_start=window[0], window_end=window[1], stamp=stamp,
+                                   refresh=refresh, previous=previous.events if previous else {})
     body, events = await asyncio.get_running_loop().run_in_executor(runtime.executor, render)
     cached = CachedFeed(body, f'"{hashlib.sha256(body).hexdigest()[:32]}"', changed)
     app[FEEDS][slot] = RenderedFeed(key, content, cached, events)
