@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import functools
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -62,13 +63,13 @@ class RenderedTimeline:
     """A sorted, disjoint timeline, each block with its rendering."""
 
     blocks: Sequence[BusyInterval]
-    pieces: Sequence[bytes]
+    pieces: list[bytes]
     starts: Sequence[int]
     ends: Sequence[int]
 
     @classmethod
     def of(cls, blocks: Sequence[BusyInterval], pieces: Sequence[bytes]) -> RenderedTimeline:
-        return cls(blocks, pieces, [b.start for b in blocks], [b.end for b in blocks])
+        return cls(blocks, list(pieces), [b.start for b in blocks], [b.end for b in blocks])
 
     def by_block(self) -> dict[BlockKey, bytes]:
         return dict(zip(map(_block_key, self.blocks), self.pieces, strict=True))
@@ -78,7 +79,7 @@ class RenderedTimeline:
         """The pieces of the blocks overlapping [start, end), those it clips rendered anew."""
         first = bisect.bisect_right(self.ends, start)
         last = bisect.bisect_left(self.starts, end)
-        pieces = list(self.pieces[first:last])
+        pieces = self.pieces[first:last]
         for index in {first, last - 1} if first < last else ():
             block = self.blocks[index]
             inside = BusyInterval(max(block.start, start), min(block.end, end), block.status)
@@ -139,9 +140,21 @@ async def _timeline(runtime: Runtime, answers: FreeBusyAnswers, key: Key,
 # -- the JSON API -------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=8192)
+def _json_instant(ts: int) -> bytes:
+    return json.dumps(iso(ts)).encode()
+
+
+@functools.lru_cache(maxsize=64)
+def _json_text(text: str) -> bytes:
+    return json.dumps(text).encode()
+
+
 def json_block(block: BusyInterval) -> bytes:
-    return json.dumps({"start": iso(block.start), "end": iso(block.end),
-                       "status": block.status}).encode()
+    """``json.dumps({"start": ..., "end": ..., "status": ...})`` of the block, in pieces."""
+    return b"".join((b'{"start": ', _json_instant(block.start), b', "end": ',
+                     _json_instant(block.end), b', "status": ', _json_text(block.status),
+                     b"}"))
 
 
 async def _json_pieces(runtime: Runtime, blocks: Sequence[BusyInterval],
@@ -175,8 +188,9 @@ async def json_busy(runtime: Runtime, answers: FreeBusyAnswers, viewer: Viewer, 
     else:  # outside the served window merged_busy reads the store: rare, not kept apart
         blocks = at_detail(await merged_busy(runtime, calendar, start, end), viewer.detail)
         pieces = [json_block(b) for b in clip(blocks, start, end)]
-    head = json.dumps({"calendar": calendar.name, "start": iso(start), "end": iso(end)})
-    answer = JsonBusy(head.removesuffix("}").encode(), b"[" + b", ".join(pieces) + b"]")
+    head = b"".join((b'{"calendar": ', _json_text(calendar.name), b', "start": ',
+                     _json_instant(start), b', "end": ', _json_instant(end)))
+    answer = JsonBusy(head, b"[" + b", ".join(pieces) + b"]")
     answers.json.put(slot, (key, answer))
     return answer
 
