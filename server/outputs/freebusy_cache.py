@@ -80,11 +80,11 @@ class RenderedTimeline:
         first = bisect.bisect_right(self.ends, start)
         last = bisect.bisect_left(self.starts, end)
         pieces = self.pieces[first:last]
-        for index in {first, last - 1} if first < last else ():
+        for index in (first, last - 1)[: min(max(last - first, 0), 2)]:
             block = self.blocks[index]
-            inside = BusyInterval(max(block.start, start), min(block.end, end), block.status)
-            if inside != block:
-                pieces[index - first] = render(inside)
+            if block.start < start or block.end > end:
+                pieces[index - first] = render(BusyInterval(
+                    max(block.start, start), min(block.end, end), block.status))
         return pieces
 
 
