@@ -15,6 +15,7 @@ from server.errors import ConfigError
 from server.kit.clock import Clock, SystemClock
 from server.kit.single_flight import SingleFlight
 from server.outputs.feed_cache import FEED_RENDERS, FEEDS
+from server.outputs.freebusy_cache import FREEBUSY_ANSWERS, FreeBusyAnswers
 from server.outputs.guard import RATE_LIMITERS, rate_limiters
 from server.outputs.reload import reload_from_disk
 from server.outputs.web import error_middleware, setup_routes
@@ -36,6 +37,7 @@ def create_app(config: Config, *, store: Store | None = None,
     app[CONFIG] = config
     app[FEEDS] = {}
     app[FEED_RENDERS] = SingleFlight()
+    app[FREEBUSY_ANSWERS] = FreeBusyAnswers()
     app[RATE_LIMITERS] = rate_limiters(config)
     chosen_clock = clock or SystemClock()
 

@@ -12,8 +12,11 @@ from typing import Any
 
 import caldav
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from icalendar import Calendar
 
+from server.outputs.dav_collection import _utc_basic
 from tests.conftest import event, ics
 
 SECRET = "s3cret-s3cret-s3cret-0001"
@@ -495,3 +498,29 @@ async def test_caldav_server_tester_read_side_checks_pass(feeds, make_config, se
     # Writing is refused, and said so: no calendar can be made, nothing was stored.
     assert features["create-calendar"]["support"] == "unsupported"
     assert features["get-current-user-principal.has-calendar"] == {"value": True}
+
+
+_UTC_TEXTS = st.one_of(
+    st.builds(lambda *parts: "{:04d}{:02d}{:02d}T{:02d}{:02d}{:02d}Z".format(*parts),
+              st.integers(0, 9999), st.integers(0, 19), st.integers(0, 39),
+              st.integers(0, 29), st.integers(0, 69), st.integers(0, 69)),
+    # Fields strptime also reads unpadded ("2026121T9000Z" is 2026-12-01 09:00:00).
+    st.builds(lambda parts, pads: "{}{}{}T{}{}{}Z".format(
+        *(f"{p:0{w}d}" for p, w in zip(parts, pads, strict=True))),
+        st.tuples(st.integers(1, 2300), *[st.integers(0, 61)] * 5),
+        st.tuples(*[st.integers(1, 4)] * 6)),
+    st.text(st.sampled_from("0123456789TZ +-:."), max_size=20), st.text(max_size=20))
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(_UTC_TEXTS)
+def test_time_range_instants_read_as_strptime_reads_them(text: str) -> None:
+    """The fast path for 20261201T090000Z gives strptime's answer, or its refusal."""
+    def outcome(parse: Any) -> Any:
+        try:
+            return parse(text)
+        except ValueError:
+            return ValueError
+
+    assert outcome(_utc_basic) == outcome(
+        lambda t: datetime.strptime(t, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC))

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from server.booking.busy import MAX_QUERY_SPAN, merged_busy, served_freshness
+from server.booking.busy import MAX_QUERY_SPAN, served_freshness
 from server.config.model import CalendarConfig
 from server.errors import RequestError
 from server.outputs.bodies import whole_body
@@ -59,7 +59,7 @@ from server.outputs.davxml import (
     requested_props,
     tag,
 )
-from server.outputs.feeds import clip, render_freebusy
+from server.outputs.freebusy_cache import FREEBUSY_ANSWERS, FreeBusyAnswers, report_body
 from server.outputs.guard import wrong_secret
 from server.runtime import RUNTIME, Runtime
 from server.store import DavCollection, DavMember
@@ -189,7 +189,8 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     if method == "PROPFIND":
         return await _propfind(request, runtime, state, calendar, resource, body)
     if method == "REPORT":
-        return await _report(runtime, state, calendar, resource, body)
+        return await _report(runtime, state, request.app[FREEBUSY_ANSWERS], calendar,
+                             resource, body)
     return web.Response(status=405, headers={"Allow": ALLOWED})
 
 
@@ -413,8 +414,9 @@ def _select(href: str, available: dict[str, PropFactory], wanted: list[str] | No
 # -- REPORT ---------------------------------------------------------------------
 
 
-async def _report(runtime: Runtime, state: DavCollections, calendar: CalendarConfig,
-                  resource: Resource, root: ET.Element | None) -> web.Response:
+async def _report(runtime: Runtime, state: DavCollections, answers: FreeBusyAnswers,
+                  calendar: CalendarConfig, resource: Resource,
+                  root: ET.Element | None) -> web.Response:
     if root is None:
         raise RequestError(400, "a REPORT needs a body naming the report")
     if root.tag in _PRINCIPAL_REPORTS and resource.kind in _PRINCIPAL_KINDS:
@@ -425,9 +427,9 @@ async def _report(runtime: Runtime, state: DavCollections, calendar: CalendarCon
         # caldav and others send every calendar REPORT to the collection (RFC 3253 §3.6).
         raise Precondition(DAV, "supported-report", "this report is not supported here")
     await served_freshness(runtime, calendar)
+    if root.tag == tag(CALDAV, "free-busy-query"):  # busy time only: not the members
+        return await _free_busy(runtime, answers, calendar, root)
     collection = await current(runtime, state, calendar)
-    if root.tag == tag(CALDAV, "free-busy-query"):
-        return await _free_busy(runtime, calendar, root)
     wanted = requested_props(root) or [tag(DAV, "getetag")]
     if root.tag == tag(DAV, "sync-collection"):
         return await _sync_collection(runtime, calendar, collection, resource, root, wanted)
@@ -464,18 +466,24 @@ def _member_props(calendar: CalendarConfig, collection: DavCollection, member: D
     return _select(href or resource.href, available, wanted, names_only=False)
 
 
-async def _free_busy(runtime: Runtime, calendar: CalendarConfig,
+async def _free_busy(runtime: Runtime, answers: FreeBusyAnswers, calendar: CalendarConfig,
                      root: ET.Element) -> web.Response:
+    """RFC 4791 §7.10: one VFREEBUSY of the busy time in the time-range.
+
+    Its DTSTAMP is the moment the answer is sent: the VFREEBUSY is made for this
+    request and kept nowhere (RFC 5545 §3.8.7.2), as an iTIP free/busy reply
+    would be stamped (RFC 5546 §3.3.3). The rest is the same for every request
+    until the busy time changes, and comes from freebusy_cache.
+    """
     window = parse_time_range(root.find(tag(CALDAV, "time-range")))
     start, end = (None, None) if window is None else (window.start, window.end)
     if start is None or end is None:
         raise RequestError(400, "free-busy-query needs a time-range with start and end")
     if end - start > MAX_QUERY_SPAN.total_seconds():
         raise RequestError(400, f"the time-range is longer than {MAX_QUERY_SPAN.days} days")
-    blocks = clip(await merged_busy(runtime, calendar, start, end), start, end)
-    body = render_freebusy(calendar.name, blocks, window_start=start, window_end=end,
-                           stamp=runtime.clock.now(), refresh=None)
-    return web.Response(body=body, content_type="text/calendar", charset="utf-8")
+    body = await report_body(runtime, answers, calendar, start, end)
+    return web.Response(body=body.with_stamp(runtime.clock.now()),
+                        content_type="text/calendar", charset="utf-8")
 
 
 async def _sync_collection(runtime: Runtime, calendar: CalendarConfig,

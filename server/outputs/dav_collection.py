@@ -15,6 +15,7 @@ param-filter, text-match and time-range counts, not just the event's times.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import re
@@ -343,13 +344,27 @@ def _parse_utc(value: str | None, what: str) -> int | None:
     if value is None:
         return None
     try:
-        moment = datetime.strptime(value.strip(), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        moment = _utc_basic(value.strip())
     except ValueError as exc:
         raise RequestError(400, f"time-range {what}={echo(value)} is not a UTC date-time "
                            "like 20261201T000000Z") from exc
     # Clients write open ranges as far-off years (00010101T000000Z): no data lies
     # outside the bounds, so clamping changes no answer and keeps arithmetic in range.
     return int(min(max(moment, EARLIEST), LATEST).timestamp())
+
+
+_BASIC_UTC = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z")
+
+
+def _utc_basic(text: str) -> datetime:
+    """``strptime(text, "%Y%m%dT%H%M%SZ")`` in UTC; the usual fixed-width form read
+    directly (strptime costs tens of µs, and every free-busy-query has two)."""
+    match = _BASIC_UTC.fullmatch(text)
+    if match is not None:
+        year, month, day, hour, minute, second = map(int, match.groups())
+        with contextlib.suppress(ValueError):  # strptime says what is wrong
+            return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+    return datetime.strptime(text, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
 
 
 def _fold(text: str, collation: str) -> str:

@@ -7,7 +7,7 @@ and a status, so titles, attendees and descriptions cannot leak.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from icalendar import Calendar, Event, FreeBusy, vDuration, vText
@@ -124,20 +124,41 @@ def render_freebusy(calendar_name: str, blocks: Sequence[BusyInterval], *, windo
     """One VFREEBUSY covering the window; periods clipped to it (RFC 5545 §3.6.4).
 
     Without ``refresh`` it is an answer (CalDAV free-busy-query), not a feed.
+    This is the whole icalendar tree, written at once: the reference that the
+    pieces of ``freebusy_pieces`` (what the server sends) are checked against.
     """
+    periods = [(_utc(b.start), _utc(b.end), b.status)
+               for b in clip(blocks, window_start, window_end)]
+    return bytes(freebusy_calendar(calendar_name, periods, start=_utc(window_start),
+                                   end=_utc(window_end), stamp=stamp,
+                                   refresh=refresh).to_ical())
+
+
+def freebusy_uid(calendar_name: str) -> str:
+    return f"freebusy-{hashlib.sha256(calendar_name.encode()).hexdigest()[:24]}@fbproxy"
+
+
+def freebusy_calendar(calendar_name: str, periods: Iterable[tuple[datetime, datetime, str]], *,
+                      start: datetime, end: datetime, stamp: datetime,
+                      refresh: timedelta | None) -> Calendar:
+    """The VCALENDAR of ``render_freebusy``: one VFREEBUSY with ``periods`` (start, end,
+    status) in the given order."""
     calendar = _calendar(calendar_name, refresh)
     freebusy = FreeBusy()
-    freebusy.add("UID", f"freebusy-{hashlib.sha256(calendar_name.encode()).hexdigest()[:24]}"
-                        "@fbproxy")
+    freebusy.add("UID", freebusy_uid(calendar_name))
     freebusy.add("DTSTAMP", stamp)
-    freebusy.add("DTSTART", _utc(window_start))
-    freebusy.add("DTEND", _utc(window_end))
-    for block in clip(blocks, window_start, window_end):
-        fbtype = "BUSY-TENTATIVE" if block.status == TENTATIVE else "BUSY"
-        freebusy.add("FREEBUSY", [(_utc(block.start), _utc(block.end))],
-                     parameters={"FBTYPE": fbtype})
+    freebusy.add("DTSTART", start)
+    freebusy.add("DTEND", end)
+    for period in periods:
+        add_period(freebusy, *period)
     calendar.add_component(freebusy)
-    return bytes(calendar.to_ical())
+    return calendar
+
+
+def add_period(freebusy: FreeBusy, start: datetime, end: datetime, status: str) -> None:
+    """One FREEBUSY property: a busy period, typed (RFC 5545 §3.2.9)."""
+    fbtype = "BUSY-TENTATIVE" if status == TENTATIVE else "BUSY"
+    freebusy.add("FREEBUSY", [(start, end)], parameters={"FBTYPE": fbtype})
 
 
 def clip(blocks: Sequence[BusyInterval], start: int, end: int) -> list[BusyInterval]:

@@ -14,6 +14,7 @@ from aiohttp import web
 from server.config.model import load_config
 from server.errors import ConfigError, RequestError
 from server.outputs.feed_cache import FEEDS
+from server.outputs.freebusy_cache import FREEBUSY_ANSWERS
 from server.outputs.guard import (
     RATE_LIMITERS,
     check_not_cross_site,
@@ -46,6 +47,7 @@ async def reload_from_disk(app: web.Application) -> list[str]:
     limiters.clear()
     limiters.update(fresh)
     app[FEEDS].clear()
+    app[FREEBUSY_ANSWERS].clear()
     log.info("config reloaded from %s%s", path, "".join(f"; {n}" for n in notes))
     return notes
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -20,9 +21,9 @@ from time import perf_counter
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from server.booking.availability import BUSY, BusyInterval, merge_rows
 from server.booking.busy import (
     MAX_QUERY_SPAN,
+    SourceFreshness,
     last_change,
     merged_busy,
     served_freshness,
@@ -37,8 +38,10 @@ from server.kit.metrics import CONTENT_TYPE
 from server.outputs.bodies import json_body
 from server.outputs.caldav_endpoint import setup_caldav
 from server.outputs.feed_cache import FEED_RENDERS, FEEDS, CachedFeed, RenderedFeed
-from server.outputs.feeds import EventBytes, clip, render_busy_feed_reusing, render_freebusy
+from server.outputs.feeds import EventBytes, render_busy_feed_reusing
 from server.outputs.form import form_error, setup_form
+from server.outputs.freebusy_cache import FREEBUSY_ANSWERS, JsonBusy, at_detail, json_busy
+from server.outputs.freebusy_pieces import render_freebusy_reusing
 from server.outputs.guard import wrong_secret
 from server.outputs.pages_api import api_cancel_booking, api_create_booking, api_page_slots
 from server.outputs.reload import api_reload
@@ -211,13 +214,6 @@ def _feed_viewer(request: web.Request) -> Viewer:
     return viewer
 
 
-def at_detail(blocks: list[BusyInterval], detail: str) -> list[BusyInterval]:
-    """What a viewer may see: "busy" does not tell tentative from busy."""
-    if detail != "busy":
-        return blocks
-    return merge_rows((b.start, b.end, BUSY) for b in blocks)
-
-
 async def _hold_events(runtime: Runtime, calendar: CalendarConfig,
                        window: tuple[int, int]) -> list[tuple[str, int, int, str]]:
     """The titles of holds fbproxy wrote for this calendar (never an upstream title)."""
@@ -292,9 +288,9 @@ async def _render(app: web.Application, runtime: Runtime, viewer: Viewer, kind: 
                                    refresh=refresh, holds=holds,
                                    previous=previous.events if previous else {})
     else:
-        def render() -> tuple[bytes, EventBytes]:
-            return render_freebusy(calendar.name, blocks, window_start=window[0],
-                                   window_end=window[1], stamp=stamp, refresh=refresh), {}
+        render = functools.partial(render_freebusy_reusing, calendar.name, blocks,
+                                   window_start=window[0], window_end=window[1], stamp=stamp,
+                                   refresh=refresh, previous=previous.events if previous else {})
     body, events = await asyncio.get_running_loop().run_in_executor(runtime.executor, render)
     cached = CachedFeed(body, f'"{hashlib.sha256(body).hexdigest()[:32]}"', changed)
     app[FEEDS][slot] = RenderedFeed(key, content, cached, events)
@@ -364,14 +360,27 @@ async def api_freebusy(request: web.Request) -> web.Response:
         raise RequestError(400, f"the window is longer than {MAX_QUERY_SPAN.days} days")
     start_ts, end_ts = int(start.timestamp()), int(end.timestamp())
     sources = await served_freshness(runtime, calendar, max_age=0.0)
-    blocks = clip(at_detail(await merged_busy(runtime, calendar, start_ts, end_ts),
-                            viewer.detail), start_ts, end_ts)
-    return web.json_response({
-        "calendar": calendar.name,
-        "start": iso(start_ts),
-        "end": iso(end_ts),
-        "generated": iso(int(now.timestamp())),
-        "busy": [{"start": iso(b.start), "end": iso(b.end), "status": b.status} for b in blocks],
-        "sources": [s.as_json() for s in sources],
-        "stale": any(s.stale for s in sources),
-    }, headers={"Cache-Control": "no-store"})
+    busy = await json_busy(runtime, request.app[FREEBUSY_ANSWERS], viewer, start_ts, end_ts)
+    body = freebusy_json(busy, int(now.timestamp()), sources)
+    return web.Response(body=body, content_type="application/json", charset="utf-8",
+                        headers={"Cache-Control": "no-store"})
+
+
+def freebusy_json(busy: JsonBusy, generated: int, sources: list[SourceFreshness]) -> bytes:
+    """The API's answer, as ``json.dumps`` writes it: the busy time's parts as they were
+    kept, and this request's ("generated", the sources' freshness)."""
+    return b"".join((busy.head, b', "generated": ', _json_instant(generated),
+                     b', "busy": ', busy.busy, b', "sources": ', _sources_json(tuple(sources)),
+                     b"}"))
+
+
+@functools.lru_cache(maxsize=16)
+def _json_instant(ts: int) -> bytes:
+    return json.dumps(iso(ts)).encode()
+
+
+@functools.lru_cache(maxsize=64)
+def _sources_json(sources: tuple[SourceFreshness, ...]) -> bytes:
+    """The sources' freshness and the "stale" that follows them (the same all second long)."""
+    return b"".join((json.dumps([s.as_json() for s in sources]).encode(), b', "stale": ',
+                     b"true" if any(s.stale for s in sources) else b"false"))
