@@ -486,6 +486,15 @@ class CpuMeter:
         return sum(_cpu(p) for p in self.fbproxy), pg, _cpu(self.client), busy
 
 
+def per_unit(before: tuple[float, ...], after: tuple[float, ...], units: int, scale: float,
+             postgres: bool) -> str:
+    """CPU seconds × ``scale`` per unit of work: fbproxy (all instances) / PostgreSQL.
+
+    Unlike the cores, this hardly depends on what else the machine runs."""
+    fb, pg = ((b - a) * scale / units for a, b in zip(before[:2], after[:2], strict=True))
+    return f"{fb:.2f} / {pg:.2f}" if postgres else f"{fb:.2f} / -"
+
+
 def cores(before: tuple[float, ...], after: tuple[float, ...], seconds: float,
           postgres: bool) -> str:
     """CPU use over a phase, in cores: fbproxy / PostgreSQL / client / everything else
@@ -517,6 +526,7 @@ class PhaseResult:
     groups: dict[int, Counter[int]] = field(default_factory=dict)
     elapsed: float = 0.0
     cpu: str = ""
+    cpu_per: str = ""  # CPU ms per request: fbproxy / PostgreSQL
 
     @property
     def rate(self) -> float:
@@ -575,7 +585,9 @@ class Client:
             started = time.perf_counter()
             await asyncio.gather(*(worker() for _ in range(concurrency)))
             result.elapsed = time.perf_counter() - started
-            result.cpu = cores(before, meter.sample(), result.elapsed, postgres)
+            after = meter.sample()
+            result.cpu = cores(before, after, result.elapsed, postgres)
+            result.cpu_per = per_unit(before, after, len(requests), 1000, postgres)
         if result.errors:
             progress(f"  unexpected answers: {dict(result.errors.most_common(3))}")
         return result
@@ -668,7 +680,8 @@ async def run_setup(key: str, args: argparse.Namespace, folder: Path, layout: La
             await asyncio.gather(*(wait_healthy(i, session) for i in instances))
             healthy = time.time()
             synced_at, sources = await wait_synced(probe, layout.names, args.sync_timeout)
-            cpu = cores(cpu_before, meter.sample(), synced_at - spawned, pg)
+            cpu_after = meter.sample()
+            cpu = cores(cpu_before, cpu_after, synced_at - spawned, pg)
             rounds = await sync_rounds(session, instances, len(layout.names))
         elapsed = synced_at - spawned
         progress(f"{label}: every source synced {elapsed:.1f} s after the start")
@@ -681,6 +694,8 @@ async def run_setup(key: str, args: argparse.Namespace, folder: Path, layout: La
         row["first full sync: rounds that stored data, per instance (/metrics)"] = \
             " + ".join(str(r) for r in rounds)
         row["first full sync: CPU fbproxy / PostgreSQL / client / others (cores)"] = cpu
+        row["first full sync: CPU seconds per 1,000 VEVENTs, fbproxy / PostgreSQL"] = \
+            per_unit(cpu_before, cpu_after, vevents, 1000, pg)
         row["items / busy instance rows stored"] = (
             f"{await probe.scalar('SELECT COUNT(*) FROM items'):,} / "
             f"{await probe.scalar('SELECT COUNT(*) FROM instances'):,}")
@@ -823,7 +838,8 @@ async def resync(args: argparse.Namespace, res: SetupResult, instances: Sequence
             instance.process.send_signal(signal.SIGHUP)
         progress(f"{label}: re-sync: every source swapped for its variant (config reload) ...")
         done, _ = await wait_synced(probe, layout.names, args.sync_timeout, since=since)
-        cpu = cores(cpu_before, meter.sample(), done - t0, pg)
+        cpu_after = meter.sample()
+        cpu = cores(cpu_before, cpu_after, done - t0, pg)
         after = await sync_rounds(session, instances, sum(before) + len(layout.names))
     elapsed = done - t0
     progress(f"{label}: re-synced in {elapsed:.1f} s")
@@ -835,6 +851,8 @@ async def resync(args: argparse.Namespace, res: SetupResult, instances: Sequence
     row["full re-sync: rounds that stored data, per instance (/metrics)"] = \
         " + ".join(str(a - b) for a, b in zip(after, before, strict=True))
     row["full re-sync: CPU fbproxy / PostgreSQL / client / others (cores)"] = cpu
+    row["full re-sync: CPU seconds per 1,000 VEVENTs, fbproxy / PostgreSQL"] = \
+        per_unit(cpu_before, cpu_after, vevents, 1000, pg)
 
 
 async def reads(args: argparse.Namespace, res: SetupResult, instances: Sequence[Instance],
@@ -891,7 +909,6 @@ async def reads(args: argparse.Namespace, res: SetupResult, instances: Sequence[
             [Req("GET", f"{at(n).url}/api/v1/pages/{slug}/slots?{q}", client.address())
              for n, (slug, q) in enumerate(plan.slots)], frozenset({200})),
     }
-    cpu = []
     for name, (requests, expected) in phases.items():
         progress(f"{label}: {name}, {len(requests)} requests, c={c} ...")
         result = await client.phase(requests, c, instances, meter, pg, expected)
@@ -900,9 +917,8 @@ async def reads(args: argparse.Namespace, res: SetupResult, instances: Sequence[
         if set(result.statuses) - expected:
             row[f"{name}, c={c}: answers"] = result.split()
             res.failed.append(f"{name}: {result.split()}")
-        cpu.append(f"{result.cpu}")
-    row["CPU during those three phases: fbproxy / PostgreSQL / client / others (cores)"] = \
-        " · ".join(cpu)
+        row[f"{name}, c={c}: CPU fbproxy / PostgreSQL / client / others (cores)"] = result.cpu
+        row[f"{name}, c={c}: CPU ms per request, fbproxy / PostgreSQL"] = result.cpu_per
 
 
 async def bookings(args: argparse.Namespace, res: SetupResult, instances: Sequence[Instance],
@@ -965,6 +981,7 @@ async def bookings(args: argparse.Namespace, res: SetupResult, instances: Sequen
         f"{raced_result.statuses.get(201, 0) / raced_result.elapsed:,.1f}")
     row["race: latency p50 / p99 (all answers)"] = f"{raced_result.p50_p99()} ms"
     row["race: CPU fbproxy / PostgreSQL / client / others (cores)"] = raced_result.cpu
+    row["race: CPU ms per answer, fbproxy / PostgreSQL"] = raced_result.cpu_per
 
     # Distinct free slots: both pages interleaved, none of the raced ones.
     lists = [[s for s in offered[mode] if (mode, s) not in raced] for mode in SLUGS]
@@ -990,6 +1007,8 @@ async def bookings(args: argparse.Namespace, res: SetupResult, instances: Sequen
     row[f"distinct free slots, c={c}: latency p50 / p99"] = f"{through.p50_p99()} ms"
     row[f"distinct free slots, c={c}: CPU fbproxy / PostgreSQL / client / others (cores)"] = \
         through.cpu
+    row[f"distinct free slots, c={c}: CPU ms per booking, fbproxy / PostgreSQL"] = \
+        through.cpu_per
     if set(through.statuses) != {201}:
         res.failed.append(f"distinct slots: {through.split()}")
 
@@ -1278,26 +1297,44 @@ def limits(args: argparse.Namespace, results: Sequence[SetupResult]) -> list[str
     def values(name: str) -> str:
         return ", ".join(f"{SETUPS[r.key][2]} {r.rows.get(name, '-')}" for r in results)
 
-    c = args.booking_concurrency
+    others = [float(cell.rsplit("/", 1)[1]) for r in results for name, cell in r.rows.items()
+              if "(cores)" in name and cell.count("/") == 3]
+    c, b = args.concurrency, args.booking_concurrency
     return [
         "Bookings: every write transaction of every instance takes the one advisory lock "
         "(`WRITE_LOCK`, server/store/postgres.py), so booking transactions commit one at a "
         "time across all instances, and each instance also queues its own writers on an "
         "asyncio lock first. More instances add request handling and slot checks in "
-        "parallel, not commits. Distinct-slot bookings/s: "
-        + values(f"distinct free slots, c={c}: bookings committed per second") + ".",
-        "CPU: this machine has " + str(os.cpu_count()) + " cores for every fbproxy process, "
+        "parallel, not commits; and a lock handed between processes waits for the next "
+        "holder to be scheduled. Distinct-slot bookings/s: "
+        + values(f"distinct free slots, c={b}: bookings committed per second")
+        + "; the lock alone, 4 connections: "
+        + values("the write lock alone: minimal write transactions from the bench, "
+                 "4 connection(s): per second / p50") + ".",
+        "Each booking re-checks its hosts' sources first (`recheck = \"best_effort\"`): "
+        "a sync round per source (shared by the bookings of the same moment), whose result "
+        "is itself a write transaction; an instance that does not hold a source's lease "
+        "asks the holder (NOTIFY) and polls for its round.",
+        f"CPU: this machine has {os.cpu_count()} cores for every fbproxy process, "
         "PostgreSQL and the bench client at once; the CPU rows show how they shared them "
-        "(1.0 = one core). A second and third instance can only use what the first left.",
+        "(1.0 = one core). A second and third instance can only use what the first left."
+        + (f" Other processes on the machine used {min(others):.2f}–{max(others):.2f} "
+           "cores during the phases (the last figure of the CPU rows): throughput and "
+           "latency are what fbproxy got of the rest; the CPU-per-request rows depend "
+           "far less on it." if others else ""),
         "Reads on PostgreSQL pay a database round trip per request (the change counters, "
         "so no instance serves another's stale data) where SQLite reads them at most once a "
-        "second; and a timeline or feed is cached per instance, so each instance misses "
-        "and computes it once per change.",
+        "second. fbproxy CPU per cached feed request (ms, fbproxy / PostgreSQL): "
+        + values(f"cached feed (304), c={c}: CPU ms per request, fbproxy / PostgreSQL")
+        + ". A timeline or feed is cached per instance, so each instance misses and "
+        "computes it once per change.",
         "Sync: a source is synced by the instance holding its lease; the first instance up "
         "takes every source, and others get their share only at its next renewal "
         f"(every lease_seconds × 0.2 = {args.lease_seconds * 0.2:.0f} s here), so a first "
         "full sync shorter than that is not spread at all, and a round whose source moved "
-        "on meanwhile is discarded (see the row).",
+        "on meanwhile is discarded (see the row). The re-sync, with the leases settled, "
+        "shows the spread: VEVENTs/s "
+        + values("full re-sync: VEVENTs / that time") + ".",
     ]
 
 
