@@ -121,6 +121,7 @@ class PostgresServer:
     account: Account | None
     port: int = 0
     host: str = "127.0.0.1"
+    options: str = ""  # pg_ctl start's -o, kept for resume()
     _names: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     @property
@@ -168,6 +169,19 @@ class PostgresServer:
             text=True, check=False, timeout=TIMEOUT, env=_clean_env(),
             **(self.account.process_kwargs() if self.account else {}))
 
+    def pause(self) -> None:
+        """Stop the server (fast: its connections are ended) but keep its data."""
+        result = self.run("pg_ctl", "stop", "-D", str(self.data), "-m", "fast", "-w")
+        if result.returncode != 0:
+            raise RuntimeError(f"pg_ctl stop failed: {result.stderr.strip()}")
+
+    def resume(self) -> None:
+        """Start the paused server again, on the same port with the same settings."""
+        result = self.run("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data),
+                          "-l", str(self.log), "-o", self.options)
+        if result.returncode != 0:
+            raise RuntimeError(f"PostgreSQL did not start again: {result.stderr.strip()}")
+
     def stop(self) -> None:
         # immediate: the data is thrown away, so no shutdown checkpoint is needed.
         self.run("pg_ctl", "stop", "-D", str(self.data), "-m", "immediate", "-w")
@@ -179,8 +193,13 @@ def _clean_env() -> dict[str, str]:
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "TZ": "UTC"}
 
 
-def start_postgres() -> PostgresServer:
-    """initdb and start a server on 127.0.0.1 and a free port; the role ``fbproxy`` made."""
+def start_postgres(*, durable: bool = False) -> PostgresServer:
+    """initdb and start a server on 127.0.0.1 and a free port; the role ``fbproxy`` made.
+
+    ``durable`` keeps PostgreSQL's own defaults (fsync, synchronous_commit and
+    full_page_writes on) instead of the tests' speed settings: for a benchmark,
+    which should measure what an installation gets (bench/bench_instances.py).
+    """
     bindir = find_bindir()
     account = unprivileged_account()
     # Not under pytest's tmp_path: root's is 0700, which the server's account cannot enter.
@@ -190,7 +209,7 @@ def start_postgres() -> PostgresServer:
         if account is not None:
             os.chown(folder, account.uid, account.gid)
         _initdb(server)
-        _start(server)
+        _start(server, durable=durable)
         server.psql(f"CREATE ROLE {ROLE} LOGIN PASSWORD {_literal(PASSWORD)}")
     except BaseException:
         server.stop()
@@ -212,16 +231,18 @@ def _initdb(server: PostgresServer) -> None:
         raise RuntimeError(f"initdb failed:\n{result.stdout}\n{result.stderr}")
 
 
-def _start(server: PostgresServer) -> None:
+def _start(server: PostgresServer, *, durable: bool = False) -> None:
     for _ in range(START_ATTEMPTS):
         server.port = free_port()
-        # Test speed over durability: the data lives for one test run.
         options = (f"-p {server.port} -k {server.socket_dir} -c listen_addresses=127.0.0.1 "
-                   f"-c max_connections={MAX_CONNECTIONS} -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off")
+                   f"-c max_connections={MAX_CONNECTIONS}")
+        if not durable:
+            # Test speed over durability: the data lives for one test run.
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         result = server.run("pg_ctl", "start", "-w", "-t", "60", "-D", str(server.data),
                             "-l", str(server.log), "-o", options)
         if result.returncode == 0:
+            server.options = options
             return
         log = server.log.read_text(errors="replace") if server.log.exists() else ""
         if "could not bind" not in log and "already in use" not in log:

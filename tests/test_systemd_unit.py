@@ -1,6 +1,7 @@
-"""The shipped systemd unit stays hardened.
+"""The shipped systemd units stay hardened: fbproxy.service and the template
+fbproxy@.service (one instance per config, several on one PostgreSQL).
 
-`systemd-analyze security --offline=yes` scores the unit file without a running
+`systemd-analyze security --offline=yes` scores a unit file without a running
 systemd; the test holds the exposure level measured when the unit was written.
 CI installs systemd (Debian package `systemd`); a missing systemd-analyze is a
 failure, not a skip, so the guard cannot silently switch itself off.
@@ -11,17 +12,30 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 UNIT = REPO / "systemd" / "fbproxy.service"
+TEMPLATE = REPO / "systemd" / "fbproxy@.service"
+UNITS = [UNIT, TEMPLATE]
 
-# Measured with systemd 252 (Debian 12): 1.1. Allow 0.1 for other versions.
+# Measured with systemd 252 (Debian 12): 1.1 for both. Allow 0.1 for other versions.
 MAX_EXPOSURE = 1.2
 
-EXPOSURE_LINE = re.compile(r"Overall exposure level for fbproxy\.service:\s*(\d+(?:\.\d+)?)")
+# A template is scored as an instance of it ("fbproxy@i.service" in systemd 252).
+EXPOSURE_LINE = re.compile(
+    r"Overall exposure level for fbproxy(?:@[^.\s]*)?\.service:\s*(\d+(?:\.\d+)?)")
+
+# What differs between the units.
+OWN = {
+    UNIT: {"ExecStart": "/opt/fbproxy/venv/bin/fbproxy serve --config /etc/fbproxy/config.toml"},
+    TEMPLATE: {"ExecStart": "/opt/fbproxy/venv/bin/fbproxy serve --config /etc/fbproxy/%i.toml",
+               # every instance the one dynamic user, sharing /var/lib/fbproxy
+               "User": "fbproxy"},
+}
 
 REQUIRED = {
     "Type": "simple",
-    "ExecStart": "/opt/fbproxy/venv/bin/fbproxy serve --config /etc/fbproxy/config.toml",
     "Restart": "on-failure",
     "Environment": "PYTHONUNBUFFERED=1",
     "DynamicUser": "yes",
@@ -67,11 +81,11 @@ def _systemd_analyze() -> str:
     return exe
 
 
-def _service_settings() -> dict[str, list[str]]:
+def _service_settings(unit: Path) -> dict[str, list[str]]:
     """Every Key=value in [Service], in order; repeated keys keep all values."""
     settings: dict[str, list[str]] = {}
     section = ""
-    for raw in UNIT.read_text(encoding="utf-8").splitlines():
+    for raw in unit.read_text(encoding="utf-8").splitlines():
         line = raw.strip()
         if not line or line.startswith(("#", ";")):
             continue
@@ -84,9 +98,10 @@ def _service_settings() -> dict[str, list[str]]:
     return settings
 
 
-def test_exposure_level_stays_low() -> None:
+@pytest.mark.parametrize("unit", UNITS, ids=lambda unit: unit.name)
+def test_exposure_level_stays_low(unit: Path) -> None:
     result = subprocess.run(
-        [_systemd_analyze(), "security", "--offline=yes", str(UNIT)],
+        [_systemd_analyze(), "security", "--offline=yes", str(unit)],
         capture_output=True, text=True, errors="replace", timeout=60, check=False,
     )
     match = EXPOSURE_LINE.search(result.stdout)
@@ -101,21 +116,33 @@ def test_exposure_level_stays_low() -> None:
     )
 
 
-def test_unit_has_key_hardening_directives() -> None:
-    settings = _service_settings()
+@pytest.mark.parametrize("unit", UNITS, ids=lambda unit: unit.name)
+def test_unit_has_key_hardening_directives(unit: Path) -> None:
+    settings = _service_settings(unit)
     missing = {
-        key: value for key, value in REQUIRED.items() if value not in settings.get(key, [])
+        key: value for key, value in {**REQUIRED, **OWN[unit]}.items()
+        if value not in settings.get(key, [])
     }
-    assert not missing, f"{UNIT.name} lacks or changed: {missing}"
+    assert not missing, f"{unit.name} lacks or changed: {missing}"
     present = [key for key in FORBIDDEN if key in settings]
-    assert not present, f"{UNIT.name} must not set {present}: it needs outbound network"
+    assert not present, f"{unit.name} must not set {present}: it needs outbound network"
 
 
-def test_unit_has_no_unknown_or_invalid_settings(tmp_path: Path) -> None:
+def test_the_template_differs_from_the_unit_only_where_it_must() -> None:
+    """The same hardening: every [Service] setting of fbproxy.service, but ExecStart,
+    is in the template with the same values; the template adds only User=."""
+    unit, template = _service_settings(UNIT), _service_settings(TEMPLATE)
+    differ = {key for key in unit.keys() | template.keys()
+              if unit.get(key) != template.get(key)}
+    assert differ == {"ExecStart", "User"}, differ
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda unit: unit.name)
+def test_unit_has_no_unknown_or_invalid_settings(tmp_path: Path, unit: Path) -> None:
     # verify insists that ExecStart exists; check a copy pointing at /bin/true.
-    copy = tmp_path / "fbproxy.service"
+    copy = tmp_path / unit.name
     copy.write_text(
-        UNIT.read_text(encoding="utf-8").replace("/opt/fbproxy/venv/bin/fbproxy", "/bin/true"),
+        unit.read_text(encoding="utf-8").replace("/opt/fbproxy/venv/bin/fbproxy", "/bin/true"),
         encoding="utf-8",
     )
     result = subprocess.run(
