@@ -15,9 +15,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.app import create_app
+from server.config.database import PostgresUrl
 from server.config.model import Config, parse_config
 from server.kit.clock import FixedClock
 from server.runtime import RUNTIME, Runtime
+from server.store import Store
 from tests import postgres
 
 # Real CalDAV peers (Radicale, Xandikos) for the CalDAV tests; the booking tests' world.
@@ -171,3 +173,19 @@ async def serve(
 
     yield start
 
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | PostgresUrl:
+    """Where a store lives, once for each backend: a test using it runs on both."""
+    if request.param == "sqlite":
+        return tmp_path / "store.sqlite3"
+    return PostgresUrl(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+async def store(location: Path | PostgresUrl) -> AsyncIterator[Store]:
+    """An open store on each backend (see ``location``)."""
+    opened = await Store.open(location)
+    yield opened
+    await opened.close()

@@ -8,10 +8,8 @@ database refusing a guest together.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,20 +19,6 @@ from server.kit.ratelimit import PRUNE_EVERY, Rate, RateLimiter, SharedRateLimit
 from server.outputs.guard import rate_limiters, renewed_limiters
 from server.store import Store
 from tests.booking_world import build, guest
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | PostgresUrl:
-    if request.param == "sqlite":
-        return tmp_path / "store.sqlite3"
-    return PostgresUrl(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture
-async def store(location: Path | PostgresUrl) -> AsyncIterator[Store]:
-    opened = await Store.open(location)
-    yield opened
-    await opened.close()
 
 
 async def test_store_buckets_count_like_the_memory_limiter(store) -> None:

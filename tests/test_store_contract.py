@@ -7,7 +7,6 @@ written for one and wrong on the other fails here.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -42,18 +41,6 @@ def booking(booking_id: str, start: int, end: int, *, host: str = "me", page: st
                          created=created, video_link="", guest_timezone="Europe/Berlin")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | PostgresUrl:
-    if request.param == "sqlite":
-        return tmp_path / "store.sqlite3"
-    return PostgresUrl(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture
-async def store(location: Path | PostgresUrl) -> AsyncIterator[Store]:
-    opened = await Store.open(location)
-    yield opened
-    await opened.close()
 
 
 async def test_sources_are_created_once_and_a_new_kind_starts_afresh(store: Store) -> None:

@@ -14,9 +14,8 @@ import json
 import stat
 import threading
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -59,18 +58,6 @@ def on_postgres(config: Config, url: str, keys: str | None) -> Config:
     return replace(config, server=server)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | PostgresUrl:
-    if request.param == "sqlite":
-        return tmp_path / "store.sqlite3"
-    return PostgresUrl(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture
-async def store(location: Path | PostgresUrl) -> AsyncIterator[Store]:
-    opened = await Store.open(location)
-    yield opened
-    await opened.close()
 
 
 # -- keys -------------------------------------------------------------------------------------
