@@ -292,8 +292,9 @@ async def test_holds_land_once_each_across_killed_instances(tmp_path: Path, post
                 await stop(victim, signal.SIGKILL)
                 kills += 1
                 await start(victim, configs[victim.port], session)
-            # Every hold lands: the killed instances' claims run out, others deliver.
-            for _ in range(600):
+            # Every hold lands: the killed instances' claims run out (lease_seconds),
+            # another instance sees that at its next look (as often), and delivers.
+            for _ in range(1800):
                 pending = await connection.fetchval(
                     "SELECT COUNT(*) FROM hold_outbox WHERE state = 'pending'")
                 if pending == 0:

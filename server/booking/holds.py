@@ -82,6 +82,9 @@ class HoldWorker(BackgroundLoop):
         # idempotent, so there is still one event upstream). 0: no claims (SQLite).
         self.holder = holder
         self._claim_seconds = claim_seconds
+        # A claim of a dead instance runs out unseen by the others: they look again
+        # within a claim's life rather than at the 30 s poll.
+        self._poll = min(30, claim_seconds) if claim_seconds > 0 else 30
         self._store = store
         self._metrics = metrics
         self._writers = writers
@@ -100,7 +103,7 @@ class HoldWorker(BackgroundLoop):
         while True:
             await self.run_once()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 30)
+                await asyncio.wait_for(self._wake.wait(), self._poll)
             self._wake.clear()
 
     async def run_once(self) -> int:
