@@ -158,9 +158,14 @@ async def test_a_killed_instance_loses_nothing_and_its_sources_move_on(
     try:
         async with aiohttp.ClientSession() as session:
             slots = await offered_slots(session, three[0])
-            holders = {r["source"]: r["holder"] for r in await connection.fetch(
-                "SELECT source, holder FROM source_leases WHERE expires > 0 "
-                "AND source NOT LIKE '@%'")}
+            holders: dict[str, str] = {}
+            for _ in range(400):  # the leases spread over the instances: until both held
+                holders = {r["source"]: r["holder"] for r in await connection.fetch(
+                    "SELECT source, holder FROM source_leases WHERE expires > "
+                    "extract(epoch FROM now()) AND source NOT LIKE '@%'")}
+                if set(holders) == {"work", "personal"}:
+                    break
+                await asyncio.sleep(0.05)
             assert set(holders) == {"work", "personal"}
             # Kill the instance that syncs "work", right after it took a booking.
             victim = next(i for i in three if holders["work"].startswith(f"i{i.port}:"))

@@ -495,7 +495,9 @@ async def test_a_hanging_source_does_not_slow_a_healthy_one(
     print(f"{bad_kind} hanging: gave up after {bad_seconds:.2f}s; healthy rounds meanwhile: "
           + ", ".join(f"{s * 1000:.0f} ms" for s in healthy))
     assert not bad_outcome.ok and bad_seconds < 3 + SLACK
-    assert healthy and max(healthy) < 1.0
+    # Below the 3 s hang: the healthy source never waited for it (a loaded machine
+    # may take a second for one request, so the bound is not tighter).
+    assert healthy and max(healthy) < 2.0
     for _ in peers:  # the peer's cleanup
         pass
 
