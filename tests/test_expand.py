@@ -887,3 +887,31 @@ def test_busy_status_on_a_component() -> None:
     event.add("ATTENDEE", "mailto:Owner@example.com", parameters={"PARTSTAT": "DECLINED"})
     assert busy_status(event, OWNER) is None
     assert busy_status(event, frozenset()) == TENTATIVE
+
+
+# -- each item read on its own ------------------------------------------------------
+
+
+CUSTOM_ZONE = """BEGIN:VTIMEZONE
+TZID:Custom/Plus5
+BEGIN:STANDARD
+DTSTART:19700101T000000
+TZOFFSETFROM:+0500
+TZOFFSETTO:+0500
+END:STANDARD
+END:VTIMEZONE"""
+
+
+def test_an_item_is_read_alone_whatever_was_read_before() -> None:
+    """icalendar keeps the first custom VTIMEZONE of a TZID process-wide: an item (of any
+    source) naming that TZID without defining it must not borrow it."""
+    names = feed(vevent("DTSTART;TZID=Custom/Plus5:20260610T090000",
+                        "DTEND;TZID=Custom/Plus5:20260610T100000", uid="names-it"))
+    defines = feed(CUSTOM_ZONE, vevent("DTSTART;TZID=Custom/Plus5:20260611T090000",
+                                       "DTEND;TZID=Custom/Plus5:20260611T100000",
+                                       uid="defines-it"))
+    alone = rows(names, zone="UTC")
+    assert alone == [one_hour("20260610T090000Z")], "an unknown TZID is floating"
+    assert rows(defines, zone="UTC") == [one_hour("20260611T040000Z")], "09:00 at +05:00"
+    assert rows(names, zone="UTC") == alone
+

@@ -7,12 +7,14 @@ executor, once per changed item, and store the result.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import icalendar
 import recurring_ical_events
 from icalendar import Calendar, Component
 
@@ -46,9 +48,11 @@ MAX_COPY_WORK = 20_000  # copies × (overrides + 1)
 # An item's reasons for what was left out, listed one by one up to this many.
 MAX_REASONS = 10
 # Bump when expansion logic changes, so stored items are expanded again.
-EXPANSION_VERSION = 4
+EXPANSION_VERSION = 5
 # Floating times are compared by the library before we place them in a zone.
 _PAD = timedelta(days=2)
+# Held while an item is read: icalendar's cache of custom time zones is process-wide.
+_ZONE_CACHE = threading.Lock()
 
 
 class BadItem(ValueError):
@@ -207,7 +211,19 @@ def _count(rule: Any, name: str) -> int:
 
 
 def expand_item(ical: str, context: ExpandContext) -> Expansion:
-    """The busy instances of one item; raises BadItem when it cannot be read."""
+    """The busy instances of one item; raises BadItem when it cannot be read.
+
+    The item is read on its own: icalendar keeps every custom VTIMEZONE it parses
+    in a process-wide cache, where the first one of a TZID wins for every later
+    item naming that TZID, whichever source it comes from. That cache is emptied
+    first, under a lock, as several threads expand.
+    """
+    with _ZONE_CACHE:
+        icalendar.use_zoneinfo()  # type: ignore[no-untyped-call]  # a new, empty cache
+        return _expand_item(ical, context)
+
+
+def _expand_item(ical: str, context: ExpandContext) -> Expansion:
     calendar = parse_item(ical)
     skipped = drop_unreadable(calendar, context.window_end)
     recurring = is_recurring(calendar)
