@@ -1,7 +1,7 @@
 """One stored iCalendar item → the busy instances it causes in a window.
 
-This is CPU work (parsing, recurrence expansion): callers run it in a thread
-executor, once per changed item, and store the result.
+This is CPU work (parsing, recurrence expansion): callers run it in worker
+processes (server/sync/expander.py), once per changed item, and store the result.
 """
 
 from __future__ import annotations
@@ -217,7 +217,7 @@ def expand_item(ical: str, context: ExpandContext) -> Expansion:
     The item is read on its own: icalendar keeps every custom VTIMEZONE it parses
     in a process-wide cache, where the first one of a TZID wins for every later
     item naming that TZID, whichever source it comes from. That cache is emptied
-    first, under a lock, as several threads expand.
+    first, under a lock while threads expand (``expansion_workers = 0``).
     """
     with _ZONE_CACHE:
         icalendar.use_zoneinfo()  # type: ignore[no-untyped-call]  # a new, empty cache
