@@ -80,7 +80,8 @@ def _microsoft_adapter(source: SourceConfig, context: AdapterContext) -> SourceA
         timeout_seconds=source.timeout.total_seconds(), horizon_days=context.horizon_days)
     return MicrosoftAdapter(source.name, settings, session=context.session,
                             executor=context.executor, clock=context.clock.now,
-                            tokens=context.tokens.for_source(source) if context.tokens else None)
+                            tokens=context.tokens.for_source(source) if context.tokens else None,
+                            cpu=context.cpu)
 
 
 ADAPTER_KINDS: Mapping[str, AdapterFactory] = {
