@@ -65,7 +65,8 @@ def _google_adapter(source: SourceConfig, context: AdapterContext) -> SourceAdap
         api_endpoint=google.api_endpoint, token_uri=google.token_uri,
         owner_emails=source.owner_emails)
     return GoogleAdapter(source.name, settings, executor=context.executor,
-                         tokens=context.tokens.for_source(source) if context.tokens else None)
+                         tokens=context.tokens.for_source(source) if context.tokens else None,
+                         cpu=context.cpu)
 
 
 def _microsoft_adapter(source: SourceConfig, context: AdapterContext) -> SourceAdapter:
