@@ -50,6 +50,8 @@ __all__ = ["MAIN_ENV", "WorkerDied", "WorkerProcesses", "usable_cores"]
 # in MAIN_ENV while it starts (see that module); the parent's sys.path in PYTHONPATH.
 FORK_PARENT = "server.kit.fork_parent"
 MAIN_ENV = "FBPROXY_WORKER_MAIN"
+# Held while the environment carries what the fork server is handed (process-wide).
+_ENVIRONMENT = threading.Lock()
 
 
 class WorkerDied(BrokenExecutor):
@@ -83,16 +85,17 @@ def _ensure_fork_server() -> None:
     main = spawn.get_preparation_data("fbproxy-worker").get("init_main_from_path")
     handed = {MAIN_ENV: main if isinstance(main, str) else "",
               "PYTHONPATH": os.pathsep.join(sys.path)}  # found where the parent finds them
-    kept = {name: os.environ.get(name) for name in handed}
-    os.environ.update(handed)
-    try:
-        forkserver.ensure_running()
-    finally:  # for the fork server alone, not for other children
-        for name, value in kept.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    with _ENVIRONMENT:
+        kept = {name: os.environ.get(name) for name in handed}
+        os.environ.update(handed)
+        try:
+            forkserver.ensure_running()
+        finally:  # for the fork server alone, not for other children
+            for name, value in kept.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def _serve(answer: Connection, fn: Callable[..., Any], args: tuple[Any, ...],
@@ -142,6 +145,8 @@ class WorkerProcesses(Executor):
                 raise RuntimeError("cannot run tasks after shutdown")
             try:
                 if self._context.get_start_method() == "forkserver":
+                    # Started again, with what it is handed, if it died (a start would
+                    # start it again anyway, without).
                     _ensure_fork_server()
                 process.start()
             except Exception as exc:  # no process (EAGAIN, the fork server gone...)
