@@ -6,7 +6,8 @@ items exactly as threads do.
   round succeeds; the same when the worker splitting the feed dies;
 - a hostile item in a worker is skipped with its reason, the rest is stored;
 - a 20 MB event is read in a worker whose memory stays bounded and which ends
-  with its task (each task runs in a new worker);
+  with its task (each task runs in a new worker); a stuck task is ended at its
+  time limit;
 - ``expansion_workers = 0`` (threads) stores the same rows and skips the same
   items with the same reasons as worker processes, on every hostile file.
 """
@@ -23,11 +24,11 @@ from typing import Any
 import psutil
 import pytest
 
-from server.kit.processes import WorkerProcesses
+from server.kit.processes import WorkerDied, WorkerProcesses
 from server.runtime import WORKER_PRELOAD, Runtime
 from server.sync.expander import Expander, split
 from tests.conftest import event, ics
-from tests.worker_hooks import die_once, die_once_then, report_then
+from tests.worker_hooks import die_once, die_once_then, report_then, stuck
 
 HOSTILE = Path(__file__).parent / "data" / "hostile"
 MiB = 1024 * 1024
@@ -173,6 +174,17 @@ async def test_a_20mb_event_is_read_in_a_worker_that_stays_bounded_and_ends(
         workers = [psutil.Process(int(pid)) for pid, _ in tasks if psutil.pid_exists(int(pid))]
         _, alive = psutil.wait_procs(workers, timeout=60)  # a wait, not a timing
         assert not alive, "each worker ended with its task"
+    finally:
+        processes.shutdown()
+
+
+def test_a_stuck_task_is_ended_at_its_time_limit_and_the_next_one_runs() -> None:
+    processes = WorkerProcesses(1, preload=WORKER_PRELOAD, time_limit=0.5)
+    try:
+        with pytest.raises(WorkerDied, match="took more than 0.5 s"):
+            processes.submit(stuck).result()
+        assert processes.submit(os.getpid).result() != os.getpid(), "in a new process"
+        assert processes.died == 1
     finally:
         processes.shutdown()
 

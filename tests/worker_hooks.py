@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import resource
 import signal
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -48,3 +49,8 @@ def report_then(report: str, function: Callable[..., Any], *args: Any) -> Any:
     with open(report, "a") as out:
         out.write(f"{os.getpid()} {peak}\n")
     return result
+
+
+def stuck(*_: Any) -> None:
+    """A task that never ends by itself (as on an item no bound caught)."""
+    threading.Event().wait()

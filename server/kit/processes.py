@@ -13,7 +13,8 @@ leaves the loop alone. ``WorkerProcesses`` is a ``concurrent.futures.Executor``
   imports the parent's main script (``server/kit/fork_parent.py``) and the
   modules named in ``preload`` once, so a new worker costs a few milliseconds;
 - runs at most ``workers`` at once, the others waiting their turn;
-- fails a task whose process died (killed, out of memory) with ``WorkerDied``, a
+- fails a task whose process died (killed, out of memory) or ran past
+  ``time_limit`` (then ended) with ``WorkerDied``, a
   ``concurrent.futures.BrokenExecutor``; the other tasks go on.
 
 Why not ``ProcessPoolExecutor(max_tasks_per_child=1)``, which was the plan: on
@@ -44,12 +45,16 @@ from typing import Any, ParamSpec, TypeVar
 P = ParamSpec("P")
 T = TypeVar("T")
 
-__all__ = ["MAIN_ENV", "WorkerDied", "WorkerProcesses", "usable_cores"]
+__all__ = ["MAIN_ENV", "TASK_TIME_LIMIT", "WorkerDied", "WorkerProcesses", "usable_cores"]
 
 # Imported first by the fork server: the parent's main script, its path handed over
 # in MAIN_ENV while it starts (see that module); the parent's sys.path in PYTHONPATH.
 FORK_PARENT = "server.kit.fork_parent"
 MAIN_ENV = "FBPROXY_WORKER_MAIN"
+# A task still running after this long is ended (WorkerDied): a piece of a round
+# takes seconds (10,000 events: about 3 s on two workers), so one this slow is stuck
+# on an item no bound caught, which a thread could not have been stopped from.
+TASK_TIME_LIMIT = 600.0
 # Held while the environment carries what the fork server is handed (process-wide).
 _ENVIRONMENT = threading.Lock()
 
@@ -117,10 +122,12 @@ def _serve(answer: Connection, fn: Callable[..., Any], args: tuple[Any, ...],
 class WorkerProcesses(Executor):
     """Each task in a new process; at most ``workers`` at once."""
 
-    def __init__(self, workers: int, *, preload: Sequence[str] = ()) -> None:
+    def __init__(self, workers: int, *, preload: Sequence[str] = (),
+                 time_limit: float = TASK_TIME_LIMIT) -> None:
         if workers < 1:
             raise ValueError("at least one worker process")
         self.workers = workers
+        self.time_limit = time_limit
         self._context = _context(preload)
         # One thread watches each running task's process: starts it, waits for its
         # answer or its end. Tasks beyond ``workers`` wait in this pool's queue.
@@ -156,20 +163,25 @@ class WorkerProcesses(Executor):
             self._running.add(process)
             self.started += 1
         writer.close()  # the worker holds the only writing end: its end is our EOF
+        overdue = False
         try:
             with reader:
                 try:
-                    reply = reader.recv()
+                    overdue = not reader.poll(self.time_limit)
+                    reply = None if overdue else reader.recv()
                 except (EOFError, OSError):
                     reply = None
+            if overdue:
+                process.kill()
             process.join()
         finally:
             with self._lock:
                 self._running.discard(process)
         if reply is None:
             self.died += 1
-            raise WorkerDied(f"a worker process ended without an answer "
-                             f"(exit code {process.exitcode})")
+            why = f"took more than {self.time_limit:g} s and was ended" if overdue else \
+                f"ended without an answer (exit code {process.exitcode})"
+            raise WorkerDied(f"a worker process {why}")
         if reply[0]:
             result: T = reply[1]
             return result
