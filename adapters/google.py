@@ -20,11 +20,10 @@ import time as clock
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import google_auth_httplib2
 import httplib2
@@ -32,11 +31,8 @@ from google.auth.exceptions import RefreshError, TransportError
 from google.oauth2.credentials import Credentials
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
-from icalendar import Calendar, Event
 
 from adapters.base import (
-    HOLD_MARKER,
-    UNREADABLE_ITEM,
     AccessDenied,
     AdapterError,
     AuthExpired,
@@ -45,28 +41,24 @@ from adapters.base import (
     ChangeSet,
     Hold,
     HoldRef,
-    Item,
-    SkippedItem,
     SyncState,
     TokenVault,
     UpstreamUnavailable,
     kind_of,
     page_entries,
 )
-from adapters.google_series import (
-    NOT_BUSY_TYPES,
-    cancelled_exception,
-    original_key,
-    reduced,
-    series_item,
+from adapters.google_events import (
+    BOOKING_PROPERTY,
+    EventReader,
+    Listed,
+    Listing,
+    Pages,
+    read_listing,
 )
 from adapters.secrets_file import FileTokenVault, write_private
 
 READ_SCOPE = "https://www.googleapis.com/auth/calendar.events.readonly"
 WRITE_SCOPE = "https://www.googleapis.com/auth/calendar.events"
-# Where a hold's booking id travels (extendedProperties.private), so it is
-# recognised when it comes back through sync.
-BOOKING_PROPERTY = "fbproxyBooking"
 PAGE_SIZE = 250
 # The most events.list pages one calendar may take in one round (250,000 events at
 # PAGE_SIZE): an upstream that never ends its pages fails the round instead.
@@ -134,10 +126,14 @@ class GoogleAdapter:
     def __init__(self, name: str, settings: GoogleSettings, *,
                  executor: Executor | None = None,
                  http_factory: Callable[[], httplib2.Http] | None = None,
-                 tokens: TokenVault | None = None) -> None:
+                 tokens: TokenVault | None = None, cpu: Executor | None = None) -> None:
         self.name = name
         self.settings = settings
-        self._executor = executor
+        self._executor = executor  # the client library's blocking calls
+        # Where events become iCalendar items (CPU work, off the event loop): the
+        # server's expansion worker processes; None: the loop's default threads.
+        self._cpu = cpu
+        self.reader = EventReader(settings.owner_emails)
         self._http_factory = http_factory or (
             lambda: httplib2.Http(timeout=int(settings.timeout_seconds)))
         self._tokens: TokenVault = tokens or FileTokenVault(settings.token_file)
@@ -304,14 +300,22 @@ class GoogleAdapter:
     # -- sync -----------------------------------------------------------------------
 
     async def sync(self, state: SyncState) -> ChangeSet:
-        changes: ChangeSet = await self._run(lambda: self._sync_blocking(state))
+        listing = await self._run(lambda: self._list_all(state))
+        # Building the items is CPU work: on the executor for that (worker processes).
+        changes: ChangeSet = await asyncio.get_running_loop().run_in_executor(
+            self._cpu, read_listing, self.reader, listing)
         return changes
 
     def _sync_blocking(self, state: SyncState) -> ChangeSet:
+        """A whole round in the calling thread: listed, then read."""
+        return read_listing(self.reader, self._list_all(state))
+
+    def _list_all(self, state: SyncState) -> Listing:
+        """Every calendar's changes since the state's tokens (in full where it has none)."""
         api = self._api()
         previous = state.get("calendars", {})
         tokens: dict[str, Any] = dict(previous) if isinstance(previous, Mapping) else {}
-        changes = _Changes()
+        listed: list[Listed] = []
         requests = 0
         for calendar_id in self.settings.calendar_ids:
             known = tokens.get(calendar_id)
@@ -334,81 +338,12 @@ class GoogleAdapter:
                     raise self._unexpected(again, calendar_id) from again
                 token = None
             requests += requests_made
-            if token is None:
-                changes.full_scopes.append(_prefix(calendar_id))
             kept = known.get("series") if token is not None and isinstance(known, Mapping) \
                 else None
-            series: dict[str, Any] = json.loads(json.dumps(kept)) \
-                if isinstance(kept, Mapping) else {}
-            self._read_events(calendar_id, pages, series, changes)
-            tokens[calendar_id] = {"sync_token": pages.next_sync_token,
-                                   "time_zone": pages.time_zone, "series": series}
-        # Calendars no longer configured are dropped from the state (and, being
-        # full scopes never again, their items stay until the source is reset).
-        tokens = {k: v for k, v in tokens.items() if k in self.settings.calendar_ids}
-        upserted, deleted = changes.result()
-        unchanged = not upserted and not deleted and not changes.full_scopes
-        return ChangeSet(state={"calendars": tokens}, upserted=upserted,
-                         deleted=deleted, skipped=tuple(changes.skipped),
-                         full_scopes=tuple(changes.full_scopes), unchanged=unchanged,
-                         requests=requests, fetched=len(upserted) + len(deleted))
+            listed.append(Listed(calendar_id, pages, kept))
+        return Listing(tuple(listed), tokens, self.settings.calendar_ids, requests)
 
-    def _read_events(self, calendar_id: str, pages: _Pages, series: dict[str, Any],
-                     changes: _Changes) -> None:
-        """Turn one calendar's listing into items: plain events one by one, and each
-        series whose master or exceptions changed rebuilt from ``series`` (the state)."""
-        zone = _zone(pages.time_zone)
-        prefix = _prefix(calendar_id)
-        touched: set[str] = set()
-        exceptions: list[Mapping[str, Any]] = []
-        for event in pages.items:  # masters and plain events first: pages have no order
-            event_id = str(event.get("id", ""))
-            if event.get("recurringEventId"):
-                exceptions.append(event)
-                continue
-            try:
-                if event.get("status") != "cancelled" and event.get("recurrence"):
-                    old = series.get(event_id) or {}
-                    series[event_id] = {"master": self._reduced(event),
-                                        "exceptions": old.get("exceptions", {})}
-                    touched.add(event_id)
-                    continue
-                series.pop(event_id, None)  # gone, or no longer recurring
-                changes.put(prefix + event_id, self._item(prefix + event_id, event, zone))
-            except UNREADABLE_ITEM as exc:
-                changes.skip(prefix + event_id, f"unreadable event: {exc}")
-        for event in exceptions:
-            master_id = str(event["recurringEventId"])
-            key = prefix + str(event.get("id", ""))
-            try:
-                if master_id not in series:
-                    # An instance of a series this calendar does not show (an
-                    # invitation to one occurrence): a single event of its own.
-                    changes.put(key, self._item(key, event, zone))
-                    continue
-                record = cancelled_exception(event) if event.get("status") == "cancelled" \
-                    else {**self._reduced(event), "original": dict(event["originalStartTime"])}
-                series[master_id]["exceptions"][original_key(record["original"])] = record
-                touched.add(master_id)
-            except UNREADABLE_ITEM as exc:
-                changes.skip(key, f"unreadable exception of a recurring event: {exc}")
-        for master_id in sorted(touched):
-            key = prefix + master_id
-            entry = series[master_id]
-            try:
-                text = series_item(key, entry["master"], entry["exceptions"], zone)
-            except UNREADABLE_ITEM as exc:
-                changes.skip(key, f"unreadable recurring event: {exc}")
-                continue
-            changes.put(key, None if text is None else Item(key=key, ical=text))
-
-    def _reduced(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        private = (event.get("extendedProperties") or {}).get("private") or {}
-        booking = private.get(BOOKING_PROPERTY) if isinstance(private, Mapping) else None
-        return reduced(event, self._declined(event),
-                       booking if isinstance(booking, str) else None)
-
-    def _list(self, api: Any, calendar_id: str, token: str | None) -> tuple[_Pages, int]:
+    def _list(self, api: Any, calendar_id: str, token: str | None) -> tuple[Pages, int]:
         items: list[Mapping[str, Any]] = []
         page_token: str | None = None
         seen_page_tokens: set[str] = set()
@@ -441,7 +376,7 @@ class GoogleAdapter:
                 if not isinstance(next_token, str):
                     raise BadUpstreamData("the last events.list page had no nextSyncToken",
                                           source=self.name)
-                return _Pages(items, next_token, time_zone), requests
+                return Pages(items, next_token, time_zone), requests
             if not isinstance(next_page, str):
                 raise BadUpstreamData(f"events.list answered a nextPageToken that is not a "
                                       f"string but {kind_of(next_page)}", source=self.name)
@@ -477,43 +412,6 @@ class GoogleAdapter:
                                 f"({reason}): {fix}, or choose another calendar",
                                 source=self.name)
         return UpstreamUnavailable(f"Google answered {status}: {reason}", source=self.name)
-
-    def _item(self, key: str, event: Mapping[str, Any], zone: ZoneInfo) -> Item | None:
-        """The event as a minimal VEVENT, or None when it does not (or no longer) block."""
-        if event.get("status") == "cancelled" or event.get("eventType") in NOT_BUSY_TYPES:
-            return None
-        if self._declined(event):
-            return None
-        start = _instant(event["start"], zone)
-        end = _instant(event["end"], zone)
-        if end <= start:
-            return None  # a reminder-like point in time takes no time
-        calendar = Calendar()
-        calendar.add("PRODID", "-//fbproxy//google adapter//EN")
-        calendar.add("VERSION", "2.0")
-        vevent = Event()
-        vevent.add("UID", key)
-        vevent.add("DTSTAMP", datetime(2000, 1, 1, tzinfo=UTC))  # stable: the hash stays put
-        vevent.add("DTSTART", start)
-        vevent.add("DTEND", end)
-        vevent.add("STATUS", "TENTATIVE" if event.get("status") == "tentative" else "CONFIRMED")
-        if event.get("transparency") == "transparent":
-            vevent.add("TRANSP", "TRANSPARENT")
-        private = (event.get("extendedProperties") or {}).get("private") or {}
-        if isinstance(private, Mapping) and isinstance(private.get(BOOKING_PROPERTY), str):
-            vevent.add(HOLD_MARKER, private[BOOKING_PROPERTY])
-        calendar.add_component(vevent)
-        return Item(key=key, ical=calendar.to_ical().decode(), etag=event.get("etag"))
-
-    def _declined(self, event: Mapping[str, Any]) -> bool:
-        owners = set(self.settings.owner_emails)
-        for attendee in event.get("attendees") or ():
-            if not isinstance(attendee, Mapping):
-                continue
-            mine = attendee.get("self") is True or str(attendee.get("email", "")).lower() in owners
-            if mine and attendee.get("responseStatus") == "declined":
-                return True
-        return False
 
     # -- holds --------------------------------------------------------------------
 
@@ -658,56 +556,6 @@ def meet_link(event: Mapping[str, Any]) -> str:
             if isinstance(uri, str) and uri.startswith("https://"):
                 return uri
     return ""
-
-
-@dataclass
-class _Changes:
-    """One round's results; the last word on a key wins (a master rebuilt after its
-    exceptions, a plain event that became a series)."""
-
-    items: dict[str, Item | None] = field(default_factory=dict)  # None: deleted
-    skipped: list[SkippedItem] = field(default_factory=list)
-    full_scopes: list[str] = field(default_factory=list)
-
-    def put(self, key: str, item: Item | None) -> None:
-        self.items[key] = item
-
-    def skip(self, key: str, reason: str) -> None:
-        self.skipped.append(SkippedItem(key, reason))
-
-    def result(self) -> tuple[tuple[Item, ...], tuple[str, ...]]:
-        return (tuple(i for i in self.items.values() if i is not None),
-                tuple(k for k, i in self.items.items() if i is None))
-
-
-@dataclass(frozen=True)
-class _Pages:
-    items: list[Mapping[str, Any]]
-    next_sync_token: str
-    time_zone: str
-
-
-def _prefix(calendar_id: str) -> str:
-    return f"{calendar_id}/"
-
-
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        # OSError: a name that is a directory of the tz database ("America").
-        return ZoneInfo("UTC")
-
-
-def _instant(value: Mapping[str, Any], zone: ZoneInfo) -> datetime:
-    """A Google start/end: dateTime (with offset), or an all-day date in the calendar's zone."""
-    if "dateTime" in value:
-        moment = datetime.fromisoformat(str(value["dateTime"]).replace("Z", "+00:00"))
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=_zone(str(value.get("timeZone") or zone.key)))
-        return moment.astimezone(UTC)
-    day = date.fromisoformat(str(value["date"]))
-    return datetime.combine(day, time(), zone).astimezone(UTC)
 
 
 def _rfc3339(moment: datetime) -> str:

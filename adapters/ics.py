@@ -72,7 +72,12 @@ def http_url(url: str) -> str:
 
 
 class IcsAdapter:
-    """Reads one ICS file or URL."""
+    """Reads one ICS file or URL.
+
+    ``executor`` is where a changed feed is split into items (CPU work, pure text):
+    the server hands its expansion worker processes, so a big feed's splitting
+    never holds the event loop's GIL; None is the event loop's default thread pool.
+    """
 
     capabilities = Capabilities(incremental=False, push=False, holds=False)
 

@@ -2,7 +2,8 @@
 
 This works on content lines, not on parsed objects: parsing is the costly part,
 and only items whose text changed are ever parsed (by expansion). It is pure
-text work, run in a worker thread by the ICS adapter.
+text work, run by the ICS adapter on the executor it is given (the server's
+expansion worker processes).
 
 Every VEVENT of a feed ends up in an item or in the skipped list, named; no
 other outcome exists (the corpus tests check that on real feeds). What is

@@ -171,11 +171,14 @@ class MicrosoftAdapter:
 
     def __init__(self, name: str, settings: MicrosoftSettings, *, session: aiohttp.ClientSession,
                  executor: Executor | None, clock: Callable[[], datetime],
-                 tokens: TokenVault | None = None) -> None:
+                 tokens: TokenVault | None = None, cpu: Executor | None = None) -> None:
         self.name = name
         self.settings = settings
         self._session = session
-        self._executor = executor
+        self._executor = executor  # msal's blocking calls
+        # Where events become iCalendar items (CPU work, off the event loop): the
+        # server's expansion worker processes; None: the loop's default threads.
+        self._cpu = cpu
         self._now = clock
         self._tokens: TokenVault = tokens or FileTokenVault(settings.token_cache_file)
         self._token: tuple[str, float] | None = None  # (access token, expires at)
@@ -371,17 +374,12 @@ class MicrosoftAdapter:
             requests_made += made
             if full:
                 full_scopes.append(scope)
-            for event in items:
-                key = scope + str(event.get("id", ""))
-                if "@removed" in event:
-                    deleted.append(key)
-                    continue
-                try:
-                    item = _item(key, event)
-                except UNREADABLE_ITEM as exc:
-                    skipped.append(SkippedItem(key, f"unreadable event: {exc}"))
-                    continue
-                (upserted.append(item) if item is not None else deleted.append(key))
+            if items:
+                read = await asyncio.get_running_loop().run_in_executor(
+                    self._cpu, read_events, scope, items)
+                upserted += read[0]
+                deleted += read[1]
+                skipped += read[2]
             calendars[calendar_id or "default"] = {
                 "delta_link": next_link, "listing": next_link is None,
                 "window_start": window[0], "resource": self.settings.resource}
@@ -629,6 +627,26 @@ def _covers(granted: frozenset[str], need: str) -> bool:
     """Whether the granted scopes include ``need`` (ReadWrite includes Read)."""
     lowered = {scope.lower() for scope in granted}
     return need.lower() in lowered or (need == READ and WRITE.lower() in lowered)
+
+
+def read_events(scope: str, events: Sequence[Mapping[str, Any]],
+                ) -> tuple[list[Item], list[str], list[SkippedItem]]:
+    """Graph events as items (upserted), keys (deleted) and what could not be read."""
+    upserted: list[Item] = []
+    deleted: list[str] = []
+    skipped: list[SkippedItem] = []
+    for event in events:
+        key = scope + str(event.get("id", ""))
+        if "@removed" in event:
+            deleted.append(key)
+            continue
+        try:
+            item = _item(key, event)
+        except UNREADABLE_ITEM as exc:
+            skipped.append(SkippedItem(key, f"unreadable event: {exc}"))
+            continue
+        (upserted.append(item) if item is not None else deleted.append(key))
+    return upserted, deleted, skipped
 
 
 def _item(key: str, event: Mapping[str, Any]) -> Item | None:

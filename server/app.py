@@ -21,13 +21,15 @@ from server.outputs.reload import reload_from_disk
 from server.outputs.web import error_middleware, setup_routes
 from server.runtime import RUNTIME, open_runtime
 from server.store import Store
+from server.sync.expander import Expander
 
 CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
 
 
 def create_app(config: Config, *, store: Store | None = None,
                adapters: Mapping[str, SourceAdapter] | None = None, clock: Clock | None = None,
-               start_sync: bool = True, handle_signals: bool = False) -> web.Application:
+               start_sync: bool = True, handle_signals: bool = False,
+               expander: Expander | None = None) -> web.Application:
     """The application; any part can be swapped for tests without monkeypatching.
 
     ``start_sync=False`` keeps the background sync loop off, so a test can run
@@ -43,7 +45,7 @@ def create_app(config: Config, *, store: Store | None = None,
 
     async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
         async with open_runtime(config, clock=chosen_clock, store=store,
-                                adapters=adapters) as runtime:
+                                adapters=adapters, expander=expander) as runtime:
             app[RUNTIME] = runtime
             if runtime.store.database.shared:
                 # Only now is the store known: the booking limits count in it, for

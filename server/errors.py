@@ -51,6 +51,15 @@ class LeaseLost(StoreError):
     """
 
 
+class ExpansionFailed(FbproxyError):
+    """A sync round's items could not be read or expanded: a worker process died
+    (killed, out of memory) or failed while the round used it.
+
+    Nothing the round computed with it is stored; the round fails and is tried
+    again with backoff, in new worker processes.
+    """
+
+
 class RequestError(FbproxyError):
     """A client's request cannot be served; rendered once by the web middleware."""
 

@@ -1,14 +1,18 @@
 """The running parts shared by the web app and the CLI, built in one place.
 
-``open_runtime`` creates the store, the HTTP session, the thread pool and one
-adapter and syncer per enabled source; it closes them all on exit.
+``open_runtime`` creates the store, the HTTP session, the thread pool, the
+expansion worker processes and one adapter and syncer per enabled source; it
+closes them all on exit.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import logging
+import multiprocessing
 from collections.abc import AsyncIterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,19 +30,25 @@ from server.config.model import CalendarConfig, Config, SourceConfig
 from server.errors import ConfigError
 from server.kit.clock import Clock
 from server.kit.metrics import Metrics
+from server.kit.processes import WorkerProcesses
 from server.kit.single_flight import SingleFlight
 from server.store import Store
 from server.sync.adapter_kinds import ADAPTER_KINDS, AdapterContext
 from server.sync.alerts import Alerts
+from server.sync.expander import Expander
 from server.sync.leases import SourceLeases, instance_id
 from server.sync.loop import SourceSyncer, SyncManager
 from server.sync.push import HOOK_PATHS, PushChannels, Watcher
 from server.sync.tokens import TokenVaults
 
-# Bounds the blocking client libraries and CPU-heavy expansion.
+# Bounds the blocking client libraries (and expansion with expansion_workers = 0).
 WORKER_THREADS = 4
+# What the expansion workers' fork server imports (and warms) once, for every worker.
+WORKER_PRELOAD = ("server.sync.preload",)
 
 __all__ = ["ADAPTER_KINDS", "RUNTIME", "Runtime", "open_runtime"]
+
+log = logging.getLogger("fbproxy.runtime")
 
 @dataclass(frozen=True)
 class Viewer:
@@ -66,6 +76,7 @@ class Runtime:
     executor: ThreadPoolExecutor
     session: aiohttp.ClientSession
     sync: SyncManager
+    expander: Expander
     source_ids: dict[str, int]
     calendar_secrets: dict[str, str] = field(repr=False)
     holds: HoldWorker | None = None
@@ -121,6 +132,8 @@ class Runtime:
         if (new.server.listen_host, new.server.listen_port) != \
                 (old.server.listen_host, old.server.listen_port):
             notes.append("server.listen changes at the next restart")
+        if new.server.expansion_workers != old.server.expansion_workers:
+            notes.append("server.expansion_workers changes at the next restart")
         if self.tokens is not None:
             self.tokens.rekey(new)  # refused (ConfigError) before anything changed
         secrets = await _secrets(new, self.store, int(self.clock.now().timestamp()))
@@ -138,9 +151,9 @@ class Runtime:
                 if source.enabled:
                     adapter = ADAPTER_KINDS[source.kind](source, AdapterContext(
                         self.session, self.executor, self.clock, new.server.horizon_days,
-                        self.tokens))
+                        self.tokens, self.expander.executor))
                     self.sync.add(_syncer(new, source, self.source_ids[name], adapter,
-                                          self.store, self.clock, self.executor, self.metrics))
+                                          self.store, self.clock, self.expander, self.metrics))
             notes.append(f"source {name}: " + ("removed" if source is None else
                                                "added" if name not in before else "restarted"))
         if self.holds is not None:
@@ -173,13 +186,17 @@ RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
 @asynccontextmanager
 async def open_runtime(config: Config, *, clock: Clock, store: Store | None = None,
                        adapters: Mapping[str, SourceAdapter] | None = None,
-                       ) -> AsyncIterator[Runtime]:
+                       expander: Expander | None = None) -> AsyncIterator[Runtime]:
     async with AsyncExitStack() as stack:
         if store is None:
             store = await Store.open(config.server.database)
             stack.push_async_callback(store.close)
         executor = ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="fbproxy-worker")
         stack.callback(executor.shutdown, wait=False, cancel_futures=True)
+        if expander is None:
+            expander = _expander(config.server.expansion_workers, executor)
+            if expander.executor is not executor:
+                stack.push_async_callback(_shutdown, expander.executor)
         session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}, trust_env=True)
         stack.push_async_callback(session.close)
         tokens = TokenVaults.for_store(config, store, clock)
@@ -192,10 +209,10 @@ async def open_runtime(config: Config, *, clock: Clock, store: Store | None = No
                 continue
             adapter = (adapters or {}).get(source.name) or ADAPTER_KINDS[source.kind](
                 source, AdapterContext(session, executor, clock, config.server.horizon_days,
-                                       tokens))
+                                       tokens, expander.executor))
             stack.push_async_callback(adapter.close)
             syncers.append(_syncer(config, source, source_ids[source.name], adapter, store,
-                                   clock, executor, metrics))
+                                   clock, expander, metrics))
         secrets = await _secrets(config, store, int(clock.now().timestamp()))
         holder = instance_id(config.server.instance_name)
         lease_seconds = config.server.lease_seconds
@@ -222,7 +239,8 @@ async def open_runtime(config: Config, *, clock: Clock, store: Store | None = No
         if alerts is not None:
             stack.push_async_callback(alerts.stop)
         runtime = Runtime(config=config, store=store, clock=clock, executor=executor,
-                          session=session, sync=manager, source_ids=source_ids,
+                          session=session, sync=manager, expander=expander,
+                          source_ids=source_ids,
                           calendar_secrets=secrets, holds=holds, push=push, metrics=metrics,
                           alerts=alerts, tokens=tokens)
         # A source's lease taken here: its push channels are looked after here now
@@ -232,10 +250,30 @@ async def open_runtime(config: Config, *, clock: Clock, store: Store | None = No
 
 
 def _syncer(config: Config, source: SourceConfig, source_id: int, adapter: SourceAdapter,
-            store: Store, clock: Clock, executor: ThreadPoolExecutor,
+            store: Store, clock: Clock, expander: Expander,
             metrics: Metrics) -> SourceSyncer:
     return SourceSyncer(source, source_id, adapter, store=store, clock=clock, metrics=metrics,
-                        executor=executor, horizon_days=config.server.horizon_days)
+                        expander=expander, horizon_days=config.server.horizon_days)
+
+
+def _expander(workers: int, threads: ThreadPoolExecutor) -> Expander:
+    """Expansion in ``workers`` processes; with none (0), in the thread pool."""
+    if workers and multiprocessing.current_process().daemon:
+        # A daemonic multiprocessing child (a test harness running the server) may
+        # not start processes of its own.
+        log.info("server.expansion_workers = %d, but this process may not start "
+                 "processes (a daemonic child): expanding in threads", workers)
+        workers = 0
+    if workers == 0:
+        return Expander(threads, 0)
+    return Expander(WorkerProcesses(workers, preload=WORKER_PRELOAD), workers)
+
+
+async def _shutdown(executor: Executor | None) -> None:
+    """Stop the worker processes (the rounds using them were stopped first): waiting
+    tasks are dropped, running ones ended; off the event loop."""
+    if executor is not None:
+        await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
 
 
 async def _secrets(config: Config, store: Store, now: int) -> dict[str, str]:

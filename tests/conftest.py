@@ -139,7 +139,17 @@ def postgres_url(postgres_server: postgres.PostgresServer) -> Iterator[str]:
 
 
 @pytest.fixture
-def make_config(tmp_path: Path) -> Callable[..., Config]:
+def expansion_workers() -> int:
+    """``[server] expansion_workers`` of make_config's configs: threads (0), as starting
+    worker processes costs most rounds more than their work. The modules that read
+    upstream data (ICS, Google, Microsoft, hostile feeds) override this fixture to
+    run in worker processes, as tests/test_expansion_workers.py does; the console
+    script's tests run with the default, worker processes."""
+    return 0
+
+
+@pytest.fixture
+def make_config(tmp_path: Path, expansion_workers: int) -> Callable[..., Config]:
     """A Config from a dict, with the database and relative paths in tmp_path."""
 
     def build(sources: list[dict[str, Any]], calendars: list[dict[str, Any]] | None = None,
@@ -148,7 +158,8 @@ def make_config(tmp_path: Path) -> Callable[..., Config]:
         limits = {"rate_limit_bookings": "off", "rate_limit_failed_bookings": "off",
                   "rate_limit_pages": "off", "rate_limit_secrets": "off"}
         raw = {
-            "server": {"database": "db/fbproxy.sqlite3", "timezone": "UTC", **limits, **server},
+            "server": {"database": "db/fbproxy.sqlite3", "timezone": "UTC",
+                       "expansion_workers": expansion_workers, **limits, **server},
             "sources": sources,
             "calendars": calendars if calendars is not None else [
                 {"name": "me", "sources": [s["name"] for s in sources],

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import icalendar
 import recurring_ical_events
 from icalendar import Calendar, Component, vPeriod
 
@@ -117,6 +118,9 @@ def reference_calendar(body: bytes) -> Calendar:
     """The file as one VCALENDAR. icalendar also reads a bare VEVENT (or VTODO, ...),
     but a feed is a VCALENDAR (RFC 5545 §3.4): such component fragments count as
     files the reference cannot read as a feed."""
+    # The file alone: icalendar caches custom VTIMEZONEs process-wide (the first of a
+    # TZID wins), so files read before would lend theirs (fbproxy reads items alone too).
+    icalendar.use_zoneinfo()
     try:
         calendar = Calendar.from_ical(body)
     except Exception as exc:

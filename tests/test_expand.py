@@ -8,16 +8,19 @@ X-WR-TIMEZONE and groups components by UID) and expands each item with
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import recurring_ical_events
 from icalendar import Calendar, Event
 
 from adapters.base import BadUpstreamData
 from adapters.ics import split_feed
 from server.store import STATUS_BUSY, STATUS_TENTATIVE, BusyRow
+from server.sync import expand
 from server.sync.expand import (
     MAX_INSTANCES_PER_ITEM,
     BadItem,
@@ -27,6 +30,7 @@ from server.sync.expand import (
     expand_item,
     to_utc,
 )
+from tests.corpus import corpus_files, corpus_id
 
 BUSY = STATUS_BUSY
 TENTATIVE = STATUS_TENTATIVE
@@ -887,3 +891,91 @@ def test_busy_status_on_a_component() -> None:
     event.add("ATTENDEE", "mailto:Owner@example.com", parameters={"PARTSTAT": "DECLINED"})
     assert busy_status(event, OWNER) is None
     assert busy_status(event, frozenset()) == TENTATIVE
+
+
+# -- each item read on its own ------------------------------------------------------
+
+
+CUSTOM_ZONE = """BEGIN:VTIMEZONE
+TZID:Custom/Plus5
+BEGIN:STANDARD
+DTSTART:19700101T000000
+TZOFFSETFROM:+0500
+TZOFFSETTO:+0500
+END:STANDARD
+END:VTIMEZONE"""
+
+
+def test_an_item_is_read_alone_whatever_was_read_before() -> None:
+    """icalendar keeps the first custom VTIMEZONE of a TZID process-wide: an item (of any
+    source) naming that TZID without defining it must not borrow it."""
+    names = feed(vevent("DTSTART;TZID=Custom/Plus5:20260610T090000",
+                        "DTEND;TZID=Custom/Plus5:20260610T100000", uid="names-it"))
+    defines = feed(CUSTOM_ZONE, vevent("DTSTART;TZID=Custom/Plus5:20260611T090000",
+                                       "DTEND;TZID=Custom/Plus5:20260611T100000",
+                                       uid="defines-it"))
+    alone = rows(names, zone="UTC")
+    assert alone == [one_hour("20260610T090000Z")], "an unknown TZID is floating"
+    assert rows(defines, zone="UTC") == [one_hour("20260611T040000Z")], "09:00 at +05:00"
+    assert rows(names, zone="UTC") == alone
+
+
+# -- occurrences read in place -------------------------------------------------------
+
+
+def _by_copies(calendar: Calendar, ctx: ExpandContext, limit: datetime) -> list[Any]:
+    """The library's default reading: a copy of the VEVENT for each occurrence."""
+    query = recurring_ical_events.of(calendar, skip_bad_series=True)
+    return [(o, o.start, o.end) for o in query.between(ctx.window_start - expand._PAD,
+                                                       limit + expand._PAD)]
+
+
+def _corpus_items() -> list[tuple[str, str]]:
+    bodies = [(path.name, path.read_bytes())
+              for path in sorted((Path(__file__).parent / "data" / "hostile").glob("*.ics"))]
+    bodies += [(corpus_id(path), path.read_bytes()) for path in corpus_files()]
+    found = []
+    for name, body in bodies:
+        try:
+            items, _ = split_feed(body)
+        except BadUpstreamData:
+            continue
+        # Only these reach the library: a plain event is read directly.
+        found += [(f"{name}:{item.key}", item.ical) for item in items
+                  if any(word in item.ical for word in ("RRULE", "RDATE", "RECURRENCE-ID",
+                                                         "EXDATE"))]
+    return found
+
+
+def _window(ical: str) -> ExpandContext:
+    """The horizon from the item's first start (or the usual window when it has none)."""
+    try:
+        starts = [to_utc(e["DTSTART"].dt, ZoneInfo("UTC"))
+                  for e in Calendar.from_ical(ical).walk("VEVENT") if "DTSTART" in e]
+    except Exception:
+        starts = []
+    first = min(starts, default=WINDOW_START)
+    if not datetime(1900, 1, 1, tzinfo=UTC) < first < datetime(9000, 1, 1, tzinfo=UTC):
+        first = WINDOW_START  # the years 1 and 9999: no window of a horizon fits
+    return context(start=first - timedelta(days=1), end=first + timedelta(days=120))
+
+
+def test_occurrences_in_place_are_the_librarys_copies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Occurrences are taken as (VEVENT, start, end) through recurring-ical-events'
+    extension points instead of one copy of the VEVENT each: the same rows, statuses
+    and reasons, for every item of the hostile files and the real-world corpus."""
+    items = _corpus_items()
+    assert len(items) > 200
+    recurring = 0
+    for name, ical in items:
+        ctx = _window(ical)
+        outcomes = []
+        for how in (expand._expanded, _by_copies):
+            monkeypatch.setattr(expand, "_expanded", how)
+            try:
+                outcomes.append(expand_item(ical, ctx))
+            except BadItem as exc:
+                outcomes.append(str(exc))
+        assert outcomes[0] == outcomes[1], name
+        recurring += isinstance(outcomes[0], Expansion) and outcomes[0].recurring
+    assert recurring > 100, "the recurring items, where the two readings differ in cost"

@@ -14,11 +14,19 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from icalendar import Calendar, Event
 
 from tests.conftest import NOW
 from tests.fake_google import FakeGoogle
 from tests.test_google_source import OWNER, source
+
+
+@pytest.fixture
+def expansion_workers() -> int:
+    """This module's configs expand in worker processes (see tests/conftest.py)."""
+    return 2
+
 
 BERLIN = ZoneInfo("Europe/Berlin")
 G_SECRET = "s3cret-s3cret-s3cret-000g"

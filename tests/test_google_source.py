@@ -17,6 +17,13 @@ import pytest
 from adapters.google import BOOKING_PROPERTY, READ_SCOPE, WRITE_SCOPE, hold_event_id, save_token
 from tests.fake_google import FakeGoogle
 
+
+@pytest.fixture
+def expansion_workers() -> int:
+    """This module's configs expand in worker processes (see tests/conftest.py)."""
+    return 2
+
+
 OWNER = "alex@example.org"
 AUTH = {"Authorization": "Bearer s3cret-s3cret-s3cret-0001"}
 

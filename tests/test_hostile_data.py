@@ -31,6 +31,13 @@ from adapters.ics import MAX_LINE_CHARS, split_feed
 from server.sync.expand import MAX_INSTANCES_PER_ITEM, BadItem, ExpandContext, expand_item
 from tests.conftest import NOW, event, ics
 
+
+@pytest.fixture
+def expansion_workers() -> int:
+    """This module's configs expand in worker processes (see tests/conftest.py)."""
+    return 2
+
+
 HOSTILE = Path(__file__).parent / "data" / "hostile"
 SECRET = "s3cret-s3cret-s3cret-0001"
 # What must never come out of fbproxy, whatever went in.

@@ -27,6 +27,12 @@ CHANGED = ics(
 )
 
 
+@pytest.fixture
+def expansion_workers() -> int:
+    """This module's configs expand in worker processes (see tests/conftest.py)."""
+    return 2
+
+
 @dataclass
 class FeedServer:
     """A feed host whose answers the test controls; counts what it was asked."""

@@ -17,6 +17,13 @@ from adapters import microsoft
 from tests.conftest import NOW
 from tests.fake_microsoft import FakeMicrosoft
 
+
+@pytest.fixture
+def expansion_workers() -> int:
+    """This module's configs expand in worker processes (see tests/conftest.py)."""
+    return 2
+
+
 AUTH = {"Authorization": "Bearer s3cret-s3cret-s3cret-0001"}
 
 

@@ -99,7 +99,7 @@ def test_google_events_are_items_or_skipped(event: dict[str, Any]) -> None:
     adapter = GoogleAdapter("g", GoogleSettings(client_id="x", client_secret="y",
                                                 token_file=Path("/nonexistent")))
     with contextlib.suppress(SKIPPED):  # what the adapter skips with a reason
-        check(adapter._item("primary/x", event, ZoneInfo("Europe/Berlin")))  # noqa: SLF001
+        check(adapter.reader.item("primary/x", event, ZoneInfo("Europe/Berlin")))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow],

@@ -53,9 +53,16 @@ def item(uid: str, start: str, end: str, *extra: str) -> Item:
     return Item(key=uid, ical=ics(event(uid, start, end, *extra)))
 
 
-async def test_invalid_token_triggers_one_clean_full_resync(make_config, serve) -> None:
+@pytest.fixture(params=[0, 2], ids=["threads", "workers"])
+def workers(request: pytest.FixtureRequest) -> int:
+    """``[server] expansion_workers``: the tests using it run with both, alike."""
+    return int(request.param)
+
+
+async def test_invalid_token_triggers_one_clean_full_resync(make_config, serve, workers) -> None:
     adapter = ScriptedAdapter("s")
-    config = make_config([{"name": "s", "kind": "ics", "url": "unused.ics"}])
+    config = make_config([{"name": "s", "kind": "ics", "url": "unused.ics"}],
+                         expansion_workers=workers)
     _, runtime = await serve(config, adapters={"s": adapter})
     adapter.answers = [
         ChangeSet(state={"token": "t1"}, full=True, upserted=(
@@ -93,10 +100,11 @@ async def test_unexpected_adapter_error_is_contained(make_config, serve) -> None
     assert record.consecutive_failures == 2 and record.last_error == "down"
 
 
-async def test_unreadable_item_is_skipped_and_keeps_last_good_version(make_config, serve) -> None:
+async def test_unreadable_item_is_skipped_and_keeps_last_good_version(make_config, serve,
+                                                                       workers) -> None:
     adapter = ScriptedAdapter("s")
-    _, runtime = await serve(make_config([{"name": "s", "kind": "ics", "url": "x.ics"}]),
-                             adapters={"s": adapter})
+    _, runtime = await serve(make_config([{"name": "s", "kind": "ics", "url": "x.ics"}],
+                                         expansion_workers=workers), adapters={"s": adapter})
     good = item("a", "20261126T100000Z", "20261126T110000Z")
     adapter.answers = [
         ChangeSet(state={}, full=True, upserted=(good,)),
@@ -111,9 +119,10 @@ async def test_unreadable_item_is_skipped_and_keeps_last_good_version(make_confi
     assert len(rows) == 2
 
 
-async def test_recurring_window_rolls_forward(make_config, serve, clock) -> None:
+async def test_recurring_window_rolls_forward(make_config, serve, clock, workers) -> None:
     adapter = ScriptedAdapter("s")
-    config = make_config([{"name": "s", "kind": "ics", "url": "x.ics"}], horizon_days=10)
+    config = make_config([{"name": "s", "kind": "ics", "url": "x.ics"}], horizon_days=10,
+                         expansion_workers=workers)
     _, runtime = await serve(config, adapters={"s": adapter})
     weekly = item("w", "20261102T100000Z", "20261102T110000Z", "RRULE:FREQ=DAILY")
     adapter.answers = [ChangeSet(state={}, full=True, upserted=(weekly,)),
@@ -244,11 +253,11 @@ async def test_busy_generation_is_seen_across_processes(tmp_path: Path) -> None:
         await cli_side.close()
 
 
-async def test_a_hold_of_an_unknown_booking_still_blocks(make_config, serve) -> None:
+async def test_a_hold_of_an_unknown_booking_still_blocks(make_config, serve, workers) -> None:
     """Only holds of this fbproxy's own bookings are left to the booking; others are busy."""
     adapter = ScriptedAdapter("s")
-    _, runtime = await serve(make_config([{"name": "s", "kind": "ics", "url": "x.ics"}]),
-                             adapters={"s": adapter})
+    _, runtime = await serve(make_config([{"name": "s", "kind": "ics", "url": "x.ics"}],
+                                         expansion_workers=workers), adapters={"s": adapter})
     foreign = item("h", "20261126T100000Z", "20261126T110000Z", "X-FBPROXY-BOOKING:bk_other")
     adapter.answers = [ChangeSet(state={}, full=True, upserted=(foreign,))]
     await runtime.sync.run_all_once()
@@ -306,21 +315,23 @@ async def test_every_recheck_round_is_stopped_at_shutdown(make_config, serve) ->
 
 
 async def test_an_unchanged_feed_is_read_again_when_its_zone_changes(
-        tmp_path: Path, make_config, serve) -> None:
+        tmp_path: Path, make_config, serve, workers) -> None:
     """Stored items expanded under another zone (or expansion version) are expanded again
     on the next round, also when the upstream has nothing new: an upgrade or a config
     change must not leave the old reading in place."""
     floating = ics(event("f", "20261126T090000", "20261126T100000"))
     (tmp_path / "f.ics").write_text(floating)
     source = {"name": "f", "kind": "ics", "url": "f.ics"}
-    _, runtime = await serve(make_config([{**source, "timezone": "UTC"}]))
+    _, runtime = await serve(make_config([{**source, "timezone": "UTC"}],
+                                         expansion_workers=workers))
     await runtime.sync.run_all_once()
     source_id = runtime.source_ids["f"]
     assert [r[:2] for r in await runtime.store.busy_rows([source_id], 0, 2**40)] == \
         [(1795683600, 1795687200)]  # 09:00-10:00 UTC
     await runtime.store.close()
 
-    _, runtime = await serve(make_config([{**source, "timezone": "Europe/Berlin"}]))
+    _, runtime = await serve(make_config([{**source, "timezone": "Europe/Berlin"}],
+                                         expansion_workers=workers))
     [outcome] = await runtime.sync.run_all_once()
     assert outcome.unchanged, "the feed itself did not change"
     assert [r[:2] for r in await runtime.store.busy_rows([runtime.source_ids["f"]], 0, 2**40)] \

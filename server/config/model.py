@@ -59,6 +59,7 @@ from server.config.reader import (
     parse_networks,
     parse_size,
     read_choice,
+    read_int,
     read_name,
 )
 from server.config.secrets_key import (
@@ -68,6 +69,7 @@ from server.config.secrets_key import (
     shares_database,
 )
 from server.errors import ConfigError
+from server.kit.processes import usable_cores
 from server.kit.ratelimit import Rate, parse_rate
 
 __all__ = [
@@ -89,6 +91,14 @@ DEFAULT_BOOKING_RATE: Rate | None = Rate(10, timedelta(hours=1))
 DEFAULT_FAILED_BOOKING_RATE: Rate | None = Rate(30, timedelta(hours=1))
 DEFAULT_PAGE_RATE: Rate | None = Rate(120, timedelta(minutes=1))
 DEFAULT_SECRET_RATE: Rate | None = Rate(30, timedelta(minutes=10))
+# Expansion processes by default: one a core, up to this many (each can take a few
+# hundred MiB on a hostile item; more rarely pays, as storing runs in one process).
+MAX_DEFAULT_EXPANSION_WORKERS = 4
+MAX_EXPANSION_WORKERS = 64
+
+
+def default_expansion_workers() -> int:
+    return min(usable_cores(), MAX_DEFAULT_EXPANSION_WORKERS)
 
 
 @dataclass(frozen=True)
@@ -119,6 +129,8 @@ class ServerConfig:
     instance_name: str | None = None  # in logs and status; the prefix of its lease holder id
     # Fernet keys (one a line) encrypting OAuth tokens kept in a PostgreSQL database.
     secrets_key: Secret | None = field(default=None, repr=False)
+    # Processes that parse and expand iCalendar items (0: threads of this process).
+    expansion_workers: int = field(default_factory=default_expansion_workers)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -219,7 +231,7 @@ _SERVER_KEYS = {"listen", "base_url", "database", "database_url_env", "database_
                 "trusted_proxies",
                 "caldav_token_retention", "admin_secret", "admin_secret_env",
                 "admin_secret_file", "metrics_public", "lease_seconds", "instance_name",
-                *SECRETS_KEY_KEYS}
+                "expansion_workers", *SECRETS_KEY_KEYS}
 _COMMON_SOURCE_KEYS = {
     "name", "kind", "poll_interval", "stale_after", "on_stale", "timezone", "enabled",
     "owner_emails",
@@ -287,7 +299,14 @@ def _read_server(raw: Mapping[str, Any], reader: Reader) -> ServerConfig:
         lease_seconds=read_lease_seconds(raw, reader),
         instance_name=read_instance_name(raw, reader),
         secrets_key=read_secrets_key(raw, reader),
+        expansion_workers=_expansion_workers(raw, reader),
     )
+
+
+def _expansion_workers(raw: Mapping[str, Any], reader: Reader) -> int:
+    value = read_int(raw, "expansion_workers", "server", reader, None, low=0,
+                     high=MAX_EXPANSION_WORKERS)
+    return default_expansion_workers() if value is None else value
 
 
 def _admin_secret(raw: Mapping[str, Any], reader: Reader) -> Secret | None:

@@ -6,7 +6,7 @@ Config strings pick an entry here; they never name code to import.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import aiohttp
@@ -31,6 +31,8 @@ class AdapterContext:
     horizon_days: int
     # Where OAuth sources keep their tokens; None: each in its own file (the adapter's default).
     tokens: TokenVaults | None = None
+    # Where CPU-bound work on upstream data runs (the expansion workers); None: executor.
+    cpu: Executor | None = None
 
 
 AdapterFactory = Callable[[SourceConfig, AdapterContext], SourceAdapter]
@@ -41,7 +43,8 @@ def _ics_adapter(source: SourceConfig, context: AdapterContext) -> SourceAdapter
         url=source.url, timeout_seconds=source.timeout.total_seconds(),
         max_bytes=source.max_bytes, username=source.username, password=source.password,
         ca_file=source.ca_file)
-    return IcsAdapter(source.name, settings, session=context.session, executor=context.executor)
+    return IcsAdapter(source.name, settings, session=context.session,
+                      executor=context.cpu or context.executor)
 
 
 def _caldav_adapter(source: SourceConfig, context: AdapterContext) -> SourceAdapter:
@@ -62,7 +65,8 @@ def _google_adapter(source: SourceConfig, context: AdapterContext) -> SourceAdap
         api_endpoint=google.api_endpoint, token_uri=google.token_uri,
         owner_emails=source.owner_emails)
     return GoogleAdapter(source.name, settings, executor=context.executor,
-                         tokens=context.tokens.for_source(source) if context.tokens else None)
+                         tokens=context.tokens.for_source(source) if context.tokens else None,
+                         cpu=context.cpu)
 
 
 def _microsoft_adapter(source: SourceConfig, context: AdapterContext) -> SourceAdapter:
@@ -77,7 +81,8 @@ def _microsoft_adapter(source: SourceConfig, context: AdapterContext) -> SourceA
         timeout_seconds=source.timeout.total_seconds(), horizon_days=context.horizon_days)
     return MicrosoftAdapter(source.name, settings, session=context.session,
                             executor=context.executor, clock=context.clock.now,
-                            tokens=context.tokens.for_source(source) if context.tokens else None)
+                            tokens=context.tokens.for_source(source) if context.tokens else None,
+                            cpu=context.cpu)
 
 
 ADAPTER_KINDS: Mapping[str, AdapterFactory] = {

@@ -13,7 +13,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import BrokenExecutor
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
@@ -28,11 +28,13 @@ from adapters.base import (
     SyncTokenInvalid,
 )
 from server.config.model import SourceConfig
-from server.errors import LeaseLost, StoreError
+from server.errors import ExpansionFailed, LeaseLost, StoreError
 from server.kit.clock import Clock
 from server.kit.metrics import Metrics
 from server.store import Fence, SourceRecord, Store, StoredItem
-from server.sync.expand import EXPANSION_VERSION, BadItem, ExpandContext, expand_item
+from server.sync.expand import EXPANSION_VERSION, ExpandContext
+from server.sync.expander import Expander
+from server.sync.expander import expand_items as expand_items  # bench/ calls it from here
 from server.sync.leases import WAKE_CHANNEL, SourceLeases
 
 log = logging.getLogger("fbproxy.sync")
@@ -87,39 +89,18 @@ def item_fingerprint(item: Item, context: ExpandContext) -> str:
     return digest.hexdigest()
 
 
-def expand_items(items: Sequence[Item], context: ExpandContext,
-                 fingerprints: dict[str, str]) -> tuple[list[StoredItem], list[SkippedItem]]:
-    """Expand a batch (runs in a worker thread); unreadable items are skipped."""
-    stored: list[StoredItem] = []
-    skipped: list[SkippedItem] = []
-    for item in items:
-        try:
-            expansion = expand_item(item.ical, context)
-        except BadItem as exc:
-            skipped.append(SkippedItem(item.key, str(exc)))
-            continue
-        skipped += [SkippedItem(item.key, reason) for reason in expansion.skipped]
-        if expansion.truncated:
-            skipped.append(SkippedItem(item.key, "too many occurrences; kept the first ones"))
-        stored.append(StoredItem(
-            key=item.key, ical=item.ical, content_hash=fingerprints[item.key], etag=item.etag,
-            recurring=expansion.recurring, instances=expansion.instances,
-            hold_booking=expansion.hold_booking))
-    return stored, skipped
-
-
 class SourceSyncer:
     """Keeps one source in the store up to date."""
 
     def __init__(self, source: SourceConfig, source_id: int, adapter: SourceAdapter, *,
-                 store: Store, clock: Clock, executor: Executor | None, horizon_days: int,
+                 store: Store, clock: Clock, expander: Expander, horizon_days: int,
                  rng: random.Random | None = None, metrics: Metrics | None = None) -> None:
         self.source = source
         self.source_id = source_id
         self.adapter = adapter
         self._store = store
         self._clock = clock
-        self._executor = executor
+        self._expander = expander
         self._horizon = timedelta(days=horizon_days)
         self._rng = rng or random.Random()
         self._lock = asyncio.Lock()
@@ -215,7 +196,8 @@ class SourceSyncer:
             except LeaseLost as exc:  # discarded: the source's new holder does the work
                 log.warning("%s", exc)
                 return SyncOutcome(self.source.name, ok=False, error=str(exc), elsewhere=True)
-            except StoreError as exc:  # e.g. a full disk: this round is undone, try later
+            except (StoreError, ExpansionFailed) as exc:  # a full disk, a killed worker: this
+                # round's writes are undone or never made; try later
                 log.error("source %s: %s", self.source.name, exc)
                 outcome = SyncOutcome(self.source.name, ok=False, error=str(exc))
                 with contextlib.suppress(StoreError):
@@ -248,6 +230,9 @@ class SourceSyncer:
             return await self._failed(exc, needs_reauth=True)
         except AdapterError as exc:
             return await self._failed(exc)
+        except BrokenExecutor as exc:  # the worker reading the feed died
+            raise ExpansionFailed(f"a worker process died while reading the source ({exc}); "
+                                  "it is tried again") from exc
         except Exception as exc:  # an adapter bug must not end the loop
             log.exception("source %s: unexpected error while syncing", self.source.name)
             return await self._failed(exc)
@@ -314,9 +299,7 @@ class SourceSyncer:
     async def _expand(self, items: Sequence[Item], context: ExpandContext,
                       fingerprints: dict[str, str]) -> tuple[list[StoredItem], list[SkippedItem]]:
         """Expand items off the event loop; unreadable ones come back as skipped."""
-        loop = asyncio.get_running_loop()
-        stored, skipped = await loop.run_in_executor(
-            self._executor, expand_items, items, context, fingerprints)
+        stored, skipped = await self._expander.expand(items, context, fingerprints)
         # A hold we wrote comes back through sync: its booking already holds the
         # time (and stops holding it the moment it is cancelled), so the copy
         # upstream must not count a second time.
