@@ -22,6 +22,7 @@ from adapters.ics import USER_AGENT
 from adapters.microsoft import MicrosoftAdapter
 from server.booking.availability import BusyInterval
 from server.booking.holds import HoldWorker
+from server.booking.timelines import SourceTimelines
 from server.config.model import CalendarConfig, Config, SourceConfig
 from server.errors import ConfigError
 from server.kit.clock import Clock
@@ -75,8 +76,10 @@ class Runtime:
     tokens: TokenVaults | None = None  # where OAuth sources keep their tokens
     # (calendar, subscriber or "") -> when its secret was last used; since the start.
     last_access: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
-    # Per calendar: ((instance generation, window), merged synced busy blocks) ...
+    # Per calendar: ((instance generation, window), merged synced busy blocks), merged
+    # from each source's blocks, kept current change by change ...
     timelines: dict[str, Timeline] = field(default_factory=dict, repr=False)
+    source_timelines: SourceTimelines = field(default_factory=SourceTimelines, repr=False)
     # ... and ((booking generation, window), its merged bookings), cached apart.
     booking_timelines: dict[str, Timeline] = field(default_factory=dict, repr=False)
     # Timeline reads in flight: requests missing the same one share it.
@@ -159,6 +162,7 @@ class Runtime:
         self.config = new
         self.calendar_secrets = secrets
         self.timelines.clear()
+        self.source_timelines.clear()
         self.booking_timelines.clear()
         return notes
 
