@@ -17,9 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from adapters.base import SourceAdapter
-from adapters.google import GoogleAdapter
 from adapters.ics import USER_AGENT
-from adapters.microsoft import MicrosoftAdapter
 from server.booking.availability import BusyInterval
 from server.booking.holds import HoldWorker
 from server.booking.timelines import SourceTimelines
@@ -269,11 +267,16 @@ def _push_channels(config: Config, store: Store, clock: Clock,
     for name, syncer in manager.syncers.items():
         source = syncer.source
         adapter = syncer.adapter
-        if source.google is not None and source.google.push and \
-                isinstance(adapter, GoogleAdapter):
+        # Imported only with such a source (see adapter_kinds.py: their libraries are big).
+        if source.google is not None and source.google.push:
+            from adapters.google import GoogleAdapter
+            if not isinstance(adapter, GoogleAdapter):
+                continue
             calendars[name] = adapter.settings.calendar_ids
-        elif source.microsoft is not None and source.microsoft.push and \
-                isinstance(adapter, MicrosoftAdapter):
+        elif source.microsoft is not None and source.microsoft.push:
+            from adapters.microsoft import MicrosoftAdapter
+            if not isinstance(adapter, MicrosoftAdapter):
+                continue
             calendars[name] = adapter.settings.calendars or ("",)
         else:
             continue
