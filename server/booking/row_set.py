@@ -30,6 +30,7 @@ from server.booking.availability import BUSY, TENTATIVE, BusyInterval, merge_row
 
 Row = tuple[int, int, str]
 
+_START, _END, _STATUS = itemgetter(0), itemgetter(1), itemgetter(2)
 # Past this many rows in one change, sorting everything again is cheaper than
 # moving the arrays' tails once per row.
 REBUILD_AT = 64
@@ -48,10 +49,10 @@ class RowSet:
         self._load(rows)
 
     def _load(self, rows: Iterable[Row]) -> None:
-        ordered = sorted(rows, key=itemgetter(0))
-        self._starts = array("q", (row[0] for row in ordered))
-        self._ends = array("q", (row[1] for row in ordered))
-        self._tentative = bytearray(row[2] != BUSY for row in ordered)
+        ordered = sorted(rows, key=_START)
+        self._starts = array("q", map(_START, ordered))
+        self._ends = array("q", map(_END, ordered))
+        self._tentative = bytearray(map(TENTATIVE.__eq__, map(_STATUS, ordered)))
         self.blocks = merge_rows(ordered)
 
     def __len__(self) -> int:

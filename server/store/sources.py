@@ -78,8 +78,8 @@ class SourceQueries(StoreBase):
         rows: list[Row] = []
         for _ in range(READ_ATTEMPTS):
             before = await self._generation(source_id)
-            rows = [(int(start), int(end), str(status))
-                    for start, end, status in await self._reader.fetchall(sql, args)]
+            # Rows as the driver gives them (tuples, asyncpg Records): both index alike.
+            rows = await self._reader.fetchall(sql, args)  # type: ignore[assignment]
             if before is not None and await self._generation(source_id) == before:
                 return before, rows
         return None, rows
