@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import email.utils
+import functools
 import hashlib
 import logging
 import ssl
@@ -91,25 +92,36 @@ class IcsAdapter:
             if settings.ca_file else True
 
     async def sync(self, state: SyncState) -> ChangeSet:
+        known = state.get("sha256")
         if self.settings.is_remote:
             body, validators = await self._fetch_url(state)
+            if body is None:
+                return ChangeSet(state={**state, **validators}, unchanged=True)
+            job = functools.partial(_split_body, body, known)
         else:
-            body, validators = await self._read_file(state)
-        if body is None:
-            return ChangeSet(state={**state, **validators}, unchanged=True)
-        digest = hashlib.sha256(body).hexdigest()
-        new_state = {**validators, "sha256": digest}
-        if digest == state.get("sha256"):
-            return ChangeSet(state=new_state, unchanged=True, bytes_received=len(body))
+            validators, changed = await self._stat_file(state)
+            if not changed:
+                return ChangeSet(state={**state, **validators}, unchanged=True)
+            job = functools.partial(_split_file, Path(self.settings.url),
+                                    self.settings.max_bytes, known)
         loop = asyncio.get_running_loop()
         try:
-            contents = await loop.run_in_executor(self._executor, read_feed, body)
+            digest, size, contents = await loop.run_in_executor(self._executor, job)
         except BadUpstreamData as exc:
             exc.source = self.name
             raise
+        except OSError as exc:
+            raise UpstreamUnavailable(f"cannot read {self.settings.url}: {exc.strerror}",
+                                      source=self.name) from exc
+        if size > self.settings.max_bytes:
+            raise BadUpstreamData(f"{self.settings.url} grew over max_bytes "
+                                  f"({self.settings.max_bytes})", source=self.name)
+        new_state = {**validators, "sha256": digest}
+        if contents is None:
+            return ChangeSet(state=new_state, unchanged=True, bytes_received=size)
         self._report(contents)
         return ChangeSet(state=new_state, upserted=tuple(contents.items), full=True,
-                         skipped=tuple(contents.skipped), bytes_received=len(body))
+                         skipped=tuple(contents.skipped), bytes_received=size)
 
     def _report(self, contents: FeedContents) -> None:
         """What the feed held besides events, once per changed feed (skipped items
@@ -125,7 +137,8 @@ class IcsAdapter:
 
     # -- local files ---------------------------------------------------------
 
-    async def _read_file(self, state: SyncState) -> tuple[bytes | None, dict[str, Any]]:
+    async def _stat_file(self, state: SyncState) -> tuple[dict[str, Any], bool]:
+        """The file's validators, and whether they differ from the stored state's."""
         path = Path(self.settings.url)
         try:
             info = await asyncio.to_thread(path.stat)
@@ -134,15 +147,11 @@ class IcsAdapter:
                                       source=self.name) from exc
         validators: dict[str, Any] = {"mtime_ns": info.st_mtime_ns, "size": info.st_size}
         if state.get("mtime_ns") == info.st_mtime_ns and state.get("size") == info.st_size:
-            return None, validators
+            return validators, False
         if info.st_size > self.settings.max_bytes:
             raise BadUpstreamData(f"{path} is {info.st_size} bytes, over max_bytes "
                                   f"({self.settings.max_bytes})", source=self.name)
-        body = await asyncio.to_thread(_read_bounded, path, self.settings.max_bytes)
-        if body is None:
-            raise BadUpstreamData(f"{path} grew over max_bytes ({self.settings.max_bytes})",
-                                  source=self.name)
-        return body, validators
+        return validators, True
 
     # -- URLs --------------------------------------------------------------
 
@@ -223,10 +232,21 @@ def _validators(response: aiohttp.ClientResponse, state: SyncState) -> dict[str,
     return validators
 
 
-def _read_bounded(path: Path, limit: int) -> bytes | None:
+def _split_body(body: bytes, known: object) -> tuple[str, int, FeedContents | None]:
+    """The feed's digest, size and items; no items when the digest is ``known``."""
+    digest = hashlib.sha256(body).hexdigest()
+    return digest, len(body), None if digest == known else read_feed(body)
+
+
+def _split_file(path: Path, limit: int, known: object) -> tuple[str, int, FeedContents | None]:
+    """``_split_body`` of a file, read where it is split (the executor's worker): only
+    the feeds being split are in memory, not every changed one waiting for a worker
+    (ten feeds changing together held ten). Over ``limit`` bytes: no digest or items."""
     with path.open("rb") as handle:
         body = handle.read(limit + 1)
-    return None if len(body) > limit else body
+    if len(body) > limit:
+        return "", len(body), None
+    return _split_body(body, known)
 
 
 def retry_after_seconds(value: str) -> float | None:

@@ -345,24 +345,41 @@ def _decode(body: bytes) -> str:
 
 def _physical_lines(text: str) -> list[str]:
     """CR, LF and CRLF all end a line (feeds written on any system)."""
+    if not any(mark in text for mark in _OTHER_BREAKS):
+        # The same lines (but a last empty one) in one pass, without two copies
+        # of the feed on the way: several feeds are read at once.
+        return text.splitlines()
     return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
 
+# What str.splitlines() also ends a line on, and iCalendar does not.
+_OTHER_BREAKS = ("\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
+
+
 def _line_breaks(text: str) -> int:
-    return len(_physical_lines(text)) - 1
+    return text.count("\r") + text.count("\n") - text.count("\r\n")  # CRLF is one
 
 
 def _unfold(text: str) -> list[str]:
     """RFC 5545 §3.1: a line starting with a space or tab continues the previous one."""
     # Continuations are joined once per line: appending each to a growing
-    # string was quadratic (a 20 MB folded DESCRIPTION never finished).
-    lines: list[list[str]] = []
+    # string was quadratic (a 20 MB folded DESCRIPTION never finished). Only
+    # a folded line gets a list of its parts: one per line cost 10 MB a feed.
+    lines: list[str] = []
+    parts: list[str] = []  # the last line's, while it is continued
     for raw in _physical_lines(text):
         if raw[:1] in (" ", "\t") and lines:
-            lines[-1].append(raw[1:])
+            if not parts:
+                parts.append(lines[-1])
+            parts.append(raw[1:])
         elif raw:
-            lines.append([raw])
-    return ["".join(parts) for parts in lines]
+            if parts:
+                lines[-1] = "".join(parts)
+                parts = []
+            lines.append(raw)
+    if parts:
+        lines[-1] = "".join(parts)
+    return lines
 
 
 def _line_starts(text: str) -> list[int]:

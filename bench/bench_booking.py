@@ -439,6 +439,7 @@ async def run(args: argparse.Namespace, folder: Path, files: list[Stats],
             for _ in range(args.repeats):
                 # What a sync change does to the cache (a booking clears only its own part).
                 runtime.timelines.clear()
+                runtime.source_timelines.clear()
                 runtime.booking_timelines.clear()
                 await timed(cold[mode], offered_slots(runtime, page, duration, start, end))
         missing = [s for s in reserved_slots if s not in set(offered["collective"])]
@@ -530,6 +531,7 @@ async def run(args: argparse.Namespace, folder: Path, files: list[Stats],
                                             health)
             for _ in range(args.repeats):
                 runtime.timelines.clear()
+                runtime.source_timelines.clear()
                 runtime.booking_timelines.clear()
                 one = await in_pool(http_get, [first_url[mode]], 1, health)
                 http_cold[mode] += one["latencies"]
@@ -590,6 +592,7 @@ async def profile_slots(runtime: Any, pages: Mapping[str, Any], duration: timede
             for _ in range(calls):
                 if clear:
                     runtime.timelines.clear()
+                    runtime.source_timelines.clear()
                     runtime.booking_timelines.clear()
                 profiler.enable()
                 await offered_slots(runtime, pages[mode], duration, start, end)

@@ -331,6 +331,7 @@ async def fbproxy_phases(args: argparse.Namespace, folder: Path, files: list[Sta
         cold_lat = []
         for start, end in windows[:30]:
             runtime.timelines.clear()
+            runtime.source_timelines.clear()
             runtime.booking_timelines.clear()
             t0 = time.perf_counter()
             await merged_busy(runtime, merged, start, end)

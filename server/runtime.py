@@ -21,11 +21,10 @@ import aiohttp
 from aiohttp import web
 
 from adapters.base import SourceAdapter
-from adapters.google import GoogleAdapter
 from adapters.ics import USER_AGENT
-from adapters.microsoft import MicrosoftAdapter
 from server.booking.availability import BusyInterval
 from server.booking.holds import HoldWorker
+from server.booking.timelines import SourceTimelines
 from server.config.model import CalendarConfig, Config, SourceConfig
 from server.errors import ConfigError
 from server.kit.clock import Clock
@@ -86,8 +85,10 @@ class Runtime:
     tokens: TokenVaults | None = None  # where OAuth sources keep their tokens
     # (calendar, subscriber or "") -> when its secret was last used; since the start.
     last_access: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
-    # Per calendar: ((instance generation, window), merged synced busy blocks) ...
+    # Per calendar: ((instance generation, window), merged synced busy blocks), merged
+    # from each source's blocks, kept current change by change ...
     timelines: dict[str, Timeline] = field(default_factory=dict, repr=False)
+    source_timelines: SourceTimelines = field(default_factory=SourceTimelines, repr=False)
     # ... and ((booking generation, window), its merged bookings), cached apart.
     booking_timelines: dict[str, Timeline] = field(default_factory=dict, repr=False)
     # Timeline reads in flight: requests missing the same one share it.
@@ -172,6 +173,7 @@ class Runtime:
         self.config = new
         self.calendar_secrets = secrets
         self.timelines.clear()
+        self.source_timelines.clear()
         self.booking_timelines.clear()
         return notes
 
@@ -303,11 +305,16 @@ def _push_channels(config: Config, store: Store, clock: Clock,
     for name, syncer in manager.syncers.items():
         source = syncer.source
         adapter = syncer.adapter
-        if source.google is not None and source.google.push and \
-                isinstance(adapter, GoogleAdapter):
+        # Imported only with such a source (see adapter_kinds.py: their libraries are big).
+        if source.google is not None and source.google.push:
+            from adapters.google import GoogleAdapter
+            if not isinstance(adapter, GoogleAdapter):
+                continue
             calendars[name] = adapter.settings.calendar_ids
-        elif source.microsoft is not None and source.microsoft.push and \
-                isinstance(adapter, MicrosoftAdapter):
+        elif source.microsoft is not None and source.microsoft.push:
+            from adapters.microsoft import MicrosoftAdapter
+            if not isinstance(adapter, MicrosoftAdapter):
+                continue
             calendars[name] = adapter.settings.calendars or ("",)
         else:
             continue

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from adapters.ics import http_url
+from adapters.base import BadUpstreamData, UpstreamUnavailable
+from adapters.ics import IcsAdapter, IcsSettings, http_url
 from tests.conftest import event, ics
 
 GOOD = ics(
@@ -294,3 +295,20 @@ async def test_retry_after_of_a_feed_is_honoured(make_config, serve, aiohttp_ser
     assert not outcome.ok and "Retry-After: 3600 s" in (outcome.error or "")
     syncer = runtime.sync.syncers["feed"]
     assert syncer.next_delay() >= 3600, "the feed asked for an hour; backoff alone says ~30 s"
+
+
+async def test_a_file_changing_between_its_stat_and_its_read(tmp_path: Path,
+                                                             monkeypatch: Any) -> None:
+    """The file is read where it is split; what that read finds decides, not the stat."""
+    path = tmp_path / "f.ics"
+    adapter = IcsAdapter("f", IcsSettings(url=str(path), max_bytes=64), session=None)
+
+    async def looks_changed(state: Any) -> tuple[dict[str, Any], bool]:
+        return {"mtime_ns": 1, "size": 1}, True
+
+    monkeypatch.setattr(adapter, "_stat_file", looks_changed)
+    with pytest.raises(UpstreamUnavailable, match="cannot read"):
+        await adapter.sync({})  # gone by then
+    path.write_text(GOOD)
+    with pytest.raises(BadUpstreamData, match="grew over max_bytes"):
+        await adapter.sync({})

@@ -211,8 +211,8 @@ async def test_a_running_installation_moves_to_postgresql_and_carries_on(
 FILLED: dict[str, list[str]] = {
     "sources": [
         "(1, 'work', 'caldav', '{\"sync_token\": \"t-1\"}', 10, 11, 12, NULL, 0, 0, 2, 5000, "
-        "3600, 250)",
-        "(7, 'broken', 'ics', '{}', 20, NULL, NULL, 'HTTP 500', 3, 1, 0, NULL, 0, NULL)"],
+        "3600, 250, 9)",
+        "(7, 'broken', 'ics', '{}', 20, NULL, NULL, 'HTTP 500', 3, 1, 0, NULL, 0, NULL, 0)"],
     "items": ["(3, 1, 'a', 'BEGIN:VCALENDAR' || char(0) || 'Zoë ✓', 'h-a', '\"e-a\"', 0)",
               "(9, 1, 'b', 'BEGIN:VCALENDAR', 'h-b', NULL, 1)"],
     "instances": ["(1, 'a', 100, 200, 'busy')", "(1, 'b', 300, 400, 'tentative')",

@@ -56,9 +56,11 @@ async def merged_busy(runtime: Runtime, calendar: CalendarConfig, start: int,
 
     The synced instances of the whole served window are merged once per
     instance generation and cached, so repeated queries (feeds, the API,
-    slots) cost a bisect, not a read of every instance. Bookings, which change
-    far more often, are kept apart (cached per booking generation) and merged
-    in per query: a booking leaves every instance timeline warm.
+    slots) cost a bisect, not a read of every instance; after a change, only
+    the changed sources' share is brought up to date (timelines.py). Bookings,
+    which change far more often, are kept apart (cached per booking
+    generation) and merged in per query: a booking leaves every instance
+    timeline warm.
     """
     window = served_window(runtime)
     if window[0] <= start and end <= window[1]:
@@ -86,31 +88,39 @@ def served_window(runtime: Runtime) -> tuple[int, int]:
 
 async def _timeline(runtime: Runtime, calendar: CalendarConfig, window: tuple[int, int],
                     ) -> tuple[list[BusyInterval], list[BusyInterval]]:
-    """The merged instances and the merged bookings of the window, each cached apart."""
+    """The merged instances and the merged bookings of the window, each cached apart.
+
+    A change to instances costs the changed sources' share only (see
+    timelines.py); bookings are few, read and merged whole.
+    """
     ids = runtime.ids_of(calendar.sources)
     instances = await _cached_timeline(
         runtime, runtime.timelines, "instances", calendar.name,
         (await runtime.store.instance_generation(), window),
-        lambda: runtime.store.busy_rows(ids, *window))
+        lambda: runtime.source_timelines.merged(runtime.store, ids, window))
     bookings = await _cached_timeline(
         runtime, runtime.booking_timelines, "bookings", calendar.name,
         (await runtime.store.booking_generation(), window),
-        lambda: runtime.store.busy_rows((), *window, calendars=(calendar.name,)))
+        lambda: _merged(runtime.store.busy_rows((), *window, calendars=(calendar.name,))))
     return instances, bookings
+
+
+async def _merged(rows: Awaitable[list[tuple[int, int, str]]]) -> list[BusyInterval]:
+    return merge_rows(await rows)
 
 
 async def _cached_timeline(runtime: Runtime, cache: dict[str, Timeline], what: str, name: str,
                            key: tuple[object, ...],
-                           read: Callable[[], Awaitable[list[tuple[int, int, str]]]],
+                           compute: Callable[[], Awaitable[list[BusyInterval]]],
                            ) -> list[BusyInterval]:
-    """``read``'s rows merged, kept in ``cache`` while ``key`` holds; read once per key
+    """``compute``'s blocks, kept in ``cache`` while ``key`` holds; computed once per key
     however many requests miss it together."""
     cached = cache.get(name)
     if cached is not None and cached[0] == key:
         return cached[1]
 
     async def load() -> list[BusyInterval]:
-        merged = merge_rows(await read())
+        merged = await compute()
         cache[name] = (key, merged)
         return merged
 

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from server.store.database import Database, Session
+from server.store.instance_log import Change, InstanceLog
 
 
 class StoreBase:
@@ -21,6 +22,8 @@ class StoreBase:
         self._local_changes = [0, 0]
         self._seen: tuple[float, int, int] = (-1e9, 0, 0)
         self._sources_seen: tuple[float, list[Any]] = (-1e9, [])
+        # The rows each recent change to a source's instances took out and put in.
+        self._instance_log = InstanceLog()
 
     @property
     def database(self) -> Database:
@@ -66,6 +69,12 @@ class StoreBase:
         """Like ``busy_generation``, for bookings only: they change far more often."""
         _, database = await self._generations(max_age)
         return database, self._local_changes[1]
+
+    def instance_changes(self, source_id: int, since: int, until: int) -> list[Change] | None:
+        """The rows taken out and put in by each step of a source's generation from
+        ``since`` to ``until``, if every step was committed through this store
+        lately; else None (read the source's rows again)."""
+        return self._instance_log.between(source_id, since, until)
 
     async def _generations(self, max_age: float) -> tuple[int, int]:
         read_at, instances, bookings = self._seen

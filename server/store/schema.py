@@ -215,6 +215,11 @@ MIGRATIONS: tuple[str, ...] = (
         updated REAL NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 14: each source's own change counter, moved with every change to its
+    # instances, so a cached timeline reads again only the sources that changed.
+    """
+    ALTER TABLE sources ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 

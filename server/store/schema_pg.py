@@ -178,6 +178,10 @@ PG_MIGRATIONS: tuple[str, ...] = (
         updated DOUBLE PRECISION NOT NULL
     );
     """,
+    # 3: as SQLite's 14 (each source's own change counter).
+    """
+    ALTER TABLE sources ADD COLUMN generation BIGINT NOT NULL DEFAULT 0;
+    """,
 )
 
 

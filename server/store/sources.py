@@ -10,8 +10,15 @@ from typing import Any
 from server.errors import StoreError
 from server.store.connection import StoreBase
 from server.store.database import Session
+from server.store.instance_log import Row
 from server.store.leases import Fence, check_fence
 from server.store.records import _SOURCE_COLUMNS, SourceRecord, StoredItem, _source_record
+
+# A write changing more items than this keeps no account of the rows it took out
+# (one more statement a round): readers of the source then read it again.
+LOGGED_ITEMS = 256
+# How often a source's rows are read again when it changed while they were read.
+READ_ATTEMPTS = 3
 
 
 class SourceQueries(StoreBase):
@@ -53,6 +60,35 @@ class SourceQueries(StoreBase):
             self._sources_seen = (time.monotonic(), records)
         return list(records)
 
+    async def source_generations(self) -> dict[int, int]:
+        """Each source's generation: it moves with every change to its instances."""
+        rows = await self._reader.fetchall("SELECT id, generation FROM sources")
+        return {int(source): int(generation) for source, generation in rows}
+
+    async def source_rows(self, source_id: int, window: tuple[int, int], *,
+                          besides: tuple[int, int] | None = None,
+                          ) -> tuple[int | None, list[Row]]:
+        """The source's instances overlapping ``window`` (those overlapping ``besides``
+        left out: a window already held), and the generation they are of.
+
+        The generation is read before and after the rows; None when it moved
+        in between however often they were read, or there is no such source.
+        """
+        sql, args = _window_rows(source_id, window, besides)
+        rows: list[Row] = []
+        for _ in range(READ_ATTEMPTS):
+            before = await self._generation(source_id)
+            # Rows as the driver gives them (tuples, asyncpg Records): both index alike.
+            rows = await self._reader.fetchall(sql, args)  # type: ignore[assignment]
+            if before is not None and await self._generation(source_id) == before:
+                return before, rows
+        return None, rows
+
+    async def _generation(self, source_id: int) -> int | None:
+        row = await self._reader.fetchone("SELECT generation FROM sources WHERE id = ?",
+                                          (source_id,))
+        return int(row[0]) if row else None
+
     async def item_hashes(self, source_id: int) -> dict[str, str]:
         rows = await self._reader.fetchall(
             "SELECT item_key, content_hash FROM items WHERE source_id = ?", (source_id,))
@@ -76,8 +112,14 @@ class SourceQueries(StoreBase):
         state: dict[str, Any], now: int, window_end: int | None, fence: Fence | None = None,
     ) -> None:
         """Apply one sync round atomically and mark the source healthy."""
-        async with self._transaction(busy_changes=bool(upserts) or bool(deletes)) as db:
+        changed = bool(upserts) or bool(deletes)
+        removed: list[Row] | None = []
+        generation = None
+        async with self._transaction(busy_changes=changed) as db:
             await check_fence(db, source_id, fence)
+            if changed:
+                removed = await _rows_of(db, source_id, {*deletes, *(i.key for i in upserts)})
+                generation = await _next_generation(db, source_id)
             await db.executemany(
                 "DELETE FROM items WHERE source_id = ? AND item_key = ?",
                 ((source_id, key) for key in deletes))
@@ -91,15 +133,20 @@ class SourceQueries(StoreBase):
                        item_count = (SELECT COUNT(*) FROM items WHERE source_id = ?)
                    WHERE id = ?""",
                 (json.dumps(state), now, now, now, window_end, source_id, source_id))
+        if generation is not None:
+            self._instance_log.record(source_id, generation, removed, _rows(upserts))
 
     async def replace_instances(self, source_id: int, items: Sequence[StoredItem],
                                 window_end: int, *, fence: Fence | None = None) -> None:
         """Re-store the instances of recurring items when the window moves on."""
         async with self._transaction(busy_changes=True) as db:
             await check_fence(db, source_id, fence)
+            removed = await _rows_of(db, source_id, {item.key for item in items})
+            generation = await _next_generation(db, source_id)
             await self._write_items(db, source_id, items)
             await db.execute("UPDATE sources SET window_end = ? WHERE id = ?",
                              (window_end, source_id))
+        self._instance_log.record(source_id, generation, removed, _rows(items))
 
     @staticmethod
     async def _write_items(db: Session, source_id: int,
@@ -146,9 +193,17 @@ class SourceQueries(StoreBase):
 
     async def prune_instances(self, source_id: int, *, before: int) -> int:
         """Drop instances that ended before ``before``; they can never matter again."""
+        generation = None
         async with self._transaction(busy_changes=True) as db:
-            return await db.execute(
-                "DELETE FROM instances WHERE source_id = ? AND end_ts < ?", (source_id, before))
+            removed = [(int(start), int(end), str(status)) for start, end, status in
+                       await db.fetchall("DELETE FROM instances WHERE source_id = ? AND "
+                                         "end_ts < ? RETURNING start_ts, end_ts, status",
+                                         (source_id, before))]
+            if removed:
+                generation = await _next_generation(db, source_id)
+        if generation is not None:
+            self._instance_log.record(source_id, generation, removed, [])
+        return len(removed)
 
     async def instance_counts(self) -> dict[int, int]:
         """Busy instances stored per source id (for the status page)."""
@@ -166,3 +221,54 @@ class SourceQueries(StoreBase):
         rows = await self._reader.fetchall(
             "SELECT id, last_duration_ms FROM sources WHERE last_duration_ms IS NOT NULL")
         return {int(source): int(ms) for source, ms in rows}
+
+
+async def _next_generation(db: Session, source_id: int) -> int:
+    """Move the source's generation on (its instances change in this transaction)."""
+    row = await db.fetchone(
+        "UPDATE sources SET generation = generation + 1 WHERE id = ? RETURNING generation",
+        (source_id,))
+    return int(row[0]) if row else 0
+
+
+async def _rows_of(db: Session, source_id: int, keys: set[str]) -> list[Row] | None:
+    """The instances these items have now; None when there are too many items."""
+    if len(keys) > LOGGED_ITEMS:
+        return None
+    if not keys:
+        return []
+    marks = ",".join("?" * len(keys))
+    rows = await db.fetchall(
+        f"SELECT start_ts, end_ts, status FROM instances "
+        f"WHERE source_id = ? AND item_key IN ({marks})", (source_id, *sorted(keys)))
+    return [(int(start), int(end), str(status)) for start, end, status in rows]
+
+
+def _rows(items: Sequence[StoredItem]) -> list[Row]:
+    return [(row.start, row.end, row.status) for item in items for row in item.instances]
+
+
+def _window_rows(source_id: int, window: tuple[int, int],
+                 besides: tuple[int, int] | None) -> tuple[str, list[object]]:
+    """The statement reading a source's rows overlapping ``window`` and not ``besides``.
+
+    Each part reads the index on (source_id, end_ts) between two bounds: a row
+    overlapping [start, end) ends before end + the source's longest instance.
+    """
+    start, end = window
+    longest = "(SELECT max_span FROM sources WHERE id = ?)"
+    if besides is None:
+        return (f"""SELECT start_ts, end_ts, status FROM instances
+                    WHERE source_id = ? AND end_ts > ? AND start_ts < ?
+                      AND end_ts < ? + {longest}""",
+                [source_id, start, end, end, source_id])
+    held_start, held_end = besides
+    # Those ending before the held window, and those starting after it.
+    return (f"""SELECT start_ts, end_ts, status FROM instances
+                WHERE source_id = ? AND end_ts > ? AND end_ts <= ? AND start_ts < ?
+                UNION ALL
+                SELECT start_ts, end_ts, status FROM instances
+                WHERE source_id = ? AND end_ts > ? AND start_ts >= ? AND start_ts < ?
+                  AND end_ts < ? + {longest}""",
+            [source_id, start, held_start, end,
+             source_id, max(start, held_end), held_end, end, end, source_id])

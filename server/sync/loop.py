@@ -44,6 +44,10 @@ MAX_RETRY = timedelta(minutes=30)
 # Recurring series are re-expanded when the window has moved on this much.
 WINDOW_SLACK = timedelta(days=1)
 PAST_KEPT = timedelta(days=1)
+# First syncs (of a source with nothing stored yet) running at once. Each holds
+# its whole calendar in memory until it is stored: ten at a start held ten. Only
+# first syncs wait for a slot (a hung upstream holds one up to its timeout).
+FIRST_SYNCS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +124,10 @@ class SourceSyncer:
         # (None: this syncer alone), and the fence of the round under way.
         self.leases: SourceLeases | None = None
         self._fence: Fence | None = None
+        # The slots the manager's first syncs share (None: no limit), and whether
+        # this source has stored anything (then its rounds take none).
+        self.first_syncs: asyncio.Semaphore | None = None
+        self._stored_once = False
 
     def context(self) -> ExpandContext:
         now = self._clock.now()
@@ -192,7 +200,8 @@ class SourceSyncer:
         async with self._lock:
             started = time.perf_counter()
             try:
-                outcome = await self._round()
+                async with await self._first_sync_slot():
+                    outcome = await self._round()
             except LeaseLost as exc:  # discarded: the source's new holder does the work
                 log.warning("%s", exc)
                 return SyncOutcome(self.source.name, ok=False, error=str(exc), elsewhere=True)
@@ -213,6 +222,14 @@ class SourceSyncer:
                 self._metrics.sync_round(self.source.name, outcome.ok, outcome.unchanged,
                                          outcome.seconds)
             return outcome
+
+    async def _first_sync_slot(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """One of the first syncs' few slots while nothing of the source is stored yet,
+        else nothing to wait for: other sources' rounds never wait for a first sync."""
+        if self.first_syncs is None or self._stored_once:
+            return contextlib.nullcontext()
+        self._stored_once = (await self._store.source(self.source_id)).window_end is not None
+        return contextlib.nullcontext() if self._stored_once else self.first_syncs
 
     async def _round(self) -> SyncOutcome:
         record = await self._store.source(self.source_id)
@@ -383,8 +400,10 @@ class SyncManager:
         # Called with a source's name when this instance takes its lease (push
         # channels are then looked after here).
         self.on_gain: list[Callable[[str], None]] = []
+        self._first_syncs = asyncio.Semaphore(FIRST_SYNCS)
         for syncer in syncers:
             syncer.leases = leases
+            syncer.first_syncs = self._first_syncs
         if leases is not None:
             leases.sources = self.syncers.keys
             leases.on_gain = self._gained
@@ -446,6 +465,7 @@ class SyncManager:
     def add(self, syncer: SourceSyncer) -> None:
         """Take on a new syncer; its loop starts at once if the others run."""
         syncer.leases = self.leases
+        syncer.first_syncs = self._first_syncs
         self.syncers[syncer.source.name] = syncer
         if self.running:
             self._start(syncer.source.name)
