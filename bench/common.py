@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -42,3 +43,41 @@ async def serving(app: web.Application) -> AsyncIterator[str]:
         yield f"http://{host}:{port}"
     finally:
         await runner.cleanup()
+
+
+def tree_cpu_seconds(process: Any) -> float:
+    """CPU time of a server and every process under it (psutil.Process).
+
+    The expansion workers are children of the server's fork server, not of the
+    server: their time is theirs while they run, then their reaper's
+    ``children_*`` (the fork server's), so each second is counted once.
+    """
+    import psutil
+
+    total = 0.0
+    for member in [process, *process.children(recursive=True)]:
+        try:
+            times = member.cpu_times()
+        except psutil.Error:  # a worker that just ended: its reaper has its time
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+def tree_memory(process: Any) -> tuple[int, int]:
+    """(the server's RSS, the PSS of it and every process under it), in bytes.
+
+    PSS splits pages shared between processes (a worker forked from the fork
+    server shares most of its pages), so the sum is the memory the tree really
+    takes; RSS summed would count shared pages once per process.
+    """
+    import psutil
+
+    rss = process.memory_info().rss
+    pss = 0
+    for member in [process, *process.children(recursive=True)]:
+        try:
+            pss += member.memory_full_info().pss
+        except psutil.Error:
+            continue
+    return rss, pss

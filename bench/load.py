@@ -52,7 +52,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.bench_core import NOW, ZONES, calendar_zone, fmt_ms, percentile  # noqa: E402
-from bench.common import code_version, progress, serving  # noqa: E402
+from bench.common import code_version, progress, serving, tree_cpu_seconds  # noqa: E402
 from bench.workload import generate, move_event, write_calendar_file  # noqa: E402
 
 PAGE_ZONE = "Europe/Berlin"
@@ -555,7 +555,7 @@ def run(options: Options) -> LoadResult:
         parent, child = spawn.Pipe()
         server = spawn.Process(target=serve, args=(setup.config_path, child, options.profile,
                                                      options.trace_memory),
-                               daemon=True)
+                               daemon=False)  # a daemonic process may not start workers
         server.start()
         if not parent.poll(120):
             raise RuntimeError("the server did not start within 120 s")
@@ -615,7 +615,7 @@ async def _load(options: Options, plan: Plan, prepared: dict[str, Any],
     rounds_before = await loop.run_in_executor(None, sync_round_counts, plan.base)
     rss_before = proc.memory_info().rss
     rss_peak = rss_before
-    cpu_before = sum(proc.cpu_times()[:2])
+    cpu_before = tree_cpu_seconds(proc)
     offered = sum(len(s) for s in prepared["slots"].values()) // 2
     progress(f"server RSS {rss_before / 2**20:.1f} MiB; {options.clients} clients for "
              f"{options.seconds:g} s ({offered:,} free slots to book), files changing every "
@@ -635,7 +635,7 @@ async def _load(options: Options, plan: Plan, prepared: dict[str, Any],
     await changer
     out = clients.result()
     rss_after = proc.memory_info().rss
-    server_cpu = sum(proc.cpu_times()[:2]) - cpu_before
+    server_cpu = tree_cpu_seconds(proc) - cpu_before
     rounds = await loop.run_in_executor(None, sync_round_counts, plan.base)
     rounds.subtract(rounds_before)
     routes: dict[str, dict[str, Any]] = {}

@@ -359,7 +359,7 @@ async def api_freebusy(request: web.Request) -> web.Response:
     if end - start > MAX_QUERY_SPAN:
         raise RequestError(400, f"the window is longer than {MAX_QUERY_SPAN.days} days")
     start_ts, end_ts = int(start.timestamp()), int(end.timestamp())
-    sources = await served_freshness(runtime, calendar, max_age=0.0)
+    sources = await served_freshness(runtime, calendar)
     busy = await json_busy(runtime, request.app[FREEBUSY_ANSWERS], viewer, start_ts, end_ts)
     body = freebusy_json(busy, int(now.timestamp()), sources)
     return web.Response(body=body, content_type="application/json", charset="utf-8",

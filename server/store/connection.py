@@ -46,6 +46,9 @@ class StoreBase:
                     "UPDATE meta SET value = value + 1 WHERE key = 'booking_generation'")
         self._local_changes[0] += busy_changes
         self._local_changes[1] += booking_changes
+        # Any write may have changed a source's record: the next read is a fresh one
+        # (writes are rare next to the reads that answer from it).
+        self._sources_seen = (-1e9, [])
 
     async def busy_generation(self, *, max_age: float = 1.0) -> tuple[int, ...]:
         """A key that changes whenever busy time changes, here or in another process.

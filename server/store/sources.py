@@ -50,7 +50,8 @@ class SourceQueries(StoreBase):
         """Every source's record; ``max_age`` > 0 may answer from a read that recent.
 
         Feeds and the API report freshness on every answer; a second-old read
-        saves them a database round trip each.
+        saves them a database round trip each. A write through this store drops
+        that read, so only another process's changes can take ``max_age`` to show.
         """
         read_at, records = self._sources_seen
         if max_age <= 0 or time.monotonic() - read_at >= max_age:
