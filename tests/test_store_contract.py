@@ -378,3 +378,26 @@ async def test_an_unreachable_database_is_a_clear_error() -> None:
     with pytest.raises(StoreUnavailable) as caught:
         await Store.open(PostgresUrl(url))
     assert "secret-pw" not in str(caught.value) and "***" in str(caught.value)
+
+
+async def test_a_read_after_a_commit_sees_it_while_other_reads_run(store: Store) -> None:
+    """Reads share one connection on SQLite; one still stepping through its rows must
+    not hold a snapshot that a read started after a commit then answers from (seen as
+    a sync round's fence failing in one process under load)."""
+    source = await store.ensure_source("a", "ics")
+    for key in ("other-1", "other-2", "other-3"):
+        await store.ensure_source(key, "ics")
+    done = asyncio.Event()
+
+    async def other_reads() -> None:
+        while not done.is_set():  # several rows, only the first taken
+            await store.database.reads.fetchone("SELECT name FROM sources ORDER BY id")
+
+    readers = [asyncio.create_task(other_reads()) for _ in range(4)]
+    try:
+        for value in range(300):
+            await store.record_unchanged(source, state={"t": value}, now=value)
+            assert (await store.source(source)).state == {"t": value}
+    finally:
+        done.set()
+        await asyncio.gather(*readers)

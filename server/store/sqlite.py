@@ -35,8 +35,12 @@ class SqliteSession:
         return list(await self.connection.execute_fetchall(sql, args))
 
     async def fetchone(self, sql: str, args: Sequence[object] = ()) -> Row | None:
-        async with self.connection.execute(sql, args) as cursor:
-            return await cursor.fetchone()
+        # Run to the end in one call, never as execute, then fetch, then close: a
+        # statement left active between those calls keeps a read transaction open
+        # on this connection, and reads of other tasks interleaved meanwhile would
+        # answer from its snapshot, older than commits they came after.
+        rows = await self.connection.execute_fetchall(sql, args)
+        return next(iter(rows), None)
 
     async def execute(self, sql: str, args: Sequence[object] = ()) -> int:
         async with self.connection.execute(sql, args) as cursor:
