@@ -314,6 +314,47 @@ async def test_every_recheck_round_is_stopped_at_shutdown(make_config, serve) ->
             await waiter
 
 
+async def test_a_recheck_goes_on_once_the_changes_are_stored(make_config, serve) -> None:
+    """A booking's re-check waits for the upstream's changes to be stored, or to be known
+    as none, not for the round's bookkeeping after that (its duration written behind
+    other writers), which under load had bookings queue for seconds."""
+    adapter = ScriptedAdapter("s")
+    _, runtime = await serve(make_config([{"name": "s", "kind": "ics", "url": "x.ics"}]),
+                             adapters={"s": adapter})
+    syncer = runtime.sync.syncers["s"]
+    store = runtime.store
+    gates: list[tuple[asyncio.Event, asyncio.Event]] = []
+    record_duration = store.record_duration
+
+    async def slow_duration(source_id: int, seconds: float) -> None:
+        held, release = gates[-1]
+        held.set()
+        await release.wait()
+        await record_duration(source_id, seconds)
+
+    store.record_duration = slow_duration  # type: ignore[method-assign]
+    adapter.answers = [
+        ChangeSet(state={"token": "t1"}, full=True,
+                  upserted=(item("a", "20261126T100000Z", "20261126T110000Z"),)),
+        ChangeSet(state={"token": "t1"}, unchanged=True)]
+    try:
+        for _ in range(2):
+            held, release = asyncio.Event(), asyncio.Event()
+            gates.append((held, release))
+            outcome = await asyncio.wait_for(
+                syncer.fresh_round(asyncio.get_running_loop().time() + 1e9), 10)
+            assert outcome.ok
+            await asyncio.wait_for(held.wait(), 10)  # the round is still at its bookkeeping
+            assert [r[:2] for r in await store.busy_rows([runtime.source_ids["s"]], 0,
+                                                         2**40)] == [(1795687200, 1795690800)]
+            release.set()
+            while syncer._rounds:
+                await asyncio.sleep(0.01)
+    finally:
+        for _, release in gates:
+            release.set()
+
+
 async def test_an_unchanged_feed_is_read_again_when_its_zone_changes(
         tmp_path: Path, make_config, serve, workers) -> None:
     """Stored items expanded under another zone (or expansion version) are expanded again

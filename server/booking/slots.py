@@ -22,9 +22,11 @@ Daylight saving time (zoneinfo, PEP 495):
 from __future__ import annotations
 
 import bisect
+import functools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from operator import attrgetter
 from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
@@ -196,24 +198,38 @@ def candidate_slots(rules: Rules, now: datetime, start: datetime, end: datetime)
     slots: list[Slot] = []
     while day <= final_day:
         for hours in rules.hours_on(day):
-            slots += (s for s in _range_slots(rules, day, hours) if first <= s.start <= last)
+            some = _range_slots(rules.zone, day, hours, rules.duration, rules.step)
+            if some and first <= some[0].start and some[-1].start <= last:
+                slots += some  # the whole range: most days of a window
+            else:
+                slots += (s for s in some if first <= s.start <= last)
         day += _DAY
-    slots.sort()
+    slots.sort(key=_START_END)  # in C: a dataclass's own ordering runs in Python
     return slots
 
 
-def _range_slots(rules: Rules, day: date, hours: TimeRange) -> Iterator[Slot]:
-    """The slots of one open range on one local date, before notice and window."""
+_START_END = attrgetter("start", "end")
+
+
+@functools.lru_cache(maxsize=8192)
+def _range_slots(zone: ZoneInfo, day: date, hours: TimeRange, duration: timedelta,
+                 step: timedelta) -> tuple[Slot, ...]:
+    """The slots of one open range on one local date, before notice and window.
+
+    Pure, and asked for again by every slot query whose window covers the day:
+    remembered (8,192 ranges: a year of daily hours for about twenty pages)."""
     wall, end_wall = datetime.combine(day, hours[0]), datetime.combine(day, hours[1])
     if hours[1] == MIDNIGHT:
         end_wall += _DAY
     low, high = _wall_seconds(wall), _wall_seconds(end_wall)
-    duration = _seconds(rules.duration)
+    seconds = _seconds(duration)
+    slots: list[Slot] = []
     while wall < end_wall:
-        start = _existing(wall, rules.zone)
-        if start is not None and _reads_within(start, start + duration, low, high, rules.zone):
-            yield Slot(start, start + duration)
-        wall += rules.step
+        start = _existing(wall, zone)
+        if start is not None and _reads_within(start, start + seconds, low, high, zone):
+            slots.append(Slot(start, start + seconds))
+        wall += step
+    return tuple(slots)
 
 
 def local_date(rules: Rules, instant: int) -> date:

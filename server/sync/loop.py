@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import random
@@ -93,6 +94,18 @@ def item_fingerprint(item: Item, context: ExpandContext) -> str:
     return digest.hexdigest()
 
 
+def _settle(checked: asyncio.Future[SyncOutcome], task: asyncio.Task[SyncOutcome]) -> None:
+    """A re-check round ended before its upstream was checked: its waiters get how."""
+    if checked.done():
+        return
+    if task.cancelled():
+        checked.cancel()
+    elif task.exception() is not None:
+        checked.set_exception(task.exception())  # type: ignore[arg-type]
+    else:
+        checked.set_result(task.result())
+
+
 class SourceSyncer:
     """Keeps one source in the store up to date."""
 
@@ -112,8 +125,13 @@ class SourceSyncer:
         self._metrics = metrics
         self.failures = 0
         self._retry_after = 0.0  # what the upstream asked for at its last failure
-        # The newest round (started when, and its task), shared by concurrent rechecks.
-        self._latest_round: tuple[float, asyncio.Task[SyncOutcome]] | None = None
+        # The newest re-check round (started when, and when the upstream was checked
+        # in it), shared by concurrent rechecks.
+        self._latest_round: tuple[float, asyncio.Future[SyncOutcome]] | None = None
+        # Resolved by the running round once the upstream's changes are stored or
+        # known to be none: what a re-check waits for, not the round's bookkeeping
+        # after that (its own state and duration written, the window rolled on).
+        self._checked: asyncio.Future[SyncOutcome] | None = None
         # Every re-check round not yet finished: a newer one may have replaced
         # the latest while an older one still waits for the lock.
         self._rounds: set[asyncio.Task[SyncOutcome]] = set()
@@ -167,10 +185,12 @@ class SourceSyncer:
         if not self.held_here():
             return await self._round_elsewhere()
         if self._latest_round is None or self._latest_round[0] < since:
-            task = asyncio.create_task(self.run_once())
+            checked = asyncio.get_running_loop().create_future()
+            task = asyncio.create_task(self.run_once(checked=checked))
             self._rounds.add(task)
             task.add_done_callback(self._rounds.discard)
-            self._latest_round = (time.perf_counter(), task)
+            task.add_done_callback(functools.partial(_settle, checked))
+            self._latest_round = (time.perf_counter(), checked)
         return await asyncio.shield(self._latest_round[1])
 
     async def _round_elsewhere(self) -> SyncOutcome:
@@ -196,32 +216,47 @@ class SourceSyncer:
             task.cancel()
         await asyncio.gather(*rounds, return_exceptions=True)
 
-    async def run_once(self) -> SyncOutcome:
+    async def run_once(self, *, checked: asyncio.Future[SyncOutcome] | None = None,
+                       ) -> SyncOutcome:
+        """One round; ``checked`` is resolved as soon as the upstream's changes are
+        stored or known to be none (else by whatever ends the round: see ``_settle``)."""
         async with self._lock:
-            started = time.perf_counter()
+            self._checked = checked
             try:
-                async with await self._first_sync_slot():
-                    outcome = await self._round()
-            except LeaseLost as exc:  # discarded: the source's new holder does the work
-                log.warning("%s", exc)
-                return SyncOutcome(self.source.name, ok=False, error=str(exc), elsewhere=True)
-            except (StoreError, ExpansionFailed) as exc:  # a full disk, a killed worker: this
-                # round's writes are undone or never made; try later
-                log.error("source %s: %s", self.source.name, exc)
-                outcome = SyncOutcome(self.source.name, ok=False, error=str(exc))
-                with contextlib.suppress(StoreError):
-                    await self._store.record_failure(
-                        self.source_id, error=str(exc), now=int(self._clock.now().timestamp()))
-            outcome = replace(outcome, seconds=time.perf_counter() - started)
-            if outcome.elsewhere:
-                return outcome
-            self.failures = 0 if outcome.ok else self.failures + 1
+                return await self._locked_round()
+            finally:
+                self._checked = None
+
+    def _upstream_checked(self, outcome: SyncOutcome) -> None:
+        """The round's changes are stored, or there are none: re-checks may go on."""
+        if self._checked is not None and not self._checked.done():
+            self._checked.set_result(outcome)
+
+    async def _locked_round(self) -> SyncOutcome:
+        started = time.perf_counter()
+        try:
+            async with await self._first_sync_slot():
+                outcome = await self._round()
+        except LeaseLost as exc:  # discarded: the source's new holder does the work
+            log.warning("%s", exc)
+            return SyncOutcome(self.source.name, ok=False, error=str(exc), elsewhere=True)
+        except (StoreError, ExpansionFailed) as exc:  # a full disk, a killed worker: this
+            # round's writes are undone or never made; try later
+            log.error("source %s: %s", self.source.name, exc)
+            outcome = SyncOutcome(self.source.name, ok=False, error=str(exc))
             with contextlib.suppress(StoreError):
-                await self._store.record_duration(self.source_id, outcome.seconds)
-            if self._metrics is not None:
-                self._metrics.sync_round(self.source.name, outcome.ok, outcome.unchanged,
-                                         outcome.seconds)
+                await self._store.record_failure(
+                    self.source_id, error=str(exc), now=int(self._clock.now().timestamp()))
+        outcome = replace(outcome, seconds=time.perf_counter() - started)
+        if outcome.elsewhere:
             return outcome
+        self.failures = 0 if outcome.ok else self.failures + 1
+        with contextlib.suppress(StoreError):
+            await self._store.record_duration(self.source_id, outcome.seconds)
+        if self._metrics is not None:
+            self._metrics.sync_round(self.source.name, outcome.ok, outcome.unchanged,
+                                     outcome.seconds)
+        return outcome
 
     async def _first_sync_slot(self) -> contextlib.AbstractAsyncContextManager[Any]:
         """One of the first syncs' few slots while nothing of the source is stored yet,
@@ -258,6 +293,8 @@ class SourceSyncer:
             await self._expand_outdated(record, context)
             self._expansions_checked = True
         if changes.unchanged:
+            self._upstream_checked(SyncOutcome(self.source.name, ok=True, unchanged=True,
+                                               items=record.item_count))
             await self._store.record_unchanged(self.source_id, state=dict(changes.state),
                                                now=now, fence=self._fence)
             self._moved_to(changes.state)
@@ -294,6 +331,7 @@ class SourceSyncer:
             now=now, window_end=int(context.window_end.timestamp()) if fresh_window else None,
             fence=self._fence)
         self._moved_to(changes.state)
+        self._upstream_checked(SyncOutcome(self.source.name, ok=True, full=changes.full))
         self._log_skipped(changes.skipped)
         if stored or deletes:
             log.info("source %s: %d item(s) updated, %d deleted", self.source.name,
