@@ -257,7 +257,7 @@ async def test_a_hold_lands_once_with_a_meet_link_and_cancel_removes_it(
     assert link in page
 
     # A retry after a crash between the insert and "done": 409, still one event.
-    await runtime.store.database.writer.connection.execute(  # noqa: SLF001 - simulating the crash window
+    await runtime.store.database.writer.execute(  # simulating the crash window
         "UPDATE hold_outbox SET state = 'pending' WHERE booking_id = ?", (booking["id"],))
     assert await runtime.holds.run_once() == 1
     assert len(google.events(OWNER)) == 1

@@ -67,7 +67,7 @@ async def test_booking_writes_one_hold_across_crashes_and_cancel_removes_it(
 
     # A crash after the upstream write but before the outbox row was marked done:
     # the worker delivers again, and the server still holds exactly one event.
-    await runtime.store.database.writer.connection.execute(  # noqa: SLF001 - simulating the crash window
+    await runtime.store.database.writer.execute(  # simulating the crash window
         "UPDATE hold_outbox SET state = 'pending' WHERE booking_id = ?", (booking["id"],))
     assert await runtime.holds.run_once() == 1
     assert len(holds(peer, work)) == 1

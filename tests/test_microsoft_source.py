@@ -187,7 +187,7 @@ async def test_a_hold_lands_once_with_a_teams_link(fake_microsoft, outlook) -> N
     stored = await runtime.store.booking(booking["id"])
     assert stored is not None and stored.video_link == link
 
-    await runtime.store.database.writer.connection.execute(  # noqa: SLF001 - simulating the crash window
+    await runtime.store.database.writer.execute(  # simulating the crash window
         "UPDATE hold_outbox SET state = 'pending' WHERE booking_id = ?", (booking["id"],))
     assert await runtime.holds.run_once() == 1
     assert len(fake.events()) == 1, "the lookup by our extended property found the first"

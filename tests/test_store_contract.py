@@ -7,6 +7,7 @@ written for one and wrong on the other fails here.
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from server.config.database import PostgresUrl
 from server.errors import LeaseLost
 from server.store import (
     BookingRecord,
+    BookingTransaction,
     BusyRow,
     Fence,
     PushChannel,
@@ -401,3 +403,53 @@ async def test_a_read_after_a_commit_sees_it_while_other_reads_run(store: Store)
     finally:
         done.set()
         await asyncio.gather(*readers)
+
+
+async def test_a_booking_run_in_one_go_commits_whole_or_not_at_all(store: Store) -> None:
+    """``Store.book``: the check and the insert as one transaction, which on SQLite runs to
+    its end in the writer's thread; a refusal inside leaves nothing behind."""
+    threads: list[str] = []
+    generation = await store.booking_generation()
+
+    async def insert(tx: BookingTransaction) -> str:
+        threads.append(threading.current_thread().name)
+        assert await tx.booking_starts("me", 0, 1000) == []
+        await tx.insert(booking("bk_1", 100, 200), [("me", 100, 200)])
+        return "bk_1"
+
+    assert await store.book(insert) == "bk_1"
+    assert await store.booking_generation() != generation
+    if store.database.dialect == "sqlite":
+        assert len(threads) == 1 and threads[0].startswith("fbproxy-sqlite-writer")
+
+    async def refuse(tx: BookingTransaction) -> str:
+        await tx.insert(booking("bk_2", 300, 400), [("me", 300, 400)])
+        raise ValueError("refused after the insert")
+
+    with pytest.raises(ValueError, match="refused after the insert"):
+        await store.book(refuse)
+    assert await store.booking("bk_2") is None
+
+    async def overlap(tx: BookingTransaction) -> str:
+        await tx.insert(booking("bk_3", 150, 250), [("me", 150, 250)])
+        return "bk_3"
+
+    with pytest.raises(SlotTaken):
+        await store.book(overlap)
+    assert await store.booking("bk_3") is None
+
+
+async def test_a_booking_run_in_one_go_awaits_only_its_transaction(tmp_path: Path) -> None:
+    """Anything else awaited would need the event loop the writer's thread has not got:
+    refused, and nothing of it is stored."""
+    store = await Store.open(tmp_path / "store.sqlite3")
+    try:
+        async def wanders(tx: BookingTransaction) -> None:
+            await tx.insert(booking("bk_1", 100, 200), [("me", 100, 200)])
+            await asyncio.sleep(0)
+
+        with pytest.raises(RuntimeError, match="awaited something other than its session"):
+            await store.book(wanders)
+        assert await store.booking("bk_1") is None
+    finally:
+        await store.close()

@@ -348,8 +348,7 @@ async def test_a_recheck_goes_on_once_the_changes_are_stored(make_config, serve)
             assert [r[:2] for r in await store.busy_rows([runtime.source_ids["s"]], 0,
                                                          2**40)] == [(1795687200, 1795690800)]
             release.set()
-            while syncer._rounds:
-                await asyncio.sleep(0.01)
+            await asyncio.wait_for(asyncio.gather(*syncer._rounds), 10)
     finally:
         for _, release in gates:
             release.set()

@@ -207,7 +207,9 @@ async def _book(runtime: Runtime, page: BookingPageConfig,
 async def _check_and_insert(runtime: Runtime, page: BookingPageConfig, rules: Rules,
                             slot: Slot, span: tuple[int, int], known: dict[str, int],
                             request: BookingRequest, now: datetime) -> BookingRecord:
-    async with runtime.store.booking_transaction() as tx:
+    async def check_and_insert(tx: BookingTransaction) -> BookingRecord:
+        # Runs in one go in the store's writer (a thread, on SQLite): it awaits
+        # only ``tx``, and reads nothing here that another task changes.
         async def read(calendar: CalendarConfig) -> list[BusyInterval]:
             rows = await tx.busy_rows(runtime.ids_of(calendar.sources), [calendar.name], *span)
             return [BusyInterval(start, end, status) for start, end, status in rows]
@@ -230,6 +232,9 @@ async def _check_and_insert(runtime: Runtime, page: BookingPageConfig, rules: Ru
                 await tx.queue_hold(booking.id, taker, source=target.source,
                                     calendar=target.calendar,
                                     hold=hold_fields(page, booking, taker), now=booking.created)
+        return booking
+
+    booking = await runtime.store.book(check_and_insert)
     if runtime.holds is not None:
         runtime.holds.trigger()
     return booking

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 from server.store.connection import StoreBase
 from server.store.database import Session
@@ -14,6 +15,8 @@ from server.store.records import (
     BookingRecord,
     _booking_record,
 )
+
+T = TypeVar("T")
 
 
 class BookingQueries(StoreBase):
@@ -36,6 +39,12 @@ class BookingQueries(StoreBase):
         """One write transaction to check a slot and book it: nobody books in between."""
         async with self._transaction(booking_changes=True) as db:
             yield BookingTransaction(db)
+
+    async def book(self, body: Callable[[BookingTransaction], Coroutine[Any, Any, T]]) -> T:
+        """``body`` (the check and the insert) as one booking transaction, run in one go:
+        it may await only the transaction's methods (see ``Database.run_transaction``)."""
+        return await self._run_transaction(lambda db: body(BookingTransaction(db)),
+                                           booking_changes=True)
 
     async def cancel_booking(self, booking_id: str, *, now: int) -> bool:
         """Free a booking's time at once and queue the removal of its holds."""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from server.store.database import Database, Session
 from server.store.instance_log import Change, InstanceLog
+
+T = TypeVar("T")
 
 
 class StoreBase:
@@ -49,6 +51,22 @@ class StoreBase:
         # Any write may have changed a source's record: the next read is a fresh one
         # (writes are rare next to the reads that answer from it).
         self._sources_seen = (-1e9, [])
+
+    async def _run_transaction(self, body: Callable[[Session], Coroutine[Any, Any, T]], *,
+                               booking_changes: bool = False) -> T:
+        """``body`` as one transaction run in one go (``Database.run_transaction``): it may
+        await only its session."""
+        async def whole(db: Session) -> T:
+            result = await body(db)
+            if booking_changes:
+                await db.execute(
+                    "UPDATE meta SET value = value + 1 WHERE key = 'booking_generation'")
+            return result
+
+        result = await self._db.run_transaction(whole)
+        self._local_changes[1] += booking_changes
+        self._sources_seen = (-1e9, [])
+        return result
 
     async def busy_generation(self, *, max_age: float = 1.0) -> tuple[int, ...]:
         """A key that changes whenever busy time changes, here or in another process.

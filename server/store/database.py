@@ -9,11 +9,12 @@ differ ask ``dialect``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 Row = Sequence[Any]
+T = TypeVar("T")
 Dialect = Literal["sqlite", "postgresql"]
 
 
@@ -48,6 +49,13 @@ class Database(ABC):
     def transaction(self) -> AbstractAsyncContextManager[Session]:
         """One write transaction. Writers never interleave: on SQLite the file's
         write lock, on PostgreSQL an advisory lock every instance takes."""
+
+    async def run_transaction(self, body: Callable[[Session], Coroutine[Any, Any, T]]) -> T:
+        """``body`` in one write transaction. ``body`` may await only its session: SQLite
+        runs it in its writer's thread in one go, so the write lock is held for the
+        statements alone, not for a turn of the event loop between each two."""
+        async with self.transaction() as db:
+            return await body(db)
 
     @abstractmethod
     async def close(self) -> None: ...
