@@ -91,6 +91,8 @@ class Runtime:
     source_timelines: SourceTimelines = field(default_factory=SourceTimelines, repr=False)
     # ... and ((booking generation, window), its merged bookings), cached apart.
     booking_timelines: dict[str, Timeline] = field(default_factory=dict, repr=False)
+    # ... and the two merged, per calendar, for the pair of keys above.
+    combined_timelines: dict[str, Timeline] = field(default_factory=dict, repr=False)
     # Timeline reads in flight: requests missing the same one share it.
     timeline_loads: SingleFlight[tuple[object, ...], list[BusyInterval]] = field(
         default_factory=SingleFlight, repr=False)
@@ -175,6 +177,7 @@ class Runtime:
         self.timelines.clear()
         self.source_timelines.clear()
         self.booking_timelines.clear()
+        self.combined_timelines.clear()
         return notes
 
     def ids_of(self, source_names: tuple[str, ...]) -> list[int]:

@@ -64,12 +64,7 @@ async def merged_busy(runtime: Runtime, calendar: CalendarConfig, start: int,
     """
     window = served_window(runtime)
     if window[0] <= start and end <= window[1]:
-        timeline, booked = await _timeline(runtime, calendar, window)
-        blocks = overlapping(timeline, start, end)
-        bookings = overlapping(booked, start, end)
-        if not bookings:
-            return blocks
-        return merge_rows((b.start, b.end, b.status) for b in (*blocks, *bookings))
+        return overlapping(await _timeline(runtime, calendar, window), start, end)
     rows = await runtime.store.busy_rows(runtime.ids_of(calendar.sources), start, end,
                                         calendars=(calendar.name,))
     return merge_rows(rows)
@@ -87,22 +82,32 @@ def served_window(runtime: Runtime) -> tuple[int, int]:
 
 
 async def _timeline(runtime: Runtime, calendar: CalendarConfig, window: tuple[int, int],
-                    ) -> tuple[list[BusyInterval], list[BusyInterval]]:
-    """The merged instances and the merged bookings of the window, each cached apart.
+                    ) -> list[BusyInterval]:
+    """The window's merged busy blocks: instances and bookings, each cached apart, and
+    the two merged once per pair of versions (not once per query: a slot query after
+    each booking merged the whole window again).
 
     A change to instances costs the changed sources' share only (see
     timelines.py); bookings are few, read and merged whole.
     """
     ids = runtime.ids_of(calendar.sources)
+    instances_key = (await runtime.store.instance_generation(), window)
     instances = await _cached_timeline(
-        runtime, runtime.timelines, "instances", calendar.name,
-        (await runtime.store.instance_generation(), window),
+        runtime, runtime.timelines, "instances", calendar.name, instances_key,
         lambda: runtime.source_timelines.merged(runtime.store, ids, window))
+    bookings_key = (await runtime.store.booking_generation(), window)
     bookings = await _cached_timeline(
-        runtime, runtime.booking_timelines, "bookings", calendar.name,
-        (await runtime.store.booking_generation(), window),
+        runtime, runtime.booking_timelines, "bookings", calendar.name, bookings_key,
         lambda: _merged(runtime.store.busy_rows((), *window, calendars=(calendar.name,))))
-    return instances, bookings
+    if not bookings:
+        return instances
+    key = (instances_key, bookings_key)
+    combined = runtime.combined_timelines.get(calendar.name)
+    if combined is None or combined[0] != key:
+        combined = (key, merge_rows((b.start, b.end, b.status)
+                                    for b in (*instances, *bookings)))
+        runtime.combined_timelines[calendar.name] = combined
+    return combined[1]
 
 
 async def _merged(rows: Awaitable[list[tuple[int, int, str]]]) -> list[BusyInterval]:
@@ -211,7 +216,9 @@ async def known_until(runtime: Runtime, names: Iterable[str]) -> dict[str, int]:
     everything past it (invariants 1 and 4).
     """
     now = int(runtime.clock.now().timestamp())
-    records = {r.name: r for r in await runtime.store.sources()}
+    # A second-old read (dropped by every write here) only errs towards less known:
+    # windows only grow and successes only move forward.
+    records = {r.name: r for r in await runtime.store.sources(max_age=1.0)}
     known: dict[str, int] = {}
     for name in names:
         calendar = runtime.config.calendar(name)
