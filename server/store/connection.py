@@ -40,33 +40,28 @@ class StoreBase:
         """One write transaction; the flags say it changes busy instances or bookings."""
         async with self._db.transaction() as db:
             yield db
-            if busy_changes:
-                await db.execute(
-                    "UPDATE meta SET value = value + 1 WHERE key = 'busy_generation'")
-            if booking_changes:
-                await db.execute(
-                    "UPDATE meta SET value = value + 1 WHERE key = 'booking_generation'")
+            await _count_changes(db, busy_changes, booking_changes)
+        self._committed(busy_changes, booking_changes)
+
+    async def _run_transaction(self, body: Callable[[Session], Coroutine[Any, Any, T]], *,
+                               busy_changes: bool = False, booking_changes: bool = False) -> T:
+        """``body`` as one transaction run in one go (``Database.run_transaction``): it may
+        await only its session. The flags are ``_transaction``'s."""
+        async def whole(db: Session) -> T:
+            result = await body(db)
+            await _count_changes(db, busy_changes, booking_changes)
+            return result
+
+        result = await self._db.run_transaction(whole)
+        self._committed(busy_changes, booking_changes)
+        return result
+
+    def _committed(self, busy_changes: bool, booking_changes: bool) -> None:
         self._local_changes[0] += busy_changes
         self._local_changes[1] += booking_changes
         # Any write may have changed a source's record: the next read is a fresh one
         # (writes are rare next to the reads that answer from it).
         self._sources_seen = (-1e9, [])
-
-    async def _run_transaction(self, body: Callable[[Session], Coroutine[Any, Any, T]], *,
-                               booking_changes: bool = False) -> T:
-        """``body`` as one transaction run in one go (``Database.run_transaction``): it may
-        await only its session."""
-        async def whole(db: Session) -> T:
-            result = await body(db)
-            if booking_changes:
-                await db.execute(
-                    "UPDATE meta SET value = value + 1 WHERE key = 'booking_generation'")
-            return result
-
-        result = await self._db.run_transaction(whole)
-        self._local_changes[1] += booking_changes
-        self._sources_seen = (-1e9, [])
-        return result
 
     async def busy_generation(self, *, max_age: float = 1.0) -> tuple[int, ...]:
         """A key that changes whenever busy time changes, here or in another process.
@@ -108,3 +103,11 @@ class StoreBase:
                 values.get("booking_generation", 0)
             self._seen = (time.monotonic(), instances, bookings)
         return instances, bookings
+
+
+async def _count_changes(db: Session, busy_changes: bool, booking_changes: bool) -> None:
+    """Move the change counters of what the transaction changed (caches key on them)."""
+    if busy_changes:
+        await db.execute("UPDATE meta SET value = value + 1 WHERE key = 'busy_generation'")
+    if booking_changes:
+        await db.execute("UPDATE meta SET value = value + 1 WHERE key = 'booking_generation'")

@@ -114,10 +114,11 @@ class SourceQueries(StoreBase):
     ) -> None:
         """Apply one sync round atomically and mark the source healthy."""
         changed = bool(upserts) or bool(deletes)
-        removed: list[Row] | None = []
-        generation = None
-        async with self._transaction(busy_changes=changed) as db:
+
+        async def write(db: Session) -> tuple[int | None, list[Row] | None]:
             await check_fence(db, source_id, fence)
+            removed: list[Row] | None = []
+            generation = None
             if changed:
                 removed = await _rows_of(db, source_id, {*deletes, *(i.key for i in upserts)})
                 generation = await _next_generation(db, source_id)
@@ -134,6 +135,11 @@ class SourceQueries(StoreBase):
                        item_count = (SELECT COUNT(*) FROM items WHERE source_id = ?)
                    WHERE id = ?""",
                 (json.dumps(state), now, now, now, window_end, source_id, source_id))
+            return generation, removed
+
+        # One go (the write lock held for the statements alone): rounds run while
+        # bookings wait for the same lock.
+        generation, removed = await self._run_transaction(write, busy_changes=changed)
         if generation is not None:
             self._instance_log.record(source_id, generation, removed, _rows(upserts))
 
@@ -174,12 +180,14 @@ class SourceQueries(StoreBase):
 
     async def record_unchanged(self, source_id: int, *, state: dict[str, Any], now: int,
                                fence: Fence | None = None) -> None:
-        async with self._transaction() as db:
+        async def write(db: Session) -> None:
             await check_fence(db, source_id, fence)
             await db.execute(
                 """UPDATE sources SET state = ?, last_attempt = ?, last_success = ?,
                        last_error = NULL, consecutive_failures = 0, needs_reauth = 0
                    WHERE id = ?""", (json.dumps(state), now, now, source_id))
+
+        await self._run_transaction(write)
 
     async def record_failure(self, source_id: int, *, error: str, now: int,
                              needs_reauth: bool = False) -> int:
@@ -213,9 +221,11 @@ class SourceQueries(StoreBase):
         return {int(source): int(count) for source, count in rows}
 
     async def record_duration(self, source_id: int, seconds: float) -> None:
-        async with self._transaction() as db:
+        async def write(db: Session) -> None:
             await db.execute("UPDATE sources SET last_duration_ms = ? WHERE id = ?",
                              (int(seconds * 1000), source_id))
+
+        await self._run_transaction(write)
 
     async def durations(self) -> dict[int, int]:
         """The last sync round's duration per source id, in milliseconds."""

@@ -84,7 +84,12 @@ class WriterThread:
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         """``function(*args)`` in the connection's thread."""
-        return await asyncio.get_running_loop().run_in_executor(
+        return await self.submit(function, *args)
+
+    def submit(self, function: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Queue ``function(*args)`` for the connection's thread now; its future. The
+        thread runs what it is given in order."""
+        return asyncio.get_running_loop().run_in_executor(
             self._thread, functools.partial(function, *args))
 
     async def close(self) -> None:
@@ -237,9 +242,16 @@ class SqliteDatabase(Database):
 
     async def run_transaction(self, body: Callable[[Session], Coroutine[Any, Any, T]]) -> T:
         """``body`` in one transaction, run to its end in the writer's thread in one go:
-        it may await only its session (see ``run_to_end``)."""
+        it may await only its session (see ``run_to_end``).
+
+        The write lock is held only while the job is handed to the thread: the thread
+        runs its jobs in order, so whoever takes the lock next has its first statement
+        run after this transaction's end, and bookings do not queue behind each other
+        for a turn of the event loop each."""
         async with self._write_lock:
-            return await self._thread.run(_transaction_here, self._thread.connection, body)
+            done: asyncio.Future[T] = self._thread.submit(
+                _transaction_here, self._thread.connection, body)
+        return await done
 
     async def notify(self, channel: str, payload: str) -> None:
         for callback in self._listeners.get(channel, ()):
