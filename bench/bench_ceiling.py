@@ -364,6 +364,8 @@ def run(options: Options) -> list[Figure]:
             f"{fmt_ms(max(during))} ms (p50 {fmt_ms(percentile(during, 50))} ms, "
             f"{len(during)} requests; that sync took {sync_loaded:.2f} s)", "–", "–",
             "≤ 250 ms"))
+        progress("serving: a bare aiohttp route, the HTTP stack's own ceiling")
+        bare = bare_ceiling(options)
         health = serving["healthz"][0]
         for key, label, goal in (("json", "JSON free/busy, 60 days", "≥ 0.6 ×"),
                                  ("report", "CalDAV free-busy-query REPORT, 60 days",
@@ -372,9 +374,58 @@ def run(options: Options) -> list[Figure]:
             figures.append(Figure(
                 f"{label} ({options.clients} clients)",
                 f"{rate:,.0f} req/s (p50 {fmt_ms(percentile(latencies, 50))} ms)",
-                f"{health:,.0f} req/s /healthz", f"{rate / health:.2f} ×", goal))
+                f"{health:,.0f} req/s /healthz; {bare:,.0f} req/s a bare aiohttp route",
+                f"{rate / health:.2f} × /healthz; {rate / bare:.2f} × bare", goal))
         figures += many_calendars(folder / "many", options)
     return figures
+
+
+def bare_serve(conn: Any) -> None:
+    """An aiohttp app with one route answering a fixed 600-byte JSON body: what the HTTP
+    stack alone does on this machine (``/healthz`` also reads the store)."""
+    from aiohttp import web
+
+    body = json.dumps({"busy": [{"start": "2026-03-02T09:00:00Z",
+                                 "end": "2026-03-02T10:00:00Z"}] * 10}).encode()
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_get("/", answer)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        conn.send(runner.addresses[0][1])
+        await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+        await runner.cleanup()
+
+    asyncio.run(main())
+
+
+def bare_ceiling(options: Options) -> float:
+    """Requests a second a bare aiohttp route answers the same clients (see bare_serve)."""
+    context = multiprocessing.get_context("spawn")
+    conn, child = context.Pipe()
+    process = context.Process(target=bare_serve, args=(child,), daemon=True)
+    process.start()
+    port = conn.recv()
+
+    async def measure() -> float:
+        request = {"method": "GET", "url": f"http://127.0.0.1:{port}/"}
+        connector = aiohttp.TCPConnector(limit=options.clients)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            await throughput(session, request, options.clients, 0.5)
+            rate, _ = await throughput(session, request, options.clients, options.seconds)
+        return rate
+
+    try:
+        return asyncio.run(measure())
+    finally:
+        conn.send("stop")
+        process.join(10)
 
 
 def many_calendars(folder: Path, options: Options) -> list[Figure]:
