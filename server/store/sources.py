@@ -51,10 +51,14 @@ class SourceQueries(StoreBase):
 
         Feeds and the API report freshness on every answer; a second-old read
         saves them a database round trip each. A write through this store drops
-        that read, so only another process's changes can take ``max_age`` to show.
+        that read, so only another process's changes (``fbproxy sync``) can take
+        ``max_age`` to show; on a shared database every call reads.
         """
         read_at, records = self._sources_seen
-        if max_age <= 0 or time.monotonic() - read_at >= max_age:
+        # Shared (several instances): read every time, as the change counters are. A
+        # second-old read there may predate another instance's first sync of a source,
+        # and a booking would then find nothing known yet and refuse a free slot.
+        if max_age <= 0 or self._db.shared or time.monotonic() - read_at >= max_age:
             rows = await self._reader.fetchall(f"SELECT {_SOURCE_COLUMNS} FROM sources")
             # Sorted here: PostgreSQL's collation may order names differently from SQLite.
             records = sorted((_source_record(row) for row in rows), key=lambda r: r.name)
