@@ -48,7 +48,7 @@ class BookingQueries(StoreBase):
 
     async def cancel_booking(self, booking_id: str, *, now: int) -> bool:
         """Free a booking's time at once and queue the removal of its holds."""
-        async with self._transaction(booking_changes=True) as db:
+        async def cancel(db: Session) -> bool:
             cancelled = await db.execute(
                 "UPDATE bookings SET status = 'cancelled', cancelled = ? "
                 "WHERE id = ? AND status = 'confirmed'", (now, booking_id))
@@ -61,6 +61,8 @@ class BookingQueries(StoreBase):
                    ON CONFLICT DO NOTHING""",
                 (now, booking_id))
             return cancelled == 1
+
+        return await self._run_transaction(cancel, booking_changes=True)
 
     async def booking_counts(self, now: int) -> dict[str, BookingCounts]:
         """Per page: its bookings split so that every booking made lands in one count."""
@@ -85,9 +87,8 @@ class BookingQueries(StoreBase):
 
     async def set_video_link(self, booking_id: str, link: str) -> None:
         """Give a booking the link its upstream hold got (Meet), unless it has one."""
-        async with self._transaction() as db:
-            await db.execute("UPDATE bookings SET video_link = ? WHERE id = ? AND video_link = ''",
-                             (link, booking_id))
+        await self._write("UPDATE bookings SET video_link = ? WHERE id = ? AND video_link = ''",
+                          (link, booking_id))
 
     async def booking_starts(self, host: str, start: int, end: int) -> list[int]:
         """Start times of the host's confirmed bookings in [start, end) (daily limits)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -55,6 +55,13 @@ class StoreBase:
         result = await self._db.run_transaction(whole)
         self._committed(busy_changes, booking_changes)
         return result
+
+    async def _write(self, sql: str, args: Sequence[object] = ()) -> int:
+        """One statement as a transaction of its own, run in one go; rows changed."""
+        async def statement(db: Session) -> int:
+            return await db.execute(sql, args)
+
+        return await self._run_transaction(statement)
 
     def _committed(self, busy_changes: bool, booking_changes: bool) -> None:
         self._local_changes[0] += busy_changes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from server.store.connection import StoreBase
+from server.store.database import Row, Session
 from server.store.records import _OUTBOX_COLUMNS, OutboxRow, PendingHold
 
 # How a delivered hold's last_error says that its video link is missing, and why.
@@ -19,7 +20,8 @@ class HoldQueries(StoreBase):
         # SKIP LOCKED: instances never wait on each other's claims (with the write
         # lock every transaction takes, it never has to skip; it documents intent).
         skip = " FOR UPDATE SKIP LOCKED" if self._db.dialect == "postgresql" else ""
-        async with self._transaction() as db:
+
+        async def claim(db: Session) -> list[Row]:
             rows = await db.fetchall(
                 f"""SELECT {_OUTBOX_COLUMNS} FROM hold_outbox
                     WHERE state = 'pending' AND next_attempt <= ? AND claimed_until <= ?
@@ -28,16 +30,17 @@ class HoldQueries(StoreBase):
                 """UPDATE hold_outbox SET claimed_by = ?, claimed_until = ?
                    WHERE booking_id = ? AND host = ? AND action = ?""",
                 ((holder, now + claim_seconds, row[0], row[1], row[2]) for row in rows))
-        return [OutboxRow(*row) for row in rows]
+            return rows
+
+        return [OutboxRow(*row) for row in await self._run_transaction(claim)]
 
     async def renew_hold_claim(self, row: OutboxRow, *, holder: str, until: int) -> bool:
         """Keep a claim while its delivery runs; False if it was lost meanwhile."""
-        async with self._transaction() as db:
-            return await db.execute(
-                """UPDATE hold_outbox SET claimed_until = ?
-                   WHERE booking_id = ? AND host = ? AND action = ? AND claimed_by = ?
-                   AND state = 'pending'""",
-                (until, row.booking_id, row.host, row.action, holder)) == 1
+        return await self._write(
+            """UPDATE hold_outbox SET claimed_until = ?
+               WHERE booking_id = ? AND host = ? AND action = ? AND claimed_by = ?
+               AND state = 'pending'""",
+            (until, row.booking_id, row.host, row.action, holder)) == 1
 
     async def due_holds(self, now: int, limit: int = 50) -> list[OutboxRow]:
         """Due rows, claimed or not (for tests and status; delivery claims them)."""
@@ -58,13 +61,12 @@ class HoldQueries(StoreBase):
                              etag: str | None, problem: str | None = None) -> None:
         """Done; ``problem`` is what went wrong although the hold landed (no Meet link),
         kept in last_error so the status page shows it."""
-        async with self._transaction() as db:
-            await db.execute(
-                """UPDATE hold_outbox SET state = 'done', attempts = attempts + 1, ref = ?,
-                       etag = ?, last_error = ?, claimed_by = NULL, claimed_until = 0
-                   WHERE booking_id = ? AND host = ? AND action = ?""",
-                (ref, etag, problem[:2000] if problem else None, row.booking_id, row.host,
-                 row.action))
+        await self._write(
+            """UPDATE hold_outbox SET state = 'done', attempts = attempts + 1, ref = ?,
+                   etag = ?, last_error = ?, claimed_by = NULL, claimed_until = 0
+               WHERE booking_id = ? AND host = ? AND action = ?""",
+            (ref, etag, problem[:2000] if problem else None, row.booking_id, row.host,
+             row.action))
 
     async def video_problem(self, booking_id: str) -> str | None:
         """Why a booking's hold landed without the video link it asked for, if it did."""
@@ -81,19 +83,17 @@ class HoldQueries(StoreBase):
 
     async def retire_write(self, booking_id: str, host: str) -> None:
         """A booking cancelled before its hold was written: never write it."""
-        async with self._transaction() as db:
-            await db.execute(
-                """UPDATE hold_outbox SET state = 'done', last_error = 'cancelled before delivery'
-                   WHERE booking_id = ? AND host = ? AND action = 'write'
-                   AND state = 'pending'""", (booking_id, host))
+        await self._write(
+            """UPDATE hold_outbox SET state = 'done', last_error = 'cancelled before delivery'
+               WHERE booking_id = ? AND host = ? AND action = 'write'
+               AND state = 'pending'""", (booking_id, host))
 
     async def hold_failed(self, row: OutboxRow, *, error: str, retry_at: int) -> None:
-        async with self._transaction() as db:
-            await db.execute(
-                """UPDATE hold_outbox SET attempts = attempts + 1, last_error = ?,
-                       next_attempt = ?, claimed_by = NULL, claimed_until = 0
-                   WHERE booking_id = ? AND host = ? AND action = ?""",
-                (error[:2000], retry_at, row.booking_id, row.host, row.action))
+        await self._write(
+            """UPDATE hold_outbox SET attempts = attempts + 1, last_error = ?,
+                   next_attempt = ?, claimed_by = NULL, claimed_until = 0
+               WHERE booking_id = ? AND host = ? AND action = ?""",
+            (error[:2000], retry_at, row.booking_id, row.host, row.action))
 
     async def hold_summary(self) -> list[tuple[str, str, int, str | None]]:
         """(action, state, count, a last error) per action and state, for `fbproxy status`."""

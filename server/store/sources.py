@@ -150,13 +150,16 @@ class SourceQueries(StoreBase):
     async def replace_instances(self, source_id: int, items: Sequence[StoredItem],
                                 window_end: int, *, fence: Fence | None = None) -> None:
         """Re-store the instances of recurring items when the window moves on."""
-        async with self._transaction(busy_changes=True) as db:
+        async def write(db: Session) -> tuple[int, list[Row] | None]:
             await check_fence(db, source_id, fence)
             removed = await _rows_of(db, source_id, {item.key for item in items})
             generation = await _next_generation(db, source_id)
             await self._write_items(db, source_id, items)
             await db.execute("UPDATE sources SET window_end = ? WHERE id = ?",
                              (window_end, source_id))
+            return generation, removed
+
+        generation, removed = await self._run_transaction(write, busy_changes=True)
         self._instance_log.record(source_id, generation, removed, _rows(items))
 
     @staticmethod
@@ -196,7 +199,7 @@ class SourceQueries(StoreBase):
     async def record_failure(self, source_id: int, *, error: str, now: int,
                              needs_reauth: bool = False) -> int:
         """Remember a failed round; returns the number of failures in a row."""
-        async with self._transaction() as db:
+        async def write(db: Session) -> int:
             row = await db.fetchone(
                 """UPDATE sources SET last_attempt = ?, last_error = ?,
                        consecutive_failures = consecutive_failures + 1, needs_reauth = ?
@@ -204,16 +207,18 @@ class SourceQueries(StoreBase):
                 (now, error[:2000], int(needs_reauth), source_id))
             return int(row[0]) if row else 0
 
+        return await self._run_transaction(write)
+
     async def prune_instances(self, source_id: int, *, before: int) -> int:
         """Drop instances that ended before ``before``; they can never matter again."""
-        generation = None
-        async with self._transaction(busy_changes=True) as db:
+        async def prune(db: Session) -> tuple[int | None, list[Row]]:
             removed = [(int(start), int(end), str(status)) for start, end, status in
                        await db.fetchall("DELETE FROM instances WHERE source_id = ? AND "
                                          "end_ts < ? RETURNING start_ts, end_ts, status",
                                          (source_id, before))]
-            if removed:
-                generation = await _next_generation(db, source_id)
+            return (await _next_generation(db, source_id) if removed else None), removed
+
+        generation, removed = await self._run_transaction(prune, busy_changes=True)
         if generation is not None:
             self._instance_log.record(source_id, generation, removed, [])
         return len(removed)
