@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import aiosqlite
 
@@ -232,13 +232,13 @@ class SqliteDatabase(Database):
                 # SQLite may have rolled back already (a full disk does that).
                 with contextlib.suppress(sqlite3.OperationalError):
                     await self._writer.execute("ROLLBACK")
-                raise _translated(exc) or exc from _cause(exc)
+                _reraise(exc)
             try:
                 await self._writer.execute("COMMIT")
             except sqlite3.OperationalError as exc:
                 with contextlib.suppress(sqlite3.OperationalError):
                     await self._writer.execute("ROLLBACK")
-                raise _translated(exc) or exc from _cause(exc)
+                _reraise(exc)
 
     async def run_transaction(self, body: Callable[[Session], Coroutine[Any, Any, T]]) -> T:
         """``body`` in one transaction, run to its end in the writer's thread in one go:
@@ -276,29 +276,24 @@ def _transaction_here(connection: sqlite3.Connection,
     except BaseException as exc:
         with contextlib.suppress(sqlite3.OperationalError):
             connection.execute("ROLLBACK")
-        raise _translated(exc) or exc from _cause(exc)
+        _reraise(exc)
     try:
         connection.execute("COMMIT")
     except sqlite3.OperationalError as exc:
         with contextlib.suppress(sqlite3.OperationalError):
             connection.execute("ROLLBACK")
-        raise _translated(exc) or exc from _cause(exc)
+        _reraise(exc)
     return result
 
 
-def _translated(exc: BaseException) -> BaseException | None:
-    """What a failed statement means for the store (full, a refused booking), if not
-    itself."""
+def _reraise(exc: BaseException) -> NoReturn:
+    """Raise what a failed statement means for the store (full, a refused booking), or
+    the error itself."""
     if isinstance(exc, sqlite3.OperationalError) and _is_full(exc):
-        return StoreFull()
+        raise StoreFull() from exc
     if isinstance(exc, sqlite3.IntegrityError) and OVERLAP in str(exc):
-        return SlotTaken(f"overlapping booking refused by the database: {exc}")
-    return None
-
-
-def _cause(exc: BaseException) -> BaseException | None:
-    """The cause to give the raised error: ``exc`` for a translation, else its own."""
-    return exc if _translated(exc) is not None else exc.__cause__
+        raise SlotTaken(f"overlapping booking refused by the database: {exc}") from exc
+    raise exc
 
 
 def _is_full(exc: sqlite3.OperationalError) -> bool:
