@@ -59,8 +59,8 @@ async def merged_busy(runtime: Runtime, calendar: CalendarConfig, start: int,
     slots) cost a bisect, not a read of every instance; after a change, only
     the changed sources' share is brought up to date (timelines.py). Bookings,
     which change far more often, are kept apart (cached per booking
-    generation) and merged in per query: a booking leaves every instance
-    timeline warm.
+    generation), so a booking leaves every instance timeline warm; the two are
+    merged once per pair of versions (see ``_timeline``).
     """
     window = served_window(runtime)
     if window[0] <= start and end <= window[1]:
@@ -101,13 +101,12 @@ async def _timeline(runtime: Runtime, calendar: CalendarConfig, window: tuple[in
         lambda: _merged(runtime.store.busy_rows((), *window, calendars=(calendar.name,))))
     if not bookings:
         return instances
-    key = (instances_key, bookings_key)
-    combined = runtime.combined_timelines.get(calendar.name)
-    if combined is None or combined[0] != key:
-        combined = (key, merge_rows((b.start, b.end, b.status)
-                                    for b in (*instances, *bookings)))
-        runtime.combined_timelines[calendar.name] = combined
-    return combined[1]
+
+    async def both() -> list[BusyInterval]:
+        return merge_rows((b.start, b.end, b.status) for b in (*instances, *bookings))
+
+    return await _cached_timeline(runtime, runtime.combined_timelines, "combined",
+                                  calendar.name, (instances_key, bookings_key), both)
 
 
 async def _merged(rows: Awaitable[list[tuple[int, int, str]]]) -> list[BusyInterval]:
