@@ -41,7 +41,7 @@ import tracemalloc
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -234,6 +234,123 @@ async def _serve(config_path: str, conn: Any, trace_memory: bool) -> None:
         during = tally.count
     conn.send({"log_count": during, "log_shutdown": tally.count - during,
                "log_first": tally.first})
+
+
+def serve_bare(port: int, canned: dict[str, Any], conn: Any) -> None:
+    """The load's ceiling: a bare aiohttp app answering every route of the mix with a
+    body fbproxy gave for it (captured once), no middleware, no lookup, no store.
+
+    Several of these share ``port`` (SO_REUSEPORT): the kernel spreads the clients'
+    connections over them, so N processes are the most N event loops can serve.
+    """
+    from aiohttp import web
+
+    feed = canned["feed"].encode()
+    feed_etag = canned["feed_etag"]
+    headers = {"ETag": feed_etag, "Cache-Control": "no-cache"}
+
+    async def busy_ics(request: web.Request) -> web.Response:
+        if request.headers.get("If-None-Match") == feed_etag:
+            return web.Response(status=304, headers=headers)
+        return web.Response(body=feed, headers=headers, content_type="text/calendar")
+
+    def fixed(body: str, status: int = 200) -> Any:
+        data = body.encode()
+
+        async def handler(request: web.Request) -> web.Response:
+            await request.read()
+            return web.Response(body=data, status=status, content_type="application/json")
+        return handler
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_get("/feeds/{secret}/busy.ics", busy_ics)
+        app.router.add_get("/api/v1/freebusy", fixed(canned["freebusy"]))
+        app.router.add_get("/api/v1/pages/{slug}/slots", fixed(canned["slots"]))
+        app.router.add_post("/api/v1/pages/{slug}/bookings", fixed(canned["booking"], 201))
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port, reuse_port=True).start()
+        conn.send("ready")
+        await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # "stop"
+        await runner.cleanup()
+
+    asyncio.run(main())
+
+
+async def capture_bodies(plan: Plan, prepared: dict[str, Any]) -> dict[str, Any]:
+    """One real answer of fbproxy per route of the mix, for the bare ceiling to serve."""
+    import aiohttp
+
+    name = plan.pages[0]
+    calendar, secret = next(iter(plan.calendars.items()))
+    day = NOW.astimezone(ZoneInfo(PAGE_ZONE)).date() + timedelta(days=1)
+    start = (NOW + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    end = (NOW + timedelta(days=1 + FREEBUSY_DAYS)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    async with aiohttp.ClientSession(trust_env=False) as session:
+        async with session.get(f"{plan.base}/feeds/{secret}/busy.ics") as response:
+            feed, feed_etag = await response.text(), response.headers["ETag"]
+        async with session.get(f"{plan.base}/api/v1/freebusy?calendar={calendar}"
+                               f"&start={start}&end={end}",
+                               headers={"Authorization": f"Bearer {secret}"}) as response:
+            freebusy = await response.text()
+        async with session.get(f"{plan.base}/api/v1/pages/{name}/slots?start={day}"
+                               f"&end={day + timedelta(days=SLOTS_DAYS)}") as response:
+            slots = await response.text()
+    # A booking's answer without booking one more slot: the same shape fbproxy sends.
+    booking = json.dumps({"id": "0" * 32, "start": prepared["slots"][name][0] if
+                          prepared["slots"][name] else start, "duration": 30,
+                          "manage_url": f"{plan.base}/book/{name}/manage/{'0' * 43}"})
+    return {"feed": feed, "feed_etag": feed_etag, "freebusy": freebusy, "slots": slots,
+            "booking": booking}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def run_bare(plan: Plan, prepared: dict[str, Any], canned: dict[str, Any], processes: int,
+             seconds: float, pool: ProcessPoolExecutor) -> dict[str, Any]:
+    """The same clients for ``seconds`` against ``processes`` bare servers on one port."""
+    import psutil
+
+    spawn = multiprocessing.get_context("spawn")
+    port = free_port()
+    servers, pipes = [], []
+    try:
+        for _ in range(processes):
+            parent, child = spawn.Pipe()
+            server = spawn.Process(target=serve_bare, args=(port, canned, child), daemon=True)
+            server.start()
+            servers.append(server)
+            pipes.append(parent)
+        for parent in pipes:
+            if not parent.poll(60):
+                raise RuntimeError("a bare server did not start within 60 s")
+            parent.recv()
+        bare = Plan(f"http://127.0.0.1:{port}", seconds, plan.clients, plan.seed,
+                    plan.calendars, plan.pages, plan.weights)
+        # Every feed answers with the one captured ETag, so revalidations get 304s.
+        same = {"slots": prepared["slots"],
+                "etags": dict.fromkeys(prepared["etags"], canned["feed_etag"])}
+        procs = [psutil.Process(s.pid) for s in servers]
+        cpu_before = sum(tree_cpu_seconds(p) for p in procs)
+        out = pool.submit(run_clients, bare, same, seconds, False).result()
+        out["server_cpu"] = (sum(tree_cpu_seconds(p) for p in procs) - cpu_before) / out[
+            "elapsed"]
+        return out
+    finally:
+        for parent in pipes:
+            with contextlib.suppress(OSError):
+                parent.send("stop")
+        for server in servers:
+            server.join(10)
+            if server.is_alive():
+                server.terminate()
 
 
 def print_memory_growth(synced: tracemalloc.Snapshot) -> None:
@@ -437,6 +554,7 @@ class Options:
     bookings: bool = True  # False: no bookings in the mix (the other weights stay)
     profile: bool = False
     trace_memory: bool = False
+    ceiling: float = 20.0  # seconds of the same clients against bare aiohttp (0: none)
 
 
 @dataclass
@@ -469,6 +587,8 @@ class LoadResult:
     client_cpu: float  # the same for the client process
     revalidated: list[Any]  # the commonest (ETag sent, ETag got) of If-None-Match 200s
     feeds: int
+    # processes -> the clients' figures against that many bare aiohttp servers
+    ceilings: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def rss_growth(self) -> float:
@@ -575,6 +695,7 @@ def run(options: Options) -> LoadResult:
             bodies = [(Path(f.path).read_bytes(),
                        Path(f.variant).read_bytes() if f.variant else None) for f in files]
             result = asyncio.run(_load(options, plan, prepared, files, bodies, pool, proc))
+            canned = asyncio.run(capture_bodies(plan, prepared)) if options.ceiling else {}
         parent.send("stop")
         if parent.poll(60):
             bye = parent.recv()
@@ -583,6 +704,14 @@ def run(options: Options) -> LoadResult:
             result.server_log_first = bye["log_first"]
         server.join(30)
         result.double_booked = double_bookings(setup.db_path)
+        if options.ceiling:
+            with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+                for processes in (1, 2):
+                    progress(f"ceiling: the same {options.clients} clients for "
+                             f"{options.ceiling:g} s against {processes} bare aiohttp "
+                             "process(es) ...")
+                    result.ceilings[processes] = run_bare(plan, prepared, canned, processes,
+                                                          options.ceiling, pool)
         return result
     finally:
         if server is not None and server.is_alive():
@@ -707,12 +836,39 @@ def render(result: LoadResult, version: str) -> str:
               f"{result.double_booked} |",
               f"| server log lines at WARNING or above: up to the end of the load / while "
               f"stopping | {result.server_log_count} / {result.server_log_shutdown} |"]
+    if result.ceilings:
+        lines += render_ceilings(result)
     for route, r in result.routes.items():
         for text, n in r["error_samples"].items():
             lines.append(f"\nerror, {route}: {n} x {text}")
     for text in result.server_log_first:
         lines.append(f"\nserver log: {text}")
     return "\n".join(lines)
+
+
+def render_ceilings(result: LoadResult) -> list[str]:
+    """fbproxy's p50 per route next to the bare aiohttp servers' under the same clients."""
+    heads = [f"bare aiohttp, {n} process{'es' if n > 1 else ''}" for n in result.ceilings]
+    lines = ["", f"The ceiling, measured in this run: the same {result.options.clients} "
+             f"clients and mix for {result.options.ceiling:g} s against bare aiohttp "
+             "servers answering every route with a body fbproxy gave (no lookup, no "
+             "middleware; several processes share the port with SO_REUSEPORT).", "",
+             f"| figure | fbproxy | {' | '.join(heads)} |",
+             "|---|---:|" + "---:|" * len(heads)]
+    for route, r in result.routes.items():
+        bare = [fmt_ms(percentile(c["latencies"][route], 50)) for c in result.ceilings.values()]
+        lines.append(f"| {route}: p50 (ms) | {fmt_ms(r['p50'])} | {' | '.join(bare)} |")
+    rates = [sum(len(v) for v in c["latencies"].values()) / c["elapsed"]
+             for c in result.ceilings.values()]
+    lines.append(f"| throughput (req/s) | {result.rate:,.0f} | "
+                 f"{' | '.join(f'{r:,.0f}' for r in rates)} |")
+    lines.append(f"| CPU: server / clients (1.0 = one core) | {result.server_cpu:.2f} / "
+                 f"{result.client_cpu:.2f} | " + " | ".join(
+                     f"{c['server_cpu']:.2f} / {c['cpu'] / c['elapsed']:.2f}"
+                     for c in result.ceilings.values()) + " |")
+    errors = [sum(c["error_counts"].values()) for c in result.ceilings.values()]
+    lines.append(f"| errors | {result.total_errors:,} | {' | '.join(map(str, errors))} |")
+    return lines
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
@@ -736,6 +892,10 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--trace-memory", action="store_true",
                         help="trace the server's allocations (tracemalloc; slow); report "
                              "what grew to stderr at the end")
+    parser.add_argument("--ceiling", type=float, default=20.0,
+                        help="seconds of the same clients against 1 and 2 bare aiohttp "
+                             "processes after the run, the load's ceiling (0: skip; "
+                             "default 20)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.change_every <= 0 or args.warmup < 0:
@@ -749,7 +909,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
                    events=args.events, seed=args.seed, change_every=args.change_every,
                    warmup=args.warmup,
                    keep=args.keep, bookings=not args.no_bookings, profile=args.profile,
-                   trace_memory=args.trace_memory)
+                   trace_memory=args.trace_memory, ceiling=max(0.0, args.ceiling))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
