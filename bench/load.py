@@ -554,7 +554,7 @@ class Options:
     bookings: bool = True  # False: no bookings in the mix (the other weights stay)
     profile: bool = False
     trace_memory: bool = False
-    ceiling: float = 20.0  # seconds of the same clients against bare aiohttp (0: none)
+    ceiling: float = 0.0  # seconds of the same clients against bare aiohttp (0: none)
 
 
 @dataclass
