@@ -183,6 +183,7 @@ def _documented_keys() -> dict[str, set[str]]:
 def test_every_documented_key_exists_and_every_key_is_documented() -> None:
     from server.config.alerts import ALERT_KEYS
     from server.config.google import GOOGLE_KEYS
+    from server.config.mail import MAIL_KEYS
     from server.config.microsoft import MICROSOFT_KEYS
     from server.config.model import _CALENDAR_KEYS, _SERVER_KEYS, _SOURCE_KEYS, _SUBSCRIBER_KEYS
     from server.config.pages import _BOOKING_PAGE_KEYS, _HOLD_TARGET_KEYS, _QUESTION_KEYS
@@ -198,6 +199,7 @@ def test_every_documented_key_exists_and_every_key_is_documented() -> None:
         "`hold_target`": _HOLD_TARGET_KEYS,
         "`[[booking_pages.questions]]`": _QUESTION_KEYS,
         "`[[alerts]]`": ALERT_KEYS,
+        "`[mail]`": MAIL_KEYS,
     }
     documented = _documented_keys()
     assert documented.keys() == expected.keys()
@@ -283,8 +285,9 @@ def test_a_key_of_another_kind_says_which_kinds_take_it(tmp_path: Path) -> None:
 def test_unknown_keys_list_the_valid_ones_when_none_is_close(tmp_path: Path) -> None:
     found = problems({"sources": [SOURCE], "calendars": [
         {"name": "me", "sources": ["work"], "colour": "red"}]}, tmp_path)
-    assert found == ["calendars[0].colour: unknown key; valid keys here are name, secret, "
-                     "secret_env, secret_file, sources, stale_policy, subscribers"]
+    assert found == ["calendars[0].colour: unknown key; valid keys here are display_name, "
+                     "email, name, secret, secret_env, secret_file, sources, stale_policy, "
+                     "subscribers"]
 
 
 def test_local_files_are_checked_only_when_asked(tmp_path: Path) -> None:

@@ -220,9 +220,10 @@ FILLED: dict[str, list[str]] = {
     "calendar_secrets": ["('me', 'generated-secret', 5)", "(':admin', 'admin-gen', 6)"],
     "bookings": [
         "('bk-1', 'intro', 'me', 1000, 1800, 'Zoë', 'z@example.org', '{\"topic\": \"✓\"}', "
-        "'cancel-1', 'confirmed', 900, NULL, 'https://meet.example/x', 'Europe/Berlin')",
+        "'cancel-1', 'confirmed', 900, NULL, 'https://meet.example/x', 'Europe/Berlin', 2, "
+        "'', '', 'host-1')",
         "('bk-2', 'intro', 'me', 2000, 2800, 'Kim', 'k@example.org', '{}', 'cancel-2', "
-        "'cancelled', 901, 950, '', '')"],
+        "'cancelled', 901, 950, '', '', 1, 'Ill, sorry — ✓', 'guest', '')"],
     "booking_blocks": ["('bk-1', 'me', 1000, 1800)", "('bk-1', 'room', 900, 1900)"],
     "hold_outbox": [
         "('bk-1', 'me', 'write', 'work', 'Work', '{\"title\": \"x\"}', 'pending', 2, 1100, "
@@ -230,7 +231,14 @@ FILLED: dict[str, list[str]] = {
         "('bk-2', 'me', 'write', 'work', NULL, '{}', 'done', 1, 960, NULL, 'ref-2', '\"e2\"', "
         "NULL, 0)",
         "('bk-2', 'me', 'delete', 'work', NULL, '{}', 'pending', 0, 970, NULL, NULL, NULL, "
-        "'instance-a', 1234)"],
+        "'instance-a', 1234)",
+        "('bk-1', 'me', 'move', 'work', NULL, '{}', 'pending', 0, 980, NULL, NULL, NULL, "
+        "NULL, 0)"],
+    "mail_outbox": [
+        "(5, 'bk-1', 'invite', 'guest', 'z@example.org', 0, '', 'sent', 1, 900, 900, 901, "
+        "NULL, NULL, 0)",
+        "(9, 'bk-1', 'reminder', 'guest', 'z@example.org', 2, '24h', 'pending', 2, 990, 900, "
+        "NULL, 'SMTP 451', 'instance-a', 995)"],
     "dav_collections": ["('me', 'lineage-XYZ', 42, 5)"],
     "dav_members": ["('me', 'u1', 100, 200, 'busy', 50, 40, NULL, NULL)",
                     "('me', 'u0', 100, 150, 'busy', 40, 10, 60, 42)"],
@@ -362,7 +370,8 @@ async def test_a_write_during_the_copy_is_not_half_copied_and_is_reported(
         if table == "sources" and rows == 1:
             with sqlite3.connect(path) as db:
                 db.execute("INSERT INTO bookings VALUES ('bk-3', 'intro', 'me', 5000, 5800, "
-                           "'Al', 'a@example.org', '{}', 'c3', 'confirmed', 990, NULL, '', '')")
+                           "'Al', 'a@example.org', '{}', 'c3', 'confirmed', 990, NULL, '', '', 0, "
+                           "'', '', '')")
                 db.execute("INSERT INTO booking_blocks VALUES ('bk-3', 'me', 5000, 5800)")
                 db.execute("DELETE FROM instances WHERE item_key = 'b'")
                 db.execute("UPDATE meta SET value = value + 1")

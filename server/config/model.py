@@ -27,6 +27,7 @@ from server.config.database import (
     state_folder,
 )
 from server.config.google import GOOGLE_KEYS, GoogleConfig, read_google
+from server.config.mail import MailConfig, read_address, read_mail
 from server.config.microsoft import MICROSOFT_KEYS, MicrosoftConfig, read_microsoft
 from server.config.pages import (
     BOOKING_MODES,
@@ -61,6 +62,7 @@ from server.config.reader import (
     read_choice,
     read_int,
     read_name,
+    read_text,
 )
 from server.config.secrets_key import (
     SECRETS_KEY_KEYS,
@@ -184,6 +186,11 @@ class CalendarConfig:
     # Feeds, the API and CalDAV answer 503 while a source never synced; past a source's
     # stale_after, "serve" keeps serving (flagged stale) and "fail" answers 503 too.
     stale_policy: str = "serve"
+    # The host's address: the ORGANIZER of bookings' invitations and where their
+    # notices go; "" means the [mail] from address.
+    email: str = ""
+    # The name guests and invitations show for this host ("" means the calendar's name).
+    display_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -194,6 +201,7 @@ class Config:
     booking_pages: tuple[BookingPageConfig, ...] = ()
     path: Path | None = None
     alerts: tuple[AlertConfig, ...] = ()
+    mail: MailConfig | None = None
 
     def source(self, name: str) -> SourceConfig:
         return next(s for s in self.sources if s.name == name)
@@ -252,7 +260,7 @@ _DEFAULT_POLL = {"ics": timedelta(minutes=5), "caldav": timedelta(minutes=1),
 # Kinds found by a URL; the others (google) know where their API is.
 _URL_KINDS = ("ics", "caldav")
 _CALENDAR_KEYS = {"name", "sources", "secret", "secret_env", "secret_file", "subscribers",
-                  "stale_policy"}
+                  "stale_policy", "email", "display_name"}
 STALE_POLICIES = ("serve", "fail")
 _SUBSCRIBER_KEYS = {"name", "secret", "secret_env", "secret_file", "detail"}
 DETAILS = ("busy_tentative", "busy", "holds")
@@ -436,7 +444,10 @@ def _read_calendar(raw: Mapping[str, Any], path: str, reader: Reader, source_nam
     return CalendarConfig(name=name, sources=tuple(str(s) for s in sources), secret=secret,
                           subscribers=tuple(subscribers),
                           stale_policy=read_choice(raw, "stale_policy", path, reader,
-                                                   STALE_POLICIES))
+                                                   STALE_POLICIES),
+                          email=read_address(raw, "email", f"{path}.email", reader),
+                          display_name=read_text(raw, "display_name", path, reader,
+                                                 limit=100))
 
 
 def parse_config(raw: Mapping[str, Any], *, base_dir: Path, path: Path | None = None,
@@ -447,7 +458,7 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path, path: Path | None = 
     ``Reader``): what `fbproxy check-config` does.
     """
     reader = Reader(base_dir, check_files=check_files)
-    reader.table(raw, "", {"server", "sources", "calendars", "booking_pages", "alerts"})
+    reader.table(raw, "", {"server", "sources", "calendars", "booking_pages", "alerts", "mail"})
     server_raw = raw.get("server", {})
     if not isinstance(server_raw, dict):
         reader.fail("server", "must be a table ([server])")
@@ -473,14 +484,17 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path, path: Path | None = 
         read_booking_page(table, f"booking_pages[{i}]", reader, known, slugs)
         for i, table in enumerate(list_of_tables(raw, "booking_pages", reader))
     )
-    alerts = read_alerts(raw, reader)
+    mail = read_mail(raw, reader)
+    alerts = read_alerts(raw, reader, mail)
+    if mail is None and any(page.mail.reminders for page in booking_pages):
+        reader.fail("mail", "booking pages with reminders need a [mail] table to send them")
     reader.problems.extend(secrets_key_problems(shares_database(server.database),
                                                 server.secrets_key,
                                                 ((s.name, s.kind) for s in sources)))
     if reader.problems:
         raise ConfigError(reader.problems, path=str(path or ""))
     return Config(server=server, sources=sources, calendars=calendars,
-                  booking_pages=booking_pages, path=path, alerts=alerts)
+                  booking_pages=booking_pages, path=path, alerts=alerts, mail=mail)
 
 
 def reauth_fix(config: Config, source: SourceConfig) -> str:

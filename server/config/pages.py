@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+from server.config.page_mail import PAGE_MAIL_KEYS, PageMailConfig, read_page_mail
 from server.config.reader import (
     ONE_DAY,
     ONE_MINUTE,
@@ -108,6 +109,7 @@ class BookingPageConfig:
     hold_status: str = "tentative"  # "tentative" | "confirmed"
     video_link: str | None = None
     questions: tuple[QuestionConfig, ...] = ()
+    mail: PageMailConfig = field(default_factory=PageMailConfig)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -125,7 +127,7 @@ _BOOKING_PAGE_KEYS = {
     "timezone", "hours", "date_overrides", "buffer_before", "buffer_after", "minimum_notice",
     "max_days_ahead", "daily_limit", "tentative_blocks", "hold_target", "hold_title",
     "hold_status", "video_link", "questions", "recheck", "recheck_timeout",
-}
+} | PAGE_MAIL_KEYS
 RECHECKS = ("best_effort", "required", "off")
 _HOLD_TARGET_KEYS = {"source", "calendar"}
 _QUESTION_KEYS = {"name", "label", "required", "max_length", "kind"}
@@ -214,6 +216,8 @@ def read_booking_page(raw: Mapping[str, Any], path: str, reader: Reader, known: 
         hold_status=read_choice(raw, "hold_status", path, reader, HOLD_STATUSES),
         video_link=video_link,
         questions=_read_questions(raw, path, reader),
+        mail=read_page_mail(raw, path, reader, hold_target,
+                            {name: source.kind for name, source in known.sources.items()}),
     )
 
 

@@ -22,6 +22,7 @@ from server.store.channels import ChannelQueries, PushChannel
 from server.store.dav import DavCollection, DavMember, DavQueries
 from server.store.holds import HoldQueries
 from server.store.leases import Fence, LeaseQueries
+from server.store.mail import MailJob, MailQueries, MailRow, MailSummary
 from server.store.postgres import PostgresDatabase
 from server.store.ratelimits import RateBucketQueries
 from server.store.records import (
@@ -53,6 +54,9 @@ __all__ = [
     "DavCollection",
     "DavMember",
     "Fence",
+    "MailJob",
+    "MailRow",
+    "MailSummary",
     "OutboxRow",
     "PendingHold",
     "PushChannel",
@@ -65,7 +69,8 @@ __all__ = [
 
 
 class Store(SourceQueries, BookingQueries, HoldQueries, CalendarSecretQueries, DavQueries,
-            ChannelQueries, AlertQueries, LeaseQueries, TokenQueries, RateBucketQueries):
+            ChannelQueries, AlertQueries, LeaseQueries, TokenQueries, RateBucketQueries,
+            MailQueries):
     """All persistent state. Create with ``await Store.open(location)``: a path
     (SQLite, the default) or a PostgreSQL URL (several instances share it)."""
 

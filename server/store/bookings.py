@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from server.store.connection import StoreBase
 from server.store.database import Session
+from server.store.mail import MailJob, drop_reminders, queue_mail
 from server.store.records import (
     _BOOKING_COLUMNS,
     BookingCounts,
@@ -46,13 +47,26 @@ class BookingQueries(StoreBase):
         return await self._run_transaction(lambda db: body(BookingTransaction(db)),
                                            booking_changes=True)
 
-    async def cancel_booking(self, booking_id: str, *, now: int) -> bool:
-        """Free a booking's time at once and queue the removal of its holds."""
+    async def cancel_booking(self, booking_id: str, *, now: int, reason: str = "",
+                             by: str = "guest", mail: Sequence[MailJob] = (),
+                             mail_limit: int = 20) -> bool:
+        """Free a booking's time at once, queue the removal of its holds and ``mail``.
+
+        The booking's SEQUENCE moves on, so the guest's calendar takes the
+        cancellation for the event it has; reminders not yet sent are dropped.
+        """
         async def cancel(db: Session) -> bool:
             cancelled = await db.execute(
-                "UPDATE bookings SET status = 'cancelled', cancelled = ? "
-                "WHERE id = ? AND status = 'confirmed'", (now, booking_id))
+                "UPDATE bookings SET status = 'cancelled', cancelled = ?, "
+                "sequence = sequence + 1, cancel_reason = ?, cancelled_by = ? "
+                "WHERE id = ? AND status = 'confirmed'", (now, reason, by, booking_id))
+            if cancelled != 1:
+                return False
             await db.execute("DELETE FROM booking_blocks WHERE booking_id = ?", (booking_id,))
+            await drop_reminders(db, booking_id, "the booking was cancelled")
+            row = await db.fetchone("SELECT sequence FROM bookings WHERE id = ?", (booking_id,))
+            await queue_mail(db, booking_id, int(row[0]) if row else 0, mail, now=now,
+                             per_address_per_day=mail_limit)
             await db.execute(
                 """INSERT INTO hold_outbox
                        (booking_id, host, action, source, calendar, hold, next_attempt)
@@ -60,7 +74,11 @@ class BookingQueries(StoreBase):
                    FROM hold_outbox WHERE booking_id = ? AND action = 'write'
                    ON CONFLICT DO NOTHING""",
                 (now, booking_id))
-            return cancelled == 1
+            # A hold moved but not yet delivered: the delete removes it wherever it is.
+            await db.execute(
+                "UPDATE hold_outbox SET state = 'done', last_error = 'cancelled before delivery' "
+                "WHERE booking_id = ? AND action = 'move' AND state = 'pending'", (booking_id,))
+            return True
 
         return await self._run_transaction(cancel, booking_changes=True)
 
@@ -174,14 +192,22 @@ class BookingTransaction:
     async def insert(self, booking: BookingRecord,
                      blocks: Sequence[tuple[str, int, int]]) -> None:
         await self._db.execute(
-            f"INSERT INTO bookings ({_BOOKING_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO bookings ({_BOOKING_COLUMNS}) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (booking.id, booking.page, booking.host, booking.start, booking.end,
              booking.guest_name, booking.guest_email, json.dumps(booking.answers),
              booking.cancel_secret, booking.status, booking.created, booking.video_link,
-             booking.guest_timezone))
+             booking.guest_timezone, booking.sequence, booking.cancel_reason,
+             booking.cancelled_by, booking.host_secret))
         await self._db.executemany(
             "INSERT INTO booking_blocks (booking_id, calendar, start_ts, end_ts) "
             "VALUES (?, ?, ?, ?)", ((booking.id, *block) for block in blocks))
+
+    async def queue_mail(self, booking: BookingRecord, jobs: Sequence[MailJob], *, now: int,
+                         per_address_per_day: int) -> None:
+        """Queue messages about ``booking``; committed with it."""
+        await queue_mail(self._db, booking.id, booking.sequence, jobs, now=now,
+                         per_address_per_day=per_address_per_day)
 
     async def queue_hold(self, booking_id: str, host: str, *, source: str,
                          calendar: str | None, hold: dict[str, str], now: int) -> None:

@@ -78,6 +78,13 @@ class BookingRecord:
     created: int
     video_link: str = ""
     guest_timezone: str = ""
+    # The iCalendar SEQUENCE of the guest's copy: moved by each reschedule and by
+    # cancelling, so their calendar updates the one event it has.
+    sequence: int = 0
+    cancel_reason: str = ""
+    cancelled_by: str = ""  # "guest" | "host" once cancelled
+    # The host's own link to this booking (to cancel it); "" for bookings made before it.
+    host_secret: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,14 +105,16 @@ class BookingCounts:
 
 
 _BOOKING_COLUMNS = ("id, page, host, start_ts, end_ts, guest_name, guest_email, answers, "
-                    "cancel_secret, status, created, video_link, guest_timezone")
+                    "cancel_secret, status, created, video_link, guest_timezone, sequence, "
+                    "cancel_reason, cancelled_by, host_secret")
 
 
 def _booking_record(row: Sequence[Any]) -> BookingRecord:
     return BookingRecord(
         id=row[0], page=row[1], host=row[2], start=row[3], end=row[4], guest_name=row[5],
         guest_email=row[6], answers=json.loads(row[7]), cancel_secret=row[8], status=row[9],
-        created=row[10], video_link=row[11], guest_timezone=row[12])
+        created=row[10], video_link=row[11], guest_timezone=row[12], sequence=row[13],
+        cancel_reason=row[14], cancelled_by=row[15], host_secret=row[16])
 
 
 @dataclass(frozen=True, slots=True)

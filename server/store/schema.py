@@ -220,6 +220,62 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE sources ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
     """,
+    # 15: the guest's side of a booking. A booking's SEQUENCE (moved on every
+    # reschedule and on cancelling, so the guest's calendar updates its copy), why
+    # and by whom it was cancelled, the host's own secret (their cancel link); the
+    # mail outbox, written in the booking's transactions; and holds moved in place.
+    """
+    ALTER TABLE bookings ADD COLUMN sequence INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE bookings ADD COLUMN cancel_reason TEXT NOT NULL DEFAULT '';
+    ALTER TABLE bookings ADD COLUMN cancelled_by TEXT NOT NULL DEFAULT '';
+    ALTER TABLE bookings ADD COLUMN host_secret TEXT NOT NULL DEFAULT '';
+    CREATE TABLE mail_outbox (
+        id INTEGER PRIMARY KEY,
+        booking_id TEXT NOT NULL REFERENCES bookings(id),
+        kind TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        address TEXT NOT NULL,
+        sequence INTEGER NOT NULL,
+        tag TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sent', 'dropped')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt INTEGER NOT NULL,
+        queued INTEGER NOT NULL,
+        sent INTEGER,
+        last_error TEXT,
+        claimed_by TEXT,
+        claimed_until INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (booking_id, kind, recipient, sequence, tag)
+    );
+    CREATE INDEX mail_outbox_due ON mail_outbox (state, next_attempt);
+    CREATE INDEX mail_outbox_by_address ON mail_outbox (address, queued);
+    CREATE TABLE hold_outbox_15 (
+        booking_id TEXT NOT NULL REFERENCES bookings(id),
+        host TEXT NOT NULL,
+        action TEXT NOT NULL CHECK (action IN ('write', 'delete', 'move')),
+        source TEXT NOT NULL,
+        calendar TEXT,
+        hold TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt INTEGER NOT NULL,
+        last_error TEXT,
+        ref TEXT,
+        etag TEXT,
+        claimed_by TEXT,
+        claimed_until INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (booking_id, host, action)
+    );
+    INSERT INTO hold_outbox_15 (booking_id, host, action, source, calendar, hold, state,
+                                attempts, next_attempt, last_error, ref, etag, claimed_by,
+                                claimed_until)
+        SELECT booking_id, host, action, source, calendar, hold, state, attempts,
+               next_attempt, last_error, ref, etag, claimed_by, claimed_until
+        FROM hold_outbox;
+    DROP TABLE hold_outbox;
+    ALTER TABLE hold_outbox_15 RENAME TO hold_outbox;
+    CREATE INDEX hold_outbox_due ON hold_outbox (state, next_attempt);
+    """,
 )
 
 

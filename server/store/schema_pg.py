@@ -182,6 +182,37 @@ PG_MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE sources ADD COLUMN generation BIGINT NOT NULL DEFAULT 0;
     """,
+    # 4: as SQLite's 15 (a booking's sequence and cancellation, the mail outbox,
+    # holds moved in place).
+    """
+    ALTER TABLE bookings ADD COLUMN sequence INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE bookings ADD COLUMN cancel_reason TEXT NOT NULL DEFAULT '';
+    ALTER TABLE bookings ADD COLUMN cancelled_by TEXT NOT NULL DEFAULT '';
+    ALTER TABLE bookings ADD COLUMN host_secret TEXT NOT NULL DEFAULT '';
+    CREATE TABLE mail_outbox (
+        id BIGSERIAL PRIMARY KEY,
+        booking_id TEXT NOT NULL REFERENCES bookings(id),
+        kind TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        address TEXT NOT NULL,
+        sequence INTEGER NOT NULL,
+        tag TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sent', 'dropped')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt BIGINT NOT NULL,
+        queued BIGINT NOT NULL,
+        sent BIGINT,
+        last_error TEXT,
+        claimed_by TEXT,
+        claimed_until BIGINT NOT NULL DEFAULT 0,
+        UNIQUE (booking_id, kind, recipient, sequence, tag)
+    );
+    CREATE INDEX mail_outbox_due ON mail_outbox (state, next_attempt);
+    CREATE INDEX mail_outbox_by_address ON mail_outbox (address, queued);
+    ALTER TABLE hold_outbox DROP CONSTRAINT hold_outbox_action_check;
+    ALTER TABLE hold_outbox ADD CONSTRAINT hold_outbox_action_check
+        CHECK (action IN ('write', 'delete', 'move'));
+    """,
 )
 
 
