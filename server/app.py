@@ -55,6 +55,8 @@ def create_app(config: Config, *, store: Store | None = None,
                 runtime.sync.start()
                 if runtime.holds is not None:
                     runtime.holds.start()
+                if runtime.mailer is not None:
+                    runtime.mailer.start()
                 if runtime.push is not None:
                     runtime.push.start()
                 if runtime.alerts is not None:

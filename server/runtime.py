@@ -24,6 +24,7 @@ from adapters.base import SourceAdapter
 from adapters.ics import USER_AGENT
 from server.booking.availability import BusyInterval
 from server.booking.holds import HoldWorker
+from server.booking.mailer import Mailer
 from server.booking.timelines import SourceTimelines
 from server.config.model import CalendarConfig, Config, SourceConfig
 from server.errors import ConfigError
@@ -79,6 +80,7 @@ class Runtime:
     source_ids: dict[str, int]
     calendar_secrets: dict[str, str] = field(repr=False)
     holds: HoldWorker | None = None
+    mailer: Mailer | None = None  # sends the mail outbox's messages (with [mail])
     push: PushChannels | None = None  # when a source has push = true
     metrics: Metrics = field(default_factory=Metrics, repr=False)
     alerts: Alerts | None = None  # when the config has [[alerts]]
@@ -161,6 +163,8 @@ class Runtime:
                                                "added" if name not in before else "restarted"))
         if self.holds is not None:
             self.holds.set_writers(_writers(self.sync))
+        if self.mailer is not None:
+            self.mailer.set_config(new)
         running = self.sync.running
         if self.push is not None:
             await self.push.stop()
@@ -235,6 +239,10 @@ async def open_runtime(config: Config, *, clock: Clock, store: Store | None = No
         holds = HoldWorker(store, _writers(manager), clock, metrics=metrics, holder=holder,
                            claim_seconds=claim)
         stack.push_async_callback(holds.stop)
+        # Always there: a reload may add [mail], and rows queued before a reload that
+        # removed it are dropped (said on the status page) rather than left waiting.
+        mailer = Mailer(store, config, clock, holder=holder, claim_seconds=2 * claim)
+        stack.push_async_callback(mailer.stop)
         push = _push_channels(config, store, clock, manager)
         if push is not None:
             stack.push_async_callback(push.stop)
@@ -246,7 +254,8 @@ async def open_runtime(config: Config, *, clock: Clock, store: Store | None = No
         runtime = Runtime(config=config, store=store, clock=clock, executor=executor,
                           session=session, sync=manager, expander=expander,
                           source_ids=source_ids,
-                          calendar_secrets=secrets, holds=holds, push=push, metrics=metrics,
+                          calendar_secrets=secrets, holds=holds, mailer=mailer, push=push,
+                          metrics=metrics,
                           alerts=alerts, tokens=tokens)
         # A source's lease taken here: its push channels are looked after here now
         # (runtime.push: the one of the config in force, after reloads too).

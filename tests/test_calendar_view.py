@@ -10,10 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from server.booking.slots import Slot
+from server.booking.wording import day_label, duration_label
 from server.outputs.calendar_view import (
     add_months,
-    day_label,
-    duration_label,
     month_span,
     month_weeks,
     parse_month,

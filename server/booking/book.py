@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from server.booking.availability import BusyInterval
 from server.booking.busy import hosts_busy, known_until
 from server.booking.holds import hold_fields
+from server.booking.mail_plan import booked_mail, cancelled_mail
 from server.booking.slots import (
     HostStats,
     Rules,
@@ -223,9 +224,15 @@ async def _check_and_insert(runtime: Runtime, page: BookingPageConfig, rules: Ru
             id=new_booking_id(), page=page.slug, host=host, start=slot.start, end=slot.end,
             guest_name=request.name, guest_email=request.email, answers=dict(request.answers),
             cancel_secret=secrets.token_urlsafe(24), status="confirmed",
-            created=int(now.timestamp()), guest_timezone=request.timezone)
+            created=int(now.timestamp()), guest_timezone=request.timezone,
+            host_secret=secrets.token_urlsafe(24))
         booking = replace(booking, video_link=video_link(page, booking.id))
         await tx.insert(booking, [(name, slot.start, slot.end) for name in takers])
+        config = runtime.config
+        if config.mail is not None:
+            await tx.queue_mail(booking, booked_mail(config, page, booking, booking.created),
+                                now=booking.created,
+                                per_address_per_day=config.mail.max_per_address_per_day)
         for taker in takers:
             target = page.hold_target.get(taker)
             if target is not None:
@@ -237,6 +244,8 @@ async def _check_and_insert(runtime: Runtime, page: BookingPageConfig, rules: Ru
     booking = await runtime.store.book(check_and_insert)
     if runtime.holds is not None:
         runtime.holds.trigger()
+    if runtime.mailer is not None:
+        runtime.mailer.trigger()
     return booking
 
 
@@ -326,8 +335,25 @@ async def find_booking(runtime: Runtime, booking_id: str, secret: str) -> Bookin
     return booking
 
 
-async def cancel(runtime: Runtime, booking: BookingRecord) -> BookingRecord:
-    """Free the booking's time at once; the holds upstream are removed by the worker.
+MAX_REASON = 1000
+
+
+def cancel_reason(value: object) -> str:
+    """The optional reason given with a cancellation: plain text, line breaks allowed."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise RequestError(422, "reason must be text")
+    reason = value.replace("\r\n", "\n").strip()
+    if len(reason) > MAX_REASON or _CONTROL_BUT_NEWLINE.search(reason):
+        raise RequestError(422, f"reason must be at most {MAX_REASON} characters of plain text")
+    return reason
+
+
+async def cancel(runtime: Runtime, booking: BookingRecord, *, reason: str = "",
+                 by: str = "guest") -> BookingRecord:
+    """Free the booking's time at once; the holds upstream are removed by the worker,
+    the guest and hosts told by the mailer (``by``: "guest" or "host").
 
     Cancelling twice is harmless; a booking that has started can no longer be
     cancelled (its hold stays in the host's calendar as a record).
@@ -336,10 +362,17 @@ async def cancel(runtime: Runtime, booking: BookingRecord) -> BookingRecord:
     if booking.status == "confirmed":
         if booking.start <= now:
             raise RequestError(409, "this booking has already started and cannot be cancelled")
-        await runtime.store.cancel_booking(booking.id, now=now)
+        config = runtime.config
+        page = config.booking_page(booking.page)
+        mail = cancelled_mail(config, page, booking, now) if page is not None else ()
+        await runtime.store.cancel_booking(
+            booking.id, now=now, reason=reason, by=by, mail=mail,
+            mail_limit=config.mail.max_per_address_per_day if config.mail else 0)
         runtime.metrics.bookings.labels(booking.page, "cancelled").inc()
         if runtime.holds is not None:
             runtime.holds.trigger()
+        if runtime.mailer is not None:
+            runtime.mailer.trigger()
     cancelled = await runtime.store.booking(booking.id)
     assert cancelled is not None
     return cancelled

@@ -16,8 +16,8 @@ INVITE_VIA = ("fbproxy", "provider")
 INVITING_KINDS = ("google", "microsoft")
 MAX_REMINDERS = 5
 # The templates a page's templates_dir may override (each optional).
-MAIL_TEMPLATES = ("invite", "update", "cancel", "reminder", "host_booked", "host_moved",
-                  "host_cancelled")
+MAIL_TEMPLATES = ("invite", "update", "cancel", "reminder_guest", "reminder_host",
+                  "host_booked", "host_moved", "host_cancelled")
 
 
 class TargetFacts(Protocol):

@@ -10,15 +10,12 @@ from __future__ import annotations
 import calendar
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
 from server.booking.slots import Slot
+from server.booking.wording import MONTHS, local
 from server.kit.durations import check_instant, echo
-
-MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
-          "September", "October", "November", "December")
-WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,13 +58,8 @@ def month_label(month: date) -> str:
     return f"{MONTHS[month.month - 1]} {month.year}"
 
 
-def day_label(day: date) -> str:
-    """``Thursday, 26 November 2026``"""
-    return f"{WEEKDAYS[day.weekday()]}, {day.day} {MONTHS[day.month - 1]} {day.year}"
 
 
-def local(instant: int, zone: ZoneInfo) -> datetime:
-    return datetime.fromtimestamp(instant, UTC).astimezone(zone)
 
 
 def slots_by_day(slots: Iterable[Slot], zone: ZoneInfo) -> dict[date, list[SlotView]]:
@@ -102,10 +94,3 @@ def pick_day(days: Sequence[date], wanted: date | None) -> date | None:
         return wanted
     return days[0] if days else None
 
-
-def duration_label(duration: timedelta) -> str:
-    """``30 min``, ``1 h``, ``1 h 30 min``"""
-    minutes = int(duration.total_seconds() // 60)
-    hours, minutes = divmod(minutes, 60)
-    parts = ([f"{hours} h"] if hours else []) + ([f"{minutes} min"] if minutes else [])
-    return " ".join(parts) or "0 min"

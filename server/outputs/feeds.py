@@ -169,35 +169,3 @@ def clip(blocks: Sequence[BusyInterval], start: int, end: int) -> list[BusyInter
     ]
 
 
-def render_guest_invite(*, uid: str, title: str, start: int, end: int, created: int,
-                        stamp: datetime, cancelled: bool, host: str, video_link: str,
-                        manage_url: str) -> bytes:
-    """The guest's own copy of a booking, to add to their calendar (.ics download).
-
-    icalendar escapes every text value, so a guest's or host's name cannot add
-    properties; cancelled bookings come out as STATUS:CANCELLED with a higher
-    SEQUENCE, so importing again updates the copy.
-    """
-    calendar = Calendar()
-    calendar.add("PRODID", PRODID)
-    calendar.add("VERSION", "2.0")
-    calendar.add("METHOD", "PUBLISH")
-    event = Event()
-    event.add("UID", uid)
-    event.add("DTSTAMP", stamp)
-    event.add("CREATED", _utc(created))
-    event.add("DTSTART", _utc(start))
-    event.add("DTEND", _utc(end))
-    event.add("SUMMARY", title)
-    lines = [f"With {host}."]
-    if video_link:
-        lines.append(f"Join: {video_link}")
-        event.add("LOCATION", video_link)
-    lines.append(f"Change or cancel: {manage_url}")
-    event.add("DESCRIPTION", "\n".join(lines))
-    event.add("URL", manage_url)
-    event.add("STATUS", "CANCELLED" if cancelled else "CONFIRMED")
-    event.add("SEQUENCE", 1 if cancelled else 0)
-    event.add("TRANSP", "OPAQUE")
-    calendar.add_component(event)
-    return bytes(calendar.to_ical())

@@ -27,7 +27,11 @@ from server.booking.book import (
     find_booking,
     parse_booking_request,
 )
+from server.booking.invitation import guest_calendar
+from server.booking.links import invite_path, manage_path
+from server.booking.messages import guest_event
 from server.booking.offer import offered_slots
+from server.booking.wording import day_label, duration_label, when_label
 from server.config.model import BookingPageConfig
 from server.config.pages import MADE_UPSTREAM
 from server.errors import RequestError
@@ -35,9 +39,6 @@ from server.kit.durations import format_duration, parse_day, parse_duration
 from server.kit.zones import available_zones, selectable_zones
 from server.outputs.calendar_view import (
     add_months,
-    day_label,
-    duration_label,
-    local,
     month_label,
     month_of,
     month_span,
@@ -46,7 +47,6 @@ from server.outputs.calendar_view import (
     pick_day,
     slots_by_day,
 )
-from server.outputs.feeds import render_guest_invite
 from server.outputs.guard import (
     CSRF_FIELD,
     booking_attempt,
@@ -55,7 +55,7 @@ from server.outputs.guard import (
     csrf_token,
     set_csrf_cookie,
 )
-from server.outputs.pages_api import booking_page_of, invite_path, manage_path
+from server.outputs.pages_api import booking_page_of
 from server.runtime import RUNTIME, Runtime
 from server.store import BookingRecord
 
@@ -247,7 +247,7 @@ async def _render_form(request: web.Request, runtime: Runtime, page: BookingPage
                              selected=day),
         "day": day, "day_label": day_label(day) if day else "",
         "slots": day_slots, "chosen": chosen,
-        "chosen_label": _when(chosen.slot.start, chosen.slot.end, zone) if chosen else "",
+        "chosen_label": when_label(chosen.slot.start, chosen.slot.end, zone) if chosen else "",
         "link": link, "day_label_of": day_label,
         "error": error, "notices": notices, "values": values or {},
         "csrf": token, "csrf_field": CSRF_FIELD,
@@ -255,12 +255,6 @@ async def _render_form(request: web.Request, runtime: Runtime, page: BookingPage
     response = aiohttp_jinja2.render_template("book.html", request, context, status=status)
     set_csrf_cookie(request, response, token)
     return _page_response(response)
-
-
-def _when(start: int, end: int, zone: ZoneInfo) -> str:
-    """``Thursday, 26 November 2026, 09:00–09:30 (Europe/Berlin)``"""
-    first, last = local(start, zone), local(end, zone)
-    return (f"{day_label(first.date())}, {first:%H:%M}–{last:%H:%M} ({zone.key})")
 
 
 def _page_response(response: web.Response) -> web.Response:
@@ -307,7 +301,7 @@ async def booking_status(request: web.Request) -> web.Response:
     response = aiohttp_jinja2.render_template("booking.html", request, {
         "booking": booking, "title": page.title if page else booking.page,
         "page_url": f"/book/{booking.page}" if page else None,
-        "when": _when(booking.start, booking.end, zone),
+        "when": when_label(booking.start, booking.end, zone),
         "duration_label": duration_label(timedelta(seconds=booking.end - booking.start)),
         "show_host": page is not None and len(page.hosts) > 1 and page.mode == "round_robin",
         "cancelled": booking.status == "cancelled", "started": booking.start <= now,
@@ -337,13 +331,8 @@ async def booking_invite(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     booking = await _booking_from(request, request.query.get("secret", ""))
     page = runtime.config.booking_page(booking.page)
-    base = runtime.config.server.base_url
-    body = render_guest_invite(
-        uid=f"{booking.id}-guest@fbproxy", title=page.title if page else booking.page,
-        start=booking.start, end=booking.end, created=booking.created,
-        stamp=datetime.fromtimestamp(booking.created, UTC),
-        cancelled=booking.status == "cancelled", host=booking.host,
-        video_link=booking.video_link, manage_url=base + manage_path(booking))
+    body = guest_calendar(guest_event(runtime.config, page, booking), "PUBLISH",
+                          datetime.fromtimestamp(booking.created, UTC))
     return web.Response(body=body, content_type="text/calendar", charset="utf-8", headers={
         "Content-Disposition": f'attachment; filename="{booking.page}.ics"',
         "Cache-Control": "no-store"})

@@ -19,6 +19,7 @@ from server.booking.book import (
     find_booking,
     parse_booking_request,
 )
+from server.booking.links import invite_path, manage_path
 from server.booking.offer import offered_slots
 from server.config.model import BookingPageConfig
 from server.errors import RequestError
@@ -32,15 +33,6 @@ from server.store import BookingRecord
 
 MAX_SLOTS_SPAN = timedelta(days=62)
 DEFAULT_SLOTS_SPAN = timedelta(days=7)
-
-
-def manage_path(booking: BookingRecord) -> str:
-    """The guest's page for a booking: see it, download it, cancel it (GET is safe)."""
-    return f"/booking/{booking.id}?secret={booking.cancel_secret}"
-
-
-def invite_path(booking: BookingRecord) -> str:
-    return f"/booking/{booking.id}/invite.ics?secret={booking.cancel_secret}"
 
 
 def booking_json(booking: BookingRecord, base_url: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from server.config.alerts import AlertConfig
 from server.config.model import Config, SourceConfig, reauth_fix
 from server.kit.background import BackgroundLoop
 from server.kit.clock import Clock, iso
+from server.kit.smtp import SmtpServer, send_message
 from server.store import AlertMessage, SourceRecord, Store
 from server.sync.loop import retry_delay
 
@@ -172,10 +173,10 @@ class Alerts(BackgroundLoop):
         mail["From"] = alert.sender
         mail["To"] = ", ".join(alert.recipients)
         mail.set_content(json.dumps(message.payload, indent=2, sort_keys=True))
-        await aiosmtplib.send(
-            mail, hostname=alert.smtp_host, port=alert.smtp_port, start_tls=alert.starttls,
-            username=alert.username, password=str(alert.password) if alert.password else None,
-            timeout=20)
+        await send_message(SmtpServer(
+            alert.smtp_host, alert.smtp_port, starttls=alert.starttls, tls=alert.tls,
+            username=alert.username, password=str(alert.password) if alert.password else None),
+            mail)
 
 
 class AlertRefused(Exception):
