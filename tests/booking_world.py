@@ -26,15 +26,17 @@ def sources(tmp_path: Path) -> list[dict[str, Any]]:
 
 
 def build(make_config: Any, sources: list[dict[str, Any]], *,
-          server: dict[str, Any] | None = None, **page: Any) -> Any:
-    calendars = [{"name": h, "sources": [h], "secret": f"secret-of-{h}-0123456789"}
-                 for h in HOSTS]
+          server: dict[str, Any] | None = None, mail: dict[str, Any] | None = None,
+          **page: Any) -> Any:
+    calendars = [{"name": h, "sources": [h], "secret": f"secret-of-{h}-0123456789",
+                  "email": f"{h}@hosts.example.org"} for h in HOSTS]
     booking_page = {
         "slug": "intro", "title": "Intro call", "hosts": ["alex"], "duration": ["30m", "60m"],
         "timezone": "UTC", "minimum_notice": "1h", "max_days_ahead": 10,
         "hours": {d: ["09:00-12:00"] for d in ("mon", "tue", "wed", "thu", "fri")},
         "questions": [{"name": "topic", "label": "Topic", "kind": "textarea"}], **page}
-    return make_config(sources, calendars, booking_pages=[booking_page], **(server or {}))
+    return make_config(sources, calendars, booking_pages=[booking_page], mail=mail,
+                       **(server or {}))
 
 
 def guest(start: str = SLOT, **extra: Any) -> dict[str, Any]:
@@ -47,8 +49,9 @@ async def offered(client: Any) -> list[str]:
 
 
 async def started(make_config: Any, sources: Any, serve: Any, *,
-                  server: dict[str, Any] | None = None, **page: Any) -> Any:
-    client, runtime = await serve(build(make_config, sources, server=server, **page))
+                  server: dict[str, Any] | None = None, mail: dict[str, Any] | None = None,
+                  **page: Any) -> Any:
+    client, runtime = await serve(build(make_config, sources, server=server, mail=mail, **page))
     await runtime.sync.run_all_once()
     return client, runtime
 

@@ -23,7 +23,7 @@ from server.store import Store
 from tests import postgres
 
 # Real CalDAV peers (Radicale, Xandikos) for the CalDAV tests; the booking tests' world.
-pytest_plugins = ["tests.peers", "tests.booking_world", "tests.fake_google",
+pytest_plugins = ["tests.peers", "tests.booking_world", "tests.mailbox", "tests.fake_google",
                   "tests.fake_microsoft", "tests.browser"]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -153,7 +153,8 @@ def make_config(tmp_path: Path, expansion_workers: int) -> Callable[..., Config]
     """A Config from a dict, with the database and relative paths in tmp_path."""
 
     def build(sources: list[dict[str, Any]], calendars: list[dict[str, Any]] | None = None,
-              *, booking_pages: list[dict[str, Any]] | None = None, **server: Any) -> Config:
+              *, booking_pages: list[dict[str, Any]] | None = None,
+              mail: dict[str, Any] | None = None, **server: Any) -> Config:
         # Tests send many requests from 127.0.0.1; the limits get tests of their own.
         limits = {"rate_limit_bookings": "off", "rate_limit_failed_bookings": "off",
                   "rate_limit_pages": "off", "rate_limit_secrets": "off"}
@@ -166,6 +167,8 @@ def make_config(tmp_path: Path, expansion_workers: int) -> Callable[..., Config]
                  "secret": "s3cret-s3cret-s3cret-0001"}],
             "booking_pages": booking_pages or [],
         }
+        if mail is not None:
+            raw["mail"] = mail
         return parse_config(raw, base_dir=tmp_path)
 
     return build
