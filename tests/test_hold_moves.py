@@ -1,0 +1,177 @@
+"""Issue 23 at the adapter level: a hold moved in place (reschedule), and holds that ask
+the provider to invite the guest. Real Radicale and Xandikos; the Google and Graph fakes
+driven by the real client libraries."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from caldav.davclient import DAVClient
+from icalendar import Calendar as ICalendar
+
+from adapters.base import Attendee, Hold, HoldRef
+from adapters.caldav import HOLD_MARKER, CaldavAdapter, CaldavSettings, hold_uid
+from tests.peers import Peer, PeerPool, peer_for
+
+START = datetime(2026, 11, 30, 14, 0, tzinfo=UTC)
+LATER = START + timedelta(days=1, hours=2)
+GUEST = Attendee("Sam \"Guest\"\r\nATTENDEE:mailto:evil@example.org", "sam@example.org")
+
+
+def hold(booking_id: str = "bk_move1", start: datetime = START, **extra: Any) -> Hold:
+    fields: dict[str, Any] = {"title": "Call with Sam", "description": "Booked."}
+    fields.update(extra)
+    return Hold(booking_id=booking_id, start=start, end=start + timedelta(minutes=30),
+                created=START - timedelta(days=1), **fields)
+
+
+# -- CalDAV: real Radicale and Xandikos --------------------------------------------------
+
+
+@pytest.fixture(params=["radicale", "xandikos"])
+def peer(request: pytest.FixtureRequest, peer_pool: PeerPool,
+         monkeypatch: pytest.MonkeyPatch) -> Iterator[Peer]:
+    yield from peer_for(peer_pool, request.param, request, monkeypatch)
+
+
+class InterferingClient(DAVClient):
+    """The real DAVClient, except that ``before_put`` runs before its next PUTs: another
+    client's edit landing between the adapter's GET and its PUT."""
+
+    def __init__(self, *args: Any, before_put: Callable[[], None], times: int = 1,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.before_put, self.times = before_put, times
+
+    def request(self, url: str, method: str = "GET", body: str = "",
+                headers: Any = None, **kwargs: Any) -> Any:
+        if method == "PUT" and self.times > 0:
+            self.times -= 1
+            self.before_put()
+        return super().request(url, method, body, headers, **kwargs)
+
+
+def dav_adapter(peer: Peer, calendar: str, **client: Any) -> CaldavAdapter:
+    settings = CaldavSettings(url=peer.base_url, username=peer.username,
+                              password=peer.password, hold_calendar=calendar,
+                              ca_file=peer.ca_file)
+    factory = None
+    if client:
+        def factory() -> DAVClient:
+            return InterferingClient(url=settings.url, username=settings.username,
+                                     password=settings.password, timeout=30,
+                                     ssl_verify_cert=settings.ca_file or True,
+                                     enable_rfc6764=False, **client)
+    return CaldavAdapter("dav", settings, client_factory=factory)
+
+
+def stored(peer: Peer, href: str) -> Any:
+    [event] = ICalendar.from_ical(peer.request("GET", href, expect=(200,)).text).walk("VEVENT")
+    return event
+
+
+def sequence(event: Any) -> int:
+    return int(event.get("SEQUENCE", 0))
+
+
+async def test_a_caldav_hold_moves_in_place_once(peer: Peer) -> None:
+    calendar = peer.make_calendar("Bookings")
+    dav = dav_adapter(peer, "Bookings")
+    try:
+        ref = await dav.write_hold(hold(location="https://video.example/r/1"))
+        [href] = peer.hrefs(calendar)
+        before = stored(peer, href)
+        moved = await dav.move_hold(ref, hold(start=LATER, title="Call with Sam (moved)",
+                                              attendees=(GUEST,)))
+        assert moved.ref == ref.ref and moved.booking_id == ref.booking_id
+        assert peer.hrefs(calendar) == [href], "the same resource, no second event"
+        event = stored(peer, href)
+        assert event["DTSTART"].dt == LATER and event["DTEND"].dt == LATER + timedelta(minutes=30)
+        assert str(event["SUMMARY"]) == "Call with Sam (moved)"
+        assert str(event["UID"]) == str(before["UID"]) == hold_uid("bk_move1")
+        assert str(event[HOLD_MARKER]) == "bk_move1"
+        assert sequence(event) == sequence(before) + 1
+        assert str(event["LOCATION"]) == "https://video.example/r/1", "the link is kept"
+        assert "ATTENDEE" not in event, "CalDAV holds carry no attendees: fbproxy invites"
+        assert moved.etag and moved.etag == peer.request("GET", href).headers.get("ETag")
+
+        again = await dav.move_hold(moved, hold(start=LATER, title="Call with Sam (moved)"))
+        assert peer.hrefs(calendar) == [href]
+        assert sequence(stored(peer, href)) == sequence(event), "a repeated move changes nothing"
+        assert again.etag == moved.etag
+    finally:
+        await dav.close()
+
+
+async def test_a_caldav_move_survives_another_clients_edit(peer: Peer) -> None:
+    calendar = peer.make_calendar("Bookings")
+    edits: list[str] = []
+
+    def someone_edits() -> None:
+        """Another client adds an alarm to the hold, with its own SEQUENCE bump."""
+        [href] = peer.hrefs(calendar)
+        text = peer.request("GET", href).text.replace(
+            "END:VEVENT", "BEGIN:VALARM\r\nACTION:DISPLAY\r\nDESCRIPTION:Soon\r\n"
+            "TRIGGER:-PT10M\r\nEND:VALARM\r\nEND:VEVENT")
+        response = peer.request("PUT", href, data=text.encode(), expect=(201, 204),
+                                headers={"Content-Type": "text/calendar; charset=utf-8"})
+        edits.append(response.headers.get("ETag", ""))
+
+    writer = dav_adapter(peer, "Bookings")
+    mover = dav_adapter(peer, "Bookings", before_put=someone_edits)
+    try:
+        ref = await writer.write_hold(hold())
+        moved = await mover.move_hold(ref, hold(start=LATER))
+        assert len(edits) == 1, "the first PUT met the edit"
+        [href] = peer.hrefs(calendar)
+        event = stored(peer, href)
+        assert event["DTSTART"].dt == LATER, "read again after the 412 and moved"
+        assert event.walk("VALARM"), "the other client's change is kept"
+        assert moved.etag == peer.request("GET", href).headers.get("ETag") != edits[0]
+    finally:
+        await writer.close()
+        await mover.close()
+
+
+async def test_a_caldav_move_of_a_hold_deleted_upstream_writes_it_again(peer: Peer) -> None:
+    calendar = peer.make_calendar("Bookings")
+    dav = dav_adapter(peer, "Bookings")
+    try:
+        ref = await dav.write_hold(hold())
+        [href] = peer.hrefs(calendar)
+        peer.request("DELETE", href, expect=(200, 204))
+        moved = await dav.move_hold(ref, hold(start=LATER))
+        assert peer.hrefs(calendar) == [href], "re-created at the same href"
+        event = stored(peer, href)
+        assert event["DTSTART"].dt == LATER and str(event["UID"]) == hold_uid("bk_move1")
+        assert sequence(event) >= 1
+        assert moved.ref == ref.ref
+        await dav.delete_hold(moved, notify=True)  # the keyword is accepted; nothing to ask
+        assert peer.hrefs(calendar) == []
+    finally:
+        await dav.close()
+
+
+async def test_a_caldav_move_keeps_hostile_text_as_text(peer: Peer) -> None:
+    calendar = peer.make_calendar("Bookings")
+    dav = dav_adapter(peer, "Bookings")
+    try:
+        ref = await dav.write_hold(hold())
+        await dav.move_hold(ref, hold(start=LATER, title="X\r\nORGANIZER:mailto:x@example.org",
+                                      description="a;b,c\\d\nline"))
+        [href] = peer.hrefs(calendar)
+        event = stored(peer, href)
+        assert "ORGANIZER" not in event
+        assert str(event["SUMMARY"]).replace("\r\n", "\n") == \
+            "X\nORGANIZER:mailto:x@example.org"
+        assert str(event["DESCRIPTION"]) == "a;b,c\\d\nline"
+    finally:
+        await dav.close()
+
+
+def test_hold_ref_is_unchanged_by_the_new_fields() -> None:
+    assert HoldRef("b", "r") == HoldRef("b", "r", None)
+    assert hold().attendees == ()
