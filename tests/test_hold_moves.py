@@ -6,14 +6,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import httplib2
 import pytest
 from caldav.davclient import DAVClient
 from icalendar import Calendar as ICalendar
 
+from adapters import google as google_adapter
 from adapters.base import Attendee, Hold, HoldRef
 from adapters.caldav import HOLD_MARKER, CaldavAdapter, CaldavSettings, hold_uid
+from adapters.google import (
+    GOOGLE_MEET,
+    WRITE_SCOPE,
+    GoogleAdapter,
+    GoogleSettings,
+    hold_event_id,
+    save_token,
+)
+from tests.fake_google import FakeGoogle
 from tests.peers import Peer, PeerPool, peer_for
 
 START = datetime(2026, 11, 30, 14, 0, tzinfo=UTC)
@@ -175,3 +187,98 @@ async def test_a_caldav_move_keeps_hostile_text_as_text(peer: Peer) -> None:
 def test_hold_ref_is_unchanged_by_the_new_fields() -> None:
     assert HoldRef("b", "r") == HoldRef("b", "r", None)
     assert hold().attendees == ()
+
+
+# -- Google: the fake, through google-api-python-client ---------------------------------
+
+OWNER = "alex@example.org"
+
+
+@pytest.fixture
+def google(fake_google: FakeGoogle, tmp_path: Path,
+           monkeypatch: pytest.MonkeyPatch) -> Iterator[GoogleAdapter]:
+    fake_google.add_calendar(OWNER, "Alex", primary=True)
+    monkeypatch.setattr(google_adapter, "MEET_WAITS", (0.0,) * 5)  # no real waiting
+    token_file = tmp_path / "google.token.json"
+    save_token(token_file, fake_google.grant([WRITE_SCOPE])[1], [WRITE_SCOPE],
+               fake_google.token_uri)
+    yield GoogleAdapter("g", GoogleSettings(
+        client_id=fake_google.client_id, client_secret=fake_google.client_secret,
+        token_file=token_file, api_endpoint=fake_google.api_endpoint,
+        token_uri=fake_google.token_uri),
+        http_factory=lambda: httplib2.Http(timeout=10, proxy_info=None))
+
+
+def the_event(fake: FakeGoogle) -> dict[str, Any]:
+    [event] = fake.events(OWNER)
+    return event
+
+
+def google_items(changes: Any) -> dict[str, Any]:
+    found = {}
+    for item in changes.upserted:
+        [event] = ICalendar.from_ical(item.ical).walk("VEVENT")
+        found[item.key] = event
+    return found
+
+
+async def test_a_google_hold_moves_in_place_and_keeps_its_meet(fake_google, google) -> None:
+    ref = await google.write_hold(hold(location=GOOGLE_MEET))
+    assert ref.video_link.startswith("https://meet.google.com/")
+    state = (await google.sync({})).state
+    first = the_event(fake_google)
+
+    moved = await google.move_hold(ref, hold(start=LATER, title="Moved", status="CONFIRMED"))
+    event = the_event(fake_google)
+    assert event["id"] == first["id"] == hold_event_id("bk_move1"), "the same event"
+    assert moved.ref == ref.ref and moved.video_link == ref.video_link
+    assert event["hangoutLink"] == ref.video_link, "the Meet conference is kept"
+    assert event["conferenceData"]["conferenceId"] == first["conferenceData"]["conferenceId"]
+    assert event["start"]["dateTime"] == "2026-12-01T16:00:00Z"
+    assert event["summary"] == "Moved" and event["status"] == "confirmed"
+    assert event["sequence"] > first["sequence"] and moved.etag == event["etag"]
+    assert event["extendedProperties"] == first["extendedProperties"], "the marker stays"
+    assert fake_google.send_updates == [("insert", event["id"], "none"),
+                                        ("patch", event["id"], "none")]
+
+    # The next incremental round carries the new time.
+    [item] = google_items(await google.sync(state)).values()
+    assert item["DTSTART"].dt == LATER
+
+    again = await google.move_hold(moved, hold(start=LATER, title="Moved", status="CONFIRMED"))
+    assert [e["id"] for e in fake_google.events(OWNER)] == [event["id"]]
+    assert the_event(fake_google)["start"] == event["start"] and again.ref == ref.ref
+
+    await google.delete_hold(again)
+    assert fake_google.send_updates[-1] == ("delete", event["id"], "none")
+    assert fake_google.events(OWNER) == []
+
+
+async def test_google_invites_the_guest_when_the_hold_names_them(fake_google, google) -> None:
+    ref = await google.write_hold(hold(attendees=(GUEST,)))
+    event = the_event(fake_google)
+    [attendee] = event["attendees"]
+    assert attendee["email"] == "sam@example.org"
+    assert attendee["displayName"] == GUEST.name, "the name stays one JSON string"
+    await google.move_hold(ref, hold(start=LATER, attendees=(GUEST,)))
+    assert the_event(fake_google)["attendees"] == event["attendees"], "kept by the patch"
+    await google.delete_hold(ref, notify=True)
+    event_id = event["id"]
+    assert fake_google.send_updates == [("insert", event_id, "all"), ("patch", event_id, "all"),
+                                        ("delete", event_id, "all")]
+
+
+async def test_a_google_move_restores_or_rewrites_a_hold_gone_upstream(fake_google,
+                                                                      google) -> None:
+    ref = await google.write_hold(hold())
+    await google.delete_hold(ref)  # deleted upstream: Google keeps it as cancelled
+    moved = await google.move_hold(ref, hold(start=LATER))
+    event = the_event(fake_google)
+    assert event["id"] == hold_event_id("bk_move1") and event["status"] == "tentative"
+    assert event["start"]["dateTime"] == "2026-12-01T16:00:00Z" and moved.ref == ref.ref
+
+    gone = HoldRef("bk_move2", f"{OWNER}/{hold_event_id('bk_move2')}")  # never existed: 404
+    rewritten = await google.move_hold(gone, hold("bk_move2", start=LATER))
+    assert rewritten.ref == gone.ref
+    assert {e["id"] for e in fake_google.events(OWNER)} == {
+        hold_event_id("bk_move1"), hold_event_id("bk_move2")}
