@@ -15,6 +15,7 @@ from caldav.davclient import DAVClient
 from icalendar import Calendar as ICalendar
 
 from adapters import google as google_adapter
+from adapters import microsoft
 from adapters.base import Attendee, Hold, HoldRef
 from adapters.caldav import HOLD_MARKER, CaldavAdapter, CaldavSettings, hold_uid
 from adapters.google import (
@@ -25,6 +26,7 @@ from adapters.google import (
     hold_event_id,
     save_token,
 )
+from tests import test_microsoft_as_documented
 from tests.fake_google import FakeGoogle
 from tests.peers import Peer, PeerPool, peer_for
 
@@ -282,3 +284,73 @@ async def test_a_google_move_restores_or_rewrites_a_hold_gone_upstream(fake_goog
     assert rewritten.ref == gone.ref
     assert {e["id"] for e in fake_google.events(OWNER)} == {
         hold_event_id("bk_move1"), hold_event_id("bk_move2")}
+
+
+# -- Microsoft Graph: the fake, with the real msal ----------------------------------------
+
+direct = test_microsoft_as_documented.direct  # the adapter itself, signed in
+
+
+def graph_items(changes: Any) -> dict[str, Any]:
+    return google_items(changes)
+
+
+async def test_a_graph_hold_moves_in_place_and_keeps_teams(fake_microsoft, direct) -> None:
+    outlook = await direct(microsoft.WRITE_SCOPES)
+    ref = await outlook.write_hold(hold(location=microsoft.TEAMS, attendees=(GUEST,)))
+    [created] = fake_microsoft.events()
+    join = created["onlineMeeting"]["joinUrl"]
+    assert ref.video_link == join
+    assert created["attendees"][0]["emailAddress"] == {"address": "sam@example.org",
+                                                      "name": GUEST.name}
+    assert created["attendees"][0]["type"] == "required"
+    state = (await outlook.sync({})).state
+
+    moved = await outlook.move_hold(ref, hold(start=LATER, title="Moved",
+                                              location=microsoft.TEAMS, attendees=(GUEST,)))
+    [event] = fake_microsoft.events()
+    assert event["id"] == created["id"] and moved.ref == ref.ref, "PATCH keeps the event"
+    assert event["subject"] == "Moved" and event["start"]["dateTime"].startswith(
+        "2026-12-01T16:00:00")
+    assert event["isOnlineMeeting"] and event["onlineMeeting"]["joinUrl"] == join
+    assert moved.video_link == join and moved.etag == event["@odata.etag"]
+    assert event["attendees"] == created["attendees"], "attendees kept"
+    [(patched_id, body)] = fake_microsoft.patches
+    assert patched_id == created["id"] and "body" not in body, "the Teams blob is left alone"
+    assert [m[0] for m in fake_microsoft.meeting_messages] == ["request", "update"]
+    assert all(m[2] == ("sam@example.org",) for m in fake_microsoft.meeting_messages)
+
+    # The next delta round carries the new time, under the same key.
+    [(key, item)] = graph_items(await outlook.sync(state)).items()
+    assert key.endswith(created["id"]) and item["DTSTART"].dt == LATER
+
+    await outlook.move_hold(moved, hold(start=LATER, title="Moved", location=microsoft.TEAMS))
+    assert [e["id"] for e in fake_microsoft.events()] == [created["id"]], "moving again: one"
+
+    await outlook.delete_hold(moved, notify=True)
+    assert fake_microsoft.events() == []
+    assert fake_microsoft.cancels == [(created["id"], microsoft.CANCEL_COMMENT)]
+    assert fake_microsoft.meeting_messages[-1] == (
+        "cancellation", created["id"], ("sam@example.org",), microsoft.CANCEL_COMMENT)
+
+
+async def test_a_graph_hold_without_guests_is_deleted_and_rewritten_when_gone(
+        fake_microsoft, direct) -> None:
+    outlook = await direct(microsoft.WRITE_SCOPES)
+    ref = await outlook.write_hold(hold(description="Booked.\nJoin: https://v.example/1"))
+    [created] = fake_microsoft.events()
+    assert created["attendees"] == [] and fake_microsoft.meeting_messages == []
+    moved = await outlook.move_hold(ref, hold(start=LATER, description="Moved."))
+    [event] = fake_microsoft.events()
+    assert event["body"]["content"] == "Moved." and event["id"] == created["id"]
+    assert moved.ref == ref.ref
+
+    fake_microsoft.delete_event(created["id"])  # deleted upstream
+    rewritten = await outlook.move_hold(moved, hold(start=LATER))
+    [again] = fake_microsoft.events()
+    assert again["id"] != created["id"] and rewritten.ref.endswith(again["id"])
+    assert again["start"]["dateTime"].startswith("2026-12-01T16:00:00")
+
+    await outlook.delete_hold(rewritten, notify=True)  # no attendees: a plain DELETE
+    assert fake_microsoft.events() == [] and fake_microsoft.cancels == []
+    assert ("DELETE", f"/v1.0/{rewritten.ref}", {}) in fake_microsoft.requests
