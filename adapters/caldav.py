@@ -36,6 +36,7 @@ from lxml import etree
 
 from adapters.base import (
     HOLD_MARKER,
+    UNREADABLE_ITEM,
     AuthExpired,
     BadUpstreamData,
     Capabilities,
@@ -586,7 +587,7 @@ def moved_hold(text: str, hold: Hold) -> str | None:
     try:
         calendar = Calendar.from_ical(text)
         event = next(e for e in calendar.walk("VEVENT") if "RECURRENCE-ID" not in e)
-    except (ValueError, KeyError, IndexError, StopIteration):
+    except (*UNREADABLE_ITEM, IndexError, StopIteration):
         return render_hold(hold, sequence=1)
     wanted: dict[str, Any] = {"DTSTART": hold.start, "DTEND": hold.end, "SUMMARY": hold.title,
                               "STATUS": hold.status, "DESCRIPTION": hold.description}
