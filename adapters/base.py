@@ -122,8 +122,26 @@ HOLD_MARKER = "X-FBPROXY-BOOKING"
 
 
 @dataclass(frozen=True, slots=True)
+class Attendee:
+    """Someone the provider itself invites to a hold (the guest), by name and address.
+
+    Both come from the guest: adapters hand them to the client library's JSON
+    (Google, Graph), never into a URL or iCalendar text of their own making.
+    """
+
+    name: str
+    email: str
+
+
+@dataclass(frozen=True, slots=True)
 class Hold:
-    """An event fbproxy writes upstream for a booking (aware UTC datetimes)."""
+    """An event fbproxy writes upstream for a booking (aware UTC datetimes).
+
+    ``attendees`` asks the provider to invite them itself (Google with
+    ``sendUpdates=all``, Graph by sending the meeting request of an event with
+    attendees); a CalDAV hold ignores them, as fbproxy sends its own iMIP
+    invitation for CalDAV targets.
+    """
 
     booking_id: str
     start: datetime
@@ -136,11 +154,12 @@ class Hold:
     url: str = ""
     # Which calendar of the source receives it (display name or URL); None: the default.
     calendar: str | None = None
+    attendees: tuple[Attendee, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class HoldRef:
-    """Where a hold landed upstream, enough to delete it later."""
+    """Where a hold landed upstream, enough to move or delete it later."""
 
     booking_id: str
     ref: str

@@ -24,7 +24,8 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
@@ -35,6 +36,7 @@ from lxml import etree
 
 from adapters.base import (
     HOLD_MARKER,
+    UNREADABLE_ITEM,
     AuthExpired,
     BadUpstreamData,
     Capabilities,
@@ -55,6 +57,7 @@ CS = "http://calendarserver.org/ns/"
 NS = {"d": DAV, "c": CALDAV, "cs": CS}
 MULTIGET_BATCH = 500
 MAX_SYNC_PAGES = 1000
+MOVE_TRIES = 3  # reads and writes of a hold another client keeps changing meanwhile
 
 _PROPFIND_DISCOVERY = b"""<?xml version="1.0" encoding="utf-8"?>
 <d:propfind xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav">
@@ -175,7 +178,13 @@ class CaldavAdapter:
         ref: HoldRef = await self._run(self._write_hold_blocking, hold)
         return ref
 
-    async def delete_hold(self, ref: HoldRef) -> None:
+    async def move_hold(self, ref: HoldRef, hold: Hold) -> HoldRef:
+        moved: HoldRef = await self._run(self._move_hold_blocking, (ref, hold))
+        return moved
+
+    async def delete_hold(self, ref: HoldRef, *, notify: bool = False) -> None:
+        # notify: nothing to ask of a CalDAV server; fbproxy itself sends the guest
+        # the iMIP cancellation for CalDAV targets.
         await self._run(self._delete_hold_blocking, ref)
 
     async def close(self) -> None:
@@ -489,6 +498,42 @@ class CaldavAdapter:
         raise UpstreamUnavailable(f"writing hold {uid}: HTTP {response.status}",
                                   source=self.name)
 
+    def _move_hold_blocking(self, args: tuple[HoldRef, Hold]) -> HoldRef:
+        """The hold's resource changed in place to what ``hold`` says, under its href.
+
+        GET, change with icalendar, PUT with If-Match: a 412 means another client
+        changed it in between, so it is read and changed again (MOVE_TRIES in all).
+        A resource that is gone is written anew at the same href (If-None-Match: *).
+        An event that already says what the hold says is left alone, so a repeated
+        move changes nothing (not even SEQUENCE).
+        """
+        ref, hold = args
+        for _ in range(MOVE_TRIES):
+            response = self._request(None, ref.ref, "GET")
+            if response.status in (404, 410):
+                headers = {"If-None-Match": "*"}
+                body = render_hold(hold, sequence=1)
+            elif response.status == 200:
+                etag = response.headers.get("ETag")
+                changed = moved_hold(_text(response), hold)
+                if changed is None:  # already moved (a retry): nothing to write
+                    return replace(ref, etag=etag or ref.etag)
+                body, headers = changed, {"If-Match": etag} if etag else {}
+            else:
+                raise UpstreamUnavailable(f"reading hold {ref.ref}: HTTP {response.status}",
+                                          source=self.name)
+            headers["Content-Type"] = "text/calendar; charset=utf-8"
+            put = self._request(None, ref.ref, "PUT", body.encode("utf-8"), headers=headers)
+            if put.status in (200, 201, 204):
+                return replace(ref, etag=put.headers.get("ETag"))
+            if put.status not in (412, 409):
+                raise UpstreamUnavailable(f"moving hold {ref.ref}: HTTP {put.status}",
+                                          source=self.name)
+            log.info("source %s: hold %s changed upstream while it was moved; reading it "
+                     "again", self.name, ref.ref)
+        raise UpstreamUnavailable(f"moving hold {ref.ref}: it kept changing upstream "
+                                  f"({MOVE_TRIES} tries)", source=self.name)
+
     def _delete_hold_blocking(self, ref: HoldRef) -> None:
         headers = {"If-Match": ref.etag} if ref.etag else {}
         response = self._request(None, ref.ref, "DELETE", headers=headers)
@@ -506,7 +551,10 @@ def hold_uid(booking_id: str) -> str:
     return f"fbproxy-hold-{safe}"
 
 
-def render_hold(hold: Hold) -> str:
+def render_hold(hold: Hold, *, sequence: int = 0) -> str:
+    """The hold as an iCalendar object. Its attendees are left out on purpose: for a
+    CalDAV target fbproxy sends the guest its own iMIP invitation (a server that
+    schedules would send a second one for an ATTENDEE)."""
     calendar = Calendar()
     calendar.add("PRODID", "-//fbproxy//hold//EN")
     calendar.add("VERSION", "2.0")
@@ -518,6 +566,8 @@ def render_hold(hold: Hold) -> str:
     event.add("SUMMARY", hold.title)
     event.add("STATUS", hold.status)
     event.add("TRANSP", "OPAQUE")
+    if sequence:
+        event.add("SEQUENCE", sequence)
     if hold.description:
         event.add("DESCRIPTION", hold.description)
     if hold.location:
@@ -527,6 +577,56 @@ def render_hold(hold: Hold) -> str:
     event.add(HOLD_MARKER, hold.booking_id)
     calendar.add_component(event)
     return str(calendar.to_ical().decode("utf-8"))
+
+
+def moved_hold(text: str, hold: Hold) -> str | None:
+    """The stored hold ``text`` changed to what ``hold`` says, SEQUENCE one higher; None
+    when it says that already. UID, marker and anything else stored (a location or
+    link the hold does not name, a client's alarm) are kept. A resource that cannot be
+    read as an event becomes the hold as rendered anew."""
+    try:
+        calendar = Calendar.from_ical(text)
+        event = next(e for e in calendar.walk("VEVENT") if "RECURRENCE-ID" not in e)
+    except (*UNREADABLE_ITEM, IndexError, StopIteration):
+        return render_hold(hold, sequence=1)
+    wanted: dict[str, Any] = {"DTSTART": hold.start, "DTEND": hold.end, "SUMMARY": hold.title,
+                              "STATUS": hold.status, "DESCRIPTION": hold.description}
+    if hold.location:
+        wanted["LOCATION"] = hold.location
+    if hold.url:
+        wanted["URL"] = hold.url
+    if all(_same_value(event, name, value) for name, value in wanted.items()):
+        return None
+    try:
+        sequence = int(event.get("SEQUENCE", 0)) + 1
+    except (TypeError, ValueError):
+        sequence = 1
+    for name, value in [*wanted.items(), ("SEQUENCE", sequence),
+                        ("DTSTAMP", datetime.now(UTC))]:
+        event.pop(name, None)
+        if value != "":
+            event.add(name, value)
+    event.pop("DURATION", None)  # DTEND says it now; both would be invalid
+    return str(calendar.to_ical().decode("utf-8"))
+
+
+def _same_value(event: Any, name: str, value: Any) -> bool:
+    if name not in event:
+        return bool(value == "")
+    if isinstance(value, datetime):
+        stored = getattr(event[name], "dt", None)
+        return isinstance(stored, datetime) and stored.tzinfo is not None and \
+            bool(stored == value)
+    return bool(str(event[name]) == value)
+
+
+def _text(response: Any) -> str:
+    """A GET's iCalendar body as received (caldav keeps a body that is not XML as
+    ``_raw_body``; ``raw`` is its text with line endings normalised)."""
+    body = getattr(response, "_raw_body", b"")
+    if isinstance(body, bytes) and body:
+        return body.decode("utf-8", errors="replace")
+    return str(response.raw or "")
 
 
 def _version_prop(calendars: list[RemoteCalendar]) -> str | None:

@@ -426,10 +426,15 @@ class GoogleAdapter:
         body: dict[str, Any] = {
             "id": event_id, "summary": hold.title, "description": hold.description,
             "start": {"dateTime": _rfc3339(hold.start)}, "end": {"dateTime": _rfc3339(hold.end)},
-            "status": "tentative" if hold.status == "TENTATIVE" else "confirmed",
+            "status": _status(hold),
             "transparency": "opaque",
             "extendedProperties": {"private": {BOOKING_PROPERTY: hold.booking_id}},
         }
+        if hold.attendees:
+            # Google invites them itself, with sendUpdates=all below (the guest's name and
+            # address go into the JSON body; the client library encodes them).
+            body["attendees"] = [{"email": a.email, "displayName": a.name}
+                                 for a in hold.attendees]
         meet = hold.location == GOOGLE_MEET
         if meet:
             body["conferenceData"] = {"createRequest": {
@@ -439,7 +444,7 @@ class GoogleAdapter:
         try:
             created = self._execute(api.events().insert(
                 calendarId=calendar_id, body=body, conferenceDataVersion=1 if meet else 0,
-                sendUpdates="none"))
+                sendUpdates=_send_updates(bool(hold.attendees))))
         except HttpError as exc:
             if int(exc.resp.status) != 409:
                 raise self._unexpected(exc, calendar_id, WRITE_SCOPE) from exc
@@ -474,14 +479,48 @@ class GoogleAdapter:
                 raise BadUpstreamData("events.get did not answer an object", source=self.name)
         return event
 
-    async def delete_hold(self, ref: HoldRef) -> None:
-        await self._run(lambda: self._delete_hold_blocking(ref))
+    async def move_hold(self, ref: HoldRef, hold: Hold) -> HoldRef:
+        moved: HoldRef = await self._run(lambda: self._move_hold_blocking(ref, hold))
+        return moved
 
-    def _delete_hold_blocking(self, ref: HoldRef) -> None:
+    def _move_hold_blocking(self, ref: HoldRef, hold: Hold) -> HoldRef:
+        """events.patch of the hold's own event: fields sent replace the stored ones, all
+        others (the Meet conference, the attendees and their answers, our extended
+        property) stay (https://developers.google.com/calendar/api/v3/reference/events/
+        patch). A hold deleted upstream is only "cancelled" on its organizer's calendar
+        and keeps its details "so that they can be restored (undeleted)" (events resource,
+        status): the patch, which sets the status, restores it under the same id. One
+        Google no longer has at all (404, 410) is written anew."""
+        api = self._api()
+        calendar_id, _, event_id = ref.ref.rpartition("/")
+        body = {"summary": hold.title, "description": hold.description,
+                "start": {"dateTime": _rfc3339(hold.start)},
+                "end": {"dateTime": _rfc3339(hold.end)}, "status": _status(hold)}
+        try:
+            # conferenceDataVersion=1: the client keeps the event's conference data (the
+            # body names none, so the conference is left as it is).
+            moved = self._execute(api.events().patch(
+                calendarId=calendar_id, eventId=event_id, body=body, conferenceDataVersion=1,
+                sendUpdates=_send_updates(bool(hold.attendees))))
+        except HttpError as exc:
+            if int(exc.resp.status) not in (404, 410):
+                raise self._unexpected(exc, calendar_id, WRITE_SCOPE) from exc
+            return self._write_hold_blocking(replace(hold, calendar=calendar_id))
+        if not isinstance(moved, Mapping):
+            raise BadUpstreamData("events.patch did not answer an object", source=self.name)
+        etag = moved.get("etag")
+        return replace(ref, etag=etag if isinstance(etag, str) else None,
+                       video_link=meet_link(moved) or ref.video_link)
+
+    async def delete_hold(self, ref: HoldRef, *, notify: bool = False) -> None:
+        """Delete the hold; ``notify`` has Google send its attendees the cancellation."""
+        await self._run(lambda: self._delete_hold_blocking(ref, notify))
+
+    def _delete_hold_blocking(self, ref: HoldRef, notify: bool = False) -> None:
         calendar_id, _, event_id = ref.ref.rpartition("/")
         try:
             self._execute(self._api().events().delete(calendarId=calendar_id, eventId=event_id,
-                                                      sendUpdates="none"))
+                                                      sendUpdates=_send_updates(notify)))
         except HttpError as exc:
             if int(exc.resp.status) not in (404, 410):  # already gone
                 raise self._unexpected(exc, calendar_id, WRITE_SCOPE) from exc
@@ -556,6 +595,16 @@ def meet_link(event: Mapping[str, Any]) -> str:
             if isinstance(uri, str) and uri.startswith("https://"):
                 return uri
     return ""
+
+
+def _status(hold: Hold) -> str:
+    return "tentative" if hold.status == "TENTATIVE" else "confirmed"
+
+
+def _send_updates(notify: bool) -> str:
+    """sendUpdates: "all" has Google email the guests (the hold's attendees) about the
+    insert, change or deletion; "none" sends nothing, as for a hold without guests."""
+    return "all" if notify else "none"
 
 
 def _rfc3339(moment: datetime) -> str:

@@ -24,7 +24,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from time import monotonic
@@ -76,6 +76,8 @@ TRANSACTION_PREFIX = "fbproxy-"
 # with the same transactionId answers).
 BOOKING_PROPERTY = "String {5b0e8f4c-2d1a-4c7e-9f36-8a4d2e71c0b9} Name fbproxyBooking"
 TEAMS = "teams"  # a hold location asking Graph for a Teams meeting
+# What a cancelled hold's attendees read with Graph's cancellation message.
+CANCEL_COMMENT = "This booking was cancelled."
 _NOT_BUSY = {"free", "workingElsewhere"}
 _RESYNC_CODES = {"syncStateNotFound", "resyncRequired", "syncStateInvalid"}
 _sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # tests swap it to not wait
@@ -548,13 +550,19 @@ class MicrosoftAdapter:
             "body": {"contentType": "text", "content": hold.description},
             "start": {"dateTime": _graph_time(hold.start), "timeZone": "UTC"},
             "end": {"dateTime": _graph_time(hold.end), "timeZone": "UTC"},
-            "showAs": "tentative" if hold.status == "TENTATIVE" else "busy",
+            "showAs": _show_as(hold),
             # Documented only as letting Graph avoid redundant POSTs; the marker a hold
             # is known by when it syncs back (delta answers no extended properties).
             "transactionId": TRANSACTION_PREFIX + hold.booking_id,
             "singleValueExtendedProperties": [{"id": BOOKING_PROPERTY,
                                                "value": hold.booking_id}],
         }
+        if hold.attendees:
+            # "When an event is sent, the server sends invitations to all the attendees"
+            # (https://learn.microsoft.com/en-us/graph/api/user-post-events): an event
+            # with attendees is a meeting its organizer's mailbox invites them to.
+            body["attendees"] = [{"emailAddress": {"address": a.email, "name": a.name},
+                                  "type": "required"} for a in hold.attendees]
         if hold.location == TEAMS:
             body.update(isOnlineMeeting=True, onlineMeetingProvider="teamsForBusiness")
         elif hold.location:
@@ -596,11 +604,67 @@ class MicrosoftAdapter:
                 return event
         return None
 
-    async def delete_hold(self, ref: HoldRef) -> None:
+    async def move_hold(self, ref: HoldRef, hold: Hold) -> HoldRef:
+        """PATCH the hold's event in place: start, end, subject, showAs and (not for a
+        Teams hold) the body. Graph keeps every property not sent, attendees and the
+        online meeting included, and sends the attendees of an event it organizes the
+        update itself; it answers 200 with the event
+        (https://learn.microsoft.com/en-us/graph/api/event-update). A Teams hold's body
+        is left alone: it holds the meeting blob, and a body sent without it "would
+        disable meeting online" (same page). A hold gone upstream (404) is written anew,
+        under a new event id."""
+        body: dict[str, Any] = {
+            "subject": hold.title,
+            "start": {"dateTime": _graph_time(hold.start), "timeZone": "UTC"},
+            "end": {"dateTime": _graph_time(hold.end), "timeZone": "UTC"},
+            "showAs": _show_as(hold)}
+        if hold.location != TEAMS:
+            body["body"] = {"contentType": "text", "content": hold.description}
+        status, payload = await self._graph("PATCH", ref.ref, body=body, need=WRITE,
+                                            what="the hold")
+        if status in (404, 410):
+            return await self.write_hold(hold)
+        if status != 200 or not isinstance(payload, Mapping) or "id" not in payload:
+            raise AdapterError(f"moving the hold answered {status}: {_error(payload)}",
+                               source=self.name)
+        moved = self._hold_ref(hold.booking_id, payload)
+        etag = payload.get("@odata.etag") or payload.get("changeKey")
+        return replace(ref, etag=str(etag) if etag else None,
+                       video_link=moved.video_link or ref.video_link)
+
+    async def delete_hold(self, ref: HoldRef, *, notify: bool = False) -> None:
+        """Remove the hold. With ``notify``, a hold that has attendees is cancelled
+        (POST {event}/cancel with a comment): the organizer's mailbox sends them the
+        cancellation and the event leaves the calendar; only the organizer may, which
+        fbproxy is for the holds it wrote (https://learn.microsoft.com/en-us/graph/api/
+        event-cancel). Otherwise it is deleted. Graph has no silent way to remove a
+        meeting: "deleting the event on the organizer's calendar sends a cancellation
+        message to the meeting attendees" (.../event-delete), so notify=False only
+        leaves out the comment for a hold with attendees."""
+        if notify and await self._has_attendees(ref):
+            status, payload = await self._graph("POST", f"{ref.ref}/cancel", need=WRITE,
+                                                body={"comment": CANCEL_COMMENT},
+                                                what="the hold")
+            if status not in (200, 202, 204, 404):
+                raise AdapterError(f"cancelling the hold answered {status}: "
+                                   f"{_error(payload)}", source=self.name)
+            return
         status, payload = await self._graph("DELETE", ref.ref, need=WRITE, what="the hold")
         if status not in (200, 204, 404):  # 404: already gone
             raise AdapterError(f"deleting the hold answered {status}: {_error(payload)}",
                                source=self.name)
+
+    async def _has_attendees(self, ref: HoldRef) -> bool:
+        """Whether the hold's event names attendees (False when it is gone already)."""
+        status, payload = await self._graph("GET", ref.ref, params={"$select": "attendees"},
+                                            what="the hold")
+        if status == 404:
+            return False
+        if status != 200 or not isinstance(payload, Mapping):
+            raise AdapterError(f"reading the hold answered {status}: {_error(payload)}",
+                               source=self.name)
+        attendees = payload.get("attendees")
+        return isinstance(attendees, list) and bool(attendees)
 
 
 def _cached_scopes(cache: msal.SerializableTokenCache) -> list[str]:
@@ -709,6 +773,10 @@ def _all_day(value: Mapping[str, Any], *, closing: bool = False) -> date:
     moment = datetime.fromisoformat(text.partition(".")[0])
     day = moment.date()
     return day + timedelta(days=1) if closing and moment.time() != time() else day
+
+
+def _show_as(hold: Hold) -> str:
+    return "tentative" if hold.status == "TENTATIVE" else "busy"
 
 
 def _graph_time(moment: datetime) -> str:

@@ -35,6 +35,11 @@ Modelled on https://developers.google.com/calendar/api/v3/reference:
   ``createRequest.status.statusCode = "pending"`` without entry points, and the
   event turns ``success`` (entry points, ``hangoutLink``) or ``failure`` (none) a few
   reads later (``meet_pending_reads``, ``meet_outcome``).
+- ``patch`` merges the body into the event (objects field by field, arrays replaced,
+  null removes), restores a cancelled event whose status it sets, and bumps
+  ``sequence``/``updated``/``etag`` like any change (so the next incremental listing
+  has it). Insert keeps ``attendees`` (``responseStatus`` "needsAction"). Each insert,
+  patch and delete records its ``sendUpdates`` value in ``send_updates``.
 - freeBusy merges overlapping/adjacent busy periods and clips them to the range.
 - Watch addresses must be https, except http on loopback (recorded in
   ``insecure_addresses``). The initial "sync" message Google sends after
@@ -81,6 +86,7 @@ DEFAULT_TTL = 604800
 # How far singleEvents=true splits a never-ending series when the request names no
 # timeMax. Google documents no bound; the fake needs one.
 SINGLE_EVENTS_AHEAD = timedelta(days=730)
+SEND_UPDATES = ("all", "externalOnly", "none")  # events.insert/patch/delete sendUpdates
 MEET_ICON = ("https://fonts.gstatic.com/s/i/productlogos/meet_2020q4/v6/"
              "web-512dp/logo_meet_2020q4_color_2x_web_512dp.png")
 FAILURES = {  # status -> (domain, reason, message) of Google's error body
@@ -238,6 +244,9 @@ class FakeGoogle(LocalServer):
         self.meet_pending_reads = 1
         self.channel_lifetime: timedelta | None = None  # None: the ttl asked for
         self.meet_outcome = "success"
+        # Each events.insert, patch and delete as (method, event id, its sendUpdates query
+        # value or None when absent): whom Google would have emailed about it.
+        self.send_updates: list[tuple[str, str, str | None]] = []
         self._pending_conferences: dict[tuple[str, str], int] = {}
         self._calendars: dict[str, Calendar] = {}
         self._seq = 0
@@ -287,6 +296,7 @@ class FakeGoogle(LocalServer):
             web.post(p, self._events_insert),
             web.post(f"{p}/watch", self._events_watch),
             web.get(f"{p}/{{eventId}}", self._events_get),
+            web.patch(f"{p}/{{eventId}}", self._events_patch),
             web.delete(f"{p}/{{eventId}}", self._events_delete),
             web.post(f"{API}/channels/stop", self._channels_stop),
             web.post(f"{API}/freeBusy", self._free_busy),
@@ -800,8 +810,67 @@ class FakeGoogle(LocalServer):
         self._require_writer(calendar)
         if event["status"] == "cancelled":
             raise GoogleError(410, "Resource has been deleted", "deleted")
+        self.send_updates.append(("delete", event_id, self._send_updates_asked(request)))
         self.cancel_event(calendar.id, event_id)
         return web.Response(status=204)
+
+    @staticmethod
+    def _send_updates_asked(request: web.Request) -> str | None:
+        value = request.query.get("sendUpdates")
+        if value is not None and value not in SEND_UPDATES:
+            raise invalid(f"Invalid value for sendUpdates: {value}", location="sendUpdates")
+        return value
+
+    async def _events_patch(self, request: web.Request) -> web.Response:
+        """events.patch: "The field values you specify replace the existing values. Fields
+        that you don't specify in the request remain unchanged. Array fields, if
+        specified, overwrite the existing arrays" (events/patch reference); nested objects
+        are merged field by field and a null removes a field (the Performance Tips page's
+        patch semantics). A cancelled (deleted) event can be patched: on its organizer's
+        calendar it keeps its details so that it can be restored by setting its status
+        (events resource, status). Like any change it bumps ``sequence``, ``updated`` and
+        ``etag`` and comes back in the next incremental listing."""
+        calendar = self._calendar(request.match_info["calendarId"])
+        event_id = request.match_info["eventId"]
+        event = calendar.events.get(event_id)
+        if event is None:
+            raise not_found()
+        self._require_writer(calendar)
+        body = await self._json_body(request)
+        if body.get("id", event_id) != event_id:
+            raise invalid("Invalid resource id value.")
+        for server_owned in ("id", "kind", "etag", "htmlLink", "created", "updated",
+                             "iCalUID", "hangoutLink", "creator", "sequence"):
+            body.pop(server_owned, None)
+        conference = body.pop("conferenceData", None)
+        if conference is not None and request.query.get("conferenceDataVersion", "0") == "1":
+            body["conferenceData"] = self._conference(conference)
+        if "attendees" in body:
+            body["attendees"] = self._attendees(body["attendees"])
+        merged = merge_patch(event, body)
+        self._check_times(merged)
+        send_updates = self._send_updates_asked(request)
+        stored = self.put_event(calendar.id, merged)
+        self.send_updates.append(("patch", event_id, send_updates))
+        if conference is not None and (stored.get("conferenceData") or {}).get(
+                "createRequest", {}).get("status", {}).get("statusCode") == "pending":
+            self._pending_conferences[(calendar.id, event_id)] = self.meet_pending_reads
+        return web.json_response(stored)
+
+    @staticmethod
+    def _attendees(value: Any) -> list[dict[str, Any]]:
+        """Attendees as Google keeps them: each needs an email; responseStatus starts as
+        needsAction (events resource, attendees[])."""
+        if not isinstance(value, list):
+            raise invalid("Invalid attendees value.")
+        kept = []
+        for attendee in value:
+            if not isinstance(attendee, dict) or not isinstance(attendee.get("email"), str) \
+                    or "@" not in attendee["email"]:
+                raise GoogleError(400, "Invalid attendee email.", "invalid")
+            kept.append({**attendee, "responseStatus": attendee.get("responseStatus",
+                                                                      "needsAction")})
+        return kept
 
     async def _events_insert(self, request: web.Request) -> web.Response:
         calendar = self._calendar(request.match_info["calendarId"])
@@ -817,6 +886,9 @@ class FakeGoogle(LocalServer):
             if event_id in calendar.events:
                 raise GoogleError(409, "The requested identifier already exists.", "duplicate")
         self._check_times(body)
+        if "attendees" in body:
+            body["attendees"] = self._attendees(body["attendees"])
+        send_updates = self._send_updates_asked(request)
         conference = body.pop("conferenceData", None)
         if conference and request.query.get("conferenceDataVersion", "0") == "1":
             body["conferenceData"] = self._conference(conference)
@@ -824,6 +896,7 @@ class FakeGoogle(LocalServer):
                 if entry.get("entryPointType") == "video":
                     body["hangoutLink"] = entry["uri"]
         stored = self.put_event(calendar.id, body)
+        self.send_updates.append(("insert", stored["id"], send_updates))
         if (stored.get("conferenceData") or {}).get("createRequest"):
             # The insert answers "pending"; the conference is made afterwards.
             # https://developers.google.com/calendar/api/guides/create-events#conferencing
@@ -1037,6 +1110,20 @@ class FakeGoogle(LocalServer):
         return web.json_response({})
 
 
+def merge_patch(stored: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """``stored`` with ``patch`` applied: objects merged field by field, anything else
+    (arrays included) replaced, a null removing the field."""
+    merged = copy.deepcopy(stored)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_patch(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
 def oauth_error(status: int, error: str, description: str) -> web.Response:
     return web.json_response({"error": error, "error_description": description}, status=status)
 
@@ -1047,6 +1134,7 @@ METHOD_IDS = {
     "_events_list": "calendar.events.list",
     "_events_get": "calendar.events.get",
     "_events_insert": "calendar.events.insert",
+    "_events_patch": "calendar.events.patch",
     "_events_delete": "calendar.events.delete",
     "_events_watch": "calendar.events.watch",
     "_channels_stop": "calendar.channels.stop",

@@ -39,6 +39,12 @@ change-notifications, throttling, errors) and on msal 1.39's requests:
   the documentation says only that the id lets the server avoid redundant POSTs,
   not what a retry gets back. Events carry ``singleValueExtendedProperties``
   (never answered unless ``$expand``-ed) and ``/events`` filters on them.
+- Events can be PATCHed (properties sent replace the stored ones; a new changeKey, so
+  the change shows in the next delta) and cancelled (``POST .../cancel``: organizer
+  only, 202, the event leaves the calendar). Attendees are kept; what the mailbox
+  would send them (invitation, update, cancellation) is recorded in
+  ``meeting_messages``, each PATCH body in ``patches``, each cancel in ``cancels``.
+  A PATCHed body without an online meeting's join link turns the meeting off.
 - ``drop_next_responses`` commits a request and then drops its answer (the
   connection closes): a create that reached Graph but whose answer was lost.
 - Subscriptions are validated only on creation (``?validationToken=``, 200
@@ -251,6 +257,27 @@ def check_extended_properties(value: Any) -> list[dict[str, str]]:
     return [{"id": p["id"], "value": p["value"]} for p in value]
 
 
+def check_attendees(value: Any) -> list[dict[str, Any]]:
+    """A body's attendees: each {"emailAddress": {"address", "name"?}, "type"?}; type is
+    required, optional or resource (attendee resource). Stored with a status, as Graph
+    answers them (responseStatus "none" until the attendee answers)."""
+    if not isinstance(value, list):
+        raise GraphError(400, "RequestBodyRead", "attendees must be a list.")
+    kept = []
+    for attendee in value:
+        address = (attendee.get("emailAddress") or {}).get("address") \
+            if isinstance(attendee, dict) else None
+        if not isinstance(address, str) or "@" not in address:
+            raise bad_request("An attendee's emailAddress needs an address.",
+                              "ErrorInvalidRecipients")
+        if attendee.get("type", "required") not in ("required", "optional", "resource"):
+            raise GraphError(400, "RequestBodyRead", f"Invalid attendee type "
+                             f"'{attendee.get('type')}'.")
+        kept.append({"type": "required", **copy.deepcopy(attendee),
+                     "status": {"response": "none", "time": "0001-01-01T00:00:00Z"}})
+    return kept
+
+
 def graph_id(prefix: str = "AAMkAGI2") -> str:
     """An opaque id shaped like Exchange's (base64url, long)."""
     return prefix + b64url(secrets.token_bytes(48)) + "AAA="
@@ -391,6 +418,13 @@ class FakeMicrosoft(LocalServer):
         self.delta_on_calendars = True
         self._drops: list[str] = []  # methods whose next answers are lost after committing
         self.dropped: list[tuple[str, str]] = []  # (method, path) of the answers dropped
+        # What the organizer's mailbox would have sent attendees: (kind, event id, their
+        # addresses, comment), kind "request" (created with attendees), "update" (a
+        # change to an event with attendees) or "cancellation" (cancel, or DELETE of a
+        # meeting); and each PATCH's body and each cancel's comment as received.
+        self.meeting_messages: list[tuple[str, str, tuple[str, ...], str | None]] = []
+        self.patches: list[tuple[str, dict[str, Any]]] = []
+        self.cancels: list[tuple[str, str | None]] = []
         preset = Grant(("https://graph.microsoft.com/Calendars.ReadWrite",
                         "https://graph.microsoft.com/User.Read"))
         self._access[self.access_token] = Access(
@@ -438,6 +472,10 @@ class FakeMicrosoft(LocalServer):
             web.get(f"{calendar}/events/{{eventId}}", self._event_get),
             web.delete(f"{owner}/events/{{eventId}}", self._event_delete),
             web.delete(f"{calendar}/events/{{eventId}}", self._event_delete),
+            web.patch(f"{owner}/events/{{eventId}}", self._event_patch),
+            web.patch(f"{calendar}/events/{{eventId}}", self._event_patch),
+            web.post(f"{owner}/events/{{eventId}}/cancel", self._event_cancel),
+            web.post(f"{calendar}/events/{{eventId}}/cancel", self._event_cancel),
             web.post(f"{GRAPH}/subscriptions", self._subscription_create),
             web.get(f"{GRAPH}/subscriptions", self._subscription_list),
             web.patch(f"{GRAPH}/subscriptions/{{id}}", self._subscription_renew),
@@ -1095,12 +1133,89 @@ class FakeMicrosoft(LocalServer):
         return web.json_response(body, headers=self._preference_applied(request))
 
     async def _event_delete(self, request: web.Request) -> web.Response:
+        """DELETE: "If the event is a meeting, deleting the event on the organizer's
+        calendar sends a cancellation message to the meeting attendees" (event-delete)."""
         item = self._live_event(request)
+        self._require_edit(item)
+        self._tell_attendees("cancellation", item.event, None)
+        self.delete_event(item.event["id"])
+        return web.Response(status=204)
+
+    async def _event_patch(self, request: web.Request) -> web.Response:
+        """PATCH an event (event-update): the properties sent replace the stored ones,
+        the others keep their values; 200 with the updated event. An event with
+        attendees sends them an update (to the changed attendees only when the body
+        holds nothing but attendees). A body sent for an online meeting that no longer
+        holds its meeting blob (the join link) turns the meeting off, as event-update
+        warns. Like any change it gets a new changeKey and shows in the next delta."""
+        item = self._live_event(request)
+        self._require_edit(item)
+        body = await self._json_body(request)
+        self.patches.append((item.event["id"], copy.deepcopy(body)))
+        for key in list(body):
+            if key.startswith("@odata.") or key in SERVER_OWNED:
+                del body[key]
+        merged = {**copy.deepcopy(item.event), **body}
+        self._check_event(merged)
+        if "attendees" in body:
+            merged["attendees"] = check_attendees(body["attendees"])
+        if "singleValueExtendedProperties" in body:
+            sent = check_extended_properties(body["singleValueExtendedProperties"])
+            kept = [p for p in item.event.get("singleValueExtendedProperties") or []
+                    if p["id"] not in {n["id"] for n in sent}]
+            merged["singleValueExtendedProperties"] = kept + sent
+        join = (item.event.get("onlineMeeting") or {}).get("joinUrl")
+        if join and "body" in body and join not in str((body["body"] or {}).get("content")):
+            merged.update(isOnlineMeeting=False, onlineMeeting=None,
+                          onlineMeetingProvider="unknown")
+        before = item.event
+        stored = self.put_event(merged, item.calendar_id)
+        if set(body) == {"attendees"}:
+            old = {a["emailAddress"]["address"] for a in before.get("attendees") or []}
+            self._tell_attendees("update", stored, None, skip=old)
+        else:
+            self._tell_attendees("update", stored, None)
+        return web.json_response(
+            {"@odata.context": f"{self.graph_url}/$metadata#users('{self.user_id}')/events"
+                               "/$entity", **self._render(stored, request)},
+            headers=self._preference_applied(request))
+
+    async def _event_cancel(self, request: web.Request) -> web.Response:
+        """POST .../events/{id}/cancel {"comment"}: only the organizer may (else 400); the
+        attendees get the cancellation with the comment, the event goes to Deleted Items
+        (gone from the calendar and its delta), 202 without a body (event-cancel)."""
+        item = self._live_event(request)
+        self._require_edit(item)
+        try:
+            body = await request.json() if request.can_read_body else {}
+        except ValueError:
+            raise bad_request("Empty Payload. JSON content expected.") from None
+        if not isinstance(body, dict):
+            raise GraphError(400, "RequestBodyRead", "Invalid JSON: an object is expected.")
+        if not item.event.get("isOrganizer", True):
+            raise bad_request("Your request can't be completed. You need to be an organizer "
+                              "to cancel a meeting.", "ErrorAccessDenied")
+        comment = body.get("comment", body.get("Comment"))
+        if comment is not None and not isinstance(comment, str):
+            raise GraphError(400, "RequestBodyRead", "comment must be a string.")
+        self.cancels.append((item.event["id"], comment))
+        self._tell_attendees("cancellation", item.event, comment)
+        self.delete_event(item.event["id"])
+        return web.Response(status=202)
+
+    def _require_edit(self, item: Stored) -> None:
         if not self._calendars[item.calendar_id].can_edit:
             raise GraphError(403, "ErrorAccessDenied",
                              "Access is denied. Check credentials and try again.")
-        self.delete_event(item.event["id"])
-        return web.Response(status=204)
+
+    def _tell_attendees(self, kind: str, event: dict[str, Any], comment: str | None,
+                        skip: set[str] | frozenset[str] = frozenset()) -> None:
+        if not event.get("isOrganizer", True):
+            return
+        to = tuple(a["emailAddress"]["address"] for a in event.get("attendees") or []
+                   if a["emailAddress"]["address"] not in skip)
+        if to:
+            self.meeting_messages.append((kind, event["id"], to, comment))
 
     async def _event_create(self, request: web.Request) -> web.Response:
         calendar = self._calendar(request)
@@ -1124,14 +1239,25 @@ class FakeMicrosoft(LocalServer):
             for item in self._items.values():
                 if not item.deleted and item.event.get("transactionId") == transaction:
                     return self._created(item.event, request)
+        if "attendees" in body:
+            body["attendees"] = check_attendees(body["attendees"])
         if body.get("isOnlineMeeting"):
             provider = body.get("onlineMeetingProvider") or "teamsForBusiness"
             if provider == "teamsForBusiness":
+                join = self._teams_link()
                 body["onlineMeetingProvider"] = provider
-                body["onlineMeeting"] = {"joinUrl": self._teams_link()}
+                body["onlineMeeting"] = {"joinUrl": join}
+                # Graph puts the meeting blob (with the join link) into the body.
+                content = str((body.get("body") or {}).get("content") or "")
+                body["body"] = {"contentType": "text", "content": f"{content}\n{'_' * 32}\n"
+                                f"Microsoft Teams meeting\nJoin: {join}\n{'_' * 32}"}
             else:  # not an allowed provider of this calendar: no meeting
                 body.update(isOnlineMeeting=False, onlineMeetingProvider="unknown")
-        return self._created(self.put_event(body, calendar.id), request)
+        created = self.put_event(body, calendar.id)
+        # "When an event is sent, the server sends invitations to all the attendees"
+        # (user-post-events).
+        self._tell_attendees("request", created, None)
+        return self._created(created, request)
 
     def _created(self, event: dict[str, Any], request: web.Request) -> web.Response:
         body = {"@odata.context": f"{self.graph_url}/$metadata#users('{self.user_id}')/events"
@@ -1279,7 +1405,8 @@ class FakeMicrosoft(LocalServer):
 
 
 # Handlers that need a write scope; every other one needs a read scope.
-WRITE_HANDLERS = frozenset({"_event_create", "_event_delete"})
+WRITE_HANDLERS = frozenset({"_event_create", "_event_delete", "_event_patch",
+                            "_event_cancel"})
 # Fields a create request may not set: the server assigns them.
 SERVER_OWNED = frozenset({"id", "changeKey", "createdDateTime", "lastModifiedDateTime",
                           "webLink", "onlineMeeting", "iCalUId", "originalStartTimeZone",

@@ -185,6 +185,50 @@ async def test_insert_get_delete(fake: FakeGoogle) -> None:
     assert caught.value.resp.status == 409
 
 
+async def test_patch_merges_records_send_updates_and_shows_in_sync(fake: FakeGoogle) -> None:
+    service = api(fake)
+    _, token = await run(lambda: list_all(api(fake)))
+    body = timed("hold0002", "2026-11-28T10:00:00Z", "2026-11-28T11:00:00Z",
+                 description="notes", location="Room 1",
+                 attendees=[{"email": "sam@example.org", "displayName": "Sam"}],
+                 extendedProperties={"private": {"a": "1", "b": "2"}})
+    created = await run(service.events().insert(calendarId=CAL, body=body,
+                                                sendUpdates="all").execute)
+    assert created["attendees"] == [{"email": "sam@example.org", "displayName": "Sam",
+                                     "responseStatus": "needsAction"}]
+    patched = await run(service.events().patch(
+        calendarId=CAL, eventId="hold0002", sendUpdates="none", body={
+            "start": {"dateTime": "2026-11-29T10:00:00Z"},
+            "end": {"dateTime": "2026-11-29T11:00:00Z"},
+            "location": None, "extendedProperties": {"private": {"b": "3"}},
+            "attendees": [{"email": "kim@example.org"}]}).execute)
+    assert patched["id"] == "hold0002" and patched["summary"] == created["summary"]
+    assert patched["description"] == "notes" and "location" not in patched
+    assert patched["extendedProperties"] == {"private": {"a": "1", "b": "3"}}, "merged"
+    assert [a["email"] for a in patched["attendees"]] == ["kim@example.org"], "replaced"
+    assert patched["sequence"] == created["sequence"] + 1
+    assert patched["etag"] != created["etag"] and patched["updated"] >= created["updated"]
+    assert patched["created"] == created["created"]
+    pages, _ = await run(lambda: list_all(api(fake), syncToken=token))
+    [changed] = [item for page in pages for item in page]
+    assert changed["start"]["dateTime"] == "2026-11-29T10:00:00Z"
+    await run(service.events().delete(calendarId=CAL, eventId="hold0002").execute)
+    assert fake.send_updates == [("insert", "hold0002", "all"), ("patch", "hold0002", "none"),
+                                 ("delete", "hold0002", None)]
+    # A cancelled event keeps its details on the organizer's calendar: a patch that sets
+    # its status restores it.
+    restored = await run(service.events().patch(calendarId=CAL, eventId="hold0002",
+                                                body={"status": "tentative"}).execute)
+    assert restored["status"] == "tentative" and restored["description"] == "notes"
+    for event_id, patch, status in (("missing00", {"summary": "x"}, 404),
+                                    ("hold0002", {"start": None}, 400),
+                                    ("hold0002", {"attendees": [{"displayName": "x"}]}, 400)):
+        with pytest.raises(HttpError) as caught:
+            await run(service.events().patch(calendarId=CAL, eventId=event_id,
+                                             body=patch).execute)
+        assert caught.value.resp.status == status
+
+
 async def test_conference_data(fake: FakeGoogle) -> None:
     request = {"createRequest": {"requestId": "req-1",
                                  "conferenceSolutionKey": {"type": "hangoutsMeet"}}}

@@ -462,6 +462,64 @@ async def test_delete_event(fake_microsoft: FakeMicrosoft, graph: Graph) -> None
     assert status == 404 and body["error"]["code"] == "ErrorItemNotFound"
 
 
+async def test_patch_and_cancel_with_attendees(fake_microsoft: FakeMicrosoft,
+                                               graph: Graph) -> None:
+    guest = {"emailAddress": {"address": "sam@example.org", "name": "Sam"}}
+    meeting = {k: v for k, v in timed("x", "2026-11-26T09:00:00", "2026-11-26T10:00:00")
+               .items() if k != "id"}
+    status, created, _ = await graph.call("POST", "/me/events", json={
+        **meeting, "attendees": [guest], "isOnlineMeeting": True})
+    assert status == 201 and created["attendees"][0]["type"] == "required"
+    assert created["attendees"][0]["status"]["response"] == "none"
+    join = created["onlineMeeting"]["joinUrl"]
+    assert join in created["body"]["content"], "the meeting blob is in the body"
+    _, delta_link = await graph.delta_round("/me/calendarView/delta", params=WINDOW)
+    event_id = created["id"]
+
+    moved = {"start": {"dateTime": "2026-11-27T09:00:00", "timeZone": "UTC"},
+             "end": {"dateTime": "2026-11-27T10:00:00", "timeZone": "UTC"},
+             "subject": "Moved", "id": "ignored"}
+    status, patched, _ = await graph.call("PATCH", f"/me/events/{event_id}", json=moved)
+    assert status == 200 and patched["id"] == event_id and patched["subject"] == "Moved"
+    assert patched["changeKey"] != created["changeKey"]
+    assert patched["attendees"] == created["attendees"]
+    assert patched["onlineMeeting"] == created["onlineMeeting"]
+    assert fake_microsoft.patches == [(event_id, moved)]
+    pages, delta_link = await graph.delta_round(delta_link)
+    [changed] = [e for p in pages for e in p]
+    assert changed["start"]["dateTime"].startswith("2026-11-27T09:00:00")
+
+    # A body without the meeting blob turns the online meeting off (event-update's note).
+    status, patched, _ = await graph.call("PATCH", f"/me/events/{event_id}", json={
+        "body": {"contentType": "text", "content": "new text"}})
+    assert status == 200 and patched["isOnlineMeeting"] is False
+
+    status, _, _ = await graph.call("PATCH", "/me/events/missing", json=moved)
+    assert status == 404
+    status, body, _ = await graph.call("PATCH", f"/me/events/{event_id}",
+                                       json={"attendees": [{"emailAddress": {}}]})
+    assert status == 400
+
+    status, body, _ = await graph.call("POST", f"/me/events/{event_id}/cancel",
+                                       json={"comment": "Sorry"})
+    assert status == 202 and body is None
+    assert fake_microsoft.events() == [] and fake_microsoft.cancels == [(event_id, "Sorry")]
+    assert [m[0] for m in fake_microsoft.meeting_messages] == \
+        ["request", "update", "update", "cancellation"]
+    assert fake_microsoft.meeting_messages[-1] == (
+        "cancellation", event_id, ("sam@example.org",), "Sorry")
+    pages, _ = await graph.delta_round(delta_link)
+    assert [e.get("@removed") for p in pages for e in p] == [{"reason": "deleted"}]
+    status, _, _ = await graph.call("POST", f"/me/events/{event_id}/cancel", json={})
+    assert status == 404
+
+    # Only the organizer may cancel.
+    fake_microsoft.put_event(timed("invited", "2026-11-26T09:00:00", "2026-11-26T10:00:00",
+                                   isOrganizer=False, attendees=[guest]))
+    status, body, _ = await graph.call("POST", "/me/events/invited/cancel", json={})
+    assert status == 400 and "organizer" in body["error"]["message"]
+
+
 async def test_throttling(fake_microsoft: FakeMicrosoft, graph: Graph) -> None:
     fake_microsoft.throttle_next(2, retry_after=3)
     for _ in range(2):

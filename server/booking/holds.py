@@ -35,9 +35,19 @@ RETRY_BASE = timedelta(minutes=5)
 
 
 class HoldWriter(Protocol):
+    """What a source that takes holds does (adapters/caldav.py, google.py, microsoft.py).
+
+    Each call is idempotent: ``write_hold`` derives the event's id from the booking
+    id; ``move_hold`` changes that same event in place (same href or id, its video
+    link kept) to what the hold now says; ``delete_hold`` of a hold already gone is
+    done. ``notify`` asks the provider to tell the hold's attendees it is cancelled.
+    """
+
     async def write_hold(self, hold: Hold) -> HoldRef: ...
 
-    async def delete_hold(self, ref: HoldRef) -> None: ...
+    async def move_hold(self, ref: HoldRef, hold: Hold) -> HoldRef: ...
+
+    async def delete_hold(self, ref: HoldRef, *, notify: bool = False) -> None: ...
 
 
 def hold_fields(page: BookingPageConfig, booking: BookingRecord, host: str) -> dict[str, str]:
@@ -61,8 +71,8 @@ def hold_fields(page: BookingPageConfig, booking: BookingRecord, host: str) -> d
 
 def _hold(row: OutboxRow) -> Hold:
     fields: dict[str, Any] = json.loads(row.hold)
-    when = {k: datetime.fromisoformat(fields[k].replace("Z", "+00:00"))
-            for k in ("start", "end", "created")}
+    when: dict[str, Any] = {k: datetime.fromisoformat(fields[k].replace("Z", "+00:00"))
+                            for k in ("start", "end", "created")}
     return Hold(booking_id=row.booking_id, title=fields["title"], status=fields["status"],
                 description=fields["description"], location=fields["location"],
                 url=fields["url"], calendar=row.calendar, **when)
