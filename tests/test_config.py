@@ -744,3 +744,55 @@ def test_docs_booking_example_is_valid(tmp_path: Path) -> None:
     result = parse_config(raw, base_dir=tmp_path).booking_pages[0]
     assert result.hold_target["alex"] == HoldTargetConfig("nextcloud", "Personal")
     assert result.questions[0].name == "topic"
+
+
+def _page(**extra: Any) -> dict[str, Any]:
+    return {"slug": "intro", "title": "Intro", "hosts": ["me"], "duration": "30m", **extra}
+
+
+def test_mail_is_checked_key_by_key(tmp_path: Path) -> None:
+    found = problems({"sources": [SOURCE], "calendars": [
+        {"name": "me", "sources": ["work"], "email": "Alex <alex@example.org>"}],
+        "mail": {"smtp_host": "smtp.example.org", "tls": True, "starttls": True,
+                 "from": "not an address\r\nBcc: x@evil.example", "username": "u",
+                 "max_per_address_per_day": 0}}, tmp_path)
+    assert found == [
+        "calendars[0].email: 'Alex <alex@example.org>' is not one plain e-mail address like "
+        "sam@example.org",
+        "mail.from: 'not an address\\r\\nBcc: x@evil.example' is not an e-mail address "
+        "(\"a@example.org\" or \"Name <a@example.org>\")",
+        "mail.starttls: give tls = true (implicit TLS, port 465) or starttls = true (port "
+        "587), not both",
+        "mail.username: give username and password together, or neither",
+        "mail.max_per_address_per_day: 0 is out of range; use 1 to 1000"]
+
+
+def test_page_mail_keys_are_checked(tmp_path: Path) -> None:
+    found = problems({"sources": [SOURCE], "calendars": [{"name": "me", "sources": ["work"]}],
+                      "booking_pages": [_page(reminders=["24h", "1m", "24h"],
+                                              invite_via="provider")]}, tmp_path)
+    assert found == [
+        'booking_pages[0].invite_via: "provider" needs every host\'s hold_target to be a '
+        "google or microsoft source (their provider sends the invitation with the hold); "
+        'CalDAV targets use "fbproxy"',
+        'booking_pages[0].reminders[1]: "1m" is too short; use at least "5m"',
+        'booking_pages[0].reminders[2]: "24h" is given twice',
+        "mail: booking pages with reminders need a [mail] table to send them"]
+
+
+def test_email_alerts_take_the_mail_server(tmp_path: Path) -> None:
+    config = parse_config({
+        "sources": [SOURCE], "calendars": [{"name": "me", "sources": ["work"]}],
+        "mail": {"smtp_host": "smtp.example.org", "tls": True, "from": "Bot <bot@example.org>",
+                 "username": "bot", "password": "pw"},
+        "alerts": [{"name": "ops", "kind": "email", "to": ["ops@example.org"]}]},
+        base_dir=tmp_path)
+    [alert] = config.alerts
+    assert (alert.smtp_host, alert.smtp_port, alert.tls, alert.starttls, alert.username,
+            alert.sender) == ("smtp.example.org", 465, True, False, "bot", "bot@example.org")
+    assert config.mail is not None and config.mail.sender_name == "Bot"
+    found = problems({"sources": [SOURCE], "calendars": [{"name": "me", "sources": ["work"]}],
+                      "alerts": [{"name": "ops", "kind": "email", "to": ["ops@example.org"],
+                                  "from": "bot@example.org"}]}, tmp_path)
+    assert found == ["alerts[0].smtp_host: is required (or give a [mail] table, whose server "
+                     "e-mail alerts then use)"]

@@ -16,6 +16,7 @@ import pytest
 
 from adapters.google import BOOKING_PROPERTY, READ_SCOPE, WRITE_SCOPE, hold_event_id, save_token
 from tests.fake_google import FakeGoogle
+from tests.mailbox import mail_table
 
 
 @pytest.fixture
@@ -474,3 +475,28 @@ def test_google_client_file_and_defaults(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="readable by others"):
         parse_config({"sources": [{"name": "g", "kind": "google",
                                    "client_secret_file": str(client)}]}, base_dir=tmp_path)
+
+
+async def test_with_invite_via_provider_google_invites_the_guest(
+        google, tmp_path, make_config, serve, mailbox) -> None:
+    """sendUpdates=all with the guest as attendee on insert and delete; fbproxy sends
+    no invitation of its own, only the host's notice."""
+    page = meet_page(invite_via="provider")
+    del page["video_link"]
+    config = make_config([source(google, tmp_path)], booking_pages=[page],
+                         mail=mail_table(mailbox))
+    client, runtime = await serve(config)
+    await runtime.sync.run_all_once()
+    response = await client.post("/api/v1/pages/intro/bookings", json={
+        "start": "2026-11-26T10:00:00Z", "name": "Sam Guest", "email": "sam@example.org"})
+    booking = await response.json()
+    assert await runtime.holds.run_once() == 1
+    [hold] = google.events(OWNER)
+    assert [a["email"] for a in hold["attendees"]] == ["sam@example.org"]
+    assert google.send_updates[-1] == ("insert", hold["id"], "all")
+    assert await runtime.mailer.run_once() == 1
+    assert mailbox.to("sam@example.org") == [] and len(mailbox.messages) == 1
+
+    assert (await client.post(booking["cancel_url"].split("8080", 1)[1])).status == 200
+    assert await runtime.holds.run_once() == 1
+    assert google.send_updates[-1] == ("delete", hold["id"], "all")

@@ -16,6 +16,7 @@ import pytest
 from adapters import microsoft
 from tests.conftest import NOW
 from tests.fake_microsoft import FakeMicrosoft
+from tests.mailbox import mail_table
 
 
 @pytest.fixture
@@ -60,10 +61,10 @@ async def busy(client: Any) -> list[tuple[str, str, str]]:
 async def outlook(fake_microsoft: FakeMicrosoft, tmp_path: Path, make_config: Any,
                   serve: Any) -> Any:
     async def start(*, scopes: list[str] | None = None, pages: list[dict[str, Any]] = (),
-                    **extra: Any) -> Any:
+                    mail: dict[str, Any] | None = None, **extra: Any) -> Any:
         await sign_in(fake_microsoft, tmp_path, scopes or microsoft.READ_SCOPES)
         config = make_config([raw_source(fake_microsoft, tmp_path, **extra)],
-                             booking_pages=list(pages))
+                             booking_pages=list(pages), mail=mail)
         return await serve(config)
     return start
 
@@ -298,3 +299,35 @@ async def test_silent_refresh_and_app_only_access(fake_microsoft, outlook, tmp_p
     assert outcome.ok, outcome
     assert len(await busy(client)) == 2
     assert any(p.startswith("/v1.0/users/") for _m, p, _q in fake.requests)
+
+
+async def test_with_invite_via_provider_microsoft_invites_the_guest(
+        fake_microsoft, outlook, mailbox) -> None:
+    """The hold carries the guest as an attendee (Graph sends the invitation) and
+    fbproxy sends none of its own; the host is still told; cancelling cancels the
+    meeting, which tells the guest."""
+    fake = fake_microsoft
+    page = {**teams_page(), "video_link": None, "invite_via": "provider"}
+    del page["video_link"]
+    client, runtime = await outlook(scopes=microsoft.WRITE_SCOPES, pages=[page],
+                                    mail=mail_table(mailbox))
+    await runtime.sync.run_all_once()
+    response = await client.post("/api/v1/pages/intro/bookings", json={
+        "start": "2026-11-26T10:00:00Z", "name": "Sam Guest", "email": "sam@example.org"})
+    booking = await response.json()
+    assert await runtime.holds.run_once() == 1
+    [hold] = fake.events()
+    assert hold["attendees"][0]["emailAddress"] == {"address": "sam@example.org",
+                                                    "name": "Sam Guest"}
+    assert ("request", hold["id"]) in {(k, e) for k, e, _a, _c in fake.meeting_messages}
+    assert await runtime.mailer.run_once() == 1
+    assert mailbox.to("sam@example.org") == []
+    [notice] = mailbox.messages
+    assert notice.message["Subject"].startswith("New booking")
+
+    assert (await client.post(booking["cancel_url"].split("8080", 1)[1])).status == 200
+    assert await runtime.holds.run_once() == 1
+    assert [e for e, _comment in fake.cancels] == [hold["id"]]
+    assert fake.events() == []
+    assert await runtime.mailer.run_once() == 1  # the host's notice; no CANCEL from us
+    assert mailbox.to("sam@example.org") == []

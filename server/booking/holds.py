@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from adapters.base import AdapterError, Hold, HoldRef
+from adapters.base import AdapterError, Attendee, Hold, HoldRef
 from server.config.model import BookingPageConfig
 from server.config.pages import MADE_UPSTREAM
 from server.errors import StoreError
@@ -50,7 +50,7 @@ class HoldWriter(Protocol):
     async def delete_hold(self, ref: HoldRef, *, notify: bool = False) -> None: ...
 
 
-def hold_fields(page: BookingPageConfig, booking: BookingRecord, host: str) -> dict[str, str]:
+def hold_fields(page: BookingPageConfig, booking: BookingRecord, host: str) -> dict[str, Any]:
     """What the hold says, fixed when the booking is made (templates checked by the config)."""
     title = page.hold_title.format(title=page.title, guest_name=booking.guest_name,
                                    guest_email=booking.guest_email, host=host)
@@ -62,20 +62,26 @@ def hold_fields(page: BookingPageConfig, booking: BookingRecord, host: str) -> d
     lines += [f"{name}: {answer}" for name, answer in booking.answers.items()]
     if link:
         lines.append(f"Join: {link}")
-    return {
+    fields: dict[str, Any] = {
         "title": title, "start": iso(booking.start), "end": iso(booking.end),
         "created": iso(booking.created), "status": page.hold_status.upper(),
         "description": "\n".join(lines), "location": location, "url": link,
     }
+    if page.mail.invite_via == "provider":
+        # The provider (Google, Microsoft 365) invites the guest with the hold.
+        fields["attendees"] = [{"name": booking.guest_name, "email": booking.guest_email}]
+    return fields
 
 
 def _hold(row: OutboxRow) -> Hold:
     fields: dict[str, Any] = json.loads(row.hold)
     when: dict[str, Any] = {k: datetime.fromisoformat(fields[k].replace("Z", "+00:00"))
                             for k in ("start", "end", "created")}
+    attendees = tuple(Attendee(str(a["name"]), str(a["email"]))
+                      for a in fields.get("attendees", ()))
     return Hold(booking_id=row.booking_id, title=fields["title"], status=fields["status"],
                 description=fields["description"], location=fields["location"],
-                url=fields["url"], calendar=row.calendar, **when)
+                url=fields["url"], calendar=row.calendar, attendees=attendees, **when)
 
 
 class HoldWorker(BackgroundLoop):
@@ -187,7 +193,10 @@ class HoldWorker(BackgroundLoop):
             # Cancelled before the write landed: retire the write, nothing to remove yet.
             await self._store.retire_write(row.booking_id, row.host)
         else:
-            await writer.delete_hold(HoldRef(row.booking_id, ref_url, etag))
+            # A hold that invited the guest (invite_via = "provider"): the provider
+            # tells them of the cancellation too.
+            await writer.delete_hold(HoldRef(row.booking_id, ref_url, etag),
+                                     notify=bool(_hold(row).attendees))
         await self._store.hold_delivered(row, ref=ref_url, etag=None)
         log.info("hold for booking %s removed from %s", row.booking_id, row.source)
 

@@ -210,7 +210,7 @@ class BookingTransaction:
                          per_address_per_day=per_address_per_day)
 
     async def queue_hold(self, booking_id: str, host: str, *, source: str,
-                         calendar: str | None, hold: dict[str, str], now: int) -> None:
+                         calendar: str | None, hold: dict[str, Any], now: int) -> None:
         """Ask the outbox worker to write this hold; committed with the booking."""
         await self._db.execute(
             """INSERT INTO hold_outbox
