@@ -443,6 +443,13 @@ async def _status(runtime: Runtime) -> int:
             error = f": {hold.last_error}" if hold.last_error else ""
             print(f"  - {hold.booking_id} {hold.host} {hold.action} -> {hold.source}, "
                   f"{tried}{error}")
+    mail = await runtime.store.mail_summary(now)
+    if runtime.config.mail is not None or mail.pending or mail.sent:
+        note = f"; last error: {mail.last_error}" if mail.last_error else ""
+        print(f"\nmail (guests and hosts): {mail.sent} sent, {mail.pending} waiting, "
+              f"{mail.failing} failing, {mail.dropped} dropped{note}")
+        if mail.failing:
+            worst = EXIT_FAILED
     return worst
 
 

@@ -27,7 +27,7 @@ def sources(tmp_path: Path) -> list[dict[str, Any]]:
 
 def build(make_config: Any, sources: list[dict[str, Any]], *,
           server: dict[str, Any] | None = None, mail: dict[str, Any] | None = None,
-          **page: Any) -> Any:
+          alerts: list[dict[str, Any]] | None = None, **page: Any) -> Any:
     calendars = [{"name": h, "sources": [h], "secret": f"secret-of-{h}-0123456789",
                   "email": f"{h}@hosts.example.org"} for h in HOSTS]
     booking_page = {
@@ -36,7 +36,7 @@ def build(make_config: Any, sources: list[dict[str, Any]], *,
         "hours": {d: ["09:00-12:00"] for d in ("mon", "tue", "wed", "thu", "fri")},
         "questions": [{"name": "topic", "label": "Topic", "kind": "textarea"}], **page}
     return make_config(sources, calendars, booking_pages=[booking_page], mail=mail,
-                       **(server or {}))
+                       alerts=alerts, **(server or {}))
 
 
 def guest(start: str = SLOT, **extra: Any) -> dict[str, Any]:

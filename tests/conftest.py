@@ -154,7 +154,8 @@ def make_config(tmp_path: Path, expansion_workers: int) -> Callable[..., Config]
 
     def build(sources: list[dict[str, Any]], calendars: list[dict[str, Any]] | None = None,
               *, booking_pages: list[dict[str, Any]] | None = None,
-              mail: dict[str, Any] | None = None, **server: Any) -> Config:
+              mail: dict[str, Any] | None = None,
+              alerts: list[dict[str, Any]] | None = None, **server: Any) -> Config:
         # Tests send many requests from 127.0.0.1; the limits get tests of their own.
         limits = {"rate_limit_bookings": "off", "rate_limit_failed_bookings": "off",
                   "rate_limit_pages": "off", "rate_limit_secrets": "off"}
@@ -169,6 +170,8 @@ def make_config(tmp_path: Path, expansion_workers: int) -> Callable[..., Config]
         }
         if mail is not None:
             raw["mail"] = mail
+        if alerts is not None:
+            raw["alerts"] = alerts
         return parse_config(raw, base_dir=tmp_path)
 
     return build

@@ -214,6 +214,36 @@ async def test_hostile_guest_text_adds_no_header_recipient_element_or_property(
     assert booking["id"]
 
 
+async def test_mail_that_keeps_failing_shows_and_raises_mail_failing(
+        make_config, sources, serve, mailbox: Mailbox, clock: FixedClock) -> None:
+    config = build(make_config, sources, mail=mail_table(mailbox), notify_host=False,
+                   alerts=[{"name": "ops", "kind": "email", "to": ["ops@example.org"],
+                            "events": ["mail_failing"]}])
+    client, runtime = await serve(config)
+    await runtime.sync.run_all_once()
+    mailbox.refuse = True
+    await book(client)
+    for minutes in range(0, 24 * 60, 30):  # backoff grows; two days cover five tries
+        clock.set(NOW + timedelta(minutes=minutes) * 2)
+        await runtime.mailer.run_once()
+    summary = await runtime.store.mail_summary(int(clock.now().timestamp()))
+    assert summary.failing == 1 and summary.sent == 0
+    assert runtime.alerts is not None and await runtime.alerts.evaluate() == 1
+    assert await runtime.alerts.evaluate() == 0, "reported once"
+    mailbox.refuse = False
+    assert await runtime.alerts.deliver() == 1  # through [mail], as the alert named none
+    [alert] = mailbox.to("ops@example.org")
+    assert "failed" in alert.message["Subject"]
+
+    from server.outputs.status import admin_secret
+    status = await (await client.get("/api/v1/status", headers={
+        "Authorization": f"Bearer {await admin_secret(runtime)}"})).json()
+    assert status["mail"]["failing"] == 1 and "451" in status["mail"]["last_error"]
+    page = await (await client.get("/status", headers={
+        "Authorization": f"Bearer {await admin_secret(runtime)}"})).text()
+    assert "1 failing" in page
+
+
 class again_running:
     """The app's runtime opened on its own (a restart on the same database)."""
 

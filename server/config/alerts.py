@@ -22,7 +22,8 @@ from server.config.reader import (
 )
 
 ALERT_KINDS = ("webhook", "email")
-EVENTS = ("source_needs_reauth", "source_failing", "source_recovered", "hold_failing")
+EVENTS = ("source_needs_reauth", "source_failing", "source_recovered", "hold_failing",
+          "mail_failing")
 _COMMON = {"name", "kind", "events", "after"}
 _KIND_KEYS = {
     "webhook": {"url", "secret", "secret_env", "secret_file"},

@@ -111,10 +111,15 @@ async def status_report(runtime: Runtime) -> dict[str, Any]:
          if (calendar.name, name) in runtime.last_access else None}
         for calendar in runtime.config.calendars
         for name in ("", *(s.name for s in calendar.subscribers))]
+    mail = await runtime.store.mail_summary(now)
     return {"generated": iso(now),
             "instance": runtime.sync.leases.holder if runtime.sync.leases else None,
             "sources": sources, "holds": holds,
             "undelivered_holds": pending, "booking_pages": pages, "subscribers": subscribers,
+            # Undelivered mail: due (waiting, some failing) and dropped (a limit, a reload).
+            "mail": {"due": mail.pending, "failing": mail.failing, "sent": mail.sent,
+                     "dropped": mail.dropped, "last_error": mail.last_error}
+            if runtime.config.mail is not None or mail.pending or mail.sent else None,
             "ok": not any(s["stale"] or s["needs_reauth"] or s["last_error"]
                           for s in sources if s["enabled"])}
 
@@ -184,6 +189,7 @@ async def state_metrics(runtime: Runtime) -> list[Metric]:
         counts.append((labels, float(instances.get(record.id, 0) if record else 0)))
     outbox = [([action], float(count)) for action, state, count, _ in
               await runtime.store.hold_summary() if state == "pending"]
+    mail = await runtime.store.mail_summary(now)
     names = ["source", "kind"]
     return [
         gauge("fbproxy_source_last_success_timestamp_seconds",
@@ -199,4 +205,8 @@ async def state_metrics(runtime: Runtime) -> list[Metric]:
               counts),
         gauge("fbproxy_hold_outbox_pending", "Holds waiting to be written or removed upstream.",
               ["action"], outbox),
+        gauge("fbproxy_mail_outbox_due", "Messages due and not yet sent (failing included).",
+              [], [([], float(mail.pending))]),
+        gauge("fbproxy_mail_outbox_failing", "Messages whose sending failed at least once.",
+              [], [([], float(mail.failing))]),
     ]

@@ -34,6 +34,7 @@ log = logging.getLogger("fbproxy.alerts")
 
 CHECK_EVERY = 30.0
 HOLD_ALERT_ATTEMPTS = 5  # a hold that failed this often is reported (once)
+MAIL_ALERT_ATTEMPTS = 5  # the same for a message to a guest or host
 RETRY_BASE = timedelta(minutes=5)
 SIGNATURE_HEADER = "X-Fbproxy-Signature"
 # (old state, new state) -> event
@@ -77,6 +78,7 @@ class Alerts(BackgroundLoop):
         records = {r.name: r for r in await self._store.sources()}
         stuck = [h for h in await self._store.undelivered_holds(limit=200)
                  if h.attempts >= HOLD_ALERT_ATTEMPTS]
+        unsent = await self._store.failing_mail(MAIL_ALERT_ATTEMPTS)
         queued = 0
         for alert in self._config.alerts:
             for source in self._config.sources:
@@ -107,6 +109,18 @@ class Alerts(BackgroundLoop):
                            "message": f"the {hold.action} of booking {hold.booking_id}'s hold "
                                       f"on {hold.source} failed {hold.attempts} times: "
                                       f"{hold.last_error}"}
+                if await self._store.change_alert_state(subject, "failing", now=now,
+                                                        messages=[(alert.name, payload)]):
+                    queued += 1
+            for mail in unsent:
+                subject = f"{alert.name}:mail:{mail.id}"
+                if subject in reported or "mail_failing" not in alert.events:
+                    continue
+                payload = {"event": "mail_failing", "at": iso(now), "booking": mail.booking_id,
+                           "kind": mail.kind, "recipient": mail.recipient,
+                           "attempts": mail.attempts,
+                           "message": f"the {mail.kind} message of booking {mail.booking_id} "
+                                      f"to {mail.recipient} failed {mail.attempts} times"}
                 if await self._store.change_alert_state(subject, "failing", now=now,
                                                         messages=[(alert.name, payload)]):
                     queued += 1
