@@ -58,8 +58,10 @@ class Mailbox:
     refuse: bool = False
     # Set: DATA never answers until released (a server hanging mid-transaction).
     hang: asyncio.Event | None = None
+    in_data: int = 0  # DATA commands received (answered or not)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        self.in_data += 1
         if self.hang is not None:
             await self.hang.wait()
         if self.refuse:
