@@ -14,6 +14,7 @@ from adapters.caldav import render_hold
 from server.booking.holds import _hold, hold_fields
 from server.store import OutboxRow
 from tests.conftest import ics
+from tests.mailbox import Mailbox, mail_table
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = "<img src=x onerror=alert(1)>"
@@ -48,7 +49,8 @@ def assert_clean_html(text: str) -> None:
     assert not re.search(r"<script(?![^>]*src=\"/static/)", text), "only our own script"
 
 
-async def test_injection_everywhere(tmp_path: Path, make_config: Any, serve: Any) -> None:
+async def test_injection_everywhere(tmp_path: Path, make_config: Any, serve: Any,
+                                    mailbox: Mailbox) -> None:
     (tmp_path / "work.ics").write_text(hostile_feed())
     page = {"slug": "intro", "title": f"Intro {SCRIPT}", "description": f"{IMG} END:VEVENT",
             "hosts": ["me"], "duration": "30m", "timezone": "UTC", "minimum_notice": "1h",
@@ -56,7 +58,8 @@ async def test_injection_everywhere(tmp_path: Path, make_config: Any, serve: Any
             "hold_title": "{title}: {guest_name}",
             "questions": [{"name": "topic", "label": f"Topic {SCRIPT}", "kind": "textarea"}]}
     config = make_config([{"name": "work", "kind": "ics", "url": "work.ics"}],
-                         booking_pages=[page], admin_secret=ADMIN)
+                         booking_pages=[page], admin_secret=ADMIN,
+                         mail=mail_table(mailbox, **{"from": f'"{SCRIPT}" <b@example.org>'}))
     client, runtime = await serve(config)
     await runtime.sync.run_all_once()
 
@@ -106,3 +109,19 @@ async def test_injection_everywhere(tmp_path: Path, make_config: Any, serve: Any
     hold = _hold(OutboxRow(stored.id, "me", "write", "dav", None, json.dumps(fields), 0))
     assert_clean_ics(render_hold(hold).decode() if isinstance(render_hold(hold), bytes)
                      else render_hold(hold), events=1)
+
+    # Mail: the guest's invitation, the host's notice and the cancellation, as sent
+    # through a real SMTP server; nothing adds a header, recipient, element or property.
+    await client.post(booking["cancel_url"].split("8080", 1)[1], json={"reason": ICAL + IMG})
+    assert await runtime.mailer.run_once() == 4
+    for received in mailbox.messages:
+        assert len(received.envelope_to) == 1
+        header = received.raw.split(b"\r\n\r\n", 1)[0].decode()
+        assert "X-EVIL" not in header and "BEGIN:VEVENT" not in header
+        assert_clean_html(received.html())
+        if received.part("text/calendar") is not None:
+            assert_clean_ics(received.part("text/calendar").get_content(), events=1)
+    # The host (no email of its own: the [mail] sender) reads the guest's name escaped.
+    notices = mailbox.to("b@example.org")
+    assert len(notices) == 2
+    assert all("&lt;img src=x onerror=alert(1)&gt;" in m.html() for m in notices)
