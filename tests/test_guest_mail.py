@@ -244,6 +244,25 @@ async def test_mail_that_keeps_failing_shows_and_raises_mail_failing(
     assert "1 failing" in page
 
 
+async def test_a_page_overrides_templates_and_a_broken_one_is_retried_not_fatal(
+        make_config, sources, serve, mailbox: Mailbox, tmp_path) -> None:
+    folder = tmp_path / "mail-templates"
+    folder.mkdir()
+    (folder / "invite.txt").write_text(
+        '{% set subject = "Welcome to " ~ title %}Dear {{ guest_name }}: {{ when }}\n')
+    (folder / "host_booked.txt").write_text("{{ no_such_variable }}")
+    client, runtime = await started(make_config, sources, serve, mail=mail_table(mailbox),
+                                    templates_dir=str(folder))
+    await book(client)
+    assert await runtime.mailer.run_once() == 1
+    [invite] = mailbox.messages
+    assert invite.message["Subject"] == "Welcome to Intro call"
+    assert invite.text().startswith("Dear Sam Guest: Thursday, 26 November 2026")
+    assert "you are booked" in invite.html(), "the built-in HTML stays"
+    summary = await runtime.store.mail_summary(int(runtime.clock.now().timestamp()))
+    assert summary.failing == 1 and "no_such_variable" in (summary.last_error or "")
+
+
 class again_running:
     """The app's runtime opened on its own (a restart on the same database)."""
 
