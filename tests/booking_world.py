@@ -35,8 +35,10 @@ def build(make_config: Any, sources: list[dict[str, Any]], *,
         "timezone": "UTC", "minimum_notice": "1h", "max_days_ahead": 10,
         "hours": {d: ["09:00-12:00"] for d in ("mon", "tue", "wed", "thu", "fri")},
         "questions": [{"name": "topic", "label": "Topic", "kind": "textarea"}], **page}
-    return make_config(sources, calendars, booking_pages=[booking_page], mail=mail,
-                       alerts=alerts, **(server or {}))
+    extra: dict[str, Any] = {key: value for key, value in (("mail", mail), ("alerts", alerts))
+                             if value is not None}
+    return make_config(sources, calendars, booking_pages=[booking_page], **extra,
+                       **(server or {}))
 
 
 def guest(start: str = SLOT, **extra: Any) -> dict[str, Any]:
