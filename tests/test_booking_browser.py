@@ -60,11 +60,14 @@ async def test_a_guest_books_in_another_time_zone(browser: Browser, artifacts: P
     assert (booking.start, booking.guest_timezone) == (1795771800, "Asia/Tokyo")  # 09:30Z
     assert booking.answers == {"topic": "Planning <b>Q1</b>"}
 
-    # The guest cancels from the same page.
+    # The guest cancels from the same page, confirming with a reason.
     await page.get_by_role("button", name="Cancel this booking").click()
+    await page.get_by_label(re.compile("^Reason")).fill("Something came up")
+    await page.get_by_role("button", name="Yes, cancel this booking").click()
     await expect(page.get_by_role("heading", name="This booking is cancelled")).to_be_visible()
     cancelled = await runtime.store.booking(booking_id)
     assert cancelled is not None and cancelled.status == "cancelled"
+    assert cancelled.cancel_reason == "Something came up"
     await context.close()
 
 

@@ -168,12 +168,20 @@ async def test_cancel_is_a_post_from_the_bookings_page(sources, make_config, ser
     wrong = await client.get(manage.rsplit("=", 1)[0] + "=guess")
     assert wrong.status == 404 and "<html" in await wrong.text()
 
+    # The button asks first (a GET: opening it changes nothing), then the post cancels.
+    assert 'action="/booking/' in page and "Reschedule" in page
+    confirm = await (await client.get(manage.split("?")[0] + "/cancel",
+                                      params={"secret": hidden(page, "secret")})).text()
+    assert "Cancel this booking?" in confirm and 'name="reason"' in confirm
+    assert "2026-11-26T09:30:00Z" not in await offered(client)
     cancelled = await client.post(
         manage.split("?")[0] + "/cancel", allow_redirects=False,
-        data={"csrf": hidden(page, "csrf"), "secret": hidden(page, "secret")})
+        data={"csrf": hidden(confirm, "csrf"), "secret": hidden(confirm, "secret"),
+              "reason": "Something came up"})
     assert cancelled.status == 303
     page = await (await client.get(cancelled.headers["Location"])).text()
     assert "This booking is cancelled" in page and "Cancel this booking" not in page
+    assert "Something came up" in page
     assert "2026-11-26T09:30:00Z" in await offered(client)
     invite = await (await client.get(manage.replace("?secret", "/invite.ics?secret"))).text()
     assert "STATUS:CANCELLED" in invite

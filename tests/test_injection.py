@@ -89,9 +89,19 @@ async def test_injection_everywhere(tmp_path: Path, make_config: Any, serve: Any
         "</C:calendar-query>"))
     dav = await report.text()
     assert report.status == 207 and "script" not in dav and "X-EVIL" not in dav
-    # HTML outputs: every guest and config text escaped.
-    for path in ("/book/intro?start=2026-11-26T10:30:00%2B00:00&day=2026-11-26", manage):
-        html = await (await client.get(path)).text()
+    # HTML outputs: every guest and config text escaped (the booking's own pages too:
+    # moving it, the cancel confirmation, the host's page).
+    stored = await runtime.store.booking(booking["id"])
+    assert stored is not None
+    booking_pages = (manage.replace("?secret", "/reschedule?secret") + "&day=2026-11-26"
+                     "&start=2026-11-26T10:30:00%2B00:00",
+                     manage.replace("?secret", "/cancel?secret"),
+                     f"/booking/{stored.id}/host?secret={stored.host_secret}")
+    for path in ("/book/intro?start=2026-11-26T10:30:00%2B00:00&day=2026-11-26", manage,
+                 *booking_pages):
+        response = await client.get(path)
+        assert response.status == 200, path
+        html = await response.text()
         assert_clean_html(html)
     html = await (await client.get(manage)).text()
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
@@ -102,8 +112,6 @@ async def test_injection_everywhere(tmp_path: Path, make_config: Any, serve: Any
                     ).text()
     assert_clean_html(status)
     # A hold as the host's calendar would get it (same fields the worker sends).
-    stored = await runtime.store.booking(booking["id"])
-    assert stored is not None
     fields = hold_fields(config.booking_page("intro"), stored, "me")
 
     hold = _hold(OutboxRow(stored.id, "me", "write", "dav", None, json.dumps(fields), 0))

@@ -265,10 +265,12 @@ def test_fuzz_booking_form_post(server: RunningServer, fields: dict[str, str]) -
                             headers={"Origin": server.base}, allow_redirects=False, timeout=30)
     _no_5xx(response)
     if response.status_code == 303:  # booked: cancel, so the next example finds the slot
-        manage = session.get(f"{server.base}{response.headers['Location']}", timeout=30)
+        path, _, query = response.headers["Location"].partition("?")
+        confirm = session.get(f"{server.base}{path}/cancel?{query}", timeout=30)
         cancelled = session.post(
-            f"{server.base}{response.headers['Location'].split('?')[0]}/cancel",
-            data={"csrf": _hidden(manage.text, "csrf"), "secret": _hidden(manage.text, "secret")},
+            f"{server.base}{path}/cancel",
+            data={"csrf": _hidden(confirm.text, "csrf"),
+                  "secret": _hidden(confirm.text, "secret")},
             headers={"Origin": server.base}, allow_redirects=False, timeout=30)
         assert cancelled.status_code == 303, cancelled.text[:500]
 

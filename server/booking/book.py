@@ -279,7 +279,10 @@ async def _recheck(runtime: Runtime, page: BookingPageConfig) -> None:
 
 async def _assign(page: BookingPageConfig, rules: Rules, tx: BookingTransaction, slot: Slot,
                   busy_by_host: Mapping[str, list[BusyInterval]],
-                  counts: Mapping[str, Mapping[date, int]], now: datetime) -> str:
+                  counts: Mapping[str, Mapping[date, int]], now: datetime, *,
+                  keep: str = "") -> str:
+    """The host of the slot (409 if nobody is free): round robin keeps ``keep`` (a moved
+    booking's host) if they are free, else chooses fairly."""
     taken = RequestError(409, "that slot was just taken; please pick another")
     if page.mode == "collective":
         if not collective_slots([slot], busy_by_host, rules, counts):
@@ -288,6 +291,8 @@ async def _assign(page: BookingPageConfig, rules: Rules, tx: BookingTransaction,
     offered = round_robin_slots([slot], busy_by_host, rules, counts)
     if not offered:
         raise taken
+    if keep in offered[0][1]:
+        return keep
     if len(offered[0][1]) == 1:  # nobody to be fair to
         return next(iter(offered[0][1]))
     since = int((now - FAIRNESS_PERIOD).timestamp())
@@ -298,10 +303,11 @@ async def _assign(page: BookingPageConfig, rules: Rules, tx: BookingTransaction,
 
 
 async def _bookings_per_day(tx: BookingTransaction, rules: Rules, host: str,
-                            slot: Slot) -> dict[date, int]:
+                            slot: Slot, exclude_booking: str = "") -> dict[date, int]:
     if rules.daily_limit is None:
         return {}
-    starts = await tx.booking_starts(host, slot.start - 2 * 86400, slot.start + 2 * 86400)
+    starts = await tx.booking_starts(host, slot.start - 2 * 86400, slot.start + 2 * 86400,
+                                     exclude_booking=exclude_booking)
     return bookings_per_day(rules, starts)
 
 
@@ -331,6 +337,16 @@ async def find_booking(runtime: Runtime, booking_id: str, secret: str) -> Bookin
     booking = await runtime.store.booking(booking_id) if len(booking_id) <= 64 else None
     if booking is None or not hmac.compare_digest(booking.cancel_secret.encode(),
                                                   secret.encode()):
+        raise RequestError(404, "no booking with this id and secret")
+    return booking
+
+
+async def find_host_booking(runtime: Runtime, booking_id: str, secret: str) -> BookingRecord:
+    """The booking if ``secret`` is its host secret; 404 alike for a wrong id or secret
+    (and for bookings made before hosts had one)."""
+    booking = await runtime.store.booking(booking_id) if len(booking_id) <= 64 else None
+    if booking is None or not booking.host_secret or not hmac.compare_digest(
+            booking.host_secret.encode(), secret.encode()):
         raise RequestError(404, "no booking with this id and secret")
     return booking
 

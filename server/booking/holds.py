@@ -5,6 +5,10 @@ worker delivers each through the target source's adapter and only then marks
 it done. A crash in between means one more delivery, which the adapter makes
 harmless (the hold's UID comes from the booking id: CalDAV's If-None-Match
 answers 412, which counts as done). So each booking is written upstream once.
+
+A reschedule queues a 'move' per host that keeps the booking: the hold is
+changed in place where its write landed (``move_hold``), once the write is
+done, and only the newest time is delivered as done.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from server.sync.loop import retry_delay
 log = logging.getLogger("fbproxy.holds")
 
 RETRY_BASE = timedelta(minutes=5)
+# A move whose hold is not written yet looks again this soon (no failed attempt).
+WRITE_WAIT = timedelta(seconds=30)
 
 
 class HoldWriter(Protocol):
@@ -131,9 +137,9 @@ class HoldWorker(BackgroundLoop):
             result = "failed"
             try:
                 async with self._claim_kept(row):
-                    await self._deliver(row)
-                delivered += 1
-                result = "delivered"
+                    done = await self._deliver(row, now)
+                delivered += 1 if done else 0
+                result = "delivered" if done else "waiting"
             except AdapterError as exc:
                 await self._failed(row, str(exc), now)
             except Exception as exc:  # a bug must not stop every other hold
@@ -168,12 +174,15 @@ class HoldWorker(BackgroundLoop):
             renewal.cancel()
             await asyncio.gather(renewal, return_exceptions=True)
 
-    async def _deliver(self, row: OutboxRow) -> None:
+    async def _deliver(self, row: OutboxRow, now: int) -> bool:
+        """Deliver one row; False when it has to wait (a move before its write)."""
         writer = self._writers.get(row.source)
         if writer is None:
             raise AdapterError(f"source {row.source} is not enabled or cannot take holds")
         if not await self._store.hold_pending(row):
-            return  # retired meanwhile (cancelled before its write was delivered)
+            return True  # retired meanwhile (cancelled before its write was delivered)
+        if row.action == "move":
+            return await self._move(writer, row, now)
         if row.action == "write":
             ref = await writer.write_hold(_hold(row))
             problem = VIDEO_PROBLEM + ref.video_problem if ref.video_problem else None
@@ -187,7 +196,7 @@ class HoldWorker(BackgroundLoop):
                 # The guest's link, made upstream (Meet); the first host's hold sets it.
                 await self._store.set_video_link(row.booking_id, ref.video_link)
             log.info("hold for booking %s written to %s", row.booking_id, row.source)
-            return
+            return True
         ref_url, etag = await self._store.write_ref(row.booking_id, row.host)
         if ref_url is None:
             # Cancelled before the write landed: retire the write, nothing to remove yet.
@@ -199,6 +208,26 @@ class HoldWorker(BackgroundLoop):
                                      notify=bool(_hold(row).attendees))
         await self._store.hold_delivered(row, ref=ref_url, etag=None)
         log.info("hold for booking %s removed from %s", row.booking_id, row.source)
+        return True
+
+    async def _move(self, writer: HoldWriter, row: OutboxRow, now: int) -> bool:
+        """Change the hold in place where its write landed; the new etag goes on the
+        write's row, which a later move or delete reads."""
+        write = await self._store.write_state(row.booking_id, row.host)
+        if write is not None and write[0] != "done":
+            await self._store.hold_waiting(row, note="waiting for the hold to be written",
+                                           retry_at=now + int(WRITE_WAIT.total_seconds()))
+            return False
+        if write is None or write[1] is None:  # never written (retired): nothing to move
+            await self._store.hold_delivered(row, ref=None, etag=None)
+            return True
+        ref = await writer.move_hold(HoldRef(row.booking_id, write[1], write[2]), _hold(row))
+        if await self._store.hold_moved(row, ref=ref.ref, etag=ref.etag):
+            log.info("hold for booking %s moved on %s", row.booking_id, row.source)
+        else:
+            log.info("hold for booking %s moved on %s; moved again since, so once more",
+                     row.booking_id, row.source)
+        return True
 
     async def _failed(self, row: OutboxRow, error: str, now: int) -> None:
         delay = retry_delay(row.attempts + 1, RETRY_BASE, self._rng)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from server.booking.availability import BusyInterval, merge_rows
 from server.booking.book import bookings_per_day, page_rules
 from server.booking.busy import hosts_busy, known_until, merged_busy
 from server.booking.slots import (
@@ -19,28 +20,40 @@ from server.booking.slots import (
     collective_slots,
     round_robin_slots,
 )
-from server.config.model import BookingPageConfig
+from server.config.model import BookingPageConfig, CalendarConfig
 
 if TYPE_CHECKING:
     from server.runtime import Runtime
 
 
 async def offered_slots(runtime: Runtime, page: BookingPageConfig, duration: timedelta,
-                        start: datetime, end: datetime) -> list[Slot]:
-    """The slots of [start, end) free after every busy calendar, booking and rule."""
+                        start: datetime, end: datetime, *,
+                        exclude_booking: str = "") -> list[Slot]:
+    """The slots of [start, end) free after every busy calendar, booking and rule.
+
+    ``exclude_booking``: a booking whose own time counts as free (its guest is
+    choosing a new time for it); read past the cached timelines.
+    """
     rules = page_rules(page, duration)
     candidates = candidate_slots(rules, runtime.clock.now(), start, end)
     if not candidates:
         return []
     span = buffered_span(rules, candidates[0].start, candidates[-1].end)
     known = await known_until(runtime, (*page.hosts, *page.resources))
-    busy_by_host = await hosts_busy(runtime, page, span, known,
-                                    lambda calendar: merged_busy(runtime, calendar, *span))
+    async def without_booking(calendar: CalendarConfig) -> list[BusyInterval]:
+        return merge_rows(await runtime.store.busy_rows(
+            runtime.ids_of(calendar.sources), *span, calendars=(calendar.name,),
+            exclude_booking=exclude_booking))
+
+    busy_by_host = await hosts_busy(
+        runtime, page, span, known, without_booking if exclude_booking else
+        lambda calendar: merged_busy(runtime, calendar, *span))
     counts = {}
     if rules.daily_limit is not None:
         # A day's margin either side: local days do not line up with the span.
         counts = {host: bookings_per_day(rules, await runtime.store.booking_starts(
-            host, span[0] - 86400, span[1] + 86400)) for host in page.hosts}
+            host, span[0] - 86400, span[1] + 86400, exclude_booking=exclude_booking))
+            for host in page.hosts}
     if page.mode == "round_robin":
         offered = round_robin_slots(candidates, busy_by_host, rules, counts)
         return [slot for slot, _hosts in offered]

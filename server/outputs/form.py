@@ -1,4 +1,4 @@
-"""The guest's booking form: /book/{slug}, and /booking/{id} to see or cancel a booking.
+"""The guest's booking form: /book/{slug}; /booking/{id} to see, move or cancel a booking.
 
 Server-rendered (aiohttp-jinja2, autoescaped) and usable without JavaScript:
 every choice is a link or a form, so the page works on any browser and with
@@ -24,6 +24,7 @@ from multidict import MultiDictProxy
 from server.booking.book import (
     book,
     cancel,
+    cancel_reason,
     find_booking,
     parse_booking_request,
 )
@@ -31,6 +32,7 @@ from server.booking.invitation import guest_calendar
 from server.booking.links import invite_path, manage_path
 from server.booking.messages import guest_event
 from server.booking.offer import offered_slots
+from server.booking.reschedule import movable, parse_move_request, reschedule
 from server.booking.wording import day_label, duration_label, when_label
 from server.config.model import BookingPageConfig
 from server.config.pages import MADE_UPSTREAM
@@ -93,6 +95,8 @@ def setup_form(app: web.Application) -> None:
     app.router.add_post("/book/{slug}", submit_booking)
     app.router.add_get("/booking/{booking_id}", booking_status)
     app.router.add_post("/booking/{booking_id}/cancel", cancel_booking)
+    app.router.add_get("/booking/{booking_id}/reschedule", reschedule_form)
+    app.router.add_post("/booking/{booking_id}/reschedule", submit_reschedule)
     app.router.add_get("/booking/{booking_id}/invite.ics", booking_invite)
 
 
@@ -194,8 +198,12 @@ async def submit_booking(request: web.Request) -> web.Response:
 async def _render_form(request: web.Request, runtime: Runtime, page: BookingPageConfig,
                        choices: Choices, *, notices: list[str], error: str = "",
                        status: int = 200, values: dict[str, Any] | None = None,
-                       keep_slot: bool = True) -> web.Response:
+                       keep_slot: bool = True, move: BookingRecord | None = None,
+                       ) -> web.Response:
+    """The form; with ``move``, the same for a booking's guest choosing its new time
+    (its own time counts as free for them)."""
     zone = choices.zone
+    exclude = move.id if move is not None else ""
     now = runtime.clock.now()
     today = now.astimezone(zone).date()
     first_month = month_of(today)
@@ -211,13 +219,15 @@ async def _render_form(request: web.Request, runtime: Runtime, page: BookingPage
     else:
         explicit = True
     days = slots_by_day(await offered_slots(runtime, page, choices.duration,
-                                            *month_span(month, zone)), zone)
+                                            *month_span(month, zone), exclude_booking=exclude),
+                        zone)
     # An empty current month: move on to the first month with an open day.
     tries = 0
     while not days and not explicit and month < last_month and tries < _LOOKAHEAD_MONTHS:
         month, tries = add_months(month, 1), tries + 1
         days = slots_by_day(await offered_slots(runtime, page, choices.duration,
-                                                *month_span(month, zone)), zone)
+                                                *month_span(month, zone),
+                                                exclude_booking=exclude), zone)
     day = pick_day(sorted(days), choices.day)
     day_slots = days.get(day, []) if day else []
     chosen = next((s for s in day_slots if choices.start and s.start == choices.start), None) \
@@ -226,7 +236,8 @@ async def _render_form(request: web.Request, runtime: Runtime, page: BookingPage
         notices.append("That time is no longer free; please pick another.")
 
     def link(**changes: Any) -> str:
-        query = {"tz": zone.key, "duration": format_duration(choices.duration),
+        query = {"secret": move.cancel_secret if move else None, "tz": zone.key,
+                 "duration": format_duration(choices.duration),
                  "month": month.strftime("%Y-%m"), "day": day.isoformat() if day else None}
         query.update(changes)
         return "?" + urlencode({k: v for k, v in query.items() if v is not None})
@@ -250,7 +261,9 @@ async def _render_form(request: web.Request, runtime: Runtime, page: BookingPage
         "chosen_label": when_label(chosen.slot.start, chosen.slot.end, zone) if chosen else "",
         "link": link, "day_label_of": day_label,
         "error": error, "notices": notices, "values": values or {},
-        "csrf": token, "csrf_field": CSRF_FIELD,
+        "csrf": token, "csrf_field": CSRF_FIELD, "move": move,
+        "form_action": f"/booking/{move.id}/reschedule" if move else f"/book/{page.slug}",
+        "current_label": when_label(move.start, move.end, zone) if move else "",
     }
     response = aiohttp_jinja2.render_template("book.html", request, context, status=status)
     set_csrf_cookie(request, response, token)
@@ -316,13 +329,82 @@ async def booking_status(request: web.Request) -> web.Response:
 
 
 async def cancel_booking(request: web.Request) -> web.Response:
-    """POST /booking/{id}/cancel (secret in the form): frees the slot at once."""
+    """POST /booking/{id}/cancel (secret and an optional reason in the form, sent from
+    the confirmation page): frees the slot at once."""
     form = await request.post()
     check_csrf(request, _text(form, CSRF_FIELD))
     async with booking_attempt(request):
+        reason = cancel_reason(form.get("reason", ""))
         booking = await _booking_from(request, _text(form, "secret"))
-        await cancel(request.app[RUNTIME], booking)
+        await cancel(request.app[RUNTIME], booking, reason=reason)
     raise web.HTTPSeeOther(manage_path(booking))  # outside: a redirect is no failure
+
+
+async def _movable_booking(request: web.Request, secret: str,
+                           ) -> tuple[BookingRecord, BookingPageConfig]:
+    runtime = request.app[RUNTIME]
+    booking = await _booking_from(request, secret)
+    page = runtime.config.booking_page(booking.page)
+    if page is None:
+        raise RequestError(409, "this booking's page is gone, so it cannot be moved")
+    movable(booking, int(runtime.clock.now().timestamp()))
+    return booking, page
+
+
+def _move_choices(page: BookingPageConfig, booking: BookingRecord, values: Any,
+                  notices: list[str]) -> Choices:
+    """The guest's choices; by default their booking's zone, length and day."""
+    defaults = {"tz": booking.guest_timezone,
+                "duration": format_duration(timedelta(seconds=booking.end - booking.start))}
+    merged = {**{k: v for k, v in defaults.items() if v}, **{
+        k: values.get(k) for k in ("tz", "duration", "month", "day", "start")
+        if isinstance(values.get(k), str) and values.get(k)}}
+    choices = _choices(page, merged, notices)
+    if not choices.day and not choices.month:
+        zone = choices.zone
+        booked_day = datetime.fromtimestamp(booking.start, UTC).astimezone(zone).date()
+        choices = Choices(zone=zone, duration=choices.duration, month=None, day=booked_day,
+                          start=choices.start, zone_detected=choices.zone_detected)
+    return choices
+
+
+async def reschedule_form(request: web.Request) -> web.Response:
+    """GET /booking/{id}/reschedule?secret=…: the page's free times to move the booking to."""
+    check_rate(request, "pages")
+    booking, page = await _movable_booking(request, request.query.get("secret", ""))
+    notices: list[str] = []
+    choices = _move_choices(page, booking, request.query, notices)
+    return await _render_form(request, request.app[RUNTIME], page, choices, notices=notices,
+                              move=booking)
+
+
+async def submit_reschedule(request: web.Request) -> web.Response:
+    """POST /booking/{id}/reschedule: move the booking, then back to its page."""
+    runtime = request.app[RUNTIME]
+    form = await request.post()
+    check_csrf(request, _text(form, CSRF_FIELD))
+    notices: list[str] = []
+    found: tuple[BookingRecord, BookingPageConfig, Choices] | None = None
+    try:
+        # Its 429 is a RequestError too, re-raised below (the "please wait" page).
+        async with booking_attempt(request):
+            booking, page = await _movable_booking(request, _text(form, "secret"))
+            choices = _move_choices(page, booking, form, notices)
+            found = booking, page, choices
+            moved = await reschedule(runtime, booking, parse_move_request({
+                "start": choices.start,
+                "duration": int(choices.duration.total_seconds() // 60)}, page))
+    except RequestError as exc:
+        if found is None or exc.status not in (400, 409, 422):
+            raise  # no such booking, or it cannot move: the error page says why
+        booking, page, choices = found
+        fresh = await runtime.store.booking(booking.id)
+        if fresh is None or fresh.status != "confirmed":
+            raise
+        return await _render_form(request, runtime, page, choices, notices=notices,
+                                  error=exc.reason, status=exc.status,
+                                  keep_slot=exc.status != 409, move=fresh)
+    raise web.HTTPSeeOther(manage_path(moved))
 
 
 async def booking_invite(request: web.Request) -> web.Response:

@@ -1,4 +1,4 @@
-"""Booking pages' public JSON API: the free slots a guest may pick from, book, cancel;
+"""Booking pages' public JSON API: the free slots a guest may pick from, book, move, cancel;
 and a booking's addresses (its JSON, the guest's page and invitation), shared with the form.
 
 Handlers only parse, guard and render; which slots are free is
@@ -16,11 +16,13 @@ from aiohttp import web
 from server.booking.book import (
     book,
     cancel,
+    cancel_reason,
     find_booking,
     parse_booking_request,
 )
 from server.booking.links import invite_path, manage_path
 from server.booking.offer import offered_slots
+from server.booking.reschedule import parse_move_request, reschedule
 from server.config.model import BookingPageConfig
 from server.errors import RequestError
 from server.kit.clock import iso
@@ -43,12 +45,17 @@ def booking_json(booking: BookingRecord, base_url: str) -> dict[str, Any]:
         "start": iso(booking.start),
         "end": iso(booking.end),
         "status": booking.status,
+        "sequence": booking.sequence,
+        "cancel_reason": booking.cancel_reason or None,
+        "cancelled_by": booking.cancelled_by or None,
         "timezone": booking.guest_timezone or None,
         "video_link": booking.video_link or None,
         "manage_url": base_url + manage_path(booking),
         "ics_url": base_url + invite_path(booking),
         "cancel_url": f"{base_url}/api/v1/bookings/{booking.id}/cancel?secret="
                       f"{booking.cancel_secret}",
+        "reschedule_url": f"{base_url}/api/v1/bookings/{booking.id}/reschedule?secret="
+                          f"{booking.cancel_secret}",
     }
 
 
@@ -139,11 +146,45 @@ async def api_create_booking(request: web.Request) -> web.Response:
 
 
 async def api_cancel_booking(request: web.Request) -> web.Response:
-    """POST /api/v1/bookings/{id}/cancel?secret=…: frees the slot at once."""
+    """POST /api/v1/bookings/{id}/cancel?secret=…, optionally with {"reason": "…"}:
+    frees the slot at once; the reason is stored and shown to the host."""
     runtime = request.app[RUNTIME]
     async with booking_attempt(request):
+        reason = ""
+        if request.can_read_body:
+            body = await _json(request, "the cancellation")
+            unknown = sorted(set(body) - {"reason"})
+            if unknown:
+                raise RequestError(400, f"unknown field(s): {', '.join(unknown)}")
+            reason = cancel_reason(body.get("reason"))
         booking = await find_booking(runtime, request.match_info["booking_id"],
                                      request.query.get("secret", ""))
-        cancelled = await cancel(runtime, booking)
+        cancelled = await cancel(runtime, booking, reason=reason)
     return web.json_response(booking_json(cancelled, runtime.config.server.base_url),
                              headers={"Cache-Control": "no-store"})
+
+
+async def api_reschedule_booking(request: web.Request) -> web.Response:
+    """POST /api/v1/bookings/{id}/reschedule?secret=… with {"start": …, "duration": …}:
+    200 with the moved booking, 409 if the new time is taken or the booking cannot move."""
+    runtime = request.app[RUNTIME]
+    async with booking_attempt(request):
+        body = await _json(request, "the new time")
+        booking = await find_booking(runtime, request.match_info["booking_id"],
+                                     request.query.get("secret", ""))
+        page = runtime.config.booking_page(booking.page)
+        if page is None:
+            raise RequestError(409, "this booking's page is gone, so it cannot be moved")
+        moved = await reschedule(runtime, booking, parse_move_request(body, page))
+    return web.json_response(booking_json(moved, runtime.config.server.base_url),
+                             headers={"Cache-Control": "no-store"})
+
+
+async def _json(request: web.Request, what: str) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        # Also keeps other sites' plain HTML forms from posting here.
+        raise RequestError(415, f"send {what} as Content-Type: application/json")
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise RequestError(400, "send a JSON object")
+    return body

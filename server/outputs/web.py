@@ -43,7 +43,13 @@ from server.outputs.form import form_error, setup_form
 from server.outputs.freebusy_cache import FREEBUSY_ANSWERS, JsonBusy, at_detail, json_busy
 from server.outputs.freebusy_pieces import render_freebusy_reusing
 from server.outputs.guard import wrong_secret
-from server.outputs.pages_api import api_cancel_booking, api_create_booking, api_page_slots
+from server.outputs.manage import setup_manage
+from server.outputs.pages_api import (
+    api_cancel_booking,
+    api_create_booking,
+    api_page_slots,
+    api_reschedule_booking,
+)
 from server.outputs.reload import api_reload
 from server.outputs.status import authorize_admin, setup_status, state_metrics
 from server.runtime import RUNTIME, Runtime, Viewer
@@ -67,7 +73,9 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/pages/{slug}/slots", api_page_slots)
     app.router.add_post("/api/v1/pages/{slug}/bookings", api_create_booking)
     app.router.add_post("/api/v1/bookings/{booking_id}/cancel", api_cancel_booking)
+    app.router.add_post("/api/v1/bookings/{booking_id}/reschedule", api_reschedule_booking)
     setup_form(app)
+    setup_manage(app)
     setup_caldav(app)
     setup_status(app)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from server.config.database import PostgresUrl
 from server.errors import SlotTaken, StoreUnavailable
 from server.store.alerts import AlertMessage, AlertQueries
-from server.store.bookings import BookingQueries, BookingTransaction
+from server.store.bookings import BookingQueries, BookingTransaction, HoldPlan
 from server.store.calendar_secrets import CalendarSecretQueries
 from server.store.channels import ChannelQueries, PushChannel
 from server.store.dav import DavCollection, DavMember, DavQueries
@@ -50,6 +50,7 @@ __all__ = [
     "BookingCounts",
     "BookingRecord",
     "BookingTransaction",
+    "HoldPlan",
     "BusyRow",
     "DavCollection",
     "DavMember",

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from server.store.connection import StoreBase
@@ -26,14 +27,17 @@ class BookingQueries(StoreBase):
     # -- reads for outputs -------------------------------------------------
 
     async def busy_rows(self, source_ids: Sequence[int], start: int, end: int,
-                        calendars: Sequence[str] = ()) -> list[tuple[int, int, str]]:
+                        calendars: Sequence[str] = (), *,
+                        exclude_booking: str = "") -> list[tuple[int, int, str]]:
         """(start, end, status) of the busy time overlapping [start, end).
 
         That is every instance of these sources plus the time bookings hold in
-        these calendars. Plain tuples: a merged calendar reads tens of
-        thousands of rows, and an object per row doubled the cost of a query.
+        these calendars (but ``exclude_booking``'s: a guest moving their booking).
+        Plain tuples: a merged calendar reads tens of thousands of rows, and an
+        object per row doubled the cost of a query.
         """
-        return await _busy_rows(self._reader, source_ids, calendars, start, end)
+        return await _busy_rows(self._reader, source_ids, calendars, start, end,
+                                exclude_booking)
 
     @asynccontextmanager
     async def booking_transaction(self) -> AsyncIterator[BookingTransaction]:
@@ -108,9 +112,11 @@ class BookingQueries(StoreBase):
         await self._write("UPDATE bookings SET video_link = ? WHERE id = ? AND video_link = ''",
                           (link, booking_id))
 
-    async def booking_starts(self, host: str, start: int, end: int) -> list[int]:
-        """Start times of the host's confirmed bookings in [start, end) (daily limits)."""
-        return await _booking_starts(self._reader, host, start, end)
+    async def booking_starts(self, host: str, start: int, end: int, *,
+                             exclude_booking: str = "") -> list[int]:
+        """Start times of the host's confirmed bookings in [start, end) (daily limits),
+        but ``exclude_booking``'s."""
+        return await _booking_starts(self._reader, host, start, end, exclude_booking)
 
     async def known_bookings(self, booking_ids: set[str]) -> set[str]:
         """Which of these ids are bookings of this fbproxy (any status)."""
@@ -128,8 +134,8 @@ class BookingQueries(StoreBase):
 
 
 async def _busy_rows(db: Session, source_ids: Sequence[int],
-                     calendars: Sequence[str], start: int,
-                     end: int) -> list[tuple[int, int, str]]:
+                     calendars: Sequence[str], start: int, end: int,
+                     exclude_booking: str = "") -> list[tuple[int, int, str]]:
     """Instances of the sources and booking blocks of the calendars overlapping [start, end).
 
     One statement, so one round trip to the database thread: inside a booking
@@ -150,19 +156,20 @@ async def _busy_rows(db: Session, source_ids: Sequence[int],
     if calendars:
         marks = ",".join("?" * len(calendars))
         parts.append(f"""SELECT start_ts, end_ts, 'busy' FROM booking_blocks
-                         WHERE calendar IN ({marks}) AND end_ts > ? AND start_ts < ?""")
-        parameters += [*calendars, start, end]
+                         WHERE calendar IN ({marks}) AND end_ts > ? AND start_ts < ?
+                           AND booking_id != ?""")
+        parameters += [*calendars, start, end, exclude_booking]
     if not parts:
         return []
     # Rows as the driver gives them (tuples, asyncpg Records): both unpack alike.
     return await db.fetchall(" UNION ALL ".join(parts), parameters)  # type: ignore[return-value]
 
 
-async def _booking_starts(db: Session, host: str, start: int,
-                          end: int) -> list[int]:
+async def _booking_starts(db: Session, host: str, start: int, end: int,
+                          exclude_booking: str = "") -> list[int]:
     rows = await db.fetchall(
         "SELECT start_ts FROM bookings WHERE host = ? AND status = 'confirmed' "
-        "AND start_ts >= ? AND start_ts < ?", (host, start, end))
+        "AND start_ts >= ? AND start_ts < ? AND id != ?", (host, start, end, exclude_booking))
     return [int(row[0]) for row in rows]
 
 
@@ -173,11 +180,18 @@ class BookingTransaction:
         self._db = db
 
     async def busy_rows(self, source_ids: Sequence[int], calendars: Sequence[str], start: int,
-                        end: int) -> list[tuple[int, int, str]]:
-        return await _busy_rows(self._db, source_ids, calendars, start, end)
+                        end: int, *, exclude_booking: str = "") -> list[tuple[int, int, str]]:
+        return await _busy_rows(self._db, source_ids, calendars, start, end, exclude_booking)
 
-    async def booking_starts(self, host: str, start: int, end: int) -> list[int]:
-        return await _booking_starts(self._db, host, start, end)
+    async def booking_starts(self, host: str, start: int, end: int, *,
+                             exclude_booking: str = "") -> list[int]:
+        return await _booking_starts(self._db, host, start, end, exclude_booking)
+
+    async def booking(self, booking_id: str) -> BookingRecord | None:
+        """The booking as this transaction sees it (a reschedule re-reads it here)."""
+        row = await self._db.fetchone(
+            f"SELECT {_BOOKING_COLUMNS} FROM bookings WHERE id = ?", (booking_id,))
+        return _booking_record(row) if row else None
 
     async def host_stats(self, hosts: Sequence[str], since: int) -> dict[str, tuple[int, int]]:
         """Per host: confirmed bookings created since ``since``, and the last creation time."""
@@ -217,3 +231,115 @@ class BookingTransaction:
                    (booking_id, host, action, source, calendar, hold, next_attempt)
                VALUES (?, ?, 'write', ?, ?, ?, ?)""",
             (booking_id, host, source, calendar, json.dumps(hold), now))
+
+    async def move(self, booking: BookingRecord, blocks: Sequence[tuple[str, int, int]], *,
+                   sequence: int) -> bool:
+        """Give the booking its new time, host and ``blocks``, if it is still confirmed at
+        ``sequence``: its SEQUENCE moves on. The old blocks go first (the database
+        refuses overlapping blocks, and the new time may overlap the old)."""
+        moved = await self._db.execute(
+            "UPDATE bookings SET host = ?, start_ts = ?, end_ts = ?, sequence = sequence + 1 "
+            "WHERE id = ? AND status = 'confirmed' AND sequence = ?",
+            (booking.host, booking.start, booking.end, booking.id, sequence))
+        if moved != 1:
+            return False
+        await self._db.execute("DELETE FROM booking_blocks WHERE booking_id = ?", (booking.id,))
+        await self._db.executemany(
+            "INSERT INTO booking_blocks (booking_id, calendar, start_ts, end_ts) "
+            "VALUES (?, ?, ?, ?)", ((booking.id, *block) for block in blocks))
+        return True
+
+    async def requeue_mail(self, booking: BookingRecord, jobs: Sequence[MailJob], *, now: int,
+                           per_address_per_day: int) -> None:
+        """A moved booking's messages: the old time's reminders dropped, ``jobs`` queued."""
+        await drop_reminders(self._db, booking.id, "the booking was moved")
+        await self.queue_mail(booking, jobs, now=now, per_address_per_day=per_address_per_day)
+
+    async def move_holds(self, booking_id: str, holds: Mapping[str, HoldPlan],
+                         now: int) -> None:
+        """The outbox rows that bring each host's calendar to the booking's new time.
+
+        ``holds``: per host that holds the booking now (with a hold target), where
+        and what. A host that kept it has its hold moved in place (one 'move' row,
+        re-armed by each reschedule; a write not yet delivered also says the new
+        time); a host that lost it (round robin) has its hold removed, as on
+        cancelling; a new host gets a hold written.
+        """
+        rows = await self._db.fetchall(
+            "SELECT host, action, state FROM hold_outbox WHERE booking_id = ?", (booking_id,))
+        have = {(str(host), str(action)): str(state) for host, action, state in rows}
+        holding = {host for host, action in have
+                   if action == "write" and (host, "delete") not in have}
+        for host in sorted(holding - set(holds)):
+            await _hold_removed(self._db, booking_id, host, now)
+        for host, plan in holds.items():
+            deleted = have.get((host, "delete"))
+            if deleted is not None:
+                # Back to a host whose hold was (to be) removed: that removal is void.
+                await self._db.execute(
+                    "DELETE FROM hold_outbox WHERE booking_id = ? AND host = ? "
+                    "AND action = 'delete'", (booking_id, host))
+            if (host, "write") not in have or deleted == "done":
+                await _hold_written(self._db, booking_id, host, plan, now)
+            else:
+                await _hold_moved(self._db, booking_id, host, plan, now)
+
+
+@dataclass(frozen=True, slots=True)
+class HoldPlan:
+    """Where a host's hold goes and what it says (``hold_fields``)."""
+
+    source: str
+    calendar: str | None
+    hold: dict[str, Any]
+
+
+async def _hold_written(db: Session, booking_id: str, host: str, plan: HoldPlan,
+                        now: int) -> None:
+    """A hold to write afresh (a new host; or one whose hold was removed meanwhile)."""
+    await db.execute(
+        """INSERT INTO hold_outbox
+               (booking_id, host, action, source, calendar, hold, next_attempt)
+           VALUES (?, ?, 'write', ?, ?, ?, ?)
+           ON CONFLICT (booking_id, host, action) DO UPDATE SET
+               source = excluded.source, calendar = excluded.calendar, hold = excluded.hold,
+               state = 'pending', attempts = 0, next_attempt = excluded.next_attempt,
+               last_error = NULL, ref = NULL, etag = NULL""",
+        (booking_id, host, plan.source, plan.calendar, json.dumps(plan.hold), now))
+    await db.execute(
+        "UPDATE hold_outbox SET state = 'done', last_error = 'superseded by a new write' "
+        "WHERE booking_id = ? AND host = ? AND action = 'move' AND state = 'pending'",
+        (booking_id, host))
+
+
+async def _hold_moved(db: Session, booking_id: str, host: str, plan: HoldPlan,
+                      now: int) -> None:
+    """The host keeps the booking: its hold moves in place, once, to the newest time."""
+    hold = json.dumps(plan.hold)
+    # A write still to deliver writes the new time (the move then finds it there).
+    await db.execute(
+        "UPDATE hold_outbox SET hold = ? WHERE booking_id = ? AND host = ? "
+        "AND action = 'write' AND state = 'pending'", (hold, booking_id, host))
+    await db.execute(
+        """INSERT INTO hold_outbox
+               (booking_id, host, action, source, calendar, hold, next_attempt)
+           SELECT booking_id, host, 'move', source, calendar, ?, ?
+           FROM hold_outbox WHERE booking_id = ? AND host = ? AND action = 'write'
+           ON CONFLICT (booking_id, host, action) DO UPDATE SET
+               hold = excluded.hold, state = 'pending', attempts = 0,
+               next_attempt = excluded.next_attempt, last_error = NULL""",
+        (hold, now, booking_id, host))
+
+
+async def _hold_removed(db: Session, booking_id: str, host: str, now: int) -> None:
+    """The host no longer holds the booking (round robin chose another): as on cancelling."""
+    await db.execute(
+        """INSERT INTO hold_outbox
+               (booking_id, host, action, source, calendar, hold, next_attempt)
+           SELECT booking_id, host, 'delete', source, calendar, hold, ?
+           FROM hold_outbox WHERE booking_id = ? AND host = ? AND action = 'write'
+           ON CONFLICT DO NOTHING""", (now, booking_id, host))
+    await db.execute(
+        "UPDATE hold_outbox SET state = 'done', last_error = 'moved to another host' "
+        "WHERE booking_id = ? AND host = ? AND action = 'move' AND state = 'pending'",
+        (booking_id, host))

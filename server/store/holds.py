@@ -57,6 +57,44 @@ class HoldQueries(StoreBase):
             "AND action = 'write' AND state = 'done'", (booking_id, host))
         return (row[0], row[1]) if row else (None, None)
 
+    async def write_state(self, booking_id: str,
+                          host: str) -> tuple[str, str | None, str | None] | None:
+        """(state, ref, etag) of this hold's write, if there is one (a move waits for it)."""
+        row = await self._reader.fetchone(
+            "SELECT state, ref, etag FROM hold_outbox WHERE booking_id = ? AND host = ? "
+            "AND action = 'write'", (booking_id, host))
+        return (str(row[0]), row[1], row[2]) if row else None
+
+    async def hold_waiting(self, row: OutboxRow, *, note: str, retry_at: int) -> None:
+        """Not yet: try again at ``retry_at``, no failed attempt counted (no alert)."""
+        await self._write(
+            """UPDATE hold_outbox SET last_error = ?, next_attempt = ?, claimed_by = NULL,
+                   claimed_until = 0
+               WHERE booking_id = ? AND host = ? AND action = ?""",
+            (note, retry_at, row.booking_id, row.host, row.action))
+
+    async def hold_moved(self, row: OutboxRow, *, ref: str, etag: str | None) -> bool:
+        """A move delivered: the write's row learns where the hold is now (so a later
+        move or delete finds it); the move is done unless a newer reschedule re-armed it
+        meanwhile with another time (then it stays pending, to be delivered again)."""
+        async def record(db: Session) -> bool:
+            await db.execute(
+                "UPDATE hold_outbox SET ref = ?, etag = ? WHERE booking_id = ? AND host = ? "
+                "AND action = 'write'", (ref, etag, row.booking_id, row.host))
+            done = await db.execute(
+                """UPDATE hold_outbox SET state = 'done', attempts = attempts + 1,
+                       last_error = NULL, claimed_by = NULL, claimed_until = 0
+                   WHERE booking_id = ? AND host = ? AND action = 'move' AND hold = ?""",
+                (row.booking_id, row.host, row.hold))
+            if done != 1:
+                await db.execute(
+                    "UPDATE hold_outbox SET claimed_by = NULL, claimed_until = 0 "
+                    "WHERE booking_id = ? AND host = ? AND action = 'move'",
+                    (row.booking_id, row.host))
+            return done == 1
+
+        return await self._run_transaction(record)
+
     async def hold_delivered(self, row: OutboxRow, *, ref: str | None,
                              etag: str | None, problem: str | None = None) -> None:
         """Done; ``problem`` is what went wrong although the hold landed (no Meet link),
