@@ -497,6 +497,19 @@ async def test_with_invite_via_provider_google_invites_the_guest(
     assert await runtime.mailer.run_once() == 1
     assert mailbox.to("sam@example.org") == [] and len(mailbox.messages) == 1
 
+    # Rescheduled: the same event moves (Google tells the guest), never a second one.
+    response = await client.post(booking["reschedule_url"].split("8080", 1)[1],
+                                 json={"start": "2026-11-27T11:00:00Z"})
+    assert response.status == 200, await response.text()
+    assert await runtime.holds.run_once() == 1
+    [moved] = google.events(OWNER)
+    assert moved["id"] == hold["id"] and moved["start"]["dateTime"].startswith(
+        "2026-11-27T11:00:00")
+    assert [a["email"] for a in moved["attendees"]] == ["sam@example.org"]
+    assert google.send_updates[-1] == ("patch", hold["id"], "all")
+    assert await runtime.mailer.run_once() == 1  # the host's notice only
+    assert mailbox.to("sam@example.org") == []
+
     assert (await client.post(booking["cancel_url"].split("8080", 1)[1])).status == 200
     assert await runtime.holds.run_once() == 1
     assert google.send_updates[-1] == ("delete", hold["id"], "all")

@@ -96,6 +96,34 @@ async def test_cancelling_sends_a_cancel_with_the_same_uid_and_a_higher_sequence
     assert "cancelled their booking" in host_notice.text()
 
 
+async def test_rescheduling_sends_a_request_with_the_same_uid_and_moves_the_reminders(
+        make_config, sources, serve, mailbox: Mailbox, clock: FixedClock) -> None:
+    client, runtime = await started(make_config, sources, serve, mail=mail_table(mailbox),
+                                    reminders=["1h"])
+    booking = await book(client)
+    await runtime.mailer.run_once()
+    response = await client.post(
+        booking["reschedule_url"].removeprefix(runtime.config.server.base_url),
+        json={"start": "2026-11-27T11:00:00Z"})
+    assert response.status == 200, await response.text()
+    assert await runtime.mailer.run_once() == 2  # the guest's update, the host's notice
+    first, moved = mailbox.to("sam@example.org")
+    calendar = moved.calendar()
+    assert str(calendar["METHOD"]) == "REQUEST"
+    assert str(vevent(calendar)["UID"]) == str(vevent(first.calendar())["UID"])
+    assert int(vevent(calendar)["SEQUENCE"]) == 1
+    assert vevent(calendar).decoded("DTSTART").isoformat() == "2026-11-27T11:00:00+00:00"
+    assert moved.message["Subject"].startswith("Moved:")
+    assert "moved their booking" in mailbox.to("alex@hosts.example.org")[-1].text()
+    # The reminder of the old time is gone; the new one comes an hour before 11:00.
+    clock.set(NOW + timedelta(hours=21))  # 09:00 on the 26th: the old time's reminder
+    assert await runtime.mailer.run_once() == 0
+    clock.set(NOW + timedelta(days=1, hours=22))  # 10:00 on the 27th
+    assert await runtime.mailer.run_once() == 1
+    assert mailbox.to("sam@example.org")[-1].message["Subject"].startswith("Reminder:")
+    assert "27 November 2026, 11:00" in mailbox.to("sam@example.org")[-1].text()
+
+
 async def test_the_download_and_the_invitation_are_one_event(
         make_config, sources, serve, mailbox: Mailbox) -> None:
     client, runtime = await started(make_config, sources, serve, mail=mail_table(mailbox))

@@ -325,6 +325,19 @@ async def test_with_invite_via_provider_microsoft_invites_the_guest(
     [notice] = mailbox.messages
     assert notice.message["Subject"].startswith("New booking")
 
+    # Rescheduled: the same event is PATCHed (Graph sends the guest the update).
+    response = await client.post(booking["reschedule_url"].split("8080", 1)[1],
+                                 json={"start": "2026-11-27T11:00:00Z"})
+    assert response.status == 200, await response.text()
+    assert await runtime.holds.run_once() == 1
+    [moved] = fake.events()
+    assert moved["id"] == hold["id"] and moved["start"]["dateTime"].startswith(
+        "2026-11-27T11:00:00")
+    assert [e for e, _body in fake.patches] == [hold["id"]]
+    assert ("update", hold["id"]) in {(k, e) for k, e, _a, _c in fake.meeting_messages}
+    assert await runtime.mailer.run_once() == 1
+    assert mailbox.to("sam@example.org") == []
+
     assert (await client.post(booking["cancel_url"].split("8080", 1)[1])).status == 200
     assert await runtime.holds.run_once() == 1
     assert [e for e, _comment in fake.cancels] == [hold["id"]]

@@ -12,9 +12,12 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from adapters.base import AdapterError, Hold, HoldRef
 from server.booking.holds import HoldWorker
-from tests.test_hold_outbox import config
+from tests.peers import PeerPool, peer_for
+from tests.test_hold_outbox import config, holds
 
 SLOT = "2026-11-26T10:00:00Z"
 BASE = "http://127.0.0.1:8080"
@@ -200,3 +203,51 @@ async def test_a_new_round_robin_host_gets_a_write_the_old_one_a_delete(
         ours = [kind for kind, call in writer.calls[1:]
                 if (call[1] if kind == "move" else call).booking_id == booking["id"]]
         assert sorted(ours) == ["delete", "write"]
+
+
+@pytest.fixture(params=["radicale", "xandikos"])
+def dav_peer(request: pytest.FixtureRequest, peer_pool: PeerPool) -> Any:
+    yield from peer_for(peer_pool, request.param, request, pytest.MonkeyPatch())
+
+
+async def test_a_moved_booking_moves_its_hold_at_the_same_href_never_two(
+        dav_peer: Any, make_config: Any, serve: Any) -> None:
+    """End to end on a real CalDAV server (Radicale and Xandikos), the real adapter:
+    the hold is written, moved twice in place, synced back counted once, removed."""
+
+    peer = dav_peer
+    work = peer.make_calendar("Work")
+    client, runtime = await serve(config(make_config, peer))
+    assert (await runtime.sync.run_all_once())[0].ok
+    response = await client.post("/api/v1/pages/intro/bookings", json={
+        "start": SLOT, "name": "Sam", "email": "sam@example.org"})
+    booking = await response.json()
+    assert await runtime.holds.run_once() == 1
+    hrefs = peer.hrefs(work)
+    [written] = holds(peer, work)
+
+    await move(client, booking, "2026-11-27T09:30:00Z")
+    assert await runtime.holds.run_once() == 1
+    assert peer.hrefs(work) == hrefs, "the same resource, no second one"
+    [moved] = holds(peer, work)
+    assert moved.decoded("DTSTART").isoformat() == "2026-11-27T09:30:00+00:00"
+    assert str(moved["UID"]) == str(written["UID"])
+    assert int(moved.get("SEQUENCE", 0)) > int(written.get("SEQUENCE", 0))
+    assert str(moved["LOCATION"]) == str(written["LOCATION"]), "the video link kept"
+
+    await move(client, booking, "2026-11-30T11:00:00Z")
+    assert await runtime.holds.run_once() == 1
+    assert peer.hrefs(work) == hrefs
+    [again] = holds(peer, work)
+    assert again.decoded("DTSTART").isoformat() == "2026-11-30T11:00:00+00:00"
+
+    # Synced back, the hold is the booking's: busy once, at the new time only.
+    await runtime.sync.run_all_once()
+    api = await client.get("/api/v1/freebusy?calendar=me&start=2026-11-26&end=2026-12-01",
+                           headers={"Authorization": "Bearer s3cret-s3cret-s3cret-0001"})
+    assert [(b["start"], b["end"]) for b in (await api.json())["busy"]] == [
+        ("2026-11-30T11:00:00Z", "2026-11-30T11:30:00Z")]
+    # Cancelling removes it with the etag the last move left.
+    assert (await client.post(booking["cancel_url"].removeprefix(BASE))).status == 200
+    assert await runtime.holds.run_once() == 1
+    assert holds(peer, work) == []
