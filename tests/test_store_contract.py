@@ -453,3 +453,39 @@ async def test_a_booking_run_in_one_go_awaits_only_its_transaction(tmp_path: Pat
         assert await store.booking("bk_1") is None
     finally:
         await store.close()
+
+
+async def test_the_mail_outbox_queues_with_the_booking_claims_once_and_drops_reminders(
+        store: Store) -> None:
+    from server.store import MailJob
+
+    jobs = [MailJob("invite", "guest", "g@example.org", 1),
+            MailJob("reminder", "guest", "g@example.org", 500, "1h"),
+            MailJob("host_booked", "me", "me@example.org", 1)]
+
+    async def body(tx: BookingTransaction) -> None:
+        await tx.insert(booking("b1", 1000, 2000), [("me", 1000, 2000)])
+        record = booking("b1", 1000, 2000)
+        await tx.queue_mail(record, jobs, now=1, per_address_per_day=2)
+        await tx.queue_mail(record, jobs, now=1, per_address_per_day=2)  # harmless again
+
+    await store.book(body)
+    assert [(k, s) for k, _r, s, _q, _t in await store.mail_of_booking("b1")] == [
+        ("invite", "pending"), ("reminder", "pending"), ("host_booked", "pending")]
+    claimed = await store.claim_mail(10, holder="a", claim_seconds=60)
+    assert [r.kind for r in claimed] == ["invite", "host_booked"], "the reminder is not due"
+    assert await store.claim_mail(10, holder="b", claim_seconds=60) == [], "claimed by a"
+    await store.mail_sent(claimed[0], now=11)
+    await store.mail_failed(claimed[1], error="451 later", retry_at=100)
+    summary = await store.mail_summary(20)
+    assert (summary.pending, summary.failing, summary.sent, summary.dropped) == (0, 1, 1, 0)
+    assert summary.last_error == "451 later"
+    # Cancelling: the reminder is dropped (and no longer counts), and the CANCEL is
+    # over the address's limit of 1 (the invitation went out): dropped too.
+    assert await store.cancel_booking("b1", now=30, reason="ill", mail=[
+        MailJob("cancel", "guest", "g@example.org", 30)], mail_limit=1)
+    states = {(k, s) for k, _r, s, _q, _t in await store.mail_of_booking("b1")}
+    assert ("reminder", "dropped") in states and ("cancel", "dropped") in states
+    cancelled = await store.booking("b1")
+    assert cancelled is not None and (cancelled.sequence, cancelled.cancel_reason,
+                                      cancelled.cancelled_by) == (1, "ill", "guest")
