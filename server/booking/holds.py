@@ -26,7 +26,7 @@ from adapters.base import AdapterError, Attendee, Hold, HoldRef
 from server.config.model import BookingPageConfig
 from server.config.pages import MADE_UPSTREAM
 from server.errors import StoreError
-from server.kit.background import BackgroundLoop
+from server.kit.background import WakeableLoop
 from server.kit.clock import Clock, iso
 from server.kit.metrics import Metrics
 from server.store import BookingRecord, OutboxRow, Store
@@ -90,7 +90,7 @@ def _hold(row: OutboxRow) -> Hold:
                 url=fields["url"], calendar=row.calendar, attendees=attendees, **when)
 
 
-class HoldWorker(BackgroundLoop):
+class HoldWorker(WakeableLoop):
     """Delivers due outbox rows; woken by new bookings, else it polls."""
 
     loop_name = "holds"
@@ -117,16 +117,6 @@ class HoldWorker(BackgroundLoop):
     def set_writers(self, writers: Mapping[str, HoldWriter]) -> None:
         """The sources that take holds, after a config reload."""
         self._writers = writers
-
-    def trigger(self) -> None:
-        self._wake.set()
-
-    async def _run_forever(self) -> None:
-        while True:
-            await self.run_once()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll)
-            self._wake.clear()
 
     async def run_once(self) -> int:
         """Deliver every due row once; returns how many were delivered."""

@@ -10,14 +10,13 @@ waits for any of this: it only wakes the worker.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from datetime import timedelta
 
 from server.booking.messages import MessageError, message_id, render_message
 from server.config.model import Config
-from server.kit.background import BackgroundLoop
+from server.kit.background import WakeableLoop
 from server.kit.clock import Clock
 from server.kit.smtp import SEND_ERRORS, SmtpServer, send_message
 from server.store import MailRow, Store
@@ -30,7 +29,7 @@ RETRY_BASE = timedelta(minutes=1)
 FAILING_AFTER = 5
 
 
-class Mailer(BackgroundLoop):
+class Mailer(WakeableLoop):
     """Sends due mail_outbox rows; woken by bookings, else it polls (reminders fall due)."""
 
     loop_name = "mail"
@@ -52,16 +51,6 @@ class Mailer(BackgroundLoop):
     def set_config(self, config: Config) -> None:
         """The config in force after a reload (templates, addresses, the SMTP server)."""
         self._config = config
-
-    def trigger(self) -> None:
-        self._wake.set()
-
-    async def _run_forever(self) -> None:
-        while True:
-            await self.run_once()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll)
-            self._wake.clear()
 
     async def run_once(self) -> int:
         """Send every due row once; returns how many were sent."""

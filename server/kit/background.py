@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from abc import ABC, abstractmethod
 
 
@@ -23,3 +24,25 @@ class BackgroundLoop(ABC):
 
     @abstractmethod
     async def _run_forever(self) -> None: ...
+
+
+class WakeableLoop(BackgroundLoop):
+    """Runs ``run_once`` now, then whenever ``trigger`` is called or ``_poll`` seconds
+    passed, whichever comes first (an outbox worker: woken by new rows, polling for
+    rows that fall due)."""
+
+    _poll: float = 30.0
+    _wake: asyncio.Event
+
+    def trigger(self) -> None:
+        self._wake.set()
+
+    async def _run_forever(self) -> None:
+        while True:
+            await self.run_once()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll)
+            self._wake.clear()
+
+    @abstractmethod
+    async def run_once(self) -> int: ...
