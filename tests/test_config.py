@@ -796,3 +796,17 @@ def test_email_alerts_take_the_mail_server(tmp_path: Path) -> None:
                                   "from": "bot@example.org"}]}, tmp_path)
     assert found == ["alerts[0].smtp_host: is required (or give a [mail] table, whose server "
                      "e-mail alerts then use)"]
+
+
+def test_check_config_parses_a_pages_mail_templates(tmp_path: Path) -> None:
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    (folder / "invite.txt").write_text("{% if %}broken")
+    (folder / "cancel.html").write_text("{{ fine }}")
+    raw = {"sources": [SOURCE], "calendars": [{"name": "me", "sources": ["work"]}],
+           "booking_pages": [_page(templates_dir="mail")]}
+    parse_config(raw, base_dir=tmp_path)  # serving reads them when sending, not now
+    found = problems(raw, tmp_path, check_files=True)
+    assert [p for p in found if "templates_dir" in p] == [
+        "booking_pages[0].templates_dir: invite.txt, line 1: Expected an expression, got "
+        "'end of statement block'"]

@@ -8,6 +8,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+import jinja2
+
 from server.config.reader import Reader, checked_duration, read_choice, shown
 
 PAGE_MAIL_KEYS = {"notify_host", "reminders", "remind_host", "invite_via", "templates_dir"}
@@ -47,8 +49,8 @@ def read_page_mail(raw: Mapping[str, Any], path: str, reader: Reader,
     folder = reader.typed(raw, "templates_dir", f"{path}.templates_dir", str)
     if folder:
         templates_dir = reader.path(folder)
-        if reader.check_files and not templates_dir.is_dir():
-            reader.fail(f"{path}.templates_dir", f"{shown(folder)} is not a folder")
+        if reader.check_files:
+            _check_templates(templates_dir, f"{path}.templates_dir", reader)
     return PageMailConfig(
         notify_host=bool(reader.typed(raw, "notify_host", f"{path}.notify_host", bool, True)),
         reminders=_read_reminders(raw, path, reader),
@@ -74,3 +76,22 @@ def _read_reminders(raw: Mapping[str, Any], path: str, reader: Reader) -> tuple[
             continue
         found.append(duration)
     return tuple(sorted(found, reverse=True))
+
+
+def _check_templates(folder: Path, where: str, reader: Reader) -> None:
+    """`fbproxy check-config`: the folder exists and each template in it parses."""
+    if not folder.is_dir():
+        reader.fail(where, f"{shown(str(folder))} is not a folder")
+        return
+    environment = jinja2.Environment(autoescape=True)
+    for name in MAIL_TEMPLATES:
+        for suffix in (".txt", ".html"):
+            file = folder / f"{name}{suffix}"
+            if not file.exists():
+                continue
+            try:
+                environment.parse(file.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError) as exc:
+                reader.fail(where, f"{file.name}: cannot be read ({exc})")
+            except jinja2.TemplateSyntaxError as exc:
+                reader.fail(where, f"{file.name}, line {exc.lineno}: {exc.message}")
