@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import html
 import logging
 import os
 import sys
@@ -18,6 +19,7 @@ from adapters.secrets_file import FileTokenVault
 from server.app import create_app
 from server.config.database import PostgresUrl
 from server.config.model import Config, SourceConfig, load_config, reauth_fix
+from server.config.pages import BookingPageConfig
 from server.config.reader import parse_listen
 from server.config.secrets_key import shares_database
 from server.errors import ConfigError
@@ -373,6 +375,17 @@ async def _print_urls(runtime: Runtime) -> None:
         print(f"booking page {page.slug}: {page.title}")
         print(f"  public page:            {base}/book/{page.slug}")
         print(f"  hosts:                  {', '.join(page.hosts)}")
+        print(f"  embed (iframe):         {embed_snippet(base, page)}")
+        origins = " ".join(page.look.embed_origins) or \
+            "none (list your site in embed_origins to embed the page)"
+        print(f"  embeddable from:        {origins}")
+
+
+def embed_snippet(base: str, page: BookingPageConfig) -> str:
+    """The ``<iframe>`` a site in the page's ``embed_origins`` pastes to show it."""
+    src = html.escape(f"{base}/book/{page.slug}?embed=1", quote=True)
+    return (f'<iframe src="{src}" title="{html.escape(page.title, quote=True)}" '
+            'width="100%" height="760" loading="lazy"></iframe>')
 
 
 async def _reload(runtime: Runtime) -> int:

@@ -27,9 +27,12 @@ def sources(tmp_path: Path) -> list[dict[str, Any]]:
 
 def build(make_config: Any, sources: list[dict[str, Any]], *,
           server: dict[str, Any] | None = None, mail: dict[str, Any] | None = None,
-          alerts: list[dict[str, Any]] | None = None, **page: Any) -> Any:
-    calendars = [{"name": h, "sources": [h], "secret": f"secret-of-{h}-0123456789",
-                  "email": f"{h}@hosts.example.org"} for h in HOSTS]
+          alerts: list[dict[str, Any]] | None = None,
+          calendars: dict[str, dict[str, Any]] | None = None, **page: Any) -> Any:
+    """The world's config; ``calendars`` adds keys to a host's calendar (``avatar``)."""
+    extras = calendars or {}
+    tables = [{"name": h, "sources": [h], "secret": f"secret-of-{h}-0123456789",
+               "email": f"{h}@hosts.example.org", **extras.get(h, {})} for h in HOSTS]
     booking_page = {
         "slug": "intro", "title": "Intro call", "hosts": ["alex"], "duration": ["30m", "60m"],
         "timezone": "UTC", "minimum_notice": "1h", "max_days_ahead": 10,
@@ -37,7 +40,7 @@ def build(make_config: Any, sources: list[dict[str, Any]], *,
         "questions": [{"name": "topic", "label": "Topic", "kind": "textarea"}], **page}
     extra: dict[str, Any] = {key: value for key, value in (("mail", mail), ("alerts", alerts))
                              if value is not None}
-    return make_config(sources, calendars, booking_pages=[booking_page], **extra,
+    return make_config(sources, tables, booking_pages=[booking_page], **extra,
                        **(server or {}))
 
 
@@ -52,8 +55,9 @@ async def offered(client: Any) -> list[str]:
 
 async def started(make_config: Any, sources: Any, serve: Any, *,
                   server: dict[str, Any] | None = None, mail: dict[str, Any] | None = None,
-                  **page: Any) -> Any:
-    client, runtime = await serve(build(make_config, sources, server=server, mail=mail, **page))
+                  calendars: dict[str, dict[str, Any]] | None = None, **page: Any) -> Any:
+    client, runtime = await serve(build(make_config, sources, server=server, mail=mail,
+                                        calendars=calendars, **page))
     await runtime.sync.run_all_once()
     return client, runtime
 

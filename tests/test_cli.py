@@ -106,12 +106,43 @@ def test_sync_status_and_urls(example: Path) -> None:
     urls = run("urls", "--config", "config.toml", cwd=example)
     assert "/busy.ics" in urls.stdout and "webcal://" in urls.stdout
     # The example's booking page: public, so its address carries no secret.
-    assert urls.stdout.splitlines()[-3:] == [
+    assert urls.stdout.splitlines()[-5:] == [
         "booking page intro-call: Intro call with Alex",
         "  public page:            http://127.0.0.1:8080/book/intro-call",
-        "  hosts:                  alex"]
+        "  hosts:                  alex",
+        '  embed (iframe):         <iframe src="http://127.0.0.1:8080/book/intro-call?embed=1" '
+        'title="Intro call with Alex" width="100%" height="760" loading="lazy"></iframe>',
+        "  embeddable from:        none (list your site in embed_origins to embed the page)"]
     again = run("urls", "--config", "config.toml", cwd=example)
     assert again.stdout == urls.stdout, "the generated secret is kept"
+
+
+def test_urls_print_each_pages_embed_snippet_escaped(example: Path) -> None:
+    config = (example / "config.toml").read_text()
+    config = config.replace('title = "Intro call with Alex"',
+                            'title = "Intro \\"call\\" <b>&</b>"\n'
+                            'embed_origins = ["https://www.example.org", "https://b.example:8443"]')
+    (example / "config.toml").write_text(config)
+    urls = run("urls", "--config", "config.toml", cwd=example)
+    assert urls.returncode == 0, urls.stderr
+    lines = urls.stdout.splitlines()
+    assert lines[-2] == (
+        '  embed (iframe):         <iframe src="http://127.0.0.1:8080/book/intro-call?embed=1" '
+        'title="Intro &quot;call&quot; &lt;b&gt;&amp;&lt;/b&gt;" width="100%" height="760" '
+        'loading="lazy"></iframe>')
+    assert lines[-1] == "  embeddable from:        https://www.example.org https://b.example:8443"
+
+
+def test_check_config_names_a_bad_avatar(example: Path) -> None:
+    config = (example / "config.toml").read_text()
+    config = config.replace('# avatar = "alex.png"', 'avatar = "alex.png"', 1)
+    (example / "config.toml").write_text(config)
+    (example / "alex.png").write_text("<svg><script>alert(1)</script></svg>")
+    result = run("check-config", "--config", "config.toml", cwd=example)
+    assert result.returncode == 2
+    assert "calendars[0].avatar: " in result.stderr and "SVG is refused" in result.stderr
+    (example / "alex.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(16))
+    assert run("check-config", "--config", "config.toml", cwd=example).returncode == 0
 
 
 def test_sync_fails_when_a_source_fails(example: Path) -> None:

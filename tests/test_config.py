@@ -19,6 +19,7 @@ from server.config.model import (
     load_config,
     parse_config,
 )
+from server.config.page_look import Location, PageLookConfig
 from server.errors import ConfigError
 from server.kit.durations import format_duration, parse_duration
 
@@ -285,7 +286,7 @@ def test_a_key_of_another_kind_says_which_kinds_take_it(tmp_path: Path) -> None:
 def test_unknown_keys_list_the_valid_ones_when_none_is_close(tmp_path: Path) -> None:
     found = problems({"sources": [SOURCE], "calendars": [
         {"name": "me", "sources": ["work"], "colour": "red"}]}, tmp_path)
-    assert found == ["calendars[0].colour: unknown key; valid keys here are display_name, "
+    assert found == ["calendars[0].colour: unknown key; valid keys here are avatar, display_name, "
                      "email, name, secret, secret_env, secret_file, sources, stale_policy, "
                      "subscribers"]
 
@@ -397,6 +398,9 @@ tentative_blocks = false
 hold_title = "Demo with {guest_name} <{guest_email}> ({host}) {{x}}"
 hold_status = "confirmed"
 video_link = "https://meet.jit.si/fbproxy-{random}-{booking_id}"
+location = "address: Main Street 1, Berlin"
+accent_color = "#FF6600"
+embed_origins = ["https://www.example.org", "https://Shop.Example.com:8443/"]
 
 [booking_pages.hours]
 mon = ["13:00-17:00", "09:00-12:00"]
@@ -469,6 +473,10 @@ def test_full_booking_page(tmp_path: Path) -> None:
             QuestionConfig(name="company", label="Company", required=True, max_length=100),
             QuestionConfig(name="agenda_2", label="What should we show?", kind="textarea"),
         ),
+        look=PageLookConfig(location=Location("address", "Main Street 1, Berlin"),
+                            accent_color="#ff6600",
+                            embed_origins=("https://www.example.org",
+                                           "https://shop.example.com:8443")),
     )
     assert list(result.date_overrides) == [date(2026, 12, 23), date(2026, 12, 24)]
     assert result.hours_on(date(2026, 12, 24)) == ()

@@ -133,3 +133,35 @@ async def test_injection_everywhere(tmp_path: Path, make_config: Any, serve: Any
     notices = mailbox.to("b@example.org")
     assert len(notices) == 2
     assert all("&lt;img src=x onerror=alert(1)&gt;" in m.html() for m in notices)
+
+
+async def test_hostile_host_name_and_location_are_escaped(tmp_path: Path, make_config: Any,
+                                                          serve: Any) -> None:
+    """A host's display_name and a page's location are config text: shown escaped on the
+    booking page and the guest's booking page, never as markup."""
+    (tmp_path / "work.ics").write_text(ics())
+    calendars = [{"name": "me", "sources": ["work"], "secret": SECRET,
+                  "display_name": f"Alex {SCRIPT}"}]
+    pages = [{"slug": slug, "title": "Intro", "hosts": ["me"], "duration": "30m",
+              "timezone": "UTC", "minimum_notice": "1h", "location": location,
+              "hours": {d: ["09:00-12:00"] for d in ("mon", "tue", "wed", "thu", "fri")}}
+             for slug, location in (("text", f"{IMG} \" onmouseover=alert(1) x=\""),
+                                    ("address", f"address:{SCRIPT} Main St"))]
+    client, runtime = await serve(make_config([{"name": "work", "kind": "ics",
+                                                "url": "work.ics"}], calendars,
+                                              booking_pages=pages))
+    await runtime.sync.run_all_once()
+    for slug, start in (("text", "10:00"), ("address", "11:00")):
+        html = await (await client.get(f"/book/{slug}?tz=UTC")).text()
+        assert_clean_html(html)
+        assert ('<span class="host-name">Alex &lt;script&gt;alert(1)&lt;/script&gt;</span>'
+                in html)
+        assert 'onmouseover=alert(1) x=&#34;' in html or slug == "address"
+        booking = await (await client.post(f"/api/v1/pages/{slug}/bookings", json={
+            "start": f"2026-11-26T{start}:00Z", "name": "Sam",
+            "email": "sam@example.org"})).json()
+        page = await (await client.get(booking["manage_url"].split("8080", 1)[1])).text()
+        assert_clean_html(page)
+        assert "Alex &lt;script&gt;" in page
+    address = await (await client.get("/book/address?tz=UTC")).text()
+    assert "In person: &lt;script&gt;alert(1)&lt;/script&gt; Main St" in address

@@ -44,7 +44,7 @@ from server.kit.durations import (
     parse_duration,
     parse_instant,
 )
-from server.kit.zones import available_zones
+from server.kit.zones import available_zones, canonical_zone
 from server.store import BookingRecord, BookingTransaction
 
 if TYPE_CHECKING:  # the shared parts: built above this layer, passed in
@@ -147,7 +147,7 @@ def _timezone(value: object) -> str:
         return ""
     if not isinstance(value, str) or len(value) > 64 or value not in available_zones():
         raise RequestError(422, "timezone must be an IANA time zone such as Europe/Berlin")
-    return value
+    return canonical_zone(value)  # an old alias (Asia/Calcutta) as its zone (Asia/Kolkata)
 
 
 def _answers(value: object, page: BookingPageConfig) -> dict[str, str]:

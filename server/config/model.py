@@ -27,6 +27,7 @@ from server.config.database import (
     state_folder,
 )
 from server.config.google import GOOGLE_KEYS, GoogleConfig, read_google
+from server.config.images import Picture, read_picture
 from server.config.mail import MailConfig, read_address, read_mail
 from server.config.microsoft import MICROSOFT_KEYS, MicrosoftConfig, read_microsoft
 from server.config.pages import (
@@ -191,6 +192,8 @@ class CalendarConfig:
     email: str = ""
     # The name guests and invitations show for this host ("" means the calendar's name).
     display_name: str = ""
+    # The host's picture on booking pages: an https URL or a local image fbproxy serves.
+    avatar: Picture | None = None
 
 
 @dataclass(frozen=True)
@@ -260,7 +263,7 @@ _DEFAULT_POLL = {"ics": timedelta(minutes=5), "caldav": timedelta(minutes=1),
 # Kinds found by a URL; the others (google) know where their API is.
 _URL_KINDS = ("ics", "caldav")
 _CALENDAR_KEYS = {"name", "sources", "secret", "secret_env", "secret_file", "subscribers",
-                  "stale_policy", "email", "display_name"}
+                  "stale_policy", "email", "display_name", "avatar"}
 STALE_POLICIES = ("serve", "fail")
 _SUBSCRIBER_KEYS = {"name", "secret", "secret_env", "secret_file", "detail"}
 DETAILS = ("busy_tentative", "busy", "holds")
@@ -447,7 +450,8 @@ def _read_calendar(raw: Mapping[str, Any], path: str, reader: Reader, source_nam
                                                    STALE_POLICIES),
                           email=read_address(raw, "email", f"{path}.email", reader),
                           display_name=read_text(raw, "display_name", path, reader,
-                                                 limit=100))
+                                                 limit=100),
+                          avatar=read_picture(raw, "avatar", path, reader))
 
 
 def parse_config(raw: Mapping[str, Any], *, base_dir: Path, path: Path | None = None,

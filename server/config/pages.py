@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+from server.config.page_look import PAGE_LOOK_KEYS, PageLookConfig, read_page_look
 from server.config.page_mail import PAGE_MAIL_KEYS, PageMailConfig, read_page_mail
 from server.config.reader import (
     ONE_DAY,
@@ -110,6 +111,8 @@ class BookingPageConfig:
     video_link: str | None = None
     questions: tuple[QuestionConfig, ...] = ()
     mail: PageMailConfig = field(default_factory=PageMailConfig)
+    # What the page shows besides the times (location, logo, colour) and who may frame it.
+    look: PageLookConfig = field(default_factory=PageLookConfig)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -127,7 +130,7 @@ _BOOKING_PAGE_KEYS = {
     "timezone", "hours", "date_overrides", "buffer_before", "buffer_after", "minimum_notice",
     "max_days_ahead", "daily_limit", "tentative_blocks", "hold_target", "hold_title",
     "hold_status", "video_link", "questions", "recheck", "recheck_timeout",
-} | PAGE_MAIL_KEYS
+} | PAGE_MAIL_KEYS | PAGE_LOOK_KEYS
 RECHECKS = ("best_effort", "required", "off")
 _HOLD_TARGET_KEYS = {"source", "calendar"}
 _QUESTION_KEYS = {"name", "label", "required", "max_length", "kind"}
@@ -218,6 +221,7 @@ def read_booking_page(raw: Mapping[str, Any], path: str, reader: Reader, known: 
         questions=_read_questions(raw, path, reader),
         mail=read_page_mail(raw, path, reader, hold_target,
                             {name: source.kind for name, source in known.sources.items()}),
+        look=read_page_look(raw, path, reader, has_video_link=video_link is not None),
     )
 
 

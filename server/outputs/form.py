@@ -38,7 +38,14 @@ from server.config.model import BookingPageConfig
 from server.config.pages import MADE_UPSTREAM
 from server.errors import RequestError
 from server.kit.durations import format_duration, parse_day, parse_duration
-from server.kit.zones import available_zones, selectable_zones
+from server.kit.zones import available_zones, canonical_zone, zone_choices
+from server.outputs.branding import (
+    hosts_shown,
+    location_shown,
+    page_headers,
+    setup_branding,
+    theme_href,
+)
 from server.outputs.calendar_view import (
     add_months,
     month_label,
@@ -63,7 +70,8 @@ from server.store import BookingRecord
 
 STATIC_DIR = Path(__file__).with_name("static")
 STATIC_FILES: web.AppKey[dict[str, StaticFile]] = web.AppKey("static_files", dict)
-# Inline script and style are never needed, so none may run (XSS defence in depth).
+# Inline script and style are never needed, so none may run (XSS defence in depth);
+# a booking page's own policy (branding.page_headers) adds its pictures and framers.
 CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; "
                            "img-src 'self'; form-action 'self'; base-uri 'none'; "
                            "frame-ancestors 'none'")
@@ -98,6 +106,7 @@ def setup_form(app: web.Application) -> None:
     app.router.add_get("/booking/{booking_id}/reschedule", reschedule_form)
     app.router.add_post("/booking/{booking_id}/reschedule", submit_reschedule)
     app.router.add_get("/booking/{booking_id}/invite.ics", booking_invite)
+    setup_branding(app)
 
 
 async def static_file(request: web.Request) -> web.Response:
@@ -122,6 +131,7 @@ class Choices:
     day: date | None
     start: str  # the ISO start of the chosen slot, or ""
     zone_detected: bool  # False when the guest chose the zone (JS must not change it)
+    embed: bool = False  # ?embed=1: shown in another site's <iframe>, without page chrome
 
 
 def _choices(page: BookingPageConfig, values: MultiDictProxy[Any] | Any,
@@ -130,7 +140,7 @@ def _choices(page: BookingPageConfig, values: MultiDictProxy[Any] | Any,
     zone_name = _text(values, "tz")
     zone = page.zone
     if zone_name and zone_name in available_zones():
-        zone = ZoneInfo(zone_name)
+        zone = ZoneInfo(canonical_zone(zone_name))  # an old alias: its canonical zone
     elif zone_name:
         notices.append(f"“{zone_name[:64]}” is not a time zone we know; showing times in "
                        f"{page.timezone}.")
@@ -151,7 +161,18 @@ def _choices(page: BookingPageConfig, values: MultiDictProxy[Any] | Any,
     except ValueError:
         notices.append("That date is not one we understand; showing the first open day.")
     return Choices(zone=zone, duration=duration, month=month, day=day,
-                   start=_text(values, "start"), zone_detected=not zone_name)
+                   start=_text(values, "start"), zone_detected=not zone_name,
+                   embed=embedded(values))
+
+
+def embedded(values: Any) -> bool:
+    """Whether the page is asked for inside an <iframe> (``embed=1``)."""
+    return _text(values, "embed") == "1"
+
+
+def with_embed(path: str, embed: bool) -> str:
+    """``path`` (which has a query already) keeping ``embed=1``."""
+    return f"{path}&embed=1" if embed else path
 
 
 def _text(values: Any, name: str, limit: int = 100) -> str:
@@ -174,7 +195,7 @@ async def submit_booking(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     page = booking_page_of(request, runtime)
     form = await request.post()
-    check_csrf(request, _text(form, CSRF_FIELD))
+    check_csrf(request, _text(form, CSRF_FIELD), embedded=embedded(form))
     notices: list[str] = []
     choices = _choices(page, form, notices)
     fields = {"name": form.get("name", ""), "email": form.get("email", ""),
@@ -192,7 +213,7 @@ async def submit_booking(request: web.Request) -> web.Response:
         return await _render_form(
             request, runtime, page, choices, notices=notices, error=exc.reason,
             status=exc.status, values=None if taken else fields, keep_slot=not taken)
-    raise web.HTTPSeeOther(manage_path(booking))
+    raise web.HTTPSeeOther(with_embed(manage_path(booking), choices.embed))
 
 
 async def _render_form(request: web.Request, runtime: Runtime, page: BookingPageConfig,
@@ -238,13 +259,15 @@ async def _render_form(request: web.Request, runtime: Runtime, page: BookingPage
     def link(**changes: Any) -> str:
         query = {"secret": move.cancel_secret if move else None, "tz": zone.key,
                  "duration": format_duration(choices.duration),
-                 "month": month.strftime("%Y-%m"), "day": day.isoformat() if day else None}
+                 "month": month.strftime("%Y-%m"), "day": day.isoformat() if day else None,
+                 "embed": "1" if choices.embed else None}
         query.update(changes)
         return "?" + urlencode({k: v for k, v in query.items() if v is not None})
 
     token = csrf_token(request)
     context = {
-        "page": page, "zone": zone.key, "zones": selectable_zones(),
+        "page": page, "zone": zone.key, "zones": zone_choices(now, first=zone.key),
+        **page_look(request, page, choices.embed),
         "zone_detected": choices.zone_detected and request.method == "GET",
         "duration": format_duration(choices.duration),
         "durations": [(format_duration(d), duration_label(d)) for d in page.durations],
@@ -267,11 +290,27 @@ async def _render_form(request: web.Request, runtime: Runtime, page: BookingPage
     }
     response = aiohttp_jinja2.render_template("book.html", request, context, status=status)
     set_csrf_cookie(request, response, token)
-    return _page_response(response)
+    return _page_response(response, page_headers(request.app[RUNTIME].config, page,
+                                                 embed=choices.embed))
 
 
-def _page_response(response: web.Response) -> web.Response:
-    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+def page_look(request: web.Request, page: BookingPageConfig | None, embed: bool,
+              assigned: str = "") -> dict[str, Any]:
+    """What a page of ``page`` shows besides its own content: the hosts, the location,
+    the logo, the accent colour (a stylesheet), and whether it is embedded."""
+    if page is None:
+        return {"hosts": (), "team": False, "location": None, "logo": "", "theme": "",
+                "page_zone": "", "embed": embed}
+    hosts = hosts_shown(request.app[RUNTIME].config, page, assigned)
+    return {"hosts": hosts, "team": not hosts, "location": location_shown(page),
+            "logo": page.look.logo.href if page.look.logo else "", "theme": theme_href(page),
+            "page_zone": page.timezone, "embed": embed}
+
+
+def _page_response(response: web.Response,
+                   headers: dict[str, str] | None = None) -> web.Response:
+    response.headers.update(headers or {"Content-Security-Policy": CONTENT_SECURITY_POLICY,
+                                        "X-Frame-Options": "DENY"})
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Robots-Tag"] = "noindex"
     response.enable_compression()
@@ -311,6 +350,8 @@ async def booking_status(request: web.Request) -> web.Response:
     base = runtime.config.server.base_url
     meet_pending = page is not None and page.video_link in MADE_UPSTREAM \
         and not booking.video_link
+    embed = embedded(request.query)
+    assigned = booking.host if page is not None and page.mode == "round_robin" else ""
     response = aiohttp_jinja2.render_template("booking.html", request, {
         "booking": booking, "title": page.title if page else booking.page,
         "page_url": f"/book/{booking.page}" if page else None,
@@ -323,21 +364,23 @@ async def booking_status(request: web.Request) -> web.Response:
         "video_problem": await runtime.store.video_problem(booking.id) if meet_pending else None,
         "manage_url": base + manage_path(booking), "invite_url": invite_path(booking),
         "csrf": token, "csrf_field": CSRF_FIELD,
+        **page_look(request, page, embed, assigned),
     })
     set_csrf_cookie(request, response, token)
-    return _page_response(response)
+    return _page_response(response, page_headers(runtime.config, page, embed=embed))
 
 
 async def cancel_booking(request: web.Request) -> web.Response:
     """POST /booking/{id}/cancel (secret and an optional reason in the form, sent from
     the confirmation page): frees the slot at once."""
     form = await request.post()
-    check_csrf(request, _text(form, CSRF_FIELD))
+    check_csrf(request, _text(form, CSRF_FIELD), embedded=embedded(form))
     async with booking_attempt(request):
         reason = cancel_reason(form.get("reason", ""))
         booking = await _booking_from(request, _text(form, "secret"))
         await cancel(request.app[RUNTIME], booking, reason=reason)
-    raise web.HTTPSeeOther(manage_path(booking))  # outside: a redirect is no failure
+    # Outside: a redirect is no failure.
+    raise web.HTTPSeeOther(with_embed(manage_path(booking), embedded(form)))
 
 
 async def _movable_booking(request: web.Request, secret: str,
@@ -357,14 +400,15 @@ def _move_choices(page: BookingPageConfig, booking: BookingRecord, values: Any,
     defaults = {"tz": booking.guest_timezone,
                 "duration": format_duration(timedelta(seconds=booking.end - booking.start))}
     merged = {**{k: v for k, v in defaults.items() if v}, **{
-        k: values.get(k) for k in ("tz", "duration", "month", "day", "start")
+        k: values.get(k) for k in ("tz", "duration", "month", "day", "start", "embed")
         if isinstance(values.get(k), str) and values.get(k)}}
     choices = _choices(page, merged, notices)
     if not choices.day and not choices.month:
         zone = choices.zone
         booked_day = datetime.fromtimestamp(booking.start, UTC).astimezone(zone).date()
         choices = Choices(zone=zone, duration=choices.duration, month=None, day=booked_day,
-                          start=choices.start, zone_detected=choices.zone_detected)
+                          start=choices.start, zone_detected=choices.zone_detected,
+                          embed=choices.embed)
     return choices
 
 
@@ -382,7 +426,7 @@ async def submit_reschedule(request: web.Request) -> web.Response:
     """POST /booking/{id}/reschedule: move the booking, then back to its page."""
     runtime = request.app[RUNTIME]
     form = await request.post()
-    check_csrf(request, _text(form, CSRF_FIELD))
+    check_csrf(request, _text(form, CSRF_FIELD), embedded=embedded(form))
     notices: list[str] = []
     found: tuple[BookingRecord, BookingPageConfig, Choices] | None = None
     try:
@@ -404,7 +448,7 @@ async def submit_reschedule(request: web.Request) -> web.Response:
         return await _render_form(request, runtime, page, choices, notices=notices,
                                   error=exc.reason, status=exc.status,
                                   keep_slot=exc.status != 409, move=fresh)
-    raise web.HTTPSeeOther(manage_path(moved))
+    raise web.HTTPSeeOther(with_embed(manage_path(moved), embedded(form)))
 
 
 async def booking_invite(request: web.Request) -> web.Response:

@@ -195,13 +195,22 @@ def set_csrf_cookie(request: web.Request, response: web.StreamResponse, token: s
                         path="/")
 
 
-def check_csrf(request: web.Request, submitted: str) -> None:
-    """403 unless the form's token matches the cookie and the request comes from us."""
+def check_csrf(request: web.Request, submitted: str, *, embedded: bool = False) -> None:
+    """403 unless the form's token matches the cookie and the request comes from us.
+
+    In a page framed by another site (``embedded``) the browser may keep the
+    cookie from us (a third-party cookie); such a post is taken without it only
+    when the browser says it comes from our own page: ``Origin`` naming us (and
+    ``Sec-Fetch-Site: same-origin`` when sent), which another site cannot forge.
+    """
     origin = request.headers.get("Origin")
     if origin is not None and origin != "null" and not _same_origin(request, origin):
         raise RequestError(403, "this form was sent from another site; open the booking "
                            "page here and send it again")
     cookie = request.cookies.get(CSRF_COOKIE, "")
+    if embedded and not cookie and origin is not None and _same_origin(request, origin) \
+            and request.headers.get("Sec-Fetch-Site", "same-origin") == "same-origin":
+        return
     if not cookie or not submitted or not hmac.compare_digest(cookie.encode(),
                                                                submitted.encode()):
         raise RequestError(403, "the form has expired or cookies are off; reload the page "

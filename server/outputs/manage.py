@@ -16,7 +16,15 @@ from aiohttp import web
 from server.booking.book import MAX_REASON, cancel, cancel_reason, find_host_booking
 from server.booking.links import host_path, manage_path
 from server.booking.wording import duration_label, when_label
-from server.outputs.form import _booking_from, _page_response, _text
+from server.outputs.branding import page_headers
+from server.outputs.form import (
+    _booking_from,
+    _page_response,
+    _text,
+    embedded,
+    page_look,
+    with_embed,
+)
 from server.outputs.guard import (
     CSRF_FIELD,
     booking_attempt,
@@ -35,12 +43,13 @@ def setup_manage(app: web.Application) -> None:
     app.router.add_post("/booking/{booking_id}/host/cancel", host_cancel)
 
 
-def _render(request: web.Request, template: str, context: dict[str, object]) -> web.Response:
+def _render(request: web.Request, template: str, context: dict[str, object],
+            headers: dict[str, str] | None = None) -> web.Response:
     token = csrf_token(request)
     response = aiohttp_jinja2.render_template(template, request, {
         **context, "csrf": token, "csrf_field": CSRF_FIELD, "max_reason": MAX_REASON})
     set_csrf_cookie(request, response, token)
-    return _page_response(response)
+    return _page_response(response, headers)
 
 
 def _title_and_zone(request: web.Request, booking: BookingRecord,
@@ -58,10 +67,14 @@ async def confirm_cancel(request: web.Request) -> web.Response:
     if booking.status != "confirmed":
         raise web.HTTPSeeOther(manage_path(booking))  # nothing to confirm
     title, zone = _title_and_zone(request, booking, guest=True)
+    page = request.app[RUNTIME].config.booking_page(booking.page)
+    embed = embedded(request.query)
     return _render(request, "cancel.html", {
         "booking": booking, "title": title, "when": when_label(booking.start, booking.end, zone),
         "host_view": False, "action": f"/booking/{booking.id}/cancel",
-        "secret": booking.cancel_secret, "back": manage_path(booking)})
+        "secret": booking.cancel_secret, "back": with_embed(manage_path(booking), embed),
+        **page_look(request, page, embed)},
+        page_headers(request.app[RUNTIME].config, page, embed=embed))
 
 
 async def host_booking(request: web.Request) -> web.Response:
