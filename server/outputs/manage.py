@@ -10,13 +10,20 @@ from __future__ import annotations
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-import aiohttp_jinja2
 from aiohttp import web
 
 from server.booking.book import MAX_REASON, cancel, cancel_reason, find_host_booking
 from server.booking.links import host_path, manage_path
 from server.booking.wording import duration_label, when_label
-from server.outputs.form import _booking_from, _page_response, _text
+from server.outputs.form import (
+    Language,
+    _booking_from,
+    _page_response,
+    _text,
+    keep_language,
+    page_language,
+    render_page,
+)
 from server.outputs.guard import (
     CSRF_FIELD,
     booking_attempt,
@@ -35,10 +42,12 @@ def setup_manage(app: web.Application) -> None:
     app.router.add_post("/booking/{booking_id}/host/cancel", host_cancel)
 
 
-def _render(request: web.Request, template: str, context: dict[str, object]) -> web.Response:
+def _render(request: web.Request, template: str, context: dict[str, object],
+            language: Language) -> web.Response:
     token = csrf_token(request)
-    response = aiohttp_jinja2.render_template(template, request, {
-        **context, "csrf": token, "csrf_field": CSRF_FIELD, "max_reason": MAX_REASON})
+    response = render_page(template, request, {
+        **context, "csrf": token, "csrf_field": CSRF_FIELD, "max_reason": MAX_REASON},
+        language)
     set_csrf_cookie(request, response, token)
     return _page_response(response)
 
@@ -58,10 +67,14 @@ async def confirm_cancel(request: web.Request) -> web.Response:
     if booking.status != "confirmed":
         raise web.HTTPSeeOther(manage_path(booking))  # nothing to confirm
     title, zone = _title_and_zone(request, booking, guest=True)
+    language = page_language(request, booking=booking,
+                             page=request.app[RUNTIME].config.booking_page(booking.page))
     return _render(request, "cancel.html", {
-        "booking": booking, "title": title, "when": when_label(booking.start, booking.end, zone),
-        "host_view": False, "action": f"/booking/{booking.id}/cancel",
-        "secret": booking.cancel_secret, "back": manage_path(booking)})
+        "booking": booking, "title": title,
+        "when": when_label(booking.start, booking.end, zone, language.code),
+        "host_view": False, "action": keep_language(f"/booking/{booking.id}/cancel", language),
+        "secret": booking.cancel_secret, "back": keep_language(manage_path(booking), language)},
+        language)
 
 
 async def host_booking(request: web.Request) -> web.Response:
@@ -73,12 +86,17 @@ async def host_booking(request: web.Request) -> web.Response:
     page = runtime.config.booking_page(booking.page)
     labels = {q.name: q.label for q in page.questions} if page else {}
     title, zone = _title_and_zone(request, booking, guest=False)
+    # The host's page is the host's: never in the guest's language, only in theirs.
+    language = page_language(request, page=page)
     return _render(request, "host.html", {
-        "booking": booking, "title": title, "when": when_label(booking.start, booking.end, zone),
-        "duration_label": duration_label(timedelta(seconds=booking.end - booking.start)),
+        "booking": booking, "title": title,
+        "when": when_label(booking.start, booking.end, zone, language.code),
+        "duration_label": duration_label(timedelta(seconds=booking.end - booking.start),
+                                         language.code),
         "answers": [(labels.get(name, name), answer) for name, answer in booking.answers.items()],
         "cancelled": booking.status == "cancelled",
-        "started": booking.start <= int(runtime.clock.now().timestamp())})
+        "action": keep_language(f"/booking/{booking.id}/host/cancel", language),
+        "started": booking.start <= int(runtime.clock.now().timestamp())}, language)
 
 
 async def host_cancel(request: web.Request) -> web.Response:
@@ -92,4 +110,4 @@ async def host_cancel(request: web.Request) -> web.Response:
         booking = await find_host_booking(runtime, request.match_info["booking_id"],
                                           _text(form, "secret"))
         await cancel(runtime, booking, reason=reason, by="host")
-    raise web.HTTPSeeOther(host_path(booking))
+    raise web.HTTPSeeOther(keep_language(host_path(booking), page_language(request, form)))
