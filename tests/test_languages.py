@@ -452,3 +452,22 @@ async def test_hostile_text_is_escaped_inside_translations(sources, make_config,
     # A lang= that is no language of ours is ignored, never echoed.
     html = await (await client.get('/book/intro?lang="><b>x</b>')).text()
     assert '<html lang="en">' in html and "<b>x</b>" not in html
+
+
+async def test_the_json_api_takes_a_language_and_keeps_its_errors_english(
+        sources, make_config, serve) -> None:
+    client, runtime = await started(make_config, sources, serve)
+    refused = await client.post("/api/v1/pages/intro/bookings", json=guest(language="it"),
+                                headers={"Accept-Language": "de"})
+    assert refused.status == 422
+    assert (await refused.json())["error"] == "language must be one of en, de, fr, es"
+    nameless = await client.post("/api/v1/pages/intro/bookings", json=guest(name=""),
+                                 headers={"Accept-Language": "de"})
+    assert (await nameless.json())["error"] == "name is required"
+    booked = await client.post("/api/v1/pages/intro/bookings", json=guest(language="fr"))
+    assert booked.status == 201
+    stored = await runtime.store.booking((await booked.json())["id"])
+    assert stored is not None and stored.guest_language == "fr"
+    page = await client.get((await booked.json())["manage_url"].removeprefix(
+        runtime.config.server.base_url))
+    assert "Votre réservation est confirmée" in await page.text()
