@@ -2,7 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
 from adapters.base import FbproxyError
+
+
+@dataclass(frozen=True, slots=True)
+class Wording:
+    """A text a guest may read: an English msgid of the catalogues (``server/locale/``)
+    and the values of its ``%(name)s`` placeholders. ``str()`` is the English text;
+    the pages show it translated (``server.kit.i18n.translate``)."""
+
+    msgid: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.msgid % self.params if self.params else self.msgid
+
+
+def worded(msgid: str, **params: Any) -> Wording:
+    """Marks ``msgid`` for the catalogues (Babel extracts the first argument of
+    ``worded``) and keeps the values to fill in after translating it."""
+    return Wording(msgid, params)
 
 
 class ConfigError(FbproxyError):
@@ -61,10 +84,18 @@ class ExpansionFailed(FbproxyError):
 
 
 class RequestError(FbproxyError):
-    """A client's request cannot be served; rendered once by the web middleware."""
+    """A client's request cannot be served; rendered once by the web middleware.
 
-    def __init__(self, status: int, reason: str, *, headers: dict[str, str] | None = None) -> None:
-        super().__init__(reason)
+    ``reason`` is English (the JSON API's ``error``, for developers); given as a
+    ``Wording`` the booking pages show it in the guest's language, or ``guest``
+    where a guest needs other words than a developer (a question's label rather
+    than its field name)."""
+
+    def __init__(self, status: int, reason: str | Wording, *,
+                 headers: dict[str, str] | None = None, guest: Wording | None = None) -> None:
+        super().__init__(str(reason))
         self.status = status
-        self.reason = reason
+        self.reason = str(reason)
+        # What the pages show: translated when it is a msgid of the catalogues.
+        self.wording = guest or (reason if isinstance(reason, Wording) else Wording(str(reason)))
         self.headers = headers or {}

@@ -68,7 +68,7 @@ def test_month_span_is_local_midnight_to_midnight() -> None:
 def test_labels_and_day_choice() -> None:
     assert day_label(date(2026, 11, 26)) == "Thursday, 26 November 2026"
     assert [duration_label(timedelta(minutes=m)) for m in (15, 60, 90)] == [
-        "15 min", "1 h", "1 h 30 min"]
+        "15 min", "1 hr", "1 hr 30 min"]
     days = [date(2026, 12, 2), date(2026, 12, 3)]
     assert pick_day(days, date(2026, 12, 3)) == date(2026, 12, 3)
     assert pick_day(days, date(2026, 12, 9)) == date(2026, 12, 2)

@@ -221,9 +221,9 @@ FILLED: dict[str, list[str]] = {
     "bookings": [
         "('bk-1', 'intro', 'me', 1000, 1800, 'Zoë', 'z@example.org', '{\"topic\": \"✓\"}', "
         "'cancel-1', 'confirmed', 900, NULL, 'https://meet.example/x', 'Europe/Berlin', 2, "
-        "'', '', 'host-1')",
+        "'', '', 'host-1', 'de')",
         "('bk-2', 'intro', 'me', 2000, 2800, 'Kim', 'k@example.org', '{}', 'cancel-2', "
-        "'cancelled', 901, 950, '', '', 1, 'Ill, sorry — ✓', 'guest', '')"],
+        "'cancelled', 901, 950, '', '', 1, 'Ill, sorry — ✓', 'guest', '', '')"],
     "booking_blocks": ["('bk-1', 'me', 1000, 1800)", "('bk-1', 'room', 900, 1900)"],
     "hold_outbox": [
         "('bk-1', 'me', 'write', 'work', 'Work', '{\"title\": \"x\"}', 'pending', 2, 1100, "
@@ -371,7 +371,7 @@ async def test_a_write_during_the_copy_is_not_half_copied_and_is_reported(
             with sqlite3.connect(path) as db:
                 db.execute("INSERT INTO bookings VALUES ('bk-3', 'intro', 'me', 5000, 5800, "
                            "'Al', 'a@example.org', '{}', 'c3', 'confirmed', 990, NULL, '', '', 0, "
-                           "'', '', '')")
+                           "'', '', '', 'fr')")
                 db.execute("INSERT INTO booking_blocks VALUES ('bk-3', 'me', 5000, 5800)")
                 db.execute("DELETE FROM instances WHERE item_key = 'b'")
                 db.execute("UPDATE meta SET value = value + 1")

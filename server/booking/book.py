@@ -36,7 +36,7 @@ from server.booking.slots import (
 from server.config.mail import plain_address
 from server.config.model import BookingPageConfig, CalendarConfig
 from server.config.pages import MADE_UPSTREAM
-from server.errors import RequestError, SlotTaken
+from server.errors import RequestError, SlotTaken, worded
 from server.kit.durations import (
     duration_from_minutes,
     echo,
@@ -44,6 +44,7 @@ from server.kit.durations import (
     parse_duration,
     parse_instant,
 )
+from server.kit.i18n import LANGUAGES, supported
 from server.kit.zones import available_zones, canonical_zone
 from server.store import BookingRecord, BookingTransaction
 
@@ -78,19 +79,22 @@ class BookingRequest:
     email: str
     answers: Mapping[str, str]
     timezone: str = ""  # the guest's, for showing them times; "" when not given
+    language: str = ""  # the guest's (en, de, …), for their pages and mail; "" when not given
 
 
 def parse_booking_request(body: object, page: BookingPageConfig) -> BookingRequest:
     """The guest's JSON, checked field by field; anything odd is a 400/422 with a reason."""
     if not isinstance(body, dict):
         raise RequestError(400, "send a JSON object")
-    unknown = sorted(set(body) - {"start", "duration", "name", "email", "answers", "timezone"})
+    unknown = sorted(set(body) - {"start", "duration", "name", "email", "answers", "timezone",
+                                  "language"})
     if unknown:
         raise RequestError(400, f"unknown field(s): {', '.join(unknown)}")
     return BookingRequest(
         start=_start(body.get("start")), duration=_duration(body.get("duration"), page),
         name=_name(body.get("name")), email=_email(body.get("email")),
-        answers=_answers(body.get("answers", {}), page), timezone=_timezone(body.get("timezone")))
+        answers=_answers(body.get("answers", {}), page), timezone=_timezone(body.get("timezone")),
+        language=_language(body.get("language")))
 
 
 def _start(value: object) -> datetime:
@@ -128,9 +132,10 @@ def _duration(value: object, page: BookingPageConfig) -> timedelta:
 
 def _name(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise RequestError(422, "name is required")
+        raise RequestError(422, worded("name is required"))
     if len(value) > MAX_NAME or _CONTROL.search(value):
-        raise RequestError(422, f"name must be one line of at most {MAX_NAME} characters")
+        raise RequestError(422, worded("name must be one line of at most %(limit)d characters",
+                                          limit=MAX_NAME))
     return value.strip()
 
 
@@ -138,7 +143,7 @@ def _email(value: object) -> str:
     # One plain address, the same check the mail uses (an address the booking takes
     # is one fbproxy can put in a To header): no display name, comments or quotes.
     if not isinstance(value, str) or len(value) > MAX_EMAIL or not plain_address(value):
-        raise RequestError(422, "email must be an e-mail address like sam@example.org")
+        raise RequestError(422, worded("email must be an e-mail address like sam@example.org"))
     return value
 
 
@@ -148,6 +153,14 @@ def _timezone(value: object) -> str:
     if not isinstance(value, str) or len(value) > 64 or value not in available_zones():
         raise RequestError(422, "timezone must be an IANA time zone such as Europe/Berlin")
     return canonical_zone(value)  # an old alias (Asia/Calcutta) as its zone (Asia/Kolkata)
+
+
+def _language(value: object) -> str:
+    if value is None:
+        return ""
+    if not supported(value):
+        raise RequestError(422, f"language must be one of {', '.join(LANGUAGES)}")
+    return supported(value)
 
 
 def _answers(value: object, page: BookingPageConfig) -> dict[str, str]:
@@ -166,9 +179,13 @@ def _answers(value: object, page: BookingPageConfig) -> dict[str, str]:
         control = _CONTROL_BUT_NEWLINE if question.kind == "textarea" else _CONTROL
         if len(answer) > question.max_length or control.search(answer):
             raise RequestError(422, f"answers.{name} must be at most {question.max_length} "
-                               "characters of plain text")
+                               "characters of plain text", guest=worded(
+                                   "“%(label)s” must be at most %(limit)d characters of "
+                                   "plain text", label=question.label,
+                                   limit=question.max_length))
         if question.required and not answer:
-            raise RequestError(422, f"answers.{name} is required")
+            raise RequestError(422, f"answers.{name} is required", guest=worded(
+                "“%(label)s” is required", label=question.label))
         if answer:
             answers[name] = answer
     return answers
@@ -195,15 +212,15 @@ async def _book(runtime: Runtime, page: BookingPageConfig,
     slot = Slot(int(request.start.timestamp()),
                 int((request.start + request.duration).timestamp()))
     if slot not in candidate_slots(rules, now, request.start, request.start + request.duration):
-        raise RequestError(422, "that time is not one of this page's slots (outside hours, "
-                           "off the grid, too soon or too far ahead)")
+        raise RequestError(422, worded("that time is not one of this page's slots (outside "
+                                       "hours, off the grid, too soon or too far ahead)"))
     await _recheck(runtime, page)
     known = await known_until(runtime, (*page.hosts, *page.resources))
     span = buffered_span(rules, slot.start, slot.end)
     try:
         return await _check_and_insert(runtime, page, rules, slot, span, known, request, now)
     except SlotTaken:  # the database's guarantee, had the check above missed a booking
-        raise RequestError(409, "that slot was just taken; please pick another") from None
+        raise RequestError(409, worded("that slot was just taken; please pick another")) from None
 
 
 async def _check_and_insert(runtime: Runtime, page: BookingPageConfig, rules: Rules,
@@ -226,7 +243,7 @@ async def _check_and_insert(runtime: Runtime, page: BookingPageConfig, rules: Ru
             guest_name=request.name, guest_email=request.email, answers=dict(request.answers),
             cancel_secret=secrets.token_urlsafe(24), status="confirmed",
             created=int(now.timestamp()), guest_timezone=request.timezone,
-            host_secret=secrets.token_urlsafe(24))
+            guest_language=request.language, host_secret=secrets.token_urlsafe(24))
         booking = replace(booking, video_link=video_link(page, booking.id))
         await tx.insert(booking, [(name, slot.start, slot.end) for name in takers])
         config = runtime.config
@@ -264,8 +281,9 @@ async def _recheck(runtime: Runtime, page: BookingPageConfig) -> None:
              for source in calendar.sources}
     syncers = [runtime.sync.syncers[name] for name in sorted(names)
                if name in runtime.sync.syncers]
-    unsure = RequestError(503, "could not confirm with the calendars in time that this slot "
-                          "is still free; please try again", headers={"Retry-After": "5"})
+    unsure = RequestError(503, worded("could not confirm with the calendars in time that "
+                                      "this slot is still free; please try again"),
+                          headers={"Retry-After": "5"})
     try:
         outcomes = await asyncio.wait_for(
             asyncio.gather(*(syncer.fresh_round(since) for syncer in syncers)),
@@ -284,7 +302,7 @@ async def _assign(page: BookingPageConfig, rules: Rules, tx: BookingTransaction,
                   keep: str = "") -> str:
     """The host of the slot (409 if nobody is free): round robin keeps ``keep`` (a moved
     booking's host) if they are free, else chooses fairly."""
-    taken = RequestError(409, "that slot was just taken; please pick another")
+    taken = RequestError(409, worded("that slot was just taken; please pick another"))
     if page.mode == "collective":
         if not collective_slots([slot], busy_by_host, rules, counts):
             raise taken
@@ -338,7 +356,7 @@ async def find_booking(runtime: Runtime, booking_id: str, secret: str) -> Bookin
     booking = await runtime.store.booking(booking_id) if len(booking_id) <= 64 else None
     if booking is None or not hmac.compare_digest(booking.cancel_secret.encode(),
                                                   secret.encode()):
-        raise RequestError(404, "no booking with this id and secret")
+        raise RequestError(404, worded("no booking with this id and secret"))
     return booking
 
 
@@ -348,7 +366,7 @@ async def find_host_booking(runtime: Runtime, booking_id: str, secret: str) -> B
     booking = await runtime.store.booking(booking_id) if len(booking_id) <= 64 else None
     if booking is None or not booking.host_secret or not hmac.compare_digest(
             booking.host_secret.encode(), secret.encode()):
-        raise RequestError(404, "no booking with this id and secret")
+        raise RequestError(404, worded("no booking with this id and secret"))
     return booking
 
 
@@ -360,10 +378,11 @@ def cancel_reason(value: object) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise RequestError(422, "reason must be text")
+        raise RequestError(422, worded("reason must be text"))
     reason = value.replace("\r\n", "\n").strip()
     if len(reason) > MAX_REASON or _CONTROL_BUT_NEWLINE.search(reason):
-        raise RequestError(422, f"reason must be at most {MAX_REASON} characters of plain text")
+        raise RequestError(422, worded("reason must be at most %(limit)d characters of plain text",
+                                          limit=MAX_REASON))
     return reason
 
 
@@ -378,7 +397,8 @@ async def cancel(runtime: Runtime, booking: BookingRecord, *, reason: str = "",
     now = int(runtime.clock.now().timestamp())
     if booking.status == "confirmed":
         if booking.start <= now:
-            raise RequestError(409, "this booking has already started and cannot be cancelled")
+            raise RequestError(409, worded("this booking has already started and cannot be "
+                                                  "cancelled"))
         config = runtime.config
         page = config.booking_page(booking.page)
         mail = cancelled_mail(config, page, booking, now) if page is not None else ()

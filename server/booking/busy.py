@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from server.booking.availability import BUSY, BusyInterval, merge_rows, overlapping
 from server.config.model import BookingPageConfig, CalendarConfig, SourceConfig
-from server.errors import RequestError
+from server.errors import RequestError, worded
 from server.kit.clock import iso
 from server.kit.durations import format_duration
 from server.store import SourceRecord
@@ -168,7 +168,10 @@ async def served_freshness(runtime: Runtime, calendar: CalendarConfig, *,
                         for s in blocking)
     raise RequestError(503, f"calendar {calendar.name!r} is not served until its sources "
                        f"have synced: {reasons}; retry in {retry} s",
-                       headers={"Retry-After": str(retry)})
+                       headers={"Retry-After": str(retry)},
+                       guest=worded("the free times cannot be shown until the calendars have "
+                                    "synced; please try again in %(seconds)d s",
+                                    seconds=retry))
 
 
 def _blocking(calendar: CalendarConfig, sources: list[SourceFreshness]) -> list[SourceFreshness]:

@@ -2,7 +2,10 @@
 
 Templates are Jinja2 (``mail_templates/NAME.txt`` and ``NAME.html``; a page's
 ``templates_dir`` may override any of them); each sets ``subject`` at its top
-level. The HTML is autoescaped; the text is not HTML at all. Every header is
+level, and writes its texts with ``{% trans %}`` / ``_()`` (gettext, the catalogues
+of ``server/locale/``): a guest's messages read in the language they booked in,
+else the page's ``language``, else English; a host's in the page's ``language``,
+else English. The HTML is autoescaped; the text is not HTML at all. Every header is
 built by the ``email`` package from values checked here: a guest's name or
 answers cannot add a header or a recipient (CR and LF never reach a header),
 and the invitation is written by icalendar (``invitation.py``).
@@ -29,6 +32,7 @@ from server.booking.mail_plan import GUEST, host_address
 from server.booking.wording import duration_label, when_label
 from server.config.mail import MailConfig, plain_address
 from server.config.model import BookingPageConfig, Config
+from server.kit.i18n import choose, i18n_environment, template_callables, translate
 from server.store import BookingRecord
 
 TEMPLATES = Path(__file__).with_name("mail_templates")
@@ -53,15 +57,24 @@ def host_name(config: Config, host: str) -> str:
             else host)
 
 
+def guest_language(page: BookingPageConfig | None, booking: BookingRecord) -> str:
+    """The language of the guest's messages and files: the one they booked in, else
+    the page's, else English."""
+    return choose(booking=booking.guest_language, page=page.language if page else "")
+
+
 def guest_event(config: Config, page: BookingPageConfig | None,
                 booking: BookingRecord) -> GuestEvent:
-    """The guest's copy of ``booking`` (the .ics download and the invitations)."""
+    """The guest's copy of ``booking`` (the .ics download and the invitations), its
+    description in the guest's language."""
     base = config.server.base_url
     title = page.title if page is not None else booking.page
-    lines = [f"With {host_name(config, booking.host)}."]
+    language = guest_language(page, booking)
+    lines = [translate(language, "With %(host)s.", {"host": host_name(config, booking.host)})]
     if booking.video_link:
-        lines.append(f"Join: {booking.video_link}")
-    lines.append(f"Reschedule or cancel: {base}{manage_path(booking)}")
+        lines.append(translate(language, "Join: %(url)s", {"url": booking.video_link}))
+    lines.append(translate(language, "Reschedule or cancel: %(url)s",
+                           {"url": base + manage_path(booking)}))
     return GuestEvent(
         booking_id=booking.id, title=title, start=booking.start, end=booking.end,
         created=booking.created, sequence=booking.sequence,
@@ -78,9 +91,11 @@ def _environment(override: Path | None, html: bool) -> jinja2.Environment:
     loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(TEMPLATES)]
     if override is not None:
         loaders.insert(0, jinja2.FileSystemLoader(override))
-    return jinja2.Environment(
+    environment = jinja2.Environment(
         loader=jinja2.ChoiceLoader(loaders), autoescape=html, undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    i18n_environment(environment)
+    return environment
 
 
 def _render(page: BookingPageConfig | None, name: str, html: bool,
@@ -110,13 +125,15 @@ def render_message(config: Config, mail: MailConfig, page: BookingPageConfig | N
     to_guest = recipient == GUEST
     zone = ZoneInfo(booking.guest_timezone or (page.timezone if page else "UTC")) \
         if to_guest else ZoneInfo(page.timezone if page else "UTC")
+    language = guest_language(page, booking) if to_guest \
+        else choose(page=page.language if page else "")
     base = config.server.base_url
     questions = {q.name: q.label for q in page.questions} if page is not None else {}
     event = guest_event(config, page, booking)
     context = {
         "title": event.title, "booking_id": booking.id,
-        "when": when_label(booking.start, booking.end, zone),
-        "duration": duration_label(timedelta(seconds=booking.end - booking.start)),
+        "when": when_label(booking.start, booking.end, zone, language),
+        "duration": duration_label(timedelta(seconds=booking.end - booking.start), language),
         "host": host_name(config, booking.host if to_guest or page is None
                           or page.mode != "collective" else recipient),
         "guest_name": booking.guest_name, "guest_email": booking.guest_email,
@@ -125,7 +142,8 @@ def render_message(config: Config, mail: MailConfig, page: BookingPageConfig | N
         "host_url": base + host_path(booking) if booking.host_secret else "",
         "reason": booking.cancel_reason, "cancelled_by": booking.cancelled_by,
         "reminder": tag, "zone": zone.key, "to_guest": to_guest,
-        "cancelled": booking.status == "cancelled",
+        "cancelled": booking.status == "cancelled", "lang": language,
+        **template_callables(language),
     }
     name = f"reminder_{'guest' if to_guest else 'host'}" if kind == "reminder" else kind
     subject, text = _render(page, name, False, context)

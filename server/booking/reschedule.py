@@ -30,13 +30,13 @@ from server.booking.holds import hold_fields
 from server.booking.mail_plan import moved_mail
 from server.booking.slots import Rules, Slot, buffered_span, candidate_slots
 from server.config.model import BookingPageConfig, CalendarConfig
-from server.errors import RequestError, SlotTaken
+from server.errors import RequestError, SlotTaken, worded
 from server.store import BookingRecord, BookingTransaction, HoldPlan
 
 if TYPE_CHECKING:  # the shared parts: built above this layer, passed in
     from server.runtime import Runtime
 
-TAKEN = "that time was just taken; please pick another"
+TAKEN = worded("that time was just taken; please pick another")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +60,11 @@ def parse_move_request(body: object, page: BookingPageConfig) -> MoveRequest:
 def movable(booking: BookingRecord, now: int) -> None:
     """409 unless the booking can still move: confirmed, and not started."""
     if booking.status != "confirmed":
-        raise RequestError(409, "this booking is cancelled and cannot be moved; please "
-                           "book a new time")
+        raise RequestError(409, worded("this booking is cancelled and cannot be moved; "
+                                  "please book a new time"))
     if booking.start <= now:
-        raise RequestError(409, "this booking has already started and cannot be moved")
+        raise RequestError(409, worded("this booking has already started and cannot be "
+                                         "moved"))
 
 
 async def reschedule(runtime: Runtime, booking: BookingRecord,
@@ -71,7 +72,7 @@ async def reschedule(runtime: Runtime, booking: BookingRecord,
     """Move the booking or raise 409/422; counted in the metrics by result."""
     page = runtime.config.booking_page(booking.page)
     if page is None:
-        raise RequestError(409, "this booking's page is gone, so it cannot be moved")
+        raise RequestError(409, worded("this booking's page is gone, so it cannot be moved"))
     try:
         moved = await _reschedule(runtime, page, booking, request)
     except RequestError as exc:
@@ -88,15 +89,15 @@ async def _reschedule(runtime: Runtime, page: BookingPageConfig, booking: Bookin
     movable(booking, int(now.timestamp()))
     duration = request.duration or timedelta(seconds=booking.end - booking.start)
     if duration not in page.durations:
-        raise RequestError(422, "this booking's length is no longer offered; choose a "
-                           "duration")
+        raise RequestError(422, worded("this booking's length is no longer offered; choose a "
+                                         "duration"))
     rules = page_rules(page, duration)
     slot = Slot(int(request.start.timestamp()), int((request.start + duration).timestamp()))
     if (slot.start, slot.end) == (booking.start, booking.end):
         return booking  # already there: nothing moves, nobody is told
     if slot not in candidate_slots(rules, now, request.start, request.start + duration):
-        raise RequestError(422, "that time is not one of this page's slots (outside hours, "
-                           "off the grid, too soon or too far ahead)")
+        raise RequestError(422, worded("that time is not one of this page's slots (outside "
+                                       "hours, off the grid, too soon or too far ahead)"))
     await _recheck(runtime, page)
     known = await known_until(runtime, (*page.hosts, *page.resources))
     try:
@@ -121,7 +122,7 @@ def _move_body(runtime: Runtime, page: BookingPageConfig, rules: Rules, booking_
     async def move(tx: BookingTransaction) -> BookingRecord:
         current = await tx.booking(booking_id)
         if current is None:
-            raise RequestError(404, "no booking with this id and secret")
+            raise RequestError(404, worded("no booking with this id and secret"))
         movable(current, stamp)
 
         async def read(calendar: CalendarConfig) -> list[BusyInterval]:
@@ -143,7 +144,8 @@ def _move_body(runtime: Runtime, page: BookingPageConfig, rules: Rules, booking_
                         sequence=current.sequence + 1)
         if not await tx.move(moved, [(name, slot.start, slot.end) for name in takers],
                              sequence=current.sequence):
-            raise RequestError(409, "this booking changed meanwhile; reload and try again")
+            raise RequestError(409, worded("this booking changed meanwhile; reload and try "
+                                             "again"))
         config = runtime.config
         if config.mail is not None:
             await tx.requeue_mail(moved, moved_mail(config, page, moved, stamp), now=stamp,

@@ -32,6 +32,7 @@ from server.config.reader import (
     shown,
     shown_duration,
 )
+from server.kit.i18n import LANGUAGES
 
 SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 QUESTION_NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,31}")
@@ -113,6 +114,8 @@ class BookingPageConfig:
     mail: PageMailConfig = field(default_factory=PageMailConfig)
     # What the page shows besides the times (location, logo, colour) and who may frame it.
     look: PageLookConfig = field(default_factory=PageLookConfig)
+    # The guests' language (en, de, fr, es); "" negotiates from their browser.
+    language: str = ""
 
     @property
     def zone(self) -> ZoneInfo:
@@ -129,7 +132,7 @@ _BOOKING_PAGE_KEYS = {
     "slug", "title", "description", "hosts", "mode", "resources", "duration", "slot_step",
     "timezone", "hours", "date_overrides", "buffer_before", "buffer_after", "minimum_notice",
     "max_days_ahead", "daily_limit", "tentative_blocks", "hold_target", "hold_title",
-    "hold_status", "video_link", "questions", "recheck", "recheck_timeout",
+    "hold_status", "video_link", "questions", "recheck", "recheck_timeout", "language",
 } | PAGE_MAIL_KEYS | PAGE_LOOK_KEYS
 RECHECKS = ("best_effort", "required", "off")
 _HOLD_TARGET_KEYS = {"source", "calendar"}
@@ -222,7 +225,14 @@ def read_booking_page(raw: Mapping[str, Any], path: str, reader: Reader, known: 
         mail=read_page_mail(raw, path, reader, hold_target,
                             {name: source.kind for name, source in known.sources.items()}),
         look=read_page_look(raw, path, reader, has_video_link=video_link is not None),
+        language=_read_language(raw, path, reader),
     )
+
+
+def _read_language(raw: Mapping[str, Any], path: str, reader: Reader) -> str:
+    if raw.get("language") is None:
+        return ""
+    return read_choice(raw, "language", path, reader, tuple(LANGUAGES))
 
 
 def _read_slug(raw: Mapping[str, Any], path: str, reader: Reader, seen: set[str]) -> str:

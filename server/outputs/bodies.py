@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from server.errors import RequestError
+from server.errors import RequestError, worded
 
 
 async def whole_body(request: web.Request) -> bytes:
@@ -16,8 +16,8 @@ async def whole_body(request: web.Request) -> bytes:
     try:
         return await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
-        raise RequestError(413, "request bodies are limited to "
-                           f"{request.client_max_size // 1024} KiB") from exc
+        raise RequestError(413, worded("request bodies are limited to %(size)d KiB",
+                                       size=request.client_max_size // 1024)) from exc
 
 
 async def json_body(request: web.Request, what: str = "the body") -> Any:

@@ -2,7 +2,8 @@
 
 Slots are absolute instants; a guest in Tokyo and one in New York see the same
 slots on different local days and at different local times. Everything here
-turns instants into what one guest reads, and nothing else.
+turns instants into what one guest reads, and nothing else; names of months
+and weekdays and the times come from ``server/booking/wording.py`` (Babel, CLDR).
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
 from server.booking.slots import Slot
-from server.booking.wording import MONTHS, local
+from server.booking.wording import local, time_label
+from server.booking.wording import month_label as month_label
 from server.kit.durations import check_instant, echo
+from server.kit.i18n import DEFAULT
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,21 +57,15 @@ def add_months(month: date, count: int) -> date:
     return date(index // 12, index % 12 + 1, 1)
 
 
-def month_label(month: date) -> str:
-    return f"{MONTHS[month.month - 1]} {month.year}"
-
-
-
-
-
-
-def slots_by_day(slots: Iterable[Slot], zone: ZoneInfo) -> dict[date, list[SlotView]]:
-    """Slots grouped by the guest's local date of their start, in order."""
+def slots_by_day(slots: Iterable[Slot], zone: ZoneInfo,
+                 language: str = DEFAULT) -> dict[date, list[SlotView]]:
+    """Slots grouped by the guest's local date of their start, in order; each
+    labelled with its local time as ``language`` writes it."""
     days: dict[date, list[SlotView]] = {}
     for slot in sorted(slots):
         start = local(slot.start, zone)
         days.setdefault(start.date(), []).append(
-            SlotView(slot, start.isoformat(), start.strftime("%H:%M")))
+            SlotView(slot, start.isoformat(), time_label(start, language)))
     return days
 
 

@@ -4,6 +4,11 @@ Server-rendered (aiohttp-jinja2, autoescaped) and usable without JavaScript:
 every choice is a link or a form, so the page works on any browser and with
 any assistive technology; book.js only detects the time zone and saves
 clicks. The page shows free slots and nothing else of a host's calendar.
+
+Every page reads in one language (``server/kit/i18n.py``: the ``lang=`` the guest
+picked, kept in every link and form of the flow; their booking's; the page's
+``language``; their ``Accept-Language``; English), its texts from the catalogues
+and its dates from Babel.
 """
 
 from __future__ import annotations
@@ -33,11 +38,19 @@ from server.booking.links import invite_path, manage_path
 from server.booking.messages import guest_event
 from server.booking.offer import offered_slots
 from server.booking.reschedule import movable, parse_move_request, reschedule
-from server.booking.wording import day_label, duration_label, when_label
+from server.booking.wording import day_label, duration_label, weekday_names, when_label
 from server.config.model import BookingPageConfig
 from server.config.pages import MADE_UPSTREAM
-from server.errors import RequestError
+from server.errors import RequestError, Wording, worded
 from server.kit.durations import format_duration, parse_day, parse_duration
+from server.kit.i18n import (
+    LANGUAGES,
+    choose,
+    i18n_environment,
+    supported,
+    template_callables,
+    translate,
+)
 from server.kit.zones import available_zones, canonical_zone, zone_choices
 from server.outputs.branding import (
     hosts_shown,
@@ -92,6 +105,7 @@ def setup_form(app: web.Application) -> None:
         app, loader=jinja2.PackageLoader("server.outputs", "templates"),
         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    i18n_environment(env)
     env.globals["static_url"] = lambda name: f"/static/{name}?v={app[STATIC_FILES][name].version}"
     kinds = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
     app[STATIC_FILES] = {
@@ -112,7 +126,7 @@ def setup_form(app: web.Application) -> None:
 async def static_file(request: web.Request) -> web.Response:
     found = request.app[STATIC_FILES].get(request.match_info["name"])
     if found is None:
-        raise RequestError(404, "no such file")
+        raise RequestError(404, worded("no such file"))
     # The URL carries the content hash (?v=), so it can be cached for good.
     return web.Response(body=found.body, content_type=found.content_type, charset="utf-8",
                         headers={"Cache-Control": "public, max-age=31536000, immutable"})
@@ -135,15 +149,15 @@ class Choices:
 
 
 def _choices(page: BookingPageConfig, values: MultiDictProxy[Any] | Any,
-             notices: list[str]) -> Choices:
+             notices: list[Wording]) -> Choices:
     """The guest's choices; a bad one falls back to the default and says so."""
     zone_name = _text(values, "tz")
     zone = page.zone
     if zone_name and zone_name in available_zones():
         zone = ZoneInfo(canonical_zone(zone_name))  # an old alias: its canonical zone
     elif zone_name:
-        notices.append(f"“{zone_name[:64]}” is not a time zone we know; showing times in "
-                       f"{page.timezone}.")
+        notices.append(worded("“%(zone)s” is not a time zone we know; showing times in "
+                              "%(page_zone)s.", zone=zone_name[:64], page_zone=page.timezone))
     duration = page.durations[0]
     if _text(values, "duration"):
         try:
@@ -151,15 +165,16 @@ def _choices(page: BookingPageConfig, values: MultiDictProxy[Any] | Any,
         except ValueError:
             duration = timedelta(0)
         if duration not in page.durations:
-            notices.append("That length is not offered; showing "
-                           f"{duration_label(page.durations[0])}.")
+            notices.append(worded("That length is not offered here; showing the first one that "
+                                  "is."))
             duration = page.durations[0]
     month = day = None
     try:
         month = parse_month(_text(values, "month")) if _text(values, "month") else None
         day = parse_day(_text(values, "day"), "day") if _text(values, "day") else None
     except ValueError:
-        notices.append("That date is not one we understand; showing the first open day.")
+        notices.append(worded("That date is not one we understand; showing the first open "
+                              "day."))
     return Choices(zone=zone, duration=duration, month=month, day=day,
                    start=_text(values, "start"), zone_detected=not zone_name,
                    embed=embedded(values))
@@ -180,14 +195,64 @@ def _text(values: Any, name: str, limit: int = 100) -> str:
     return value.strip()[:limit] if isinstance(value, str) else ""
 
 
+# -- languages ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Language:
+    """The language a page is shown in, and the one the guest picked (kept in links)."""
+
+    code: str
+    asked: str  # "" unless the guest picked one with lang=
+
+
+def page_language(request: web.Request, values: Any = None, *,
+                  booking: BookingRecord | None = None,
+                  page: BookingPageConfig | None = None) -> Language:
+    """The page's language: ``lang=`` in the query (forms that post carry it in their
+    action) or in ``values``, the booking's, the page's, the browser's
+    ``Accept-Language``, English."""
+    asked = supported(request.query.get("lang", "")) or (
+        supported(values.get("lang", "")) if values is not None else "")
+    code = choose(asked=asked, booking=booking.guest_language if booking else "",
+                  page=page.language if page else "",
+                  accept_language=request.headers.get("Accept-Language", ""))
+    return Language(code, asked)
+
+
+def keep_language(url: str, language: Language) -> str:
+    """``url`` with the guest's ``lang=``, if they picked one."""
+    if not language.asked:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}{urlencode({'lang': language.asked})}"
+
+
+def render_page(template: str, request: web.Request, context: dict[str, Any],
+                language: Language, *, status: int = 200,
+                lang_url: Any = None) -> web.Response:
+    """``template`` in ``language``, with the switch to the others: ``lang_url(code)``
+    (by default this GET's address with ``lang=code``; none after a POST)."""
+    if lang_url is None and request.method == "GET":
+        def lang_url(code: str) -> str:
+            return str(request.rel_url.update_query(lang=code))
+    response = aiohttp_jinja2.render_template(template, request, {
+        **context, **template_callables(language.code), "lang": language.code,
+        "lang_asked": language.asked, "languages": LANGUAGES, "lang_url": lang_url},
+        status=status)
+    response.headers["Content-Language"] = language.code
+    response.headers["Vary"] = "Accept-Language"
+    return response
+
+
 async def booking_form(request: web.Request) -> web.Response:
     """GET /book/{slug}: the month, the chosen day's slots and, once one is picked, the form."""
     runtime = request.app[RUNTIME]
     page = booking_page_of(request, runtime)
     check_rate(request, "pages")
-    notices: list[str] = []
+    notices: list[Wording] = []
     choices = _choices(page, request.query, notices)
-    return await _render_form(request, runtime, page, choices, notices=notices)
+    return await _render_form(request, runtime, page, choices, notices=notices,
+                              language=page_language(request, page=page))
 
 
 async def submit_booking(request: web.Request) -> web.Response:
@@ -196,8 +261,9 @@ async def submit_booking(request: web.Request) -> web.Response:
     page = booking_page_of(request, runtime)
     form = await request.post()
     check_csrf(request, _text(form, CSRF_FIELD), embedded=embedded(form))
-    notices: list[str] = []
+    notices: list[Wording] = []
     choices = _choices(page, form, notices)
+    language = page_language(request, form, page=page)
     fields = {"name": form.get("name", ""), "email": form.get("email", ""),
               "answers": {q.name: form.get(f"answer.{q.name}", "") for q in page.questions}}
     try:
@@ -205,22 +271,23 @@ async def submit_booking(request: web.Request) -> web.Response:
         async with booking_attempt(request):
             booking = await book(runtime, page, parse_booking_request({
                 "start": choices.start, "duration": int(choices.duration.total_seconds() // 60),
-                "timezone": choices.zone.key, **fields}, page))
+                "timezone": choices.zone.key, "language": language.code, **fields}, page))
     except RequestError as exc:
         if exc.status not in (400, 409, 422):
             raise
         taken = exc.status == 409
         return await _render_form(
-            request, runtime, page, choices, notices=notices, error=exc.reason,
-            status=exc.status, values=None if taken else fields, keep_slot=not taken)
+            request, runtime, page, choices, notices=notices, error=exc.wording,
+            status=exc.status, values=None if taken else fields, keep_slot=not taken,
+            language=language)
     raise web.HTTPSeeOther(with_embed(manage_path(booking), choices.embed))
 
 
 async def _render_form(request: web.Request, runtime: Runtime, page: BookingPageConfig,
-                       choices: Choices, *, notices: list[str], error: str = "",
-                       status: int = 200, values: dict[str, Any] | None = None,
-                       keep_slot: bool = True, move: BookingRecord | None = None,
-                       ) -> web.Response:
+                       choices: Choices, *, notices: list[Wording], language: Language,
+                       error: Wording | None = None, status: int = 200,
+                       values: dict[str, Any] | None = None, keep_slot: bool = True,
+                       move: BookingRecord | None = None) -> web.Response:
     """The form; with ``move``, the same for a booking's guest choosing its new time
     (its own time counts as free for them)."""
     zone = choices.zone
@@ -239,28 +306,30 @@ async def _render_form(request: web.Request, runtime: Runtime, page: BookingPage
         explicit = False
     else:
         explicit = True
+    code = language.code
     days = slots_by_day(await offered_slots(runtime, page, choices.duration,
                                             *month_span(month, zone), exclude_booking=exclude),
-                        zone)
+                        zone, code)
     # An empty current month: move on to the first month with an open day.
     tries = 0
     while not days and not explicit and month < last_month and tries < _LOOKAHEAD_MONTHS:
         month, tries = add_months(month, 1), tries + 1
         days = slots_by_day(await offered_slots(runtime, page, choices.duration,
                                                 *month_span(month, zone),
-                                                exclude_booking=exclude), zone)
+                                                exclude_booking=exclude), zone, code)
     day = pick_day(sorted(days), choices.day)
     day_slots = days.get(day, []) if day else []
     chosen = next((s for s in day_slots if choices.start and s.start == choices.start), None) \
         if keep_slot else None
     if choices.start and keep_slot and chosen is None and not error:
-        notices.append("That time is no longer free; please pick another.")
+        notices.append(worded("That time is no longer free; please pick another."))
 
     def link(**changes: Any) -> str:
         query = {"secret": move.cancel_secret if move else None, "tz": zone.key,
                  "duration": format_duration(choices.duration),
                  "month": month.strftime("%Y-%m"), "day": day.isoformat() if day else None,
-                 "embed": "1" if choices.embed else None}
+                 "embed": "1" if choices.embed else None,
+                 "lang": language.asked or None}
         query.update(changes)
         return "?" + urlencode({k: v for k, v in query.items() if v is not None})
 
@@ -268,27 +337,37 @@ async def _render_form(request: web.Request, runtime: Runtime, page: BookingPage
     context = {
         "page": page, "zone": zone.key, "zones": zone_choices(now, first=zone.key),
         **page_look(request, page, choices.embed),
+        "weekdays": weekday_names(code),
         "zone_detected": choices.zone_detected and request.method == "GET",
         "duration": format_duration(choices.duration),
-        "durations": [(format_duration(d), duration_label(d)) for d in page.durations],
-        "duration_label": duration_label(choices.duration),
-        "month": month, "month_label": month_label(month), "month_value": month.strftime("%Y-%m"),
+        "durations": [(format_duration(d), duration_label(d, code)) for d in page.durations],
+        "duration_label": duration_label(choices.duration, code),
+        "month": month, "month_label": month_label(month, code),
+        "month_value": month.strftime("%Y-%m"),
         "previous_month": link(month=add_months(month, -1).strftime("%Y-%m"), day=None)
         if month > first_month else None,
         "next_month": link(month=add_months(month, 1).strftime("%Y-%m"), day=None)
         if month < last_month else None,
         "weeks": month_weeks(month, {d: len(s) for d, s in days.items()}, today=today,
                              selected=day),
-        "day": day, "day_label": day_label(day) if day else "",
+        "day": day, "day_label": day_label(day, code) if day else "",
         "slots": day_slots, "chosen": chosen,
-        "chosen_label": when_label(chosen.slot.start, chosen.slot.end, zone) if chosen else "",
-        "link": link, "day_label_of": day_label,
-        "error": error, "notices": notices, "values": values or {},
+        "chosen_label": when_label(chosen.slot.start, chosen.slot.end, zone, code)
+        if chosen else "",
+        "link": link, "day_label_of": lambda d: day_label(d, code),
+        "error": translate(code, error.msgid, error.params) if error else "",
+        "notices": [translate(code, n.msgid, n.params) for n in notices],
+        "values": values or {},
         "csrf": token, "csrf_field": CSRF_FIELD, "move": move,
-        "form_action": f"/booking/{move.id}/reschedule" if move else f"/book/{page.slug}",
-        "current_label": when_label(move.start, move.end, zone) if move else "",
+        "form_action": keep_language(f"/booking/{move.id}/reschedule" if move
+                                     else f"/book/{page.slug}", language),
+        "current_label": when_label(move.start, move.end, zone, code) if move else "",
+        "keep_url": keep_language(f"/booking/{move.id}?{urlencode({'secret': move.cancel_secret})}",
+                                  language) if move else "",
+        "page_url": keep_language(f"/book/{page.slug}", language),
     }
-    response = aiohttp_jinja2.render_template("book.html", request, context, status=status)
+    response = render_page("book.html", request, context, language, status=status,
+                           lang_url=lambda code: link(lang=code))
     set_csrf_cookie(request, response, token)
     return _page_response(response, page_headers(request.app[RUNTIME].config, page,
                                                  embed=choices.embed))
@@ -317,16 +396,25 @@ def _page_response(response: web.Response,
     return response
 
 
-def form_error(request: web.Request, status: int, reason: str,
+# The error page's heading per status (English msgids, translated when shown).
+_ERROR_TITLES = {403: worded("Please try again"), 404: worded("Not found"),
+                 409: worded("Already taken"), 413: worded("Too much text"),
+                 429: worded("Please wait a moment")}
+
+
+def form_error(request: web.Request, status: int, reason: Wording,
                headers: dict[str, str]) -> web.Response:
-    """An error as a page a guest can read, with the way back."""
+    """An error as a page a guest can read, in their language, with the way back."""
     slug = request.match_info.get("slug", "")
-    back = f"/book/{slug}" if request.path.startswith("/book/") and status != 404 else None
-    titles = {403: "Please try again", 404: "Not found", 409: "Already taken",
-              413: "Too much text", 429: "Please wait a moment"}
-    response = aiohttp_jinja2.render_template("error.html", request, {
-        "status": status, "title": titles.get(status, "Something is wrong"), "reason": reason,
-        "back": back}, status=status)
+    language = page_language(request, page=request.app[RUNTIME].config.booking_page(slug)
+                             if slug and RUNTIME in request.app else None)
+    back = keep_language(f"/book/{slug}", language) \
+        if request.path.startswith("/book/") and status != 404 else None
+    title = _ERROR_TITLES.get(status, worded("Something is wrong"))
+    response = render_page("error.html", request, {
+        "status": status, "title": translate(language.code, title.msgid),
+        "reason": translate(language.code, reason.msgid, reason.params), "back": back},
+        language, status=status)
     response.headers.update(headers)
     return _page_response(response)
 
@@ -344,6 +432,7 @@ async def booking_status(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     booking = await _booking_from(request, request.query.get("secret", ""))
     page = runtime.config.booking_page(booking.page)
+    language = page_language(request, booking=booking, page=page)
     zone = ZoneInfo(booking.guest_timezone or (page.timezone if page else "UTC"))
     now = int(runtime.clock.now().timestamp())
     token = csrf_token(request)
@@ -352,11 +441,12 @@ async def booking_status(request: web.Request) -> web.Response:
         and not booking.video_link
     embed = embedded(request.query)
     assigned = booking.host if page is not None and page.mode == "round_robin" else ""
-    response = aiohttp_jinja2.render_template("booking.html", request, {
+    response = render_page("booking.html", request, {
         "booking": booking, "title": page.title if page else booking.page,
-        "page_url": f"/book/{booking.page}" if page else None,
-        "when": when_label(booking.start, booking.end, zone),
-        "duration_label": duration_label(timedelta(seconds=booking.end - booking.start)),
+        "page_url": keep_language(f"/book/{booking.page}", language) if page else None,
+        "when": when_label(booking.start, booking.end, zone, language.code),
+        "duration_label": duration_label(timedelta(seconds=booking.end - booking.start),
+                                         language.code),
         "show_host": page is not None and len(page.hosts) > 1 and page.mode == "round_robin",
         "cancelled": booking.status == "cancelled", "started": booking.start <= now,
         "meet_pending": meet_pending,
@@ -365,7 +455,7 @@ async def booking_status(request: web.Request) -> web.Response:
         "manage_url": base + manage_path(booking), "invite_url": invite_path(booking),
         "csrf": token, "csrf_field": CSRF_FIELD,
         **page_look(request, page, embed, assigned),
-    })
+    }, language)
     set_csrf_cookie(request, response, token)
     return _page_response(response, page_headers(runtime.config, page, embed=embed))
 
@@ -380,7 +470,8 @@ async def cancel_booking(request: web.Request) -> web.Response:
         booking = await _booking_from(request, _text(form, "secret"))
         await cancel(request.app[RUNTIME], booking, reason=reason)
     # Outside: a redirect is no failure.
-    raise web.HTTPSeeOther(with_embed(manage_path(booking), embedded(form)))
+    raise web.HTTPSeeOther(with_embed(
+        keep_language(manage_path(booking), page_language(request, form)), embedded(form)))
 
 
 async def _movable_booking(request: web.Request, secret: str,
@@ -389,13 +480,13 @@ async def _movable_booking(request: web.Request, secret: str,
     booking = await _booking_from(request, secret)
     page = runtime.config.booking_page(booking.page)
     if page is None:
-        raise RequestError(409, "this booking's page is gone, so it cannot be moved")
+        raise RequestError(409, worded("this booking's page is gone, so it cannot be moved"))
     movable(booking, int(runtime.clock.now().timestamp()))
     return booking, page
 
 
 def _move_choices(page: BookingPageConfig, booking: BookingRecord, values: Any,
-                  notices: list[str]) -> Choices:
+                  notices: list[Wording]) -> Choices:
     """The guest's choices; by default their booking's zone, length and day."""
     defaults = {"tz": booking.guest_timezone,
                 "duration": format_duration(timedelta(seconds=booking.end - booking.start))}
@@ -416,10 +507,11 @@ async def reschedule_form(request: web.Request) -> web.Response:
     """GET /booking/{id}/reschedule?secret=…: the page's free times to move the booking to."""
     check_rate(request, "pages")
     booking, page = await _movable_booking(request, request.query.get("secret", ""))
-    notices: list[str] = []
+    notices: list[Wording] = []
     choices = _move_choices(page, booking, request.query, notices)
     return await _render_form(request, request.app[RUNTIME], page, choices, notices=notices,
-                              move=booking)
+                              move=booking,
+                              language=page_language(request, booking=booking, page=page))
 
 
 async def submit_reschedule(request: web.Request) -> web.Response:
@@ -427,7 +519,7 @@ async def submit_reschedule(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     form = await request.post()
     check_csrf(request, _text(form, CSRF_FIELD), embedded=embedded(form))
-    notices: list[str] = []
+    notices: list[Wording] = []
     found: tuple[BookingRecord, BookingPageConfig, Choices] | None = None
     try:
         # Its 429 is a RequestError too, re-raised below (the "please wait" page).
@@ -446,9 +538,12 @@ async def submit_reschedule(request: web.Request) -> web.Response:
         if fresh is None or fresh.status != "confirmed":
             raise
         return await _render_form(request, runtime, page, choices, notices=notices,
-                                  error=exc.reason, status=exc.status,
-                                  keep_slot=exc.status != 409, move=fresh)
-    raise web.HTTPSeeOther(with_embed(manage_path(moved), embedded(form)))
+                                  error=exc.wording, status=exc.status,
+                                  keep_slot=exc.status != 409, move=fresh,
+                                  language=page_language(request, form, booking=fresh,
+                                                         page=page))
+    raise web.HTTPSeeOther(with_embed(
+        keep_language(manage_path(moved), page_language(request, form)), embedded(form)))
 
 
 async def booking_invite(request: web.Request) -> web.Response:

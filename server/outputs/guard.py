@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from server.config.model import Config
-from server.errors import RequestError, StoreError
+from server.errors import RequestError, StoreError, worded
 from server.kit.ratelimit import RateLimiter, SharedBuckets, SharedRateLimiter, client_key
 from server.runtime import RUNTIME
 
@@ -108,7 +108,9 @@ def _too_many(kind: str, limiter: Limiter, wait: float) -> RequestError:
     what = {"bookings": "bookings", "failed_bookings": "failed booking attempts",
             "secrets": "wrong secrets"}.get(kind, "requests")
     return RequestError(429, f"too many {what} from your address ({limiter.rate}); "
-                        f"try again in {seconds} s", headers={"Retry-After": str(seconds)})
+                        f"try again in {seconds} s", headers={"Retry-After": str(seconds)},
+                        guest=worded("too many attempts from your address; please try again "
+                                     "in %(seconds)d s", seconds=seconds))
 
 
 # Which budget an attempt that ends well, or badly, counts against.
@@ -205,16 +207,17 @@ def check_csrf(request: web.Request, submitted: str, *, embedded: bool = False) 
     """
     origin = request.headers.get("Origin")
     if origin is not None and origin != "null" and not _same_origin(request, origin):
-        raise RequestError(403, "this form was sent from another site; open the booking "
-                           "page here and send it again")
+        raise RequestError(403, worded("this form was sent from another site; open the "
+                                       "booking page here and send it again"))
     cookie = request.cookies.get(CSRF_COOKIE, "")
     if embedded and not cookie and origin is not None and _same_origin(request, origin) \
             and request.headers.get("Sec-Fetch-Site", "same-origin") == "same-origin":
         return
     if not cookie or not submitted or not hmac.compare_digest(cookie.encode(),
                                                                submitted.encode()):
-        raise RequestError(403, "the form has expired or cookies are off; reload the page "
-                           "(cookies must be allowed for this site) and send it again")
+        raise RequestError(403, worded("the form has expired or cookies are off; reload the "
+                                       "page (cookies must be allowed for this site) and "
+                                       "send it again"))
 
 
 def check_not_cross_site(request: web.Request) -> None:

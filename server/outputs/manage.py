@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-import aiohttp_jinja2
 from aiohttp import web
 
 from server.booking.book import MAX_REASON, cancel, cancel_reason, find_host_booking
@@ -18,11 +17,15 @@ from server.booking.links import host_path, manage_path
 from server.booking.wording import duration_label, when_label
 from server.outputs.branding import page_headers
 from server.outputs.form import (
+    Language,
     _booking_from,
     _page_response,
     _text,
     embedded,
+    keep_language,
+    page_language,
     page_look,
+    render_page,
     with_embed,
 )
 from server.outputs.guard import (
@@ -44,10 +47,11 @@ def setup_manage(app: web.Application) -> None:
 
 
 def _render(request: web.Request, template: str, context: dict[str, object],
-            headers: dict[str, str] | None = None) -> web.Response:
+            language: Language, headers: dict[str, str] | None = None) -> web.Response:
     token = csrf_token(request)
-    response = aiohttp_jinja2.render_template(template, request, {
-        **context, "csrf": token, "csrf_field": CSRF_FIELD, "max_reason": MAX_REASON})
+    response = render_page(template, request, {
+        **context, "csrf": token, "csrf_field": CSRF_FIELD, "max_reason": MAX_REASON},
+        language)
     set_csrf_cookie(request, response, token)
     return _page_response(response, headers)
 
@@ -69,12 +73,15 @@ async def confirm_cancel(request: web.Request) -> web.Response:
     title, zone = _title_and_zone(request, booking, guest=True)
     page = request.app[RUNTIME].config.booking_page(booking.page)
     embed = embedded(request.query)
+    language = page_language(request, booking=booking, page=page)
     return _render(request, "cancel.html", {
-        "booking": booking, "title": title, "when": when_label(booking.start, booking.end, zone),
-        "host_view": False, "action": f"/booking/{booking.id}/cancel",
-        "secret": booking.cancel_secret, "back": with_embed(manage_path(booking), embed),
+        "booking": booking, "title": title,
+        "when": when_label(booking.start, booking.end, zone, language.code),
+        "host_view": False, "action": keep_language(f"/booking/{booking.id}/cancel", language),
+        "secret": booking.cancel_secret,
+        "back": with_embed(keep_language(manage_path(booking), language), embed),
         **page_look(request, page, embed)},
-        page_headers(request.app[RUNTIME].config, page, embed=embed))
+        language, page_headers(request.app[RUNTIME].config, page, embed=embed))
 
 
 async def host_booking(request: web.Request) -> web.Response:
@@ -86,12 +93,17 @@ async def host_booking(request: web.Request) -> web.Response:
     page = runtime.config.booking_page(booking.page)
     labels = {q.name: q.label for q in page.questions} if page else {}
     title, zone = _title_and_zone(request, booking, guest=False)
+    # The host's page is the host's: never in the guest's language, only in theirs.
+    language = page_language(request, page=page)
     return _render(request, "host.html", {
-        "booking": booking, "title": title, "when": when_label(booking.start, booking.end, zone),
-        "duration_label": duration_label(timedelta(seconds=booking.end - booking.start)),
+        "booking": booking, "title": title,
+        "when": when_label(booking.start, booking.end, zone, language.code),
+        "duration_label": duration_label(timedelta(seconds=booking.end - booking.start),
+                                         language.code),
         "answers": [(labels.get(name, name), answer) for name, answer in booking.answers.items()],
         "cancelled": booking.status == "cancelled",
-        "started": booking.start <= int(runtime.clock.now().timestamp())})
+        "action": keep_language(f"/booking/{booking.id}/host/cancel", language),
+        "started": booking.start <= int(runtime.clock.now().timestamp())}, language)
 
 
 async def host_cancel(request: web.Request) -> web.Response:
@@ -105,4 +117,4 @@ async def host_cancel(request: web.Request) -> web.Response:
         booking = await find_host_booking(runtime, request.match_info["booking_id"],
                                           _text(form, "secret"))
         await cancel(runtime, booking, reason=reason, by="host")
-    raise web.HTTPSeeOther(host_path(booking))
+    raise web.HTTPSeeOther(keep_language(host_path(booking), page_language(request, form)))

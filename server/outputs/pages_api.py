@@ -24,7 +24,7 @@ from server.booking.links import invite_path, manage_path
 from server.booking.offer import offered_slots
 from server.booking.reschedule import parse_move_request, reschedule
 from server.config.model import BookingPageConfig
-from server.errors import RequestError
+from server.errors import RequestError, worded
 from server.kit.clock import iso
 from server.kit.durations import echo, format_duration, parse_day, parse_duration
 from server.kit.zones import available_zones
@@ -62,7 +62,7 @@ def booking_json(booking: BookingRecord, base_url: str) -> dict[str, Any]:
 def booking_page_of(request: web.Request, runtime: Runtime) -> BookingPageConfig:
     page = runtime.config.booking_page(request.match_info["slug"])
     if page is None:
-        raise RequestError(404, "no booking page at this address")
+        raise RequestError(404, worded("no booking page at this address"))
     return page
 
 

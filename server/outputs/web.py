@@ -31,7 +31,7 @@ from server.booking.busy import (
 )
 from server.booking.holds import hold_fields
 from server.config.model import CalendarConfig
-from server.errors import RequestError, StoreError, StoreUnavailable
+from server.errors import RequestError, StoreError, StoreUnavailable, Wording, worded
 from server.kit import durations
 from server.kit.clock import iso
 from server.kit.metrics import CONTENT_TYPE
@@ -100,26 +100,28 @@ async def _handled(request: web.Request, handler: Handler) -> web.StreamResponse
     try:
         # Refused before any handler runs, also on routes that never read a body.
         if (request.content_length or 0) > request.client_max_size:
-            raise RequestError(413, "request bodies are limited to "
-                               f"{request.client_max_size // 1024} KiB")
+            raise RequestError(413, worded("request bodies are limited to %(size)d KiB",
+                                           size=request.client_max_size // 1024))
         response = await handler(request)
     except RequestError as exc:
-        response = _error_response(request, exc.status, exc.reason, exc.headers)
+        response = _error_response(request, exc.status, exc.reason, exc.headers,
+                                   wording=exc.wording)
     except StoreError as exc:  # e.g. the disk is full: refuse, nothing was changed
         log.error("serving %s %s: %s", request.method, redact(request.path), exc)
         # Where the database is (host, name) is the operator's business, not a guest's.
-        reason = "the database is unavailable" if isinstance(exc, StoreUnavailable) else \
-            str(exc)
-        response = _error_response(request, 503, f"{reason}; please try again later",
-                                   {"Retry-After": "10" if isinstance(exc, StoreUnavailable)
-                                    else "60"})
+        reason = worded("the database is unavailable; please try again later") \
+            if isinstance(exc, StoreUnavailable) else Wording(f"{exc}; please try again later")
+        retry = "10" if isinstance(exc, StoreUnavailable) else "60"
+        response = _error_response(request, 503, str(reason), {"Retry-After": retry},
+                                   wording=reason)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         response = _error_response(request, exc.status, exc.reason, {})
     except Exception:
         log.exception("unhandled error serving %s %s", request.method, redact(request.path))
-        response = _error_response(request, 500, "internal error; see the server log", {})
+        internal = worded("internal error; see the server log")
+        response = _error_response(request, 500, str(internal), {}, wording=internal)
     # Feed URLs hold secrets: never let a browser pass them on.
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -127,12 +129,15 @@ async def _handled(request: web.Request, handler: Handler) -> web.StreamResponse
 
 
 def _error_response(request: web.Request, status: int, reason: str,
-                    headers: dict[str, str]) -> web.Response:
+                    headers: dict[str, str], *, wording: Wording | None = None,
+                    ) -> web.Response:
+    """JSON (English: for developers) under /api, a page in the guest's language
+    (``wording``, translated) for the booking pages, plain English text elsewhere."""
     if request.path.startswith("/api/"):
         return web.json_response({"error": reason, "status": status}, status=status,
                                  headers=headers)
     if request.path.startswith(("/book/", "/booking/")):
-        return form_error(request, status, reason, headers)
+        return form_error(request, status, wording or Wording(reason), headers)
     return web.Response(text=f"{status}: {reason}\n", status=status, headers=headers)
 
 

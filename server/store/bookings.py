@@ -207,12 +207,12 @@ class BookingTransaction:
                      blocks: Sequence[tuple[str, int, int]]) -> None:
         await self._db.execute(
             f"INSERT INTO bookings ({_BOOKING_COLUMNS}) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (booking.id, booking.page, booking.host, booking.start, booking.end,
              booking.guest_name, booking.guest_email, json.dumps(booking.answers),
              booking.cancel_secret, booking.status, booking.created, booking.video_link,
              booking.guest_timezone, booking.sequence, booking.cancel_reason,
-             booking.cancelled_by, booking.host_secret))
+             booking.cancelled_by, booking.host_secret, booking.guest_language))
         await self._db.executemany(
             "INSERT INTO booking_blocks (booking_id, calendar, start_ts, end_ts) "
             "VALUES (?, ?, ?, ?)", ((booking.id, *block) for block in blocks))

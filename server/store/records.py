@@ -85,6 +85,9 @@ class BookingRecord:
     cancelled_by: str = ""  # "guest" | "host" once cancelled
     # The host's own link to this booking (to cancel it); "" for bookings made before it.
     host_secret: str = ""
+    # The language the guest booked in (en, de, …): their pages and mail use it; "" when
+    # not known (bookings made before it, or through the JSON API without one).
+    guest_language: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +109,7 @@ class BookingCounts:
 
 _BOOKING_COLUMNS = ("id, page, host, start_ts, end_ts, guest_name, guest_email, answers, "
                     "cancel_secret, status, created, video_link, guest_timezone, sequence, "
-                    "cancel_reason, cancelled_by, host_secret")
+                    "cancel_reason, cancelled_by, host_secret, guest_language")
 
 
 def _booking_record(row: Sequence[Any]) -> BookingRecord:
@@ -114,7 +117,8 @@ def _booking_record(row: Sequence[Any]) -> BookingRecord:
         id=row[0], page=row[1], host=row[2], start=row[3], end=row[4], guest_name=row[5],
         guest_email=row[6], answers=json.loads(row[7]), cancel_secret=row[8], status=row[9],
         created=row[10], video_link=row[11], guest_timezone=row[12], sequence=row[13],
-        cancel_reason=row[14], cancelled_by=row[15], host_secret=row[16])
+        cancel_reason=row[14], cancelled_by=row[15], host_secret=row[16],
+        guest_language=row[17])
 
 
 @dataclass(frozen=True, slots=True)

@@ -276,6 +276,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE hold_outbox_15 RENAME TO hold_outbox;
     CREATE INDEX hold_outbox_due ON hold_outbox (state, next_attempt);
     """,
+    # 16: the language a guest booked in, so their reminders and updates read in it.
+    """
+    ALTER TABLE bookings ADD COLUMN guest_language TEXT NOT NULL DEFAULT '';
+    """,
 )
 
 

@@ -213,6 +213,10 @@ PG_MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE hold_outbox ADD CONSTRAINT hold_outbox_action_check
         CHECK (action IN ('write', 'delete', 'move'));
     """,
+    # 5: as SQLite's 16 (the language a guest booked in).
+    """
+    ALTER TABLE bookings ADD COLUMN guest_language TEXT NOT NULL DEFAULT '';
+    """,
 )
 
 

@@ -35,7 +35,9 @@
     bookingForm.addEventListener("submit", function () {
       var button = bookingForm.querySelector("button[type=submit]");
       // One booking per click: a second click would only meet a 409.
-      window.setTimeout(function () { button.disabled = true; button.textContent = "Booking…"; }, 0);
+      // The words come from the page, in its language.
+      var busy = button.getAttribute("data-busy") || button.textContent;
+      window.setTimeout(function () { button.disabled = true; button.textContent = busy; }, 0);
     });
   }
   var target = window.location.hash && document.getElementById(window.location.hash.slice(1));
