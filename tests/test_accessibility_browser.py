@@ -73,6 +73,11 @@ async def test_every_page_of_the_flow_passes_axe(
     await page.goto(str(client.make_url("/book/intro")))
     await page.locator("a.day.open").first.click()
     await expect(page.locator("a.slot").first).to_be_visible()
+    # A day without times says so to a screen reader (in text: axe only flags for
+    # review an aria-label on a plain span, which screen readers skip).
+    await expect(page.locator(".day.closed .visually-hidden").first).to_have_text(
+        "Sonntag, 1. November 2026: keine freien Zeiten" if lang == "de"
+        else "Sunday, 1 November 2026: no open times")
     await check("booking")
 
     # A time picked; the details sent empty (the browser's own checks off, so the
