@@ -99,3 +99,34 @@ class RequestError(FbproxyError):
         # What the pages show: translated when it is a msgid of the catalogues.
         self.wording = guest or (reason if isinstance(reason, Wording) else Wording(str(reason)))
         self.headers = headers or {}
+
+
+
+@dataclass(frozen=True, slots=True)
+class FieldProblem:
+    """One field of a request and what is wrong with it: ``error`` (its ``reason`` for
+    developers, its ``wording`` shown next to the field) and, where those words say
+    "this", ``summary``: the same naming the field, for a list of every problem."""
+
+    field: str  # as the request names it: "name", "email", "answers.topic", "start", …
+    error: RequestError
+    summary: Wording | None = None
+
+    @property
+    def listed(self) -> Wording:
+        return self.summary or self.error.wording
+
+
+class FieldErrors(RequestError):
+    """Several fields of one request wrong at once, each with its own error.
+
+    Its status, ``reason`` and ``wording`` are the first field's (what a client that
+    reads one error gets, as before); ``problems`` holds every field in the order
+    checked, for a form to show each next to its field and for the JSON API's
+    ``errors`` list."""
+
+    def __init__(self, problems: list[FieldProblem]) -> None:
+        first = problems[0].error
+        super().__init__(first.status, first.reason, headers=first.headers,
+                         guest=first.wording)
+        self.problems = problems

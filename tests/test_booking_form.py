@@ -153,8 +153,9 @@ async def test_a_slot_taken_meanwhile_is_a_409_page_that_keeps_the_details(
     assert taken.status == 201
     response = await post_form(client, html, name="Kim Late")
     body = await response.text()
-    assert response.status == 409 and "just taken" in body
+    assert response.status == 409 and "That time was just booked" in body
     assert "09:30" not in slot_labels(body) and "10:00" in slot_labels(body)
+    assert 'value="Kim Late"' in body and 'value="sam@example.org"' in body
 
 
 async def test_cancel_is_a_post_from_the_bookings_page(sources, make_config, serve) -> None:

@@ -188,7 +188,7 @@ async def test_reschedule_through_the_pages(sources, make_config, serve) -> None
     assert taken["start"] == "2026-11-26T09:30:00Z"
     fields["start"] = "2026-11-26T09:30:00+00:00"
     late = await client.post(f"/booking/{booking['id']}/reschedule", data=fields)
-    assert late.status == 409 and "just taken" in await late.text()
+    assert late.status == 409 and "That time was just booked" in await late.text()
 
 
 async def test_the_host_page_shows_and_cancels_the_booking(sources, make_config,

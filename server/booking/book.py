@@ -13,10 +13,10 @@ import hmac
 import re
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from server.booking.availability import BusyInterval
 from server.booking.busy import hosts_busy, known_until
@@ -36,7 +36,7 @@ from server.booking.slots import (
 from server.config.mail import plain_address
 from server.config.model import BookingPageConfig, CalendarConfig
 from server.config.pages import MADE_UPSTREAM
-from server.errors import RequestError, SlotTaken, worded
+from server.errors import FieldErrors, FieldProblem, RequestError, SlotTaken, worded
 from server.kit.durations import (
     duration_from_minutes,
     echo,
@@ -59,6 +59,7 @@ FAIRNESS_PERIOD = timedelta(days=30)
 # A re-check round another booking started this shortly before counts for this
 # one too: under load, bookings share rounds instead of queueing one each.
 RECHECK_SLACK = timedelta(seconds=1)
+T = TypeVar("T")
 
 
 def page_rules(page: BookingPageConfig, duration: timedelta) -> Rules:
@@ -83,18 +84,42 @@ class BookingRequest:
 
 
 def parse_booking_request(body: object, page: BookingPageConfig) -> BookingRequest:
-    """The guest's JSON, checked field by field; anything odd is a 400/422 with a reason."""
+    """The guest's JSON, checked field by field; anything odd is a 400/422 with a reason.
+
+    Every field is checked, not only up to the first wrong one: several wrong fields
+    raise one ``FieldErrors`` holding each (the form shows them all at once); its
+    status and reason are the first field's, in the order below, as before."""
     if not isinstance(body, dict):
         raise RequestError(400, "send a JSON object")
     unknown = sorted(set(body) - {"start", "duration", "name", "email", "answers", "timezone",
                                   "language"})
     if unknown:
         raise RequestError(400, f"unknown field(s): {', '.join(unknown)}")
-    return BookingRequest(
-        start=_start(body.get("start")), duration=_duration(body.get("duration"), page),
-        name=_name(body.get("name")), email=_email(body.get("email")),
-        answers=_answers(body.get("answers", {}), page), timezone=_timezone(body.get("timezone")),
-        language=_language(body.get("language")))
+    problems: list[FieldProblem] = []
+
+    def checked(field: str, check: Callable[[], T]) -> T | None:
+        try:
+            return check()
+        except FieldErrors as exc:
+            problems.extend(exc.problems)
+        except RequestError as exc:
+            problems.append(FieldProblem(field, exc))
+        return None
+
+    start = checked("start", lambda: _start(body.get("start")))
+    duration = checked("duration", lambda: _duration(body.get("duration"), page))
+    name = checked("name", lambda: _name(body.get("name")))
+    email = checked("email", lambda: _email(body.get("email")))
+    answers = checked("answers", lambda: _answers(body.get("answers", {}), page))
+    timezone = checked("timezone", lambda: _timezone(body.get("timezone")))
+    language = checked("language", lambda: _language(body.get("language")))
+    if problems:
+        raise FieldErrors(problems)
+    assert start is not None and duration is not None and name is not None
+    assert email is not None and answers is not None and timezone is not None
+    assert language is not None
+    return BookingRequest(start=start, duration=duration, name=name, email=email,
+                          answers=answers, timezone=timezone, language=language)
 
 
 def _start(value: object) -> datetime:
@@ -132,10 +157,11 @@ def _duration(value: object, page: BookingPageConfig) -> timedelta:
 
 def _name(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise RequestError(422, worded("name is required"))
+        raise RequestError(422, "name is required", guest=worded("Please enter your name"))
     if len(value) > MAX_NAME or _CONTROL.search(value):
-        raise RequestError(422, worded("name must be one line of at most %(limit)d characters",
-                                          limit=MAX_NAME))
+        raise RequestError(422, f"name must be one line of at most {MAX_NAME} characters",
+                           guest=worded("Please keep your name to one line of at most "
+                                        "%(limit)d characters", limit=MAX_NAME))
     return value.strip()
 
 
@@ -143,7 +169,11 @@ def _email(value: object) -> str:
     # One plain address, the same check the mail uses (an address the booking takes
     # is one fbproxy can put in a To header): no display name, comments or quotes.
     if not isinstance(value, str) or len(value) > MAX_EMAIL or not plain_address(value):
-        raise RequestError(422, worded("email must be an e-mail address like sam@example.org"))
+        missing = not isinstance(value, str) or not value.strip()
+        raise RequestError(
+            422, "email must be an e-mail address like sam@example.org",
+            guest=worded("Please enter your email address, like sam@example.org") if missing
+            else worded("Please check your email address; write it like sam@example.org"))
     return value
 
 
@@ -164,6 +194,7 @@ def _language(value: object) -> str:
 
 
 def _answers(value: object, page: BookingPageConfig) -> dict[str, str]:
+    """The answers; each wrong one is a ``FieldProblem`` of ``answers.<name>``."""
     if not isinstance(value, dict):
         raise RequestError(400, "answers must be an object")
     questions = {q.name: q for q in page.questions}
@@ -171,23 +202,36 @@ def _answers(value: object, page: BookingPageConfig) -> dict[str, str]:
     if unknown:
         raise RequestError(422, f"no question named {', '.join(unknown)}")
     answers: dict[str, str] = {}
+    problems: list[FieldProblem] = []
     for name, question in questions.items():
+        field = f"answers.{name}"
         answer = value.get(name, "")
         if not isinstance(answer, str):
-            raise RequestError(422, f"answers.{name} must be text")
+            problems.append(FieldProblem(field, RequestError(422, f"{field} must be text")))
+            continue
         answer = answer.replace("\r\n", "\n").strip()
-        control = _CONTROL_BUT_NEWLINE if question.kind == "textarea" else _CONTROL
-        if len(answer) > question.max_length or control.search(answer):
-            raise RequestError(422, f"answers.{name} must be at most {question.max_length} "
-                               "characters of plain text", guest=worded(
-                                   "“%(label)s” must be at most %(limit)d characters of "
-                                   "plain text", label=question.label,
-                                   limit=question.max_length))
-        if question.required and not answer:
-            raise RequestError(422, f"answers.{name} is required", guest=worded(
-                "“%(label)s” is required", label=question.label))
-        if answer:
+        textarea = question.kind == "textarea"
+        control = _CONTROL_BUT_NEWLINE if textarea else _CONTROL
+        wrong = f"{field} must be at most {question.max_length} characters of plain text"
+        if len(answer) > question.max_length:
+            problems.append(FieldProblem(field, RequestError(422, wrong, guest=worded(
+                "Please keep this to at most %(limit)d characters",
+                limit=question.max_length)), summary=worded(
+                "Please keep “%(label)s” to at most %(limit)d characters",
+                label=question.label, limit=question.max_length)))
+        elif control.search(answer):
+            problems.append(FieldProblem(field, RequestError(422, wrong, guest=worded(
+                "Please use plain text here") if textarea else worded(
+                "Please write this on one line")), summary=worded(
+                "Please write “%(label)s” as plain text", label=question.label)))
+        elif question.required and not answer:
+            problems.append(FieldProblem(field, RequestError(
+                422, f"{field} is required",
+                guest=worded("Please answer “%(label)s”", label=question.label))))
+        elif answer:
             answers[name] = answer
+    if problems:
+        raise FieldErrors(problems)
     return answers
 
 

@@ -58,3 +58,27 @@ async def offered_slots(runtime: Runtime, page: BookingPageConfig, duration: tim
         offered = round_robin_slots(candidates, busy_by_host, rules, counts)
         return [slot for slot, _hosts in offered]
     return collective_slots(candidates, busy_by_host, rules, counts)
+
+
+# Where the nearest free times are looked for, around a time just taken.
+NEAREST_BEFORE = timedelta(days=3)
+NEAREST_AFTER = timedelta(days=14)
+
+
+async def nearest_slots(runtime: Runtime, page: BookingPageConfig, duration: timedelta,
+                        wanted: datetime, *, count: int = 4,
+                        exclude_booking: str = "") -> list[Slot]:
+    """Up to ``count`` free slots nearest to ``wanted`` (a time just taken, or no longer
+    free), in order: those of its own day (in ``wanted``'s zone) first, then the
+    nearest of the days around it."""
+    slots = await offered_slots(runtime, page, duration, wanted - NEAREST_BEFORE,
+                                wanted + NEAREST_AFTER, exclude_booking=exclude_booking)
+    zone = wanted.tzinfo
+    day = wanted.date()
+    at = wanted.timestamp()
+
+    def distance(slot: Slot) -> tuple[bool, float]:
+        local = datetime.fromtimestamp(slot.start, zone)
+        return local.date() != day, abs(slot.start - at)
+
+    return sorted(sorted(slots, key=distance)[:count])

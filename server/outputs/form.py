@@ -14,7 +14,7 @@ and its dates from Babel.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,12 +36,12 @@ from server.booking.book import (
 from server.booking.invitation import guest_calendar
 from server.booking.links import invite_path, manage_path
 from server.booking.messages import guest_event
-from server.booking.offer import offered_slots
+from server.booking.offer import nearest_slots, offered_slots
 from server.booking.reschedule import movable, parse_move_request, reschedule
 from server.booking.wording import day_label, duration_label, weekday_names, when_label
 from server.config.model import BookingPageConfig
 from server.config.pages import MADE_UPSTREAM
-from server.errors import RequestError, Wording, worded
+from server.errors import FieldErrors, FieldProblem, RequestError, Wording, worded
 from server.kit.durations import format_duration, parse_day, parse_duration
 from server.kit.i18n import (
     LANGUAGES,
@@ -175,9 +175,21 @@ def _choices(page: BookingPageConfig, values: MultiDictProxy[Any] | Any,
     except ValueError:
         notices.append(worded("That date is not one we understand; showing the first open "
                               "day."))
-    return Choices(zone=zone, duration=duration, month=month, day=day,
-                   start=_text(values, "start"), zone_detected=not zone_name,
-                   embed=embedded(values))
+    start = _text(values, "start")
+    wanted = _instant(start)
+    if wanted is not None:  # a time picked among others' days (the nearest free times)
+        month, day = None, wanted.astimezone(zone).date()
+    return Choices(zone=zone, duration=duration, month=month, day=day, start=start,
+                   zone_detected=not zone_name, embed=embedded(values))
+
+
+def _instant(text: str) -> datetime | None:
+    """A chosen slot's start (ISO, with its offset), or None."""
+    try:
+        instant = datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+    return instant if instant is not None and instant.tzinfo is not None else None
 
 
 def embedded(values: Any) -> bool:
@@ -275,21 +287,21 @@ async def submit_booking(request: web.Request) -> web.Response:
     except RequestError as exc:
         if exc.status not in (400, 409, 422):
             raise
-        taken = exc.status == 409
-        return await _render_form(
-            request, runtime, page, choices, notices=notices, error=exc.wording,
-            status=exc.status, values=None if taken else fields, keep_slot=not taken,
-            language=language)
+        # The form again, the guest's input kept: every problem next to its field, the
+        # nearest free times if theirs was taken.
+        return await _render_form(request, runtime, page, choices, notices=notices,
+                                  failed=exc, values=fields, language=language)
     raise web.HTTPSeeOther(with_embed(manage_path(booking), choices.embed))
 
 
 async def _render_form(request: web.Request, runtime: Runtime, page: BookingPageConfig,
                        choices: Choices, *, notices: list[Wording], language: Language,
-                       error: Wording | None = None, status: int = 200,
-                       values: dict[str, Any] | None = None, keep_slot: bool = True,
+                       failed: RequestError | None = None,
+                       values: dict[str, Any] | None = None,
                        move: BookingRecord | None = None) -> web.Response:
     """The form; with ``move``, the same for a booking's guest choosing its new time
-    (its own time counts as free for them)."""
+    (its own time counts as free for them). ``failed``: why the posted form (its
+    fields in ``values``) did not book or move, shown with the form again."""
     zone = choices.zone
     exclude = move.id if move is not None else ""
     now = runtime.clock.now()
@@ -319,10 +331,28 @@ async def _render_form(request: web.Request, runtime: Runtime, page: BookingPage
                                                 exclude_booking=exclude), zone, code)
     day = pick_day(sorted(days), choices.day)
     day_slots = days.get(day, []) if day else []
+    taken = failed is not None and failed.status == 409
     chosen = next((s for s in day_slots if choices.start and s.start == choices.start), None) \
-        if keep_slot else None
-    if choices.start and keep_slot and chosen is None and not error:
+        if not taken else None
+    if choices.start and chosen is None and failed is None:
         notices.append(worded("That time is no longer free; please pick another."))
+    problems = _problems(failed, page, language.code)
+    alternatives: list[tuple[str, str]] | None = None
+    if failed is not None and chosen is None:
+        # Their time went (or never was one): the nearest free ones, to pick in the form.
+        wanted = _instant(choices.start)
+        alternatives = [
+            (datetime.fromtimestamp(slot.start, zone).isoformat(),
+             when_label(slot.start, slot.end, zone, code))
+            for slot in await nearest_slots(
+                runtime, page, choices.duration,
+                (wanted or now).astimezone(zone), exclude_booking=exclude)]
+        words = _time_problem(taken=taken, chosen=wanted is not None,
+                              alternatives=bool(alternatives))
+        problems.time = translate(code, words.msgid, words.params)
+    elif failed is not None and problems.time:
+        problems.general.append(problems.time)  # about a time that is still free after all
+        problems.time = ""
 
     def link(**changes: Any) -> str:
         query = {"secret": move.cancel_secret if move else None, "tz": zone.key,
@@ -355,7 +385,7 @@ async def _render_form(request: web.Request, runtime: Runtime, page: BookingPage
         "chosen_label": when_label(chosen.slot.start, chosen.slot.end, zone, code)
         if chosen else "",
         "link": link, "day_label_of": lambda d: day_label(d, code),
-        "error": translate(code, error.msgid, error.params) if error else "",
+        "problems": problems, "alternatives": alternatives,
         "notices": [translate(code, n.msgid, n.params) for n in notices],
         "values": values or {},
         "csrf": token, "csrf_field": CSRF_FIELD, "move": move,
@@ -366,11 +396,77 @@ async def _render_form(request: web.Request, runtime: Runtime, page: BookingPage
                                   language) if move else "",
         "page_url": keep_language(f"/book/{page.slug}", language),
     }
-    response = render_page("book.html", request, context, language, status=status,
+    response = render_page("book.html", request, context, language,
+                           status=failed.status if failed is not None else 200,
                            lang_url=lambda code: link(lang=code))
     set_csrf_cookie(request, response, token)
     return _page_response(response, page_headers(request.app[RUNTIME].config, page,
                                                  embed=choices.embed))
+
+
+@dataclass(slots=True)
+class Problems:
+    """What was wrong with a posted form, translated: each field's message by the id of
+    its input, what the summary at the top lists (its link, its words), and about the
+    chosen time and about nothing in particular."""
+
+    fields: dict[str, str]
+    listed: list[tuple[str, str]]  # (the field's id, words) in the fields' order
+    time: str = ""
+    general: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.fields or self.time or self.general)
+
+    @property
+    def count(self) -> int:
+        return len(self.listed) + len(self.general) + (1 if self.time else 0)
+
+
+_TAKEN = worded("That time was just booked — here are the nearest free times")
+_GONE = worded("That time is no longer free — here are the nearest free times")
+_NONE_CHOSEN = worded("Please choose a time — here are the nearest free ones")
+_NONE_NEAR = worded("That time is no longer free, nor any near it; please pick another day "
+                    "in the calendar")
+
+
+def _time_problem(*, taken: bool, chosen: bool, alternatives: bool) -> Wording:
+    """What the form says of the guest's time when it cannot be booked (``taken`` by
+    someone else meanwhile; ``chosen``: there was a time at all)."""
+    if not alternatives:
+        return _NONE_NEAR
+    if taken:
+        return _TAKEN
+    return _GONE if chosen else _NONE_CHOSEN
+
+
+def _problems(failed: RequestError | None, page: BookingPageConfig, code: str) -> Problems:
+    """``failed``'s problems sorted by where they are shown (``Problems``)."""
+    problems = Problems(fields={}, listed=[])
+    if failed is None:
+        return problems
+    # What book() or reschedule() refuse once the fields are right is about the time.
+    found = failed.problems if isinstance(failed, FieldErrors) else [
+        FieldProblem("start", failed)]
+    by_field = {problem.field: problem for problem in found}
+    ids = {"name": "name", "email": "email",
+           **{f"answers.{q.name}": f"answer-{q.name}" for q in page.questions}}
+    for name, element in ids.items():  # in the form's order
+        if (problem := by_field.get(name)) is not None:
+            words = problem.error.wording
+            problems.fields[element] = translate(code, words.msgid, words.params)
+            problems.listed.append((element, translate(code, problem.listed.msgid,
+                                                       problem.listed.params)))
+    for problem in found:
+        if problem.field in ids:
+            continue
+        words = problem.error.wording
+        text = translate(code, words.msgid, words.params)
+        if problem.field in ("start", "duration"):
+            problems.time = problems.time or text
+        else:
+            problems.general.append(text)
+    return problems
 
 
 def page_look(request: web.Request, page: BookingPageConfig | None, embed: bool,
@@ -538,8 +634,7 @@ async def submit_reschedule(request: web.Request) -> web.Response:
         if fresh is None or fresh.status != "confirmed":
             raise
         return await _render_form(request, runtime, page, choices, notices=notices,
-                                  error=exc.wording, status=exc.status,
-                                  keep_slot=exc.status != 409, move=fresh,
+                                  failed=exc, move=fresh,
                                   language=page_language(request, form, booking=fresh,
                                                          page=page))
     raise web.HTTPSeeOther(with_embed(

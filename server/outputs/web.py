@@ -31,7 +31,14 @@ from server.booking.busy import (
 )
 from server.booking.holds import hold_fields
 from server.config.model import CalendarConfig
-from server.errors import RequestError, StoreError, StoreUnavailable, Wording, worded
+from server.errors import (
+    FieldErrors,
+    RequestError,
+    StoreError,
+    StoreUnavailable,
+    Wording,
+    worded,
+)
 from server.kit import durations
 from server.kit.clock import iso
 from server.kit.metrics import CONTENT_TYPE
@@ -105,7 +112,10 @@ async def _handled(request: web.Request, handler: Handler) -> web.StreamResponse
         response = await handler(request)
     except RequestError as exc:
         response = _error_response(request, exc.status, exc.reason, exc.headers,
-                                   wording=exc.wording)
+                                   wording=exc.wording, errors=[
+                                       {"field": problem.field, "error": problem.error.reason}
+                                       for problem in exc.problems]
+                                   if isinstance(exc, FieldErrors) else None)
     except StoreError as exc:  # e.g. the disk is full: refuse, nothing was changed
         log.error("serving %s %s: %s", request.method, redact(request.path), exc)
         # Where the database is (host, name) is the operator's business, not a guest's.
@@ -130,12 +140,15 @@ async def _handled(request: web.Request, handler: Handler) -> web.StreamResponse
 
 def _error_response(request: web.Request, status: int, reason: str,
                     headers: dict[str, str], *, wording: Wording | None = None,
-                    ) -> web.Response:
+                    errors: list[dict[str, str]] | None = None) -> web.Response:
     """JSON (English: for developers) under /api, a page in the guest's language
-    (``wording``, translated) for the booking pages, plain English text elsewhere."""
+    (``wording``, translated) for the booking pages, plain English text elsewhere.
+    ``errors``: every wrong field of a request, as JSON's ``errors`` list."""
     if request.path.startswith("/api/"):
-        return web.json_response({"error": reason, "status": status}, status=status,
-                                 headers=headers)
+        body: dict[str, object] = {"error": reason, "status": status}
+        if errors:
+            body["errors"] = errors
+        return web.json_response(body, status=status, headers=headers)
     if request.path.startswith(("/book/", "/booking/")):
         return form_error(request, status, wording or Wording(reason), headers)
     return web.Response(text=f"{status}: {reason}\n", status=status, headers=headers)
