@@ -158,12 +158,23 @@ async def test_a_killed_instance_loses_nothing_and_its_sources_move_on(
     try:
         async with aiohttp.ClientSession() as session:
             slots = await offered_slots(session, three[0])
-            holders: dict[str, str] = {}
-            for _ in range(400):  # the leases spread over the instances: until both held
-                holders = {r["source"]: r["holder"] for r in await connection.fetch(
+
+            async def current_holders() -> dict[str, str]:
+                return {r["source"]: r["holder"] for r in await connection.fetch(
                     "SELECT source, holder FROM source_leases WHERE expires > "
                     "extract(epoch FROM now()) AND source NOT LIKE '@%'")}
-                if set(holders) == {"work", "personal"}:
+
+            # The leases spread over the instances as they start (one may hand a source
+            # to another): wait until both are held and none moved for a lease's life,
+            # so the source the victim syncs is still its own when it is killed.
+            holders: dict[str, str] = {}
+            stable_since = time.monotonic()
+            for _ in range(600):
+                now_held = await current_holders()
+                if now_held != holders:
+                    holders, stable_since = now_held, time.monotonic()
+                elif set(holders) == {"work", "personal"} and \
+                        time.monotonic() - stable_since >= LEASE_SECONDS:
                     break
                 await asyncio.sleep(0.05)
             assert set(holders) == {"work", "personal"}
@@ -171,6 +182,8 @@ async def test_a_killed_instance_loses_nothing_and_its_sources_move_on(
             victim = next(i for i in three if holders["work"].startswith(f"i{i.port}:"))
             status, booked = await book(session, victim, slots[0], 1)
             assert status == 201
+            assert (await current_holders())["work"] == holders["work"], \
+                "the source moved before the kill"
             killed_at = time.time()
             await stop(victim, signal.SIGKILL)
             survivors = [i for i in three if i is not victim]
@@ -196,7 +209,8 @@ async def test_a_killed_instance_loses_nothing_and_its_sources_move_on(
                     synced_at = time.time()
                 await asyncio.sleep(0.1)
             assert taken_at is not None, "nobody took the dead instance's source"
-            assert synced_at is not None, "the source was taken but not synced"
+            assert synced_at is not None, "the source was taken but not synced; the " \
+                "survivors' logs:\n" + "\n".join(i.log.read_text()[-4000:] for i in survivors)
             print(f"\nsource taken over {taken_at - killed_at:.1f} s after SIGKILL "
                   f"(lease_seconds = {LEASE_SECONDS}); synced "
                   f"{synced_at - killed_at:.1f} s after")
