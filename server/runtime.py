@@ -184,6 +184,13 @@ class Runtime:
         self.combined_timelines.clear()
         return notes
 
+    def wake_outboxes(self) -> None:
+        """A booking, move or cancellation committed rows for the hold and mail workers."""
+        if self.holds is not None:
+            self.holds.trigger()
+        if self.mailer is not None:
+            self.mailer.trigger()
+
     def ids_of(self, source_names: tuple[str, ...]) -> list[int]:
         return [self.source_ids[name] for name in source_names if name in self.source_ids]
 

@@ -13,7 +13,7 @@ import hmac
 import re
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
@@ -188,9 +188,10 @@ def _timezone(value: object) -> str:
 def _language(value: object) -> str:
     if value is None:
         return ""
-    if not supported(value):
+    code = supported(value)
+    if not code:
         raise RequestError(422, f"language must be one of {', '.join(LANGUAGES)}")
-    return supported(value)
+    return code
 
 
 def _answers(value: object, page: BookingPageConfig) -> dict[str, str]:
@@ -273,15 +274,11 @@ async def _check_and_insert(runtime: Runtime, page: BookingPageConfig, rules: Ru
     async def check_and_insert(tx: BookingTransaction) -> BookingRecord:
         # Runs in one go in the store's writer (a thread, on SQLite): it awaits
         # only ``tx``, and reads nothing here that another task changes.
-        async def read(calendar: CalendarConfig) -> list[BusyInterval]:
-            rows = await tx.busy_rows(runtime.ids_of(calendar.sources), [calendar.name], *span)
-            return [BusyInterval(start, end, status) for start, end, status in rows]
-
-        busy_by_host = await hosts_busy(runtime, page, span, known, read)
+        busy_by_host = await hosts_busy(runtime, page, span, known,
+                                        busy_reader(runtime, tx, span))
         counts = {host: await _bookings_per_day(tx, rules, host, slot) for host in page.hosts}
         host = await _assign(page, rules, tx, slot, busy_by_host, counts, now)
-        takers = (*page.hosts, *page.resources) if page.mode == "collective" else \
-            (host, *page.resources)
+        takers = booking_takers(page, host)
         booking = BookingRecord(
             id=new_booking_id(), page=page.slug, host=host, start=slot.start, end=slot.end,
             guest_name=request.name, guest_email=request.email, answers=dict(request.answers),
@@ -304,11 +301,28 @@ async def _check_and_insert(runtime: Runtime, page: BookingPageConfig, rules: Ru
         return booking
 
     booking = await runtime.store.book(check_and_insert)
-    if runtime.holds is not None:
-        runtime.holds.trigger()
-    if runtime.mailer is not None:
-        runtime.mailer.trigger()
+    runtime.wake_outboxes()
     return booking
+
+
+def booking_takers(page: BookingPageConfig, host: str) -> tuple[str, ...]:
+    """The calendars a booking with ``host`` takes time from: every host of a
+    collective page (or the one assigned), and every resource."""
+    hosts = page.hosts if page.mode == "collective" else (host,)
+    return (*hosts, *page.resources)
+
+
+def busy_reader(runtime: Runtime, tx: BookingTransaction, span: tuple[int, int],
+                exclude_booking: str = "",
+                ) -> Callable[[CalendarConfig], Awaitable[list[BusyInterval]]]:
+    """A calendar's busy time in ``span`` as the transaction sees it (instances and
+    bookings; ``exclude_booking``'s own blocks left out, for its reschedule)."""
+    async def read(calendar: CalendarConfig) -> list[BusyInterval]:
+        rows = await tx.busy_rows(runtime.ids_of(calendar.sources), [calendar.name], *span,
+                                  exclude_booking=exclude_booking)
+        return [BusyInterval(start, end, status) for start, end, status in rows]
+
+    return read
 
 
 async def _recheck(runtime: Runtime, page: BookingPageConfig) -> None:
@@ -450,10 +464,7 @@ async def cancel(runtime: Runtime, booking: BookingRecord, *, reason: str = "",
             booking.id, now=now, reason=reason, by=by, mail=mail,
             mail_limit=config.mail.max_per_address_per_day if config.mail else 0)
         runtime.metrics.bookings.labels(booking.page, "cancelled").inc()
-        if runtime.holds is not None:
-            runtime.holds.trigger()
-        if runtime.mailer is not None:
-            runtime.mailer.trigger()
+        runtime.wake_outboxes()
     cancelled = await runtime.store.booking(booking.id)
     assert cancelled is not None
     return cancelled

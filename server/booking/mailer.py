@@ -15,10 +15,11 @@ import random
 from datetime import timedelta
 
 from server.booking.messages import MessageError, message_id, render_message
+from server.config.mail import smtp_server
 from server.config.model import Config
 from server.kit.background import WakeableLoop
 from server.kit.clock import Clock
-from server.kit.smtp import SEND_ERRORS, SmtpServer, send_message
+from server.kit.smtp import SEND_ERRORS, send_message
 from server.store import MailRow, Store
 from server.sync.loop import retry_delay
 
@@ -90,10 +91,7 @@ class Mailer(WakeableLoop):
             recipient=row.recipient, address=row.address, sequence=row.sequence, tag=row.tag,
             message_id=message_id(row.id, row.booking_id, mail.sender),
             now=self._clock.now())
-        await send_message(SmtpServer(
-            mail.smtp_host, mail.smtp_port, starttls=mail.starttls, tls=mail.tls,
-            username=mail.username, password=str(mail.password) if mail.password else None),
-            rendered.message, [rendered.recipient])
+        await send_message(smtp_server(mail), rendered.message, [rendered.recipient])
         await self._store.mail_sent(row, now=int(self._clock.now().timestamp()))
         log.info("mail %s for booking %s sent to %s", row.kind, row.booking_id, row.recipient)
         return True

@@ -16,20 +16,21 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from server.booking.availability import BusyInterval
 from server.booking.book import (
     _assign,
     _bookings_per_day,
     _duration,
     _recheck,
     _start,
+    booking_takers,
+    busy_reader,
     page_rules,
 )
 from server.booking.busy import hosts_busy, known_until
 from server.booking.holds import hold_fields
 from server.booking.mail_plan import moved_mail
 from server.booking.slots import Rules, Slot, buffered_span, candidate_slots
-from server.config.model import BookingPageConfig, CalendarConfig
+from server.config.model import BookingPageConfig
 from server.errors import RequestError, SlotTaken, worded
 from server.store import BookingRecord, BookingTransaction, HoldPlan
 
@@ -105,10 +106,7 @@ async def _reschedule(runtime: Runtime, page: BookingPageConfig, booking: Bookin
                                                     known, now))
     except SlotTaken:  # the database's guarantee, had the check missed a booking
         raise RequestError(409, TAKEN) from None
-    if runtime.holds is not None:
-        runtime.holds.trigger()
-    if runtime.mailer is not None:
-        runtime.mailer.trigger()
+    runtime.wake_outboxes()
     return moved
 
 
@@ -125,12 +123,8 @@ def _move_body(runtime: Runtime, page: BookingPageConfig, rules: Rules, booking_
             raise RequestError(404, worded("no booking with this id and secret"))
         movable(current, stamp)
 
-        async def read(calendar: CalendarConfig) -> list[BusyInterval]:
-            rows = await tx.busy_rows(runtime.ids_of(calendar.sources), [calendar.name],
-                                      *span, exclude_booking=booking_id)
-            return [BusyInterval(start, end, status) for start, end, status in rows]
-
-        busy_by_host = await hosts_busy(runtime, page, span, known, read)
+        busy_by_host = await hosts_busy(runtime, page, span, known,
+                                        busy_reader(runtime, tx, span, booking_id))
         counts = {host: await _bookings_per_day(tx, rules, host, slot, booking_id)
                   for host in page.hosts}
         try:
@@ -138,8 +132,7 @@ def _move_body(runtime: Runtime, page: BookingPageConfig, rules: Rules, booking_
                                  keep=current.host)
         except RequestError as exc:
             raise RequestError(409, TAKEN) from exc
-        takers = (*page.hosts, *page.resources) if page.mode == "collective" else \
-            (host, *page.resources)
+        takers = booking_takers(page, host)
         moved = replace(current, host=host, start=slot.start, end=slot.end,
                         sequence=current.sequence + 1)
         if not await tx.move(moved, [(name, slot.start, slot.end) for name in takers],

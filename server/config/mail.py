@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.utils import parseaddr
-from typing import Any
+from typing import Any, Protocol
 
 from server.config.reader import Reader, Secret, read_int
+from server.kit.smtp import SmtpServer
 
 MAIL_KEYS = {"smtp_host", "smtp_port", "starttls", "tls", "username", "password",
              "password_env", "password_file", "from", "max_per_address_per_day"}
@@ -39,6 +40,35 @@ class MailConfig:
     # Messages to one address in 24 hours, past which more are dropped (and said so
     # on the status page): a guest address cannot be made a target of a mail flood.
     max_per_address_per_day: int = 20
+
+
+class SmtpKeys(Protocol):
+    """What [mail] and an e-mail alert both say about their SMTP server."""
+
+    @property
+    def smtp_host(self) -> str: ...
+
+    @property
+    def smtp_port(self) -> int: ...
+
+    @property
+    def starttls(self) -> bool: ...
+
+    @property
+    def tls(self) -> bool: ...
+
+    @property
+    def username(self) -> str | None: ...
+
+    @property
+    def password(self) -> Secret | None: ...
+
+
+def smtp_server(keys: SmtpKeys) -> SmtpServer:
+    """The server to send through, as the config names it."""
+    return SmtpServer(keys.smtp_host, keys.smtp_port, starttls=keys.starttls, tls=keys.tls,
+                      username=keys.username,
+                      password=str(keys.password) if keys.password else None)
 
 
 def plain_address(value: str) -> bool:

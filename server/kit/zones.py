@@ -44,6 +44,11 @@ def selectable_zones() -> tuple[str, ...]:
 
 
 @cache
+def _selectable_set() -> frozenset[str]:
+    return frozenset(selectable_zones())
+
+
+@cache
 def _links() -> dict[str, str]:
     """Alias -> the zone it links to, as tzdata says (``L TARGET ALIAS``)."""
     links: dict[str, str] = {}
@@ -60,7 +65,7 @@ def canonical_zone(name: str) -> str:
     A valid zone without a canonical form in the picker (``Etc/GMT+5``) stays as
     it is: still accepted, only not offered.
     """
-    selectable = set(selectable_zones())
+    selectable = _selectable_set()
     seen = name
     for _ in range(4):  # links lead to a zone directly; a few hops at most, never a loop
         if seen in selectable:

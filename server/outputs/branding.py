@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from server.booking.messages import host_name
 from server.config.images import Picture
 from server.config.model import Config
 from server.config.pages import BookingPageConfig
@@ -62,9 +63,8 @@ def hosts_shown(config: Config, page: BookingPageConfig, assigned: str = ""
     views = []
     for name in (assigned,) if assigned else page.hosts:
         calendar = config.calendar(name)
-        display = (calendar.display_name if calendar else "") or name
         avatar = calendar.avatar.href if calendar and calendar.avatar else ""
-        views.append(HostView(display, avatar))
+        views.append(HostView(host_name(config, name), avatar))
     return tuple(views)
 
 

@@ -71,17 +71,8 @@ class BookingQueries(StoreBase):
             row = await db.fetchone("SELECT sequence FROM bookings WHERE id = ?", (booking_id,))
             await queue_mail(db, booking_id, int(row[0]) if row else 0, mail, now=now,
                              per_address_per_day=mail_limit)
-            await db.execute(
-                """INSERT INTO hold_outbox
-                       (booking_id, host, action, source, calendar, hold, next_attempt)
-                   SELECT booking_id, host, 'delete', source, calendar, hold, ?
-                   FROM hold_outbox WHERE booking_id = ? AND action = 'write'
-                   ON CONFLICT DO NOTHING""",
-                (now, booking_id))
             # A hold moved but not yet delivered: the delete removes it wherever it is.
-            await db.execute(
-                "UPDATE hold_outbox SET state = 'done', last_error = 'cancelled before delivery' "
-                "WHERE booking_id = ? AND action = 'move' AND state = 'pending'", (booking_id,))
+            await _holds_removed(db, booking_id, None, now, "cancelled before delivery")
             return True
 
         return await self._run_transaction(cancel, booking_changes=True)
@@ -128,9 +119,7 @@ class BookingQueries(StoreBase):
         return {str(row[0]) for row in rows}
 
     async def booking(self, booking_id: str) -> BookingRecord | None:
-        row = await self._reader.fetchone(
-            f"SELECT {_BOOKING_COLUMNS} FROM bookings WHERE id = ?", (booking_id,))
-        return _booking_record(row) if row else None
+        return await _booking(self._reader, booking_id)
 
 
 async def _busy_rows(db: Session, source_ids: Sequence[int],
@@ -173,6 +162,20 @@ async def _booking_starts(db: Session, host: str, start: int, end: int,
     return [int(row[0]) for row in rows]
 
 
+async def _booking(db: Session, booking_id: str) -> BookingRecord | None:
+    row = await db.fetchone(f"SELECT {_BOOKING_COLUMNS} FROM bookings WHERE id = ?",
+                            (booking_id,))
+    return _booking_record(row) if row else None
+
+
+async def _insert_blocks(db: Session, booking_id: str,
+                         blocks: Sequence[tuple[str, int, int]]) -> None:
+    """The time a booking takes from each calendar (host, resources)."""
+    await db.executemany(
+        "INSERT INTO booking_blocks (booking_id, calendar, start_ts, end_ts) "
+        "VALUES (?, ?, ?, ?)", ((booking_id, *block) for block in blocks))
+
+
 class BookingTransaction:
     """Reads and the insert of one booking, inside one BEGIN IMMEDIATE transaction."""
 
@@ -189,9 +192,7 @@ class BookingTransaction:
 
     async def booking(self, booking_id: str) -> BookingRecord | None:
         """The booking as this transaction sees it (a reschedule re-reads it here)."""
-        row = await self._db.fetchone(
-            f"SELECT {_BOOKING_COLUMNS} FROM bookings WHERE id = ?", (booking_id,))
-        return _booking_record(row) if row else None
+        return await _booking(self._db, booking_id)
 
     async def host_stats(self, hosts: Sequence[str], since: int) -> dict[str, tuple[int, int]]:
         """Per host: confirmed bookings created since ``since``, and the last creation time."""
@@ -213,9 +214,7 @@ class BookingTransaction:
              booking.cancel_secret, booking.status, booking.created, booking.video_link,
              booking.guest_timezone, booking.sequence, booking.cancel_reason,
              booking.cancelled_by, booking.host_secret, booking.guest_language))
-        await self._db.executemany(
-            "INSERT INTO booking_blocks (booking_id, calendar, start_ts, end_ts) "
-            "VALUES (?, ?, ?, ?)", ((booking.id, *block) for block in blocks))
+        await _insert_blocks(self._db, booking.id, blocks)
 
     async def queue_mail(self, booking: BookingRecord, jobs: Sequence[MailJob], *, now: int,
                          per_address_per_day: int) -> None:
@@ -226,11 +225,7 @@ class BookingTransaction:
     async def queue_hold(self, booking_id: str, host: str, *, source: str,
                          calendar: str | None, hold: dict[str, Any], now: int) -> None:
         """Ask the outbox worker to write this hold; committed with the booking."""
-        await self._db.execute(
-            """INSERT INTO hold_outbox
-                   (booking_id, host, action, source, calendar, hold, next_attempt)
-               VALUES (?, ?, 'write', ?, ?, ?, ?)""",
-            (booking_id, host, source, calendar, json.dumps(hold), now))
+        await _hold_written(self._db, booking_id, host, HoldPlan(source, calendar, hold), now)
 
     async def move(self, booking: BookingRecord, blocks: Sequence[tuple[str, int, int]], *,
                    sequence: int) -> bool:
@@ -244,9 +239,7 @@ class BookingTransaction:
         if moved != 1:
             return False
         await self._db.execute("DELETE FROM booking_blocks WHERE booking_id = ?", (booking.id,))
-        await self._db.executemany(
-            "INSERT INTO booking_blocks (booking_id, calendar, start_ts, end_ts) "
-            "VALUES (?, ?, ?, ?)", ((booking.id, *block) for block in blocks))
+        await _insert_blocks(self._db, booking.id, blocks)
         return True
 
     async def requeue_mail(self, booking: BookingRecord, jobs: Sequence[MailJob], *, now: int,
@@ -271,7 +264,7 @@ class BookingTransaction:
         holding = {host for host, action in have
                    if action == "write" and (host, "delete") not in have}
         for host in sorted(holding - set(holds)):
-            await _hold_removed(self._db, booking_id, host, now)
+            await _holds_removed(self._db, booking_id, host, now, "moved to another host")
         for host, plan in holds.items():
             deleted = have.get((host, "delete"))
             if deleted is not None:
@@ -331,15 +324,19 @@ async def _hold_moved(db: Session, booking_id: str, host: str, plan: HoldPlan,
         (hold, now, booking_id, host))
 
 
-async def _hold_removed(db: Session, booking_id: str, host: str, now: int) -> None:
-    """The host no longer holds the booking (round robin chose another): as on cancelling."""
+async def _holds_removed(db: Session, booking_id: str, host: str | None, now: int,
+                         why: str) -> None:
+    """Queue the removal of ``host``'s hold of the booking (None: every host's, a
+    cancellation), and retire its move not yet delivered (``why`` says so)."""
+    one = " AND host = ?" if host is not None else ""
+    hosts = (host,) if host is not None else ()
     await db.execute(
-        """INSERT INTO hold_outbox
+        f"""INSERT INTO hold_outbox
                (booking_id, host, action, source, calendar, hold, next_attempt)
            SELECT booking_id, host, 'delete', source, calendar, hold, ?
-           FROM hold_outbox WHERE booking_id = ? AND host = ? AND action = 'write'
-           ON CONFLICT DO NOTHING""", (now, booking_id, host))
+           FROM hold_outbox WHERE booking_id = ?{one} AND action = 'write'
+           ON CONFLICT DO NOTHING""", (now, booking_id, *hosts))
     await db.execute(
-        "UPDATE hold_outbox SET state = 'done', last_error = 'moved to another host' "
-        "WHERE booking_id = ? AND host = ? AND action = 'move' AND state = 'pending'",
-        (booking_id, host))
+        f"UPDATE hold_outbox SET state = 'done', last_error = ? "
+        f"WHERE booking_id = ?{one} AND action = 'move' AND state = 'pending'",
+        (why, booking_id, *hosts))

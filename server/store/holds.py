@@ -52,10 +52,8 @@ class HoldQueries(StoreBase):
 
     async def write_ref(self, booking_id: str, host: str) -> tuple[str | None, str | None]:
         """Where the write of this hold landed (ref, etag), if it did."""
-        row = await self._reader.fetchone(
-            "SELECT ref, etag FROM hold_outbox WHERE booking_id = ? AND host = ? "
-            "AND action = 'write' AND state = 'done'", (booking_id, host))
-        return (row[0], row[1]) if row else (None, None)
+        write = await self.write_state(booking_id, host)
+        return (write[1], write[2]) if write is not None and write[0] == "done" else (None, None)
 
     async def write_state(self, booking_id: str,
                           host: str) -> tuple[str, str | None, str | None] | None:

@@ -23,10 +23,11 @@ import aiohttp
 import aiosmtplib
 
 from server.config.alerts import AlertConfig
+from server.config.mail import smtp_server
 from server.config.model import Config, SourceConfig, reauth_fix
 from server.kit.background import BackgroundLoop
 from server.kit.clock import Clock, iso
-from server.kit.smtp import SmtpServer, send_message
+from server.kit.smtp import send_message
 from server.store import AlertMessage, SourceRecord, Store
 from server.sync.loop import retry_delay
 
@@ -187,10 +188,7 @@ class Alerts(BackgroundLoop):
         mail["From"] = alert.sender
         mail["To"] = ", ".join(alert.recipients)
         mail.set_content(json.dumps(message.payload, indent=2, sort_keys=True))
-        await send_message(SmtpServer(
-            alert.smtp_host, alert.smtp_port, starttls=alert.starttls, tls=alert.tls,
-            username=alert.username, password=str(alert.password) if alert.password else None),
-            mail)
+        await send_message(smtp_server(alert), mail)
 
 
 class AlertRefused(Exception):
