@@ -51,6 +51,14 @@ class Rendered:
     recipient: str  # the one address it goes to
 
 
+def shown_zone(page: BookingPageConfig | None, booking: BookingRecord, *,
+               to_guest: bool) -> ZoneInfo:
+    """The zone a booking's times are shown in: the guest's own (as they booked) to
+    the guest, the page's to its hosts."""
+    page_zone = page.timezone if page is not None else "UTC"
+    return ZoneInfo((booking.guest_timezone or page_zone) if to_guest else page_zone)
+
+
 def host_name(config: Config, host: str) -> str:
     calendar = config.calendar(host)
     return (calendar.display_name if calendar is not None and calendar.display_name
@@ -123,8 +131,7 @@ def render_message(config: Config, mail: MailConfig, page: BookingPageConfig | N
                    sequence: int, tag: str, message_id: str, now: datetime) -> Rendered:
     """The message a mail_outbox row stands for, from the booking as it is now."""
     to_guest = recipient == GUEST
-    zone = ZoneInfo(booking.guest_timezone or (page.timezone if page else "UTC")) \
-        if to_guest else ZoneInfo(page.timezone if page else "UTC")
+    zone = shown_zone(page, booking, to_guest=to_guest)
     language = guest_language(page, booking) if to_guest \
         else choose(page=page.language if page else "")
     base = config.server.base_url

@@ -68,12 +68,18 @@ def movable(booking: BookingRecord, now: int) -> None:
                                          "moved"))
 
 
-async def reschedule(runtime: Runtime, booking: BookingRecord,
-                     request: MoveRequest) -> BookingRecord:
-    """Move the booking or raise 409/422; counted in the metrics by result."""
+def page_to_move(runtime: Runtime, booking: BookingRecord) -> BookingPageConfig:
+    """The booking's page, whose slots it moves to; 409 when it is gone from the config."""
     page = runtime.config.booking_page(booking.page)
     if page is None:
         raise RequestError(409, worded("this booking's page is gone, so it cannot be moved"))
+    return page
+
+
+async def reschedule(runtime: Runtime, booking: BookingRecord,
+                     request: MoveRequest) -> BookingRecord:
+    """Move the booking or raise 409/422; counted in the metrics by result."""
+    page = page_to_move(runtime, booking)
     try:
         moved = await _reschedule(runtime, page, booking, request)
     except RequestError as exc:

@@ -35,9 +35,9 @@ from server.booking.book import (
 )
 from server.booking.invitation import guest_calendar
 from server.booking.links import invite_path, manage_path
-from server.booking.messages import guest_event
+from server.booking.messages import guest_event, shown_zone
 from server.booking.offer import nearest_slots, offered_slots
-from server.booking.reschedule import movable, parse_move_request, reschedule
+from server.booking.reschedule import movable, page_to_move, parse_move_request, reschedule
 from server.booking.wording import day_label, duration_label, weekday_names, when_label
 from server.config.model import BookingPageConfig
 from server.config.pages import MADE_UPSTREAM
@@ -529,7 +529,7 @@ async def booking_status(request: web.Request) -> web.Response:
     booking = await _booking_from(request, request.query.get("secret", ""))
     page = runtime.config.booking_page(booking.page)
     language = page_language(request, booking=booking, page=page)
-    zone = ZoneInfo(booking.guest_timezone or (page.timezone if page else "UTC"))
+    zone = shown_zone(page, booking, to_guest=True)
     now = int(runtime.clock.now().timestamp())
     token = csrf_token(request)
     base = runtime.config.server.base_url
@@ -574,9 +574,7 @@ async def _movable_booking(request: web.Request, secret: str,
                            ) -> tuple[BookingRecord, BookingPageConfig]:
     runtime = request.app[RUNTIME]
     booking = await _booking_from(request, secret)
-    page = runtime.config.booking_page(booking.page)
-    if page is None:
-        raise RequestError(409, worded("this booking's page is gone, so it cannot be moved"))
+    page = page_to_move(runtime, booking)
     movable(booking, int(runtime.clock.now().timestamp()))
     return booking, page
 

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from server.booking.book import MAX_REASON, cancel, cancel_reason, find_host_booking
 from server.booking.links import host_path, manage_path
+from server.booking.messages import shown_zone
 from server.booking.wording import duration_label, when_label
 from server.outputs.branding import page_headers
 from server.outputs.form import (
@@ -59,9 +60,7 @@ def _render(request: web.Request, template: str, context: dict[str, object],
 def _title_and_zone(request: web.Request, booking: BookingRecord,
                     guest: bool) -> tuple[str, ZoneInfo]:
     page = request.app[RUNTIME].config.booking_page(booking.page)
-    page_zone = page.timezone if page else "UTC"
-    zone = booking.guest_timezone if guest and booking.guest_timezone else page_zone
-    return (page.title if page else booking.page), ZoneInfo(zone)
+    return (page.title if page else booking.page), shown_zone(page, booking, to_guest=guest)
 
 
 async def confirm_cancel(request: web.Request) -> web.Response:
