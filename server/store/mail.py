@@ -60,12 +60,15 @@ async def queue_mail(db: Session, booking_id: str, sequence: int, jobs: Sequence
     A job past its address's limit for the last 24 hours is stored as dropped, so
     the status page can say so; queueing the same job twice is harmless.
     """
+    sent_to: dict[str, int] = {}  # address -> its messages in the last 24 hours
     for job in jobs:
-        row = await db.fetchone(
-            "SELECT COUNT(*) FROM mail_outbox WHERE address = ? AND queued > ? "
-            "AND state != 'dropped'", (job.address, now - DAY))
-        over = row is not None and int(row[0]) >= per_address_per_day
-        await db.execute(
+        if job.address not in sent_to:
+            row = await db.fetchone(
+                "SELECT COUNT(*) FROM mail_outbox WHERE address = ? AND queued > ? "
+                "AND state != 'dropped'", (job.address, now - DAY))
+            sent_to[job.address] = int(row[0]) if row is not None else 0
+        over = sent_to[job.address] >= per_address_per_day
+        queued = await db.execute(
             """INSERT INTO mail_outbox (booking_id, kind, recipient, address, sequence, tag,
                                         state, next_attempt, queued, last_error)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
@@ -73,6 +76,8 @@ async def queue_mail(db: Session, booking_id: str, sequence: int, jobs: Sequence
              "dropped" if over else "pending", job.due, now,
              f"over {per_address_per_day} messages to this address in 24 hours"
              if over else None))
+        if queued and not over:
+            sent_to[job.address] += 1
 
 
 async def drop_reminders(db: Session, booking_id: str, reason: str) -> None:
